@@ -1,0 +1,1 @@
+"""SEEM: Segment Everything Everywhere All at Once."""
