@@ -1,0 +1,140 @@
+"""Transformer building blocks of the SEEM decoder (Mask2Former style, post-norm by default).
+
+Follows ``modeling/interface/seem_v1.py`` (``SelfAttentionLayer``, ``CrossAttentionLayer``, ``FFNLayer``,
+``MLP``). Parameter names equal the official ones (``self_attn.in_proj_weight``, ``norm.weight`` ...),
+so checkpoints load by a prefix rename. Sequences are sequence-first: ``(L, B, D)``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class MultiheadAttention(nn.Module):
+    """Multi-head attention with ``nn.MultiheadAttention``-compatible parameters.
+
+    Differs from ``nn.MultiheadAttention`` in one documented way: a query row whose keys are *all*
+    blocked gets zero attention weights (output = ``out_proj.bias``) instead of NaN. This is what
+    PyTorch >= 2.5 does inside ``scaled_dot_product_attention`` ("safe softmax") and therefore what the
+    official code computes for fully masked prompt tokens (fixture case f).
+    """
+
+    def __init__(self, embed_dim: int, num_heads: int) -> None:
+        super().__init__()
+        if embed_dim % num_heads:
+            raise ValueError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
+        self.embed_dim = embed_dim
+        self.num_heads = num_heads
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * embed_dim, embed_dim))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * embed_dim))
+        self.out_proj = nn.Linear(embed_dim, embed_dim)
+        nn.init.xavier_uniform_(self.in_proj_weight)
+        nn.init.zeros_(self.out_proj.bias)
+
+    def forward(self, query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None = None) -> Tensor:
+        """Attend.
+
+        Args:
+            query: ``(L, B, D)``; key, value: ``(S, B, D)``.
+            attn_mask: ``(B * num_heads, L, S)`` or ``(L, S)`` bool, ``True`` = may NOT attend.
+
+        Returns:
+            ``(L, B, D)``.
+        """
+        length, batch, dim = query.shape
+        heads = self.num_heads
+        head_dim = dim // heads
+        w_q, w_k, w_v = self.in_proj_weight.chunk(3)
+        b_q, b_k, b_v = self.in_proj_bias.chunk(3)
+        q = F.linear(query, w_q, b_q) * head_dim**-0.5
+        k = F.linear(key, w_k, b_k)
+        v = F.linear(value, w_v, b_v)
+        q = q.reshape(length, batch * heads, head_dim).transpose(0, 1)
+        k = k.reshape(-1, batch * heads, head_dim).transpose(0, 1)
+        v = v.reshape(-1, batch * heads, head_dim).transpose(0, 1)
+        weights = torch.bmm(q, k.transpose(1, 2))
+        if attn_mask is not None:
+            weights = weights.masked_fill(attn_mask, float("-inf"))
+            weights = torch.softmax(weights, dim=-1)
+            # safe softmax: rows with every key blocked attend to nothing
+            weights = weights.masked_fill(attn_mask.all(dim=-1, keepdim=True), 0.0)
+        else:
+            weights = torch.softmax(weights, dim=-1)
+        out = torch.bmm(weights, v).transpose(0, 1).reshape(length, batch, dim)
+        return self.out_proj(out)
+
+
+class SelfAttentionLayer(nn.Module):
+    """``norm(x + attn(x + pos, x + pos, x))`` (post-norm) or the pre-norm variant."""
+
+    def __init__(self, d_model: int, nhead: int, normalize_before: bool = False) -> None:
+        super().__init__()
+        self.self_attn = MultiheadAttention(d_model, nhead)
+        self.norm = nn.LayerNorm(d_model)
+        self.normalize_before = normalize_before
+
+    def forward(self, tgt: Tensor, attn_mask: Tensor | None, query_pos: Tensor | None) -> Tensor:
+        """``tgt``/``query_pos`` ``(L, B, D)``; ``attn_mask`` ``(B*h, L, L)`` bool (True = blocked)."""
+        if self.normalize_before:
+            x = self.norm(tgt)
+            q = x if query_pos is None else x + query_pos
+            return tgt + self.self_attn(q, q, x, attn_mask)
+        q = tgt if query_pos is None else tgt + query_pos
+        return self.norm(tgt + self.self_attn(q, q, tgt, attn_mask))
+
+
+class CrossAttentionLayer(nn.Module):
+    """Masked cross-attention from queries to one level of image features."""
+
+    def __init__(self, d_model: int, nhead: int, normalize_before: bool = False) -> None:
+        super().__init__()
+        self.multihead_attn = MultiheadAttention(d_model, nhead)
+        self.norm = nn.LayerNorm(d_model)
+        self.normalize_before = normalize_before
+
+    def forward(
+        self, tgt: Tensor, memory: Tensor, attn_mask: Tensor | None, pos: Tensor | None, query_pos: Tensor | None
+    ) -> Tensor:
+        """``tgt`` ``(Q, B, D)``; ``memory``/``pos`` ``(HW, B, D)``; ``attn_mask`` ``(B*h, Q, HW)`` bool."""
+        key = memory if pos is None else memory + pos
+        if self.normalize_before:
+            x = self.norm(tgt)
+            q = x if query_pos is None else x + query_pos
+            return tgt + self.multihead_attn(q, key, memory, attn_mask)
+        q = tgt if query_pos is None else tgt + query_pos
+        return self.norm(tgt + self.multihead_attn(q, key, memory, attn_mask))
+
+
+class FFNLayer(nn.Module):
+    """``norm(x + linear2(relu(linear1(x))))`` (post-norm) or the pre-norm variant."""
+
+    def __init__(self, d_model: int, dim_feedforward: int, normalize_before: bool = False) -> None:
+        super().__init__()
+        self.linear1 = nn.Linear(d_model, dim_feedforward)
+        self.linear2 = nn.Linear(dim_feedforward, d_model)
+        self.norm = nn.LayerNorm(d_model)
+        self.normalize_before = normalize_before
+
+    def forward(self, tgt: Tensor) -> Tensor:
+        if self.normalize_before:
+            return tgt + self.linear2(F.relu(self.linear1(self.norm(tgt))))
+        return self.norm(tgt + self.linear2(F.relu(self.linear1(tgt))))
+
+
+class MLP(nn.Module):
+    """``num_layers`` linear layers with ReLU between them (official ``MLP``; used for ``mask_embed``)."""
+
+    def __init__(self, input_dim: int, hidden_dim: int, output_dim: int, num_layers: int) -> None:
+        super().__init__()
+        dims_in = [input_dim] + [hidden_dim] * (num_layers - 1)
+        dims_out = [hidden_dim] * (num_layers - 1) + [output_dim]
+        self.layers = nn.ModuleList(nn.Linear(i, o) for i, o in zip(dims_in, dims_out))
+
+    def forward(self, x: Tensor) -> Tensor:
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i < len(self.layers) - 1:
+                x = F.relu(x)
+        return x

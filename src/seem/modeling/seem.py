@@ -1,0 +1,136 @@
+"""``Seem``: the whole model as built parts (official ``GeneralizedSEEM``, ``seem_model_v1.py``).
+
+It only computes; the caller holds state. ``encode_image`` runs the backbone and pixel decoder once per
+image; ``decode`` runs the SEEM decoder for any mix of prompts and is what each interaction round costs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ..configs import SeemConfig
+from .decoder import DecoderOutput, LevelFeatures, SeemDecoder, VisualPromptTokens
+from .visual_sampler import PromptSampler
+
+
+@dataclass(frozen=True)
+class ImageFeatures:
+    """Everything the decoder needs from one image (computed once, reused for every prompt).
+
+    Attributes:
+        mask_features: ``(B, Dm, H_pad/4, W_pad/4)`` per-pixel embeddings.
+        multi_scale_features: ``[1/32, 1/16, 1/8]`` each ``(B, C, h, w)``.
+        levels: the decoder's projected, flattened view of ``multi_scale_features``.
+        padded_size: ``(H_pad, W_pad)`` of the model input.
+    """
+
+    mask_features: Tensor
+    multi_scale_features: list[Tensor]
+    levels: LevelFeatures
+    padded_size: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class TextPrompt:
+    """Projected text tokens of one or more sentences, ready for the decoder.
+
+    Attributes:
+        tokens: ``(T, 1, Dp)`` valid (non-padding) token embeddings of all sentences, concatenated.
+        padding: ``(1, T)`` bool, True = token ignored by self-attention.
+        sentence_embeddings: ``(S, Dp)`` end-of-text embedding of each sentence (not normalised).
+    """
+
+    tokens: Tensor
+    padding: Tensor
+    sentence_embeddings: Tensor
+
+
+class Seem(nn.Module):
+    """SEEM: backbone -> pixel decoder -> SEEM decoder, plus the text encoder.
+
+    Args:
+        backbone: images ``(B, 3, H_pad, W_pad)`` -> ``{"res2".."res5"}``.
+        pixel_decoder: backbone features -> ``mask_features``, ``multi_scale_features``.
+        text_encoder: :class:`seem.modeling.language.text_encoder.TextEncoder`.
+        decoder: :class:`SeemDecoder`.
+        tokenizer: CLIP BPE tokenizer (not a module; no weights).
+        config: the :class:`SeemConfig` the parts were built from.
+    """
+
+    def __init__(self, backbone: nn.Module, pixel_decoder: nn.Module, text_encoder: nn.Module,
+                 decoder: SeemDecoder, tokenizer, config: SeemConfig) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.pixel_decoder = pixel_decoder
+        self.text_encoder = text_encoder
+        self.decoder = decoder
+        self.tokenizer = tokenizer
+        self.config = config
+        self.register_buffer("pixel_mean", torch.tensor(config.pixel_mean).view(3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(config.pixel_std).view(3, 1, 1), persistent=False)
+
+    # -------------------------------------------------------------- image
+    def encode_image(self, images: Tensor) -> ImageFeatures:
+        """``images`` ``(B, 3, H_pad, W_pad)`` normalised and padded (see :mod:`seem.transforms`)."""
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
+        div = self.config.size_divisibility
+        if images.shape[-2] % div or images.shape[-1] % div:
+            raise ValueError(f"image size {tuple(images.shape[-2:])} is not a multiple of {div}; pad it first")
+        feats = self.backbone(images)
+        out = self.pixel_decoder(feats)
+        levels = self.decoder.prepare_features(out.multi_scale_features)
+        return ImageFeatures(out.mask_features, list(out.multi_scale_features), levels, tuple(images.shape[-2:]))
+
+    # -------------------------------------------------------------- text
+    def encode_text(self, texts: Sequence[str]) -> TextPrompt:
+        """Referring phrases -> decoder text tokens (official ``get_text_token_embeddings``, norm=False).
+
+        Raises:
+            seem.errors.PromptError: a text longer than the context length.
+        """
+        tok = self.tokenizer.encode(list(texts), context_length=self.config.text.context_length)
+        device = self.pixel_mean.device
+        ids, attn = tok.input_ids.to(device), tok.attention_mask.to(device)
+        emb = self.text_encoder(ids, attn)
+        valid = attn.bool()
+        tokens = emb.token_embeddings[valid][:, None]
+        padding = torch.zeros(1, tokens.shape[0], dtype=torch.bool, device=device)
+        return TextPrompt(tokens, padding, emb.sentence_embeddings)
+
+    def embed_vocabulary(self, names: Sequence[str]) -> Tensor:
+        """Class names -> ``(C, Dp)`` L2-normalised template-averaged embeddings (official eval path)."""
+        return self.text_encoder.embed_vocabulary(list(names), self.tokenizer)
+
+    def class_logits(self, class_embed: Tensor, vocabulary_embeddings: Tensor) -> Tensor:
+        """``(..., Dp)`` query class embeddings -> ``(..., C)`` logits (official ``compute_similarity``)."""
+        return self.text_encoder.class_logits(class_embed, vocabulary_embeddings)
+
+    # -------------------------------------------------------------- prompts + decoder
+    def encode_visual_prompt(self, features: ImageFeatures, positive: Tensor, negative: Tensor,
+                             sampler: PromptSampler) -> VisualPromptTokens:
+        """``positive``/``negative`` ``(K, H_pad, W_pad)`` bool regions on the image of ``features``."""
+        if tuple(positive.shape[-2:]) != tuple(features.padded_size):
+            raise ValueError(
+                f"prompt masks are {tuple(positive.shape[-2:])}, the image is {tuple(features.padded_size)}"
+            )
+        return self.decoder.encode_visual_prompt(features.levels, features.mask_features[:1], positive, negative, sampler)
+
+    def decode(self, features: ImageFeatures, visual: VisualPromptTokens | None = None,
+               text: TextPrompt | None = None, memory_mask: Tensor | None = None,
+               sampler: PromptSampler | None = None) -> DecoderOutput:
+        """Run the SEEM decoder on cached image features with any mix of prompts."""
+        return self.decoder(
+            features.multi_scale_features,
+            features.mask_features,
+            visual=visual,
+            text_tokens=None if text is None else text.tokens,
+            text_padding=None if text is None else text.padding,
+            memory_mask=memory_mask,
+            sampler=sampler,
+            levels=features.levels,
+        )

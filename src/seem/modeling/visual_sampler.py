@@ -1,0 +1,145 @@
+"""The visual sampler: any non-text prompt -> at most 512 point features per level (paper §3.2, Eq. 4).
+
+Points, boxes, scribbles, polygons and masks all arrive here as boolean region masks at the padded model
+resolution (positive and negative, one channel per prompted object). The sampler picks at most
+``max_len`` pixels of the region and bilinearly samples feature maps there. Follows
+``modeling/interface/seem_v1.py`` (spatial branch of ``SEEMDecoder.forward``) and
+``modeling/utils/interactive.py::rand_sample``.
+
+Randomness (which pixels are kept above ``max_len``, which object queries become spatial queries, which
+object each memory prompt belongs to) goes through a :class:`PromptSampler`, so tests can replay the
+draws recorded from the official code (:class:`RecordedSampler`).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+class PromptSampler(Protocol):
+    """Source of every random choice the decoder makes at inference."""
+
+    def sample_points(self, masks: Tensor, max_len: int) -> Tensor:
+        """``masks`` ``(K, H, W)`` bool -> ``(3, n)`` float ``(object index, y / H, x / W)``, ``n <= max_len``."""
+
+    def sample_query_indices(self, num_queries: int, count: int) -> Tensor:
+        """``(count,)`` int64 indices of object queries copied into spatial queries."""
+
+    def sample_memory_objects(self, num_objects: int, num_memories: int) -> Tensor:
+        """``(num_memories,)`` int64 sorted object index of each memory prompt."""
+
+
+def _normalised_nonzero(masks: Tensor) -> Tensor:
+    """``(K, H, W)`` bool -> ``(3, n)`` float32 ``(k, y/H, x/W)`` of the set pixels in row-major order."""
+    k, h, w = masks.shape
+    nz = masks.nonzero().to(torch.float32)
+    return (nz / torch.tensor([1.0, h, w], device=masks.device)).t()
+
+
+class RandomSampler:
+    """The official draws, from a :class:`torch.Generator` (seeded for reproducibility).
+
+    ``sample_points`` keeps every pixel when there are at most ``max_len``; otherwise it draws ``max_len``
+    without replacement with probabilities that give every object the same total mass, then sorts them
+    back into row-major order (official ``rand_sample``).
+    """
+
+    def __init__(self, generator: torch.Generator | None = None) -> None:
+        self.generator = generator
+
+    def sample_points(self, masks: Tensor, max_len: int) -> Tensor:
+        points = _normalised_nonzero(masks)
+        n = points.shape[1]
+        if n <= max_len:
+            return points
+        obj = points[0].long()
+        counts = torch.bincount(obj, minlength=masks.shape[0]).to(torch.float32)
+        probs = 1.0 / counts[obj]
+        idx = torch.multinomial(probs.cpu(), max_len, replacement=False, generator=self.generator)
+        return points[:, idx.sort().values.to(points.device)]
+
+    def sample_query_indices(self, num_queries: int, count: int) -> Tensor:
+        return torch.randint(0, num_queries, (count,), generator=self.generator)
+
+    def sample_memory_objects(self, num_objects: int, num_memories: int) -> Tensor:
+        probs = torch.full((num_objects,), 1.0 / num_objects)
+        idx = torch.multinomial(probs, num_memories, replacement=True, generator=self.generator)
+        return idx.sort().values
+
+
+class RecordedSampler:
+    """Replays recorded draws in call order (for parity tests against the official implementation).
+
+    Args:
+        points: the outputs of successive ``sample_points`` calls, each ``(3, n)``.
+        query_indices: outputs of successive ``sample_query_indices`` calls.
+        memory_objects: outputs of successive ``sample_memory_objects`` calls.
+    """
+
+    def __init__(self, points=(), query_indices=(), memory_objects=()) -> None:
+        self._points = list(points)
+        self._queries = list(query_indices)
+        self._memories = list(memory_objects)
+
+    @staticmethod
+    def _pop(queue: list, what: str) -> Tensor:
+        if not queue:
+            raise RuntimeError(f"RecordedSampler has no recorded draw left for {what}")
+        return queue.pop(0)
+
+    def sample_points(self, masks: Tensor, max_len: int) -> Tensor:
+        rec = self._pop(self._points, "sample_points").to(torch.float32)
+        if rec.shape[1] > max_len:
+            raise RuntimeError(f"recorded draw has {rec.shape[1]} points, more than max_len={max_len}")
+        return rec.reshape(3, -1).to(masks.device)
+
+    def sample_query_indices(self, num_queries: int, count: int) -> Tensor:
+        rec = self._pop(self._queries, "sample_query_indices").long()
+        if rec.numel() != count:
+            raise RuntimeError(f"recorded query draw has {rec.numel()} indices, expected {count}")
+        return rec
+
+    def sample_memory_objects(self, num_objects: int, num_memories: int) -> Tensor:
+        return self._pop(self._memories, "sample_memory_objects").long()
+
+
+def point_sample(features: Tensor, points_yx: Tensor) -> Tensor:
+    """Bilinear features at normalised points (detectron2 ``point_sample``, ``align_corners=True``).
+
+    Args:
+        features: ``(B, C, H, W)``.
+        points_yx: ``(B, P, 2)`` in [0, 1], (y / H_pad, x / W_pad) of the padded model input.
+
+    Returns:
+        ``(B, C, P)``.
+    """
+    grid = 2.0 * points_yx.flip(-1).to(features.dtype) - 1.0
+    return F.grid_sample(features, grid[:, :, None, :], mode="bilinear", align_corners=True).squeeze(3)
+
+
+def mean_prompt_features(mask_features: Tensor, points: Tensor, num_objects: int) -> Tensor:
+    """Mean mask feature of each object's sampled prompt pixels (official ``spatial_query_pos/neg``).
+
+    Args:
+        mask_features: ``(1, D, H/4, W/4)`` of one image.
+        points: ``(3, n)`` from a sampler.
+        num_objects: K.
+
+    Returns:
+        ``(K, D)``; an object without pixels gets a vector of -1 (as the official code does).
+    """
+    dim = mask_features.shape[1]
+    out = -torch.ones(num_objects, dim, dtype=mask_features.dtype, device=mask_features.device)
+    if points.shape[1] == 0:
+        return out
+    feats = point_sample(mask_features, points[1:].t()[None])[0].t()  # (n, D)
+    obj = points[0].long()
+    for k in range(num_objects):
+        sel = obj == k
+        if sel.any():
+            out[k] = feats[sel].mean(dim=0)
+    return out.nan_to_num()

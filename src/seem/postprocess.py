@@ -1,0 +1,172 @@
+"""From decoder outputs to masks: output selection and semantic / panoptic / instance inference.
+
+Follows ``modeling/architectures/seem_model_v1.py`` (``semantic_inference``, ``panoptic_inference``,
+``instance_inference``, ``evaluate_grounding``), ``modules/postprocessing.py::sem_seg_postprocess`` and
+``attention_data_struct_seemv1.py::update_spatial_results`` (SEEM-REFERENCE.md §1.6-1.7).
+All functions are pure and work on one image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def upsample_to_input(mask_logits: Tensor, padded_size: tuple[int, int], mode: str = "bilinear") -> Tensor:
+    """``(..., h, w)`` logits at 1/4 resolution -> ``(..., H_pad, W_pad)`` (``align_corners=False``)."""
+    shape = mask_logits.shape
+    x = mask_logits.reshape(1, -1, *shape[-2:])
+    x = F.interpolate(x, size=padded_size, mode=mode, align_corners=False)
+    return x.reshape(*shape[:-2], *padded_size)
+
+
+def sem_seg_postprocess(result: Tensor, image_size: tuple[int, int], output_size: tuple[int, int]) -> Tensor:
+    """Crop the padding and resize to the output size (official ``sem_seg_postprocess``).
+
+    Args:
+        result: ``(C, H_pad, W_pad)`` per-pixel values at the padded model input resolution.
+        image_size: ``(h, w)`` of the resized image before padding.
+        output_size: ``(H, W)`` of the original image.
+
+    Returns:
+        ``(C, H, W)``, bicubic with antialiasing, ``align_corners=False``.
+    """
+    x = result[:, : image_size[0], : image_size[1]][None]
+    if tuple(x.shape[-2:]) == tuple(output_size):
+        return x[0]
+    return F.interpolate(x, size=output_size, mode="bicubic", align_corners=False, antialias=True)[0]
+
+
+def semantic_inference(class_logits: Tensor, mask_logits: Tensor) -> Tensor:
+    """``(Q, C+1)``, ``(Q, H, W)`` -> ``(C, H, W)`` = softmax (no background column) x sigmoid masks."""
+    probs = F.softmax(class_logits, dim=-1)[..., :-1]
+    return torch.einsum("qc,qhw->chw", probs, mask_logits.sigmoid())
+
+
+@dataclass(frozen=True)
+class PanopticSegments:
+    """``segmentation`` ``(H, W)`` int32 (0 = void); ``segments`` dicts with id, label_id, isthing, score, query."""
+
+    segmentation: Tensor
+    segments: list[dict]
+
+
+def panoptic_inference(
+    class_logits: Tensor,
+    mask_logits: Tensor,
+    is_thing: list[bool],
+    object_mask_threshold: float,
+    overlap_threshold: float,
+) -> PanopticSegments:
+    """Merge query masks into non-overlapping segments (official ``panoptic_inference``).
+
+    Args:
+        class_logits: ``(Q, C+1)``, last column = background / no object.
+        mask_logits: ``(Q, H, W)`` at the output resolution.
+        is_thing: length C; stuff segments of one class are merged.
+        object_mask_threshold: keep queries whose top class probability is above this.
+        overlap_threshold: drop a segment whose visible area / own area is below this.
+    """
+    num_classes = class_logits.shape[-1] - 1
+    scores, labels = F.softmax(class_logits, dim=-1).max(-1)
+    masks = mask_logits.sigmoid()
+    keep = labels.ne(num_classes) & (scores > object_mask_threshold)
+    query_ids = keep.nonzero().flatten()
+    cur_scores, cur_classes, cur_masks = scores[keep], labels[keep], masks[keep]
+    h, w = masks.shape[-2:]
+    panoptic = torch.zeros((h, w), dtype=torch.int32, device=masks.device)
+    segments: list[dict] = []
+    if cur_masks.shape[0] == 0:
+        return PanopticSegments(panoptic, segments)
+    mask_ids = (cur_scores.view(-1, 1, 1) * cur_masks).argmax(0)
+    stuff_ids: dict[int, int] = {}
+    current = 0
+    for k in range(cur_classes.shape[0]):
+        label = int(cur_classes[k])
+        isthing = bool(is_thing[label])
+        mask_area = int((mask_ids == k).sum())
+        original_area = int((cur_masks[k] >= 0.5).sum())
+        mask = (mask_ids == k) & (cur_masks[k] >= 0.5)
+        if mask_area > 0 and original_area > 0 and int(mask.sum()) > 0:
+            if mask_area / original_area < overlap_threshold:
+                continue
+            if not isthing:
+                if label in stuff_ids:
+                    panoptic[mask] = stuff_ids[label]
+                    continue
+                stuff_ids[label] = current + 1
+            current += 1
+            panoptic[mask] = current
+            segments.append(
+                {"id": current, "label_id": label, "isthing": isthing, "score": float(cur_scores[k]), "query": int(query_ids[k])}
+            )
+    return PanopticSegments(panoptic, segments)
+
+
+@dataclass(frozen=True)
+class Instances:
+    """``masks`` ``(N, H, W)`` bool, ``scores`` ``(N,)``, ``label_ids`` ``(N,)``, ``queries`` ``(N,)``."""
+
+    masks: Tensor
+    scores: Tensor
+    label_ids: Tensor
+    queries: Tensor
+
+
+def instance_inference(
+    class_logits: Tensor, mask_logits: Tensor, topk: int, thing_only: list[bool] | None = None
+) -> Instances:
+    """Top-k (query, class) pairs (official ``instance_inference``).
+
+    ``score = p(class) * mean(sigmoid(mask) inside mask > 0)``. With ``thing_only`` (a length-C list),
+    only thing classes are kept, as the official code does when panoptic output is also on.
+    """
+    num_queries, num_classes = class_logits.shape[0], class_logits.shape[1] - 1
+    probs = F.softmax(class_logits, dim=-1)[:, :-1]
+    labels = torch.arange(num_classes, device=class_logits.device).repeat(num_queries)
+    scores, idx = probs.flatten().topk(min(topk, probs.numel()), sorted=False)
+    label_ids = labels[idx]
+    queries = idx // num_classes
+    masks = mask_logits[queries]
+    if thing_only is not None:
+        keep = torch.tensor([bool(thing_only[int(i)]) for i in label_ids], dtype=torch.bool, device=scores.device)
+        scores, label_ids, masks, queries = scores[keep], label_ids[keep], masks[keep], queries[keep]
+    binary = (masks > 0).float()
+    mask_scores = (masks.sigmoid().flatten(1) * binary.flatten(1)).sum(1) / (binary.flatten(1).sum(1) + 1e-6)
+    return Instances(binary.bool(), scores * mask_scores, label_ids, queries)
+
+
+def select_spatial(mask_embed: Tensor, positive_mean: Tensor, query_object: Tensor) -> Tensor:
+    """Pick one spatial query per visual prompt by mask-embedding match (paper Eq. 5, inference).
+
+    Args:
+        mask_embed: ``(Ns, Dm)`` mask embeddings of the spatial queries.
+        positive_mean: ``(K, Dm)`` mean positive prompt feature of each object.
+        query_object: ``(Ns,)`` which object each spatial query belongs to.
+
+    Returns:
+        ``(K,)`` int64 index into the spatial queries (official ``update_spatial_results``).
+    """
+    logits = mask_embed @ positive_mean.t()
+    other = query_object[:, None] != torch.arange(positive_mean.shape[0], device=logits.device)[None, :]
+    logits = logits.masked_fill(other.to(logits.device), float("-inf"))
+    return logits.max(dim=0).indices
+
+
+def grounding_similarity(query_class_embed: Tensor, sentence_embed: Tensor, logit_scale: Tensor, max_scale: float) -> Tensor:
+    """``(Q, D)`` x ``(S, D)`` -> ``(Q, S)`` = min(exp(logit_scale), max) * cos (official ``vl_similarity``)."""
+    v = query_class_embed / (query_class_embed.norm(dim=-1, keepdim=True) + 1e-7)
+    t = sentence_embed / (sentence_embed.norm(dim=-1, keepdim=True) + 1e-7)
+    return torch.clamp(logit_scale.exp(), max=max_scale) * v @ t.t()
+
+
+def select_grounding(query_class_embed: Tensor, sentence_embed: Tensor, logit_scale: Tensor, max_scale: float = 100.0):
+    """Pick one grounding query per sentence by class-embedding match (paper Eq. 6, inference).
+
+    Returns ``(similarity (Q, S), matched (S,) int64)``.
+    """
+    sim = grounding_similarity(query_class_embed, sentence_embed, logit_scale, max_scale)
+    return sim, sim.max(dim=0).indices

@@ -1,0 +1,101 @@
+"""Coordinate frames and image preprocessing.
+
+Three frames:
+
+* **original**: the user's image, ``(H, W)``; points are (x, y) pixels, boxes XYXY pixels.
+* **resized**: the image after resizing its shorter side (``(h, w)``; PIL bicubic, like the official
+  demo's ``Resize(512, BICUBIC)`` and detectron2's ``ResizeShortestEdge`` with a max size).
+* **padded model frame**: the resized image normalised with the pixel mean/std, then zero-padded on the
+  bottom/right to a multiple of 32 (``(H_pad, W_pad)``; official ``ImageList.from_tensors``). Prompt
+  masks live here. Mask logits come out at 1/4 of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+
+
+def resized_shape(height: int, width: int, shorter_side: int | None, max_size: int | None) -> tuple[int, int]:
+    """Output ``(h, w)`` of a shorter-side resize capped at ``max_size`` (detectron2 rounding)."""
+    if not shorter_side:
+        return height, width
+    scale = shorter_side / min(height, width)
+    new_h, new_w = height * scale, width * scale
+    if max_size and max(new_h, new_w) > max_size:
+        scale = max_size / max(new_h, new_w)
+        new_h, new_w = new_h * scale, new_w * scale
+    return max(1, int(new_h + 0.5)), max(1, int(new_w + 0.5))
+
+
+@dataclass(frozen=True)
+class ImageFrame:
+    """Sizes of one image in the three frames, with conversions between them."""
+
+    original_size: tuple[int, int]  # (H, W)
+    resized_size: tuple[int, int]  # (h, w)
+    padded_size: tuple[int, int]  # (H_pad, W_pad)
+
+    @property
+    def scale_xy(self) -> tuple[float, float]:
+        """Resized / original scale along x and y."""
+        return self.resized_size[1] / self.original_size[1], self.resized_size[0] / self.original_size[0]
+
+    def points_to_resized(self, points_xy: np.ndarray) -> np.ndarray:
+        """``(N, 2)`` (x, y) original pixels -> resized pixels (float)."""
+        sx, sy = self.scale_xy
+        return np.asarray(points_xy, dtype=np.float64) * np.array([sx, sy])
+
+    def mask_to_model(self, mask: np.ndarray | Tensor) -> Tensor:
+        """``(..., H, W)`` bool original-frame mask -> ``(..., H_pad, W_pad)`` bool model-frame mask.
+
+        Nearest-neighbour resize (any covered pixel stays covered when upscaling), then zero padding.
+        """
+        m = torch.as_tensor(np.asarray(mask) if not isinstance(mask, Tensor) else mask).bool()
+        lead = m.shape[:-2]
+        m = m.reshape(-1, 1, *m.shape[-2:]).float()
+        if tuple(m.shape[-2:]) != self.resized_size:
+            m = F.interpolate(m, size=self.resized_size, mode="nearest-exact")
+        out = torch.zeros(m.shape[0], 1, *self.padded_size, dtype=torch.bool)
+        out[:, :, : self.resized_size[0], : self.resized_size[1]] = m > 0.5
+        return out.reshape(*lead, *self.padded_size)
+
+    def logits_to_original(self, logits_lowres: Tensor, mode: str = "bilinear") -> Tensor:
+        """``(K, H_pad/4, W_pad/4)`` mask logits -> ``(K, H, W)`` logits in the original frame.
+
+        Upsample to the padded size, crop the padding, resize to the original size (official
+        ``evaluate`` + ``sem_seg_postprocess``: bicubic with antialiasing for the last step).
+        """
+        from .postprocess import sem_seg_postprocess, upsample_to_input
+
+        x = upsample_to_input(logits_lowres, self.padded_size, mode=mode)
+        return sem_seg_postprocess(x, self.resized_size, self.original_size)
+
+
+def plan_frame(original_size: tuple[int, int], shorter_side: int | None, max_size: int | None, divisor: int) -> ImageFrame:
+    """The :class:`ImageFrame` for an image of ``original_size`` ``(H, W)``."""
+    h, w = resized_shape(original_size[0], original_size[1], shorter_side, max_size)
+    hp, wp = -(-h // divisor) * divisor, -(-w // divisor) * divisor
+    return ImageFrame(tuple(original_size), (h, w), (hp, wp))
+
+
+def preprocess_image(
+    image: np.ndarray, frame: ImageFrame, pixel_mean: Tensor, pixel_std: Tensor
+) -> Tensor:
+    """``(H, W, 3)`` uint8 RGB -> ``(1, 3, H_pad, W_pad)`` float32: resize, normalise, zero-pad.
+
+    ``pixel_mean``/``pixel_std`` are ``(3, 1, 1)`` in 0-255 units. Padding is applied after
+    normalisation (zeros), as ``ImageList.from_tensors`` does.
+    """
+    if tuple(image.shape[:2]) != frame.resized_size:
+        image = np.asarray(Image.fromarray(image).resize(frame.resized_size[::-1], Image.BICUBIC))
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
+    x = (x - pixel_mean.to(x)) / pixel_std.to(x)
+    out = torch.zeros(1, 3, *frame.padded_size)
+    out[0, :, : x.shape[1], : x.shape[2]] = x
+    return out

@@ -1,0 +1,149 @@
+"""Helpers for parity tests against a golden fixture produced by the official SEEM code.
+
+The fixture directory comes from the env var ``SEEM_PARITY_FIXTURE`` (default:
+``<repo>/../shared/reference/seem_v1_tiny``). Dims, image names and sizes are read from the fixture itself
+(``config.json``, ``images.json``) so the same tests run on any fixture set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from seem.configs import BackboneConfig, PixelDecoderConfig
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def fixture_dir() -> Path:
+    """Directory of the golden fixture (``$SEEM_PARITY_FIXTURE`` or ``<repo>/../shared/reference/seem_v1_tiny``)."""
+    env = os.environ.get("SEEM_PARITY_FIXTURE")
+    if env:
+        return Path(env)
+    return REPO_ROOT.parent / "shared" / "reference" / "seem_v1_tiny"
+
+
+def require_fixture() -> Path:
+    """The fixture directory; skips the calling test when it (or its weights) is absent."""
+    path = fixture_dir()
+    if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():
+        pytest.skip(f"parity fixture not found at {path} (set SEEM_PARITY_FIXTURE)")
+    return path
+
+
+def load_official_config(path: Path) -> dict[str, Any]:
+    """The official config dict the fixture model was built from."""
+    with open(path / "config.json") as f:
+        return json.load(f)
+
+
+def backbone_config(cfg: dict[str, Any]) -> BackboneConfig:
+    """``MODEL.BACKBONE`` of an official config dict -> :class:`BackboneConfig`."""
+    backbone = cfg["MODEL"]["BACKBONE"]
+    focal = backbone["FOCAL"]
+    return BackboneConfig(
+        name=backbone["NAME"],
+        embed_dim=focal["EMBED_DIM"],
+        depths=tuple(focal["DEPTHS"]),
+        focal_levels=tuple(focal["FOCAL_LEVELS"]),
+        focal_windows=tuple(focal["FOCAL_WINDOWS"]),
+        patch_size=focal["PATCH_SIZE"],
+        mlp_ratio=focal["MLP_RATIO"],
+        use_conv_embed=focal["USE_CONV_EMBED"],
+        use_postln=focal["USE_POSTLN"],
+        use_postln_in_modulation=focal["USE_POSTLN_IN_MODULATION"],
+        use_layerscale=focal["USE_LAYERSCALE"],
+        scaling_modulator=focal.get("SCALING_MODULATOR", False),
+        drop_path_rate=focal["DROP_PATH_RATE"],
+    )
+
+
+def pixel_decoder_config(cfg: dict[str, Any]) -> PixelDecoderConfig:
+    """``MODEL.ENCODER`` (+ the shared ``MODEL.DECODER`` keys) of an official config dict -> :class:`PixelDecoderConfig`."""
+    enc = cfg["MODEL"]["ENCODER"]
+    dec = cfg["MODEL"]["DECODER"]
+    return PixelDecoderConfig(
+        in_channels=backbone_config(cfg).out_channels,
+        conv_dim=enc["CONVS_DIM"],
+        mask_dim=enc["MASK_DIM"],
+        num_encoder_layers=enc["TRANSFORMER_ENC_LAYERS"],
+        num_heads=dec["NHEADS"],
+        dim_feedforward=dec["DIM_FEEDFORWARD"],
+        pre_norm=dec["PRE_NORM"],
+        norm=enc["NORM"],
+    )
+
+
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """All tensors of a ``.safetensors`` file (CPU)."""
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def strip_prefix(state_dict: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """Entries whose key starts with ``prefix``, with the prefix removed."""
+    return {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
+
+
+def image_names(path: Path) -> list[str]:
+    """Names of the fixture images that have stored features (``features_<name>.safetensors``)."""
+    with open(path / "images.json") as f:
+        names = list(json.load(f))
+    return [n for n in names if (path / f"features_{n}.safetensors").is_file()]
+
+
+def preprocess(
+    image_uint8_chw: torch.Tensor,
+    pixel_mean: tuple[float, ...],
+    pixel_std: tuple[float, ...],
+    size_divisibility: int = 32,
+) -> torch.Tensor:
+    """Official preprocessing: ``(x - mean) / std`` in float32, then zero-pad bottom/right to a multiple.
+
+    ``image_uint8_chw (3, H, W)`` uint8 RGB -> ``(1, 3, Hp, Wp)`` float32.
+    """
+    mean = torch.tensor(pixel_mean, dtype=torch.float32).view(3, 1, 1)
+    std = torch.tensor(pixel_std, dtype=torch.float32).view(3, 1, 1)
+    x = (image_uint8_chw.float() - mean) / std
+    h, w = x.shape[-2:]
+    pad_h = (-h) % size_divisibility
+    pad_w = (-w) % size_divisibility
+    return torch.nn.functional.pad(x, (0, pad_w, 0, pad_h)).unsqueeze(0)
+
+
+def read_png_chw(path: Path) -> torch.Tensor:
+    """An 8-bit RGB PNG -> ``(3, H, W)`` uint8."""
+    with Image.open(path) as im:
+        arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+
+
+def model_input(path: Path, name: str) -> torch.Tensor:
+    """``(1, 3, Hp, Wp)`` model input for image ``name``: the stored tensor when present, else built from the PNG."""
+    inputs_file = path / "inputs.safetensors"
+    if inputs_file.is_file():
+        stored = load_tensors(inputs_file).get(f"{name}.normalized_padded")
+        if stored is not None:
+            return stored
+    cfg = load_official_config(path)
+    divisibility = cfg["MODEL"]["DECODER"].get("SIZE_DIVISIBILITY", 32)
+    return preprocess(
+        read_png_chw(path / f"{name}.png"),
+        tuple(cfg["INPUT"]["PIXEL_MEAN"]),
+        tuple(cfg["INPUT"]["PIXEL_STD"]),
+        divisibility,
+    )
+
+
+def max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    """``max |a - b|`` after checking the shapes agree."""
+    assert a.shape == b.shape, f"shape mismatch {tuple(a.shape)} vs {tuple(b.shape)}"
+    return (a.float() - b.float()).abs().max().item()
