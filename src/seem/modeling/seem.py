@@ -87,8 +87,13 @@ class Seem(nn.Module):
         return ImageFeatures(out.mask_features, list(out.multi_scale_features), levels, tuple(images.shape[-2:]))
 
     # -------------------------------------------------------------- text
-    def encode_text(self, texts: Sequence[str]) -> TextPrompt:
+    def encode_text(self, texts: Sequence[str], official_sign_mask: bool = False) -> TextPrompt:
         """Referring phrases -> decoder text tokens (official ``get_text_token_embeddings``, norm=False).
+
+        All valid tokens of all sentences are concatenated (official ``evaluate_grounding``).
+        ``official_sign_mask=True`` reproduces a quirk of the official text + visual path
+        (``evaluate_interactive_grounding``): it ignores every token whose embedding *sums* to a negative
+        number, not only padding. Off by default.
 
         Raises:
             seem.errors.PromptError: a text longer than the context length.
@@ -99,7 +104,10 @@ class Seem(nn.Module):
         emb = self.text_encoder(ids, attn)
         valid = attn.bool()
         tokens = emb.token_embeddings[valid][:, None]
-        padding = torch.zeros(1, tokens.shape[0], dtype=torch.bool, device=device)
+        if official_sign_mask:
+            padding = (tokens.sum(-1) < 0).t()
+        else:
+            padding = torch.zeros(1, tokens.shape[0], dtype=torch.bool, device=device)
         return TextPrompt(tokens, padding, emb.sentence_embeddings)
 
     def embed_vocabulary(self, names: Sequence[str]) -> Tensor:
