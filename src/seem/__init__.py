@@ -1,1 +1,57 @@
-"""SEEM: Segment Everything Everywhere All at Once."""
+"""SEEM: Segment Everything Everywhere All at Once (Zou et al., NeurIPS 2023), CPU-first PyTorch.
+
+Public API (importing this package loads torch, numpy and pillow only; nothing is downloaded):
+
+* :func:`from_pretrained` / :func:`build_seem` -> :class:`Seem`
+* :class:`SeemPredictor`: ``set_image`` once, then ``predict`` (text, points, boxes, scribbles, polygons,
+  masks, referred regions, memory) and ``segment_everything``.
+"""
+
+from __future__ import annotations
+
+from .build import build_seem
+from .configs import BackboneConfig, DecoderConfig, InferenceConfig, PixelDecoderConfig, SeemConfig, TextConfig
+from .errors import CheckpointError, ConfigError, ImageError, PromptError, SeemError
+from .modeling.seem import Seem
+from .predictor import ReferencePrompt, SeemPredictor
+from .structures import InstanceResult, PanopticResult, Prediction, Segment, SemanticResult
+
+__version__ = "0.1.0"
+
+
+def resolve_device(device: str | None) -> str:
+    """``"auto"``/``None`` -> ``"cuda"`` when available, else ``"cpu"``; other values pass through."""
+    import torch
+
+    if device in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(device)
+
+
+def from_pretrained(name_or_path: str | None = None, device: str | None = "cpu", cache_dir=None) -> Seem:
+    """A :class:`Seem` with weights, from a registry name (``seem_focalt_v1`` ...) or a checkpoint path.
+
+    Registry names download the official checkpoint from the Hugging Face hub repo ``xdecoder/SEEM``
+    once (``pip install 'seem-torch[hub]'``), convert it and cache a safetensors copy; local paths
+    (``.safetensors`` with our metadata, or an official ``.pt`` next to its YAML config) work offline.
+
+    Raises:
+        ConfigError: unknown name or no default model available.
+        CheckpointError: unreadable, unsafe or mismatched checkpoints.
+    """
+    from .hub import build_from_pretrained
+
+    if name_or_path is None:
+        raise ConfigError(
+            "no bundled default model is available yet: pass a registry name (see seem.registry.list_models()) "
+            "or a checkpoint path"
+        )
+    return build_from_pretrained(name_or_path, cache_dir=cache_dir, device=resolve_device(device))
+
+
+__all__ = [
+    "BackboneConfig", "CheckpointError", "ConfigError", "DecoderConfig", "ImageError", "InferenceConfig",
+    "InstanceResult", "PanopticResult", "PixelDecoderConfig", "Prediction", "PromptError", "ReferencePrompt",
+    "Seem", "SeemConfig", "SeemError", "SeemPredictor", "Segment", "SemanticResult", "TextConfig",
+    "build_seem", "from_pretrained", "resolve_device",
+]

@@ -54,15 +54,17 @@ class ImageFrame:
     def mask_to_model(self, mask: np.ndarray | Tensor) -> Tensor:
         """``(..., H, W)`` bool original-frame mask -> ``(..., H_pad, W_pad)`` bool model-frame mask.
 
-        Nearest-neighbour resize (any covered pixel stays covered when upscaling), then zero padding.
+        Upscaling is nearest-neighbour; downscaling marks every model pixel that covers any prompt pixel
+        (area pooling > 0), so thin strokes and single clicks survive. Then zero padding.
         """
         m = torch.as_tensor(np.asarray(mask) if not isinstance(mask, Tensor) else mask).bool()
         lead = m.shape[:-2]
         m = m.reshape(-1, 1, *m.shape[-2:]).float()
         if tuple(m.shape[-2:]) != self.resized_size:
-            m = F.interpolate(m, size=self.resized_size, mode="nearest-exact")
+            shrink = self.resized_size[0] * self.resized_size[1] < m.shape[-2] * m.shape[-1]
+            m = F.interpolate(m, size=self.resized_size, mode="area" if shrink else "nearest-exact")
         out = torch.zeros(m.shape[0], 1, *self.padded_size, dtype=torch.bool)
-        out[:, :, : self.resized_size[0], : self.resized_size[1]] = m > 0.5
+        out[:, :, : self.resized_size[0], : self.resized_size[1]] = m > 0
         return out.reshape(*lead, *self.padded_size)
 
     def logits_to_original(self, logits_lowres: Tensor, mode: str = "bilinear") -> Tensor:
@@ -94,7 +96,7 @@ def preprocess_image(
     """
     if tuple(image.shape[:2]) != frame.resized_size:
         image = np.asarray(Image.fromarray(image).resize(frame.resized_size[::-1], Image.BICUBIC))
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
+    x = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).permute(2, 0, 1).float()
     x = (x - pixel_mean.to(x)) / pixel_std.to(x)
     out = torch.zeros(1, 3, *frame.padded_size)
     out[0, :, : x.shape[1], : x.shape[2]] = x

@@ -41,15 +41,24 @@ def _normalised_nonzero(masks: Tensor) -> Tensor:
 
 
 class RandomSampler:
-    """The official draws, from a :class:`torch.Generator` (seeded for reproducibility).
+    """The official draws (``rand_sample``, ``Variable.rand_sample``, memory ``multinomial``), seedable.
 
     ``sample_points`` keeps every pixel when there are at most ``max_len``; otherwise it draws ``max_len``
     without replacement with probabilities that give every object the same total mass, then sorts them
     back into row-major order (official ``rand_sample``).
+
+    Args:
+        seed: ``None`` uses torch's global RNG. With a seed, pixels, query copies and memory assignments
+            come from three separate streams, so the spatial queries picked for an object do not depend on
+            how many prompt pixels were drawn before (a region on a reference image then decodes exactly
+            like the same region drawn on the target image).
     """
 
-    def __init__(self, generator: torch.Generator | None = None) -> None:
-        self.generator = generator
+    def __init__(self, seed: int | None = None) -> None:
+        if seed is None:
+            self._points = self._queries = self._memories = None
+        else:
+            self._points, self._queries, self._memories = (torch.Generator().manual_seed(seed + i) for i in range(3))
 
     def sample_points(self, masks: Tensor, max_len: int) -> Tensor:
         points = _normalised_nonzero(masks)
@@ -58,16 +67,16 @@ class RandomSampler:
             return points
         obj = points[0].long()
         counts = torch.bincount(obj, minlength=masks.shape[0]).to(torch.float32)
-        probs = 1.0 / counts[obj]
-        idx = torch.multinomial(probs.cpu(), max_len, replacement=False, generator=self.generator)
+        probs = (1.0 / counts[obj]).cpu()
+        idx = torch.multinomial(probs, max_len, replacement=False, generator=self._points)
         return points[:, idx.sort().values.to(points.device)]
 
     def sample_query_indices(self, num_queries: int, count: int) -> Tensor:
-        return torch.randint(0, num_queries, (count,), generator=self.generator)
+        return torch.randint(0, num_queries, (count,), generator=self._queries)
 
     def sample_memory_objects(self, num_objects: int, num_memories: int) -> Tensor:
         probs = torch.full((num_objects,), 1.0 / num_objects)
-        idx = torch.multinomial(probs, num_memories, replacement=True, generator=self.generator)
+        idx = torch.multinomial(probs, num_memories, replacement=True, generator=self._memories)
         return idx.sort().values
 
 

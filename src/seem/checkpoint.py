@@ -1,0 +1,603 @@
+"""Checkpoint files: official key conversion, strict loading, safe reading, safetensors and configs.
+
+Follows the layout of the official checkpoints (flat ``GeneralizedSEEM.state_dict()`` written by
+``modeling/BaseModel.py::save_pretrained``; see ``SEEM-REFERENCE.md`` section 5) but never loads them
+the official way (``utils/model.py::align_and_update_state_dicts`` silently drops mismatching keys):
+here every key is renamed by one ordered table, ignorable keys are an explicit list, and loading is
+strict with a readable report. Pickles are read with ``weights_only=True`` only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pickle
+import re
+import tempfile
+import typing
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from seem.configs import (
+    BackboneConfig,
+    DecoderConfig,
+    InferenceConfig,
+    PixelDecoderConfig,
+    SeemConfig,
+    TextConfig,
+)
+from seem.errors import CheckpointError, ConfigError, require
+
+IGNORED_OFFICIAL_KEYS: tuple[str, ...] = (
+    "criterion.empty_weight",  # training loss weight of the no-object class; not part of the model
+    "dilation_kernel",  # constant 1x1x3x3 ones buffer (click dilation); recreated in code
+)
+
+# Ordered (first match wins) official prefix -> seem prefix.
+_RENAME_RULES: tuple[tuple[str, str], ...] = (
+    ("sem_seg_head.predictor.lang_encoder.lang_encoder.", "text_encoder.transformer."),
+    ("sem_seg_head.predictor.lang_encoder.", "text_encoder."),  # lang_proj, logit_scale
+    ("sem_seg_head.predictor.mask_sptial_embed.", "decoder.spatial_token_proj."),  # sic: 'sptial'
+    ("sem_seg_head.predictor.", "decoder."),
+    ("sem_seg_head.pixel_decoder.", "pixel_decoder."),
+    ("backbone.", "backbone."),
+)
+
+SEEM_PREFIXES: tuple[str, ...] = ("backbone.", "pixel_decoder.", "text_encoder.", "decoder.")
+_WRAPPER_PREFIXES = ("module.", "model.")  # DDP, official BaseModel wrapper
+_PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+_CONTAINER_KEYS = ("model", "state_dict", "model_state_dict", "module")
+_MAX_LISTED = 20
+
+
+def strip_wrapper_prefixes(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Remove ``module.`` (DDP) / ``model.`` (BaseModel) prefixes shared by *every* key, repeatedly."""
+    out = dict(state_dict)
+    while out:
+        prefix = next((p for p in _WRAPPER_PREFIXES if all(k.startswith(p) for k in out)), None)
+        if prefix is None:
+            break
+        out = {k[len(prefix) :]: v for k, v in out.items()}
+    return out
+
+
+def convert_official_state_dict(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Rename an official SEEM state dict to this package's module names (pure; tensors are not copied).
+
+    Leading ``module.``/``model.`` prefixes are stripped, :data:`IGNORED_OFFICIAL_KEYS` are dropped and
+    every other key is renamed by the first matching rule of ``_RENAME_RULES``.
+
+    Raises:
+        CheckpointError: some keys match no rule (their top-level prefixes are listed, with counts).
+    """
+    out: dict[str, Tensor] = {}
+    unknown: Counter[str] = Counter()
+    for key, value in strip_wrapper_prefixes(state_dict).items():
+        if key in IGNORED_OFFICIAL_KEYS:
+            continue
+        for old, new in _RENAME_RULES:
+            if key.startswith(old):
+                out[new + key[len(old) :]] = value
+                break
+        else:
+            unknown[".".join(key.split(".")[:2])] += 1
+    if unknown:
+        listed = ", ".join(f"'{p}' ({n} keys)" for p, n in sorted(unknown.items()))
+        raise CheckpointError(
+            f"Unknown key prefixes in the official SEEM checkpoint: {listed}. Expected only "
+            f"{', '.join(repr(old) for old, _ in _RENAME_RULES)} and {list(IGNORED_OFFICIAL_KEYS)}; "
+            "is this a SEEM checkpoint (not X-Decoder or SAM)?"
+        )
+    return out
+
+
+def to_seem_state_dict(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Return ``state_dict`` in this package's key names, converting it if it uses official names.
+
+    Raises:
+        CheckpointError: keys are neither official nor this package's names.
+    """
+    stripped = strip_wrapper_prefixes(state_dict)
+    if all(k.startswith(SEEM_PREFIXES) for k in stripped):
+        return stripped
+    return convert_official_state_dict(stripped)
+
+
+# --------------------------------------------------------------------------------------------------
+# Strict loading
+
+
+def _abbreviated(lines: list[str]) -> list[str]:
+    shown = [f"  {line}" for line in lines[:_MAX_LISTED]]
+    if len(lines) > _MAX_LISTED:
+        groups = Counter(".".join(line.split(".")[:2]) for line in lines)
+        by_prefix = ", ".join(f"{p} ({n})" for p, n in groups.most_common(8))
+        shown.append(f"  ... and {len(lines) - _MAX_LISTED} more (by prefix: {by_prefix})")
+    return shown
+
+
+def describe_shapes(shapes: Mapping[str, tuple[int, ...]]) -> dict[str, object]:
+    """Infer architecture sizes (backbone, decoder, text encoder) from key names and shapes.
+
+    Works on this package's names (and on official ``backbone.*`` names, which are the same).
+    Only sizes that can be read from the given keys are returned.
+    """
+    info: dict[str, object] = {}
+    if "backbone.patch_embed.proj.weight" in shapes:
+        info["backbone embed_dim"] = shapes["backbone.patch_embed.proj.weight"][0]
+    blocks: dict[int, int] = {}
+    levels: set[int] = set()
+    for key in shapes:
+        m = re.match(r"backbone\.layers\.(\d+)\.blocks\.(\d+)\.", key)
+        if m:
+            stage, block = int(m.group(1)), int(m.group(2))
+            blocks[stage] = max(blocks.get(stage, 0), block + 1)
+        m = re.match(r"backbone\.layers\.0\.blocks\.0\.modulation\.focal_layers\.(\d+)\.", key)
+        if m:
+            levels.add(int(m.group(1)))
+    if blocks:
+        info["backbone depths"] = tuple(blocks.get(i, 0) for i in range(max(blocks) + 1))
+        info["backbone name"] = "focal_dw" if "backbone.layers.0.blocks.0.dw1.weight" in shapes else "focal"
+    if levels:
+        info["focal levels"] = len(levels)
+    if "decoder.query_feat.weight" in shapes:
+        info["decoder queries"], info["decoder hidden_dim"] = shapes["decoder.query_feat.weight"][:2]
+    if "text_encoder.transformer.positional_embedding" in shapes:
+        info["text width"] = shapes["text_encoder.transformer.positional_embedding"][1]
+    return info
+
+
+def describe_config(config: SeemConfig) -> dict[str, object]:
+    """The sizes of :func:`describe_shapes` as a config declares them."""
+    b = config.backbone
+    return {
+        "backbone embed_dim": b.embed_dim,
+        "backbone depths": tuple(b.depths),
+        "backbone name": b.name,
+        "focal levels": b.focal_levels[0],
+        "decoder queries": config.decoder.num_queries,
+        "decoder hidden_dim": config.decoder.hidden_dim,
+        "text width": config.text.width,
+    }
+
+
+def _variant_hint(model_shapes: dict, ckpt_shapes: dict) -> str:
+    if any(k.startswith(("sem_seg_head.", "module.", "model.")) or k in IGNORED_OFFICIAL_KEYS for k in ckpt_shapes):
+        return (
+            "Hint: the checkpoint uses official SEEM key names; convert it first with "
+            "seem.checkpoint.convert_official_state_dict() (load_pretrained_weights() does this)."
+        )
+    have, want = describe_shapes(ckpt_shapes), describe_shapes(model_shapes)
+    diff = [k for k in have if k in want and have[k] != want[k]]
+    if not diff:
+        return ""
+    parts = ", ".join(f"{k} {have[k]} (model: {want[k]})" for k in diff)
+    hint = f"Hint: the checkpoint looks like a different model variant: checkpoint has {parts}."
+    from seem.registry import iter_variants  # lazy: registry is optional for this module
+
+    matches = [
+        v.name
+        for v in iter_variants()
+        if all(describe_config(v.config).get(k) == val for k, val in have.items() if k in describe_config(v.config))
+    ]
+    if matches:
+        hint += f" It matches the registered variant(s) {', '.join(matches)}; build the model with that config."
+    return hint
+
+
+def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, Tensor]) -> None:
+    """Load ``state_dict`` into ``model`` after checking key sets and shapes; then ``strict=True``.
+
+    Raises:
+        CheckpointError: missing keys, unexpected keys or shape mismatches, listed (first 20 of each,
+            with counts by prefix) with a hint when the checkpoint looks unconverted or of another variant.
+    """
+    model_shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    ckpt_shapes = {k: tuple(v.shape) for k, v in state_dict.items()}
+    missing = sorted(set(model_shapes) - set(ckpt_shapes))
+    unexpected = sorted(set(ckpt_shapes) - set(model_shapes))
+    mismatched = sorted(k for k in set(model_shapes) & set(ckpt_shapes) if model_shapes[k] != ckpt_shapes[k])
+    if missing or unexpected or mismatched:
+        lines = [
+            f"Checkpoint does not match the model ({type(model).__name__}): {len(missing)} missing keys, "
+            f"{len(unexpected)} unexpected keys, {len(mismatched)} shape mismatches."
+        ]
+        if missing:
+            lines += ["Missing keys (in the model, not in the checkpoint):", *_abbreviated(missing)]
+        if unexpected:
+            lines += ["Unexpected keys (in the checkpoint, not in the model):", *_abbreviated(unexpected)]
+        if mismatched:
+            shapes = [f"{k}: checkpoint {list(ckpt_shapes[k])} vs model {list(model_shapes[k])}" for k in mismatched]
+            lines += ["Shape mismatches:", *_abbreviated(shapes)]
+        hint = _variant_hint(model_shapes, ckpt_shapes)
+        if hint:
+            lines.append(hint)
+        raise CheckpointError("\n".join(lines))
+    model.load_state_dict(dict(state_dict), strict=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading and writing files
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise CheckpointError(f"Checkpoint file not found: {path}")
+    if not path.is_file():
+        raise CheckpointError(f"Checkpoint path is not a file: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"Checkpoint file is empty (0 bytes): {path}; delete it and download it again.")
+
+
+def _load_pickle(path: Path) -> object:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        detail = next((ln.strip() for ln in str(exc).splitlines() if "GLOBAL" in ln or "global" in ln), "")
+        if detail:
+            raise CheckpointError(
+                f"Refused to load {path}: the file contains non-tensor Python objects ({detail}) and was "
+                "refused for safety (weights-only loading). Only plain tensor state dicts are accepted; "
+                "if you trust the file, extract its tensors yourself and save them with save_safetensors()."
+            ) from None
+        raise CheckpointError(f"Cannot read {path}: corrupt or not a PyTorch checkpoint ({_first_line(exc)}).") from None
+    except (RuntimeError, EOFError, OSError, KeyError, ValueError, IndexError) as exc:
+        raise CheckpointError(f"Cannot read {path}: corrupt or truncated checkpoint ({_first_line(exc)}).") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _unwrap(obj: object, path: Path) -> dict[str, Tensor]:
+    while isinstance(obj, Mapping) and not all(isinstance(v, Tensor) for v in obj.values()):
+        inner = next((obj[k] for k in _CONTAINER_KEYS if isinstance(obj.get(k), Mapping)), None)
+        if inner is None:
+            bad = [str(k) for k, v in obj.items() if not isinstance(v, Tensor)]
+            raise CheckpointError(f"{path} is not a state dict: non-tensor entries {bad[:10]}.")
+        obj = inner
+    if not isinstance(obj, Mapping) or not obj:
+        raise CheckpointError(f"{path} does not hold a (non-empty) state dict but {type(obj).__name__}.")
+    return {str(k): v for k, v in obj.items()}
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Tensor]:
+    """Read a state dict from ``.safetensors`` or a ``.pt/.pth/.bin/.ckpt`` pickle (weights only, CPU).
+
+    Containers ``{"model": ...}`` / ``{"state_dict": ...}`` are unwrapped. Keys are returned as stored.
+
+    Raises:
+        CheckpointError: missing, empty, corrupt or unsupported file, or a pickle with non-tensor
+            Python objects (refused for safety; never retried with ``weights_only=False``).
+    """
+    path = Path(path)
+    _check_file(path)
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path), device="cpu")
+        except SafetensorError as exc:
+            raise CheckpointError(f"Cannot read {path}: corrupt safetensors file ({exc}).") from None
+    if suffix in _PICKLE_SUFFIXES:
+        return _unwrap(_load_pickle(path), path)
+    raise CheckpointError(f"Unsupported checkpoint format '{suffix}' ({path}); use .safetensors, .pt, .pth or .bin.")
+
+
+def read_safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The string metadata of a ``.safetensors`` header (empty dict if none).
+
+    Raises:
+        CheckpointError: missing, empty or corrupt file.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    _check_file(path)
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return dict(handle.metadata() or {})
+    except SafetensorError as exc:
+        raise CheckpointError(f"Cannot read {path}: corrupt safetensors file ({exc}).") from None
+
+
+def save_safetensors(
+    state_dict: Mapping[str, Tensor],
+    path: str | os.PathLike,
+    metadata: Mapping[str, str] | None = None,
+    *,
+    config: SeemConfig | None = None,
+) -> Path:
+    """Write ``state_dict`` atomically to ``path``; ``config`` goes to metadata key ``"seem_config"`` (JSON).
+
+    Tensors sharing storage are cloned (safetensors refuses shared tensors).
+    """
+    meta = {str(k): str(v) for k, v in (metadata or {}).items()}
+    if config is not None:
+        meta["seem_config"] = json.dumps(config_to_dict(config), sort_keys=True)
+    seen: set[tuple[int, int]] = set()
+    tensors: dict[str, Tensor] = {}
+    for key, value in state_dict.items():
+        t = value.detach().to("cpu").contiguous()
+        ident = (t.untyped_storage().data_ptr(), t.storage_offset())
+        tensors[key] = t.clone() if ident in seen and t.numel() else t
+        seen.add(ident)
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+# --------------------------------------------------------------------------------------------------
+# SeemConfig <-> plain dict (JSON)
+
+
+def config_to_dict(config: SeemConfig) -> dict:
+    """A JSON-ready nested dict of a :class:`SeemConfig` (tuples become lists)."""
+    return dataclasses.asdict(config)
+
+
+def _coerce(hint: object, value: object, where: str) -> object:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where} must be a mapping, got {type(value).__name__}")
+        return _dataclass_from_dict(hint, value, where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {type(value).__name__}")
+        args = [a for a in typing.get_args(hint) if a is not Ellipsis]
+        return tuple(_coerce(args[0] if len(args) == 1 else args[i], v, f"{where}[{i}]") for i, v in enumerate(value))
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float, str, bool) and not isinstance(value, hint):
+        raise ConfigError(f"{where} must be {hint.__name__}, got {value!r}")
+    return value
+
+
+def _dataclass_from_dict(cls: type, data: Mapping, where: str) -> object:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"Unknown field(s) {unknown} in {where} ({cls.__name__}); written by a newer seem?")
+    return cls(**{k: _coerce(hints[k], v, f"{where}.{k}") for k, v in data.items()})
+
+
+def config_from_dict(data: Mapping) -> SeemConfig:
+    """Inverse of :func:`config_to_dict`; absent fields take their defaults.
+
+    Raises:
+        ConfigError: unknown fields or values of the wrong type.
+    """
+    return _dataclass_from_dict(SeemConfig, data, "config")
+
+
+# --------------------------------------------------------------------------------------------------
+# Official YAML config -> SeemConfig (``configs/seem/*.yaml``: flat files, no ``_BASE_``)
+
+_VERSIONS = {"seem_model_v1": "v1", "seem_model_v0": "v0", "seem_model_demo": "v0"}
+_FOCAL_BACKBONES = ("focal", "focal_dw")
+_NOT_IMPLEMENTED = {"davit": "DaViT", "vit": "SAM-ViT", "sam": "SAM-ViT"}
+_MISSING = object()
+
+
+class _Official:
+    """Typed access to an official config dict by dotted key; every error names the key."""
+
+    def __init__(self, cfg: Mapping) -> None:
+        self.cfg = cfg
+
+    def raw(self, key: str, default: object = _MISSING) -> object:
+        node: object = self.cfg
+        for part in key.split("."):
+            if not isinstance(node, Mapping) or part not in node:
+                if default is _MISSING:
+                    raise ConfigError(f"Official SEEM config is missing the key {key}")
+                return default
+            node = node[part]
+        return node
+
+    def text(self, key: str, default: object = _MISSING) -> str:
+        return str(self.raw(key, default))
+
+    def integer(self, key: str, default: object = _MISSING) -> int:
+        return _to_int(self.raw(key, default), key)
+
+    def number(self, key: str, default: object = _MISSING) -> float:
+        return _to_float(self.raw(key, default), key)
+
+    def flag(self, key: str, default: object = _MISSING) -> bool:
+        value = self.raw(key, default)
+        text = str(value).strip().lower()
+        if text in ("true", "1", "yes", "on"):
+            return True
+        if text in ("false", "0", "no", "off"):
+            return False
+        raise ConfigError(f"{key} must be true/false, got {value!r}")
+
+    def integers(self, key: str, default: object = _MISSING) -> tuple[int, ...]:
+        return tuple(_to_int(v, key) for v in self._list(key, default))
+
+    def numbers(self, key: str, default: object = _MISSING) -> tuple[float, ...]:
+        return tuple(_to_float(v, key) for v in self._list(key, default))
+
+    def _list(self, key: str, default: object) -> list:
+        value = self.raw(key, default)
+        if isinstance(value, str):  # "[2, 2, 6, 2]" or "2,2,6,2"
+            value = [v for v in re.split(r"[\s,\[\]()]+", value) if v]
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ConfigError(f"{key} must be a non-empty list, got {value!r}")
+        return list(value)
+
+
+def _to_int(value: object, key: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if not isinstance(value, bool):
+        try:
+            number = float(str(value).strip())
+            if number.is_integer():
+                return int(number)
+        except ValueError:
+            pass
+    raise ConfigError(f"{key} must be an integer, got {value!r}")
+
+
+def _to_float(value: object, key: str) -> float:
+    if not isinstance(value, bool):
+        try:
+            return float(str(value).strip())
+        except ValueError:
+            pass
+    raise ConfigError(f"{key} must be a number, got {value!r}")
+
+
+def _load_yaml(path: Path) -> object:
+    if not path.is_file():
+        raise ConfigError(f"Official config file not found: {path}")
+    yaml = require("yaml", "hub")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"Cannot parse the YAML config {path}: {exc}") from None
+
+
+def config_from_official(cfg: Mapping | str | os.PathLike) -> SeemConfig:
+    """Convert an official SEEM config (YAML path or parsed dict) to a :class:`SeemConfig`.
+
+    Reads ``MODEL.NAME`` (``seem_model_v1`` -> ``"v1"``; ``seem_model_v0``/``seem_model_demo`` -> ``"v0"``),
+    ``MODEL.BACKBONE`` (``focal``/``focal_dw``), ``MODEL.ENCODER``, ``MODEL.TEXT``, ``MODEL.DIM_PROJ``,
+    ``MODEL.DECODER`` (``num_layers = DEC_LAYERS - 1``), ``ATTENTION_ARCH``, ``MODEL.DECODER.TEST``,
+    ``TEST.DETECTIONS_PER_IMAGE``, ``INPUT.PIXEL_MEAN/STD`` and ``REF.INPUT``. Numbers may be strings.
+    Sizes are required; flags and thresholds absent from the file keep the defaults of :mod:`seem.configs`.
+
+    Raises:
+        ConfigError: missing size keys, malformed values, a non-SEEM model, or a backbone / pixel
+            decoder that is not implemented (DaViT, SAM-ViT, MSDeformAttn).
+    """
+    if isinstance(cfg, (str, os.PathLike)):
+        cfg = _load_yaml(Path(cfg))
+    if not isinstance(cfg, Mapping):
+        raise ConfigError(f"An official config must be a mapping, got {type(cfg).__name__}")
+    o = _Official(cfg)
+    model_name = o.text("MODEL.NAME")
+    if model_name not in _VERSIONS:
+        raise ConfigError(f"MODEL.NAME '{model_name}' is not a SEEM model; expected one of {sorted(_VERSIONS)}")
+    backbone_name = o.text("MODEL.BACKBONE.NAME")
+    if backbone_name in _NOT_IMPLEMENTED:
+        raise ConfigError(
+            f"Backbone '{backbone_name}' ({_NOT_IMPLEMENTED[backbone_name]}) is not implemented yet; "
+            f"supported: {', '.join(_FOCAL_BACKBONES)}"
+        )
+    if backbone_name not in _FOCAL_BACKBONES:
+        raise ConfigError(f"Unknown MODEL.BACKBONE.NAME '{backbone_name}'; supported: {', '.join(_FOCAL_BACKBONES)}")
+    encoder_name = o.text("MODEL.ENCODER.NAME")
+    if encoder_name != "transformer_encoder_fpn":
+        raise ConfigError(
+            f"Pixel decoder MODEL.ENCODER.NAME '{encoder_name}' is not implemented yet "
+            "(only 'transformer_encoder_fpn'; the MSDeformAttn decoder of the SAM-ViT configs is not)"
+        )
+    tokenizer = o.text("MODEL.TEXT.TOKENIZER", "clip")
+    if tokenizer != "clip":
+        raise ConfigError(f"MODEL.TEXT.TOKENIZER '{tokenizer}' is not supported (only 'clip')")
+
+    F, D = "MODEL.BACKBONE.FOCAL.", "MODEL.DECODER."
+    b0, d0, i0 = BackboneConfig(), DecoderConfig(), InferenceConfig()
+    backbone = BackboneConfig(
+        name=backbone_name,
+        embed_dim=o.integer(F + "EMBED_DIM"),
+        depths=o.integers(F + "DEPTHS"),
+        focal_levels=o.integers(F + "FOCAL_LEVELS"),
+        focal_windows=o.integers(F + "FOCAL_WINDOWS"),
+        patch_size=o.integer(F + "PATCH_SIZE", b0.patch_size),
+        mlp_ratio=o.number(F + "MLP_RATIO", b0.mlp_ratio),
+        use_conv_embed=o.flag(F + "USE_CONV_EMBED", b0.use_conv_embed),
+        use_postln=o.flag(F + "USE_POSTLN", b0.use_postln),
+        use_postln_in_modulation=o.flag(F + "USE_POSTLN_IN_MODULATION", b0.use_postln_in_modulation),
+        use_layerscale=o.flag(F + "USE_LAYERSCALE", b0.use_layerscale),
+        scaling_modulator=o.flag(F + "SCALING_MODULATOR", b0.scaling_modulator),
+        drop_path_rate=o.number(F + "DROP_PATH_RATE", b0.drop_path_rate),
+    )
+    if not len(backbone.depths) == len(backbone.focal_levels) == len(backbone.focal_windows):
+        raise ConfigError(f"{F}DEPTHS, FOCAL_LEVELS and FOCAL_WINDOWS must have the same length")
+    num_heads, dim_feedforward = o.integer(D + "NHEADS"), o.integer(D + "DIM_FEEDFORWARD")
+    pre_norm = o.flag(D + "PRE_NORM", d0.pre_norm)
+    conv_dim, mask_dim, dim_proj = o.integer("MODEL.ENCODER.CONVS_DIM"), o.integer("MODEL.ENCODER.MASK_DIM"), o.integer("MODEL.DIM_PROJ")
+    pixel_decoder = PixelDecoderConfig(
+        in_channels=backbone.out_channels,
+        conv_dim=conv_dim,
+        mask_dim=mask_dim,
+        num_encoder_layers=o.integer("MODEL.ENCODER.TRANSFORMER_ENC_LAYERS"),
+        num_heads=num_heads,
+        dim_feedforward=dim_feedforward,
+        pre_norm=pre_norm,
+        norm=o.text("MODEL.ENCODER.NORM", PixelDecoderConfig().norm),
+    )
+    text = TextConfig(
+        context_length=o.integer("MODEL.TEXT.CONTEXT_LENGTH", TextConfig().context_length),
+        width=o.integer("MODEL.TEXT.WIDTH"),
+        layers=o.integer("MODEL.TEXT.LAYERS"),
+        heads=o.integer("MODEL.TEXT.HEADS"),
+        dim_proj=dim_proj,
+        causal=o.flag("MODEL.TEXT.AUTOGRESSIVE", TextConfig().causal),  # sic: official spelling
+    )
+    dec_layers = o.integer(D + "DEC_LAYERS")
+    if dec_layers < 2:
+        raise ConfigError(f"{D}DEC_LAYERS must be >= 2 (one prediction before the first layer), got {dec_layers}")
+    decoder = DecoderConfig(
+        hidden_dim=o.integer(D + "HIDDEN_DIM"),
+        num_queries=o.integer(D + "NUM_OBJECT_QUERIES"),
+        num_heads=num_heads,
+        dim_feedforward=dim_feedforward,
+        num_layers=dec_layers - 1,
+        pre_norm=pre_norm,
+        mask_dim=mask_dim,
+        dim_proj=dim_proj,
+        in_channels=conv_dim,
+        enforce_input_proj=o.flag(D + "ENFORCE_INPUT_PROJ", d0.enforce_input_proj),
+        max_spatial_len=o.integers(D + "MAX_SPATIAL_LEN", list(d0.max_spatial_len)),
+        spatial_memories=o.integer("ATTENTION_ARCH.SPATIAL_MEMORIES", d0.spatial_memories),
+        query_number=o.integer("ATTENTION_ARCH.QUERY_NUMBER", d0.query_number),
+        version=_VERSIONS[model_name],
+    )
+    inference = InferenceConfig(
+        object_mask_threshold=o.number(D + "TEST.OBJECT_MASK_THRESHOLD", i0.object_mask_threshold),
+        overlap_threshold=o.number(D + "TEST.OVERLAP_THRESHOLD", i0.overlap_threshold),
+        detections_per_image=o.integer(
+            "TEST.DETECTIONS_PER_IMAGE", o.raw(D + "TEST.DETECTIONS_PER_IMAGE", i0.detections_per_image)
+        ),
+    )
+    s0 = SeemConfig()
+    mean, std = o.numbers("INPUT.PIXEL_MEAN", list(s0.pixel_mean)), o.numbers("INPUT.PIXEL_STD", list(s0.pixel_std))
+    if len(mean) != 3 or len(std) != 3:
+        raise ConfigError("INPUT.PIXEL_MEAN and INPUT.PIXEL_STD must have 3 values (RGB)")
+    return SeemConfig(
+        backbone=backbone,
+        pixel_decoder=pixel_decoder,
+        text=text,
+        decoder=decoder,
+        inference=inference,
+        pixel_mean=mean,
+        pixel_std=std,
+        size_divisibility=o.integer(D + "SIZE_DIVISIBILITY", s0.size_divisibility),
+        test_shorter_side=o.integer("REF.INPUT.MIN_SIZE_TEST", s0.test_shorter_side),
+        test_max_size=o.integer("REF.INPUT.MAX_SIZE_TEST", s0.test_max_size),
+    )

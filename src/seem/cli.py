@@ -1,0 +1,196 @@
+"""The ``seem`` command line: ``seem segment | panoptic | convert``.
+
+This module only parses arguments and maps errors to exit codes; the commands live in
+:mod:`seem.cli_commands` and are imported when one runs, so ``import seem.cli`` stays cheap.
+Coordinates on the command line are ``(x, y)`` pixels of the input image; boxes are XYXY.
+
+Exit codes: 0 success, 1 unexpected error, 2 bad usage or a :class:`seem.errors.SeemError`
+(printed as ``error: <message>``; ``--verbose`` adds the traceback), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import sys
+import traceback
+from collections.abc import Sequence
+
+FORMATS = ("png", "rle", "polygon", "overlay")
+DEFAULT_FORMATS = "png,overlay"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Argument value parsers (raise ArgumentTypeError, so argparse prints usage and exits with 2)
+# ----------------------------------------------------------------------------------------------------
+def _numbers(text: str, what: str, counts: Sequence[int]) -> list[float]:
+    parts = [p for p in re.split(r"[,\s]+", text.strip()) if p]
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{what} {text!r}: values must be numbers") from None
+    if len(values) not in counts:
+        expected = " or ".join(str(c) for c in counts)
+        raise argparse.ArgumentTypeError(f"{what} {text!r}: expected {expected} numbers, got {len(values)}")
+    if not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"{what} {text!r}: values must be finite")
+    return values
+
+
+def parse_point(text: str) -> tuple[float, float, int]:
+    """``"X,Y"`` or ``"X,Y,LABEL"`` -> ``(x, y, label)``; label 1 = positive (default), 0 = negative."""
+    values = _numbers(text, "point", (2, 3))
+    label = 1 if len(values) == 2 else values[2]
+    if label not in (0, 1):
+        raise argparse.ArgumentTypeError(f"point {text!r}: label must be 1 (positive) or 0 (negative)")
+    return values[0], values[1], int(label)
+
+
+def parse_box(text: str) -> tuple[float, float, float, float]:
+    """``"X0,Y0,X1,Y1"`` -> an XYXY box with ``x0 < x1`` and ``y0 < y1``."""
+    x0, y0, x1, y1 = _numbers(text, "box", (4,))
+    if not (x0 < x1 and y0 < y1):
+        raise argparse.ArgumentTypeError(f"box {text!r}: expected X0,Y0,X1,Y1 with X0 < X1 and Y0 < Y1")
+    return x0, y0, x1, y1
+
+
+def parse_polygon(text: str) -> list[tuple[float, float]]:
+    """``"x,y x,y x,y ..."`` (at least 3 vertices) -> list of ``(x, y)``."""
+    vertices = [v for v in text.split() if v]
+    if len(vertices) < 3:
+        raise argparse.ArgumentTypeError(f"polygon {text!r}: needs at least 3 'x,y' vertices separated by spaces")
+    points = []
+    for vertex in vertices:
+        x, y = _numbers(vertex, "polygon vertex", (2,))
+        points.append((x, y))
+    return points
+
+
+def parse_formats(text: str) -> list[str]:
+    """``"png,overlay"`` -> ``["png", "overlay"]``, each one of :data:`FORMATS`."""
+    names = [n.strip().lower() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in FORMATS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"format {text!r}: choose from {', '.join(FORMATS)}")
+    return names
+
+
+def parse_device(text: str) -> str:
+    """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", text):
+        raise argparse.ArgumentTypeError(f"device {text!r}: choose auto, cpu, cuda, cuda:N or mps")
+    return text
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive integer")
+    return value
+
+
+# ----------------------------------------------------------------------------------------------------
+# Parser
+# ----------------------------------------------------------------------------------------------------
+def _add_model_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, help="registry name or checkpoint path (default: the bundled model)")
+    p.add_argument("--device", type=parse_device, default="auto", help="auto|cpu|cuda[:N]|mps (default: auto)")
+    p.add_argument("--threads", type=_positive_int, default=None, help="CPU threads for torch")
+    p.add_argument("--out", default="seem_output", help="output folder (default: ./seem_output)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``seem`` argument parser (built on demand, never at import)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks on errors")
+
+    parser = argparse.ArgumentParser(
+        prog="seem", description="SEEM: segment an image from text, clicks, boxes, scribbles, "
+        "polygons, masks or a region in another image.", parents=[common],
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    seg = sub.add_parser("segment", parents=[common], help="segment the prompted objects",
+                         description="Segment objects from prompts. Coordinates are (x, y) pixels.")
+    seg.add_argument("image", help="input image file")
+    seg.add_argument("--point", type=parse_point, action="append", default=[], metavar="X,Y[,LABEL]",
+                     help="click; LABEL 1 = positive (default), 0 = negative; repeatable")
+    seg.add_argument("--box", type=parse_box, action="append", default=[], metavar="X0,Y0,X1,Y1",
+                     help="box (XYXY pixels); one object per box; repeatable")
+    seg.add_argument("--scribble", action="append", default=[], metavar="MASK.png",
+                     help="scribble as a mask image the size of IMAGE; repeatable")
+    seg.add_argument("--polygon", type=parse_polygon, action="append", default=[], metavar='"x,y x,y x,y ..."',
+                     help="polygon vertices; repeatable")
+    seg.add_argument("--mask", action="append", default=[], metavar="MASK.png",
+                     help="mask prompt image the size of IMAGE; repeatable")
+    seg.add_argument("--text", default=None, help="referring text, e.g. 'the dog on the left'")
+    seg.add_argument("--reference-image", default=None, metavar="IMG", help="image holding the referred region")
+    seg.add_argument("--reference-mask", default=None, metavar="MASK.png", help="region in --reference-image")
+    seg.add_argument("--vocab", default=None, metavar="SPEC", help="label space: coco | FILE | 'a,b,c'")
+    seg.add_argument("--format", type=parse_formats, action="append", default=None, dest="formats",
+                     metavar="FMT", help=f"{'|'.join(FORMATS)}; repeatable or comma list (default: {DEFAULT_FORMATS})")
+    _add_model_arguments(seg)
+
+    pan = sub.add_parser("panoptic", parents=[common], help="segment everything in a vocabulary",
+                         description="Panoptic, semantic or instance segmentation over a vocabulary.")
+    pan.add_argument("image", help="input image file")
+    pan.add_argument("--vocab", required=True, metavar="SPEC", help="coco | FILE (one name a line) | 'a,b,c'")
+    pan.add_argument("--kind", choices=("panoptic", "semantic", "instance"), default="panoptic")
+    _add_model_arguments(pan)
+
+    conv = sub.add_parser("convert", parents=[common], help="convert an official SEEM checkpoint",
+                          description="Convert an official SEEM .pt checkpoint to safetensors.")
+    conv.add_argument("checkpoint", metavar="OFFICIAL.pt")
+    conv.add_argument("output", metavar="OUT.safetensors")
+    which = conv.add_mutually_exclusive_group()
+    which.add_argument("--config", default=None, metavar="OFFICIAL.yaml", help="official YAML config")
+    which.add_argument("--variant", default=None, metavar="NAME", help="registry variant name")
+    return parser
+
+
+# ----------------------------------------------------------------------------------------------------
+# Entry point
+# ----------------------------------------------------------------------------------------------------
+def _dispatch(args: argparse.Namespace) -> int:
+    from seem import cli_commands
+
+    commands = {
+        "segment": cli_commands.run_segment,
+        "panoptic": cli_commands.run_panoptic,
+        "convert": cli_commands.run_convert,
+    }
+    return commands[args.command](args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``seem`` command; returns the process exit code (see the module docstring)."""
+    from seem.errors import SeemError
+
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2): argparse already printed
+        return exc.code if isinstance(exc.code, int) else 2
+    verbose = getattr(args, "verbose", False)
+    try:
+        return _dispatch(args)
+    except (SeemError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+        if verbose:
+            traceback.print_exc()
+        message = str(exc) or type(exc).__name__
+        if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in message:
+            message = f"{exc.filename}: {message}"
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,585 @@
+"""Images and masks in and out: decoding with clear errors, PNG / COCO RLE / polygon export, overlays,
+and rasterization of polygon and scribble prompts.
+
+Frames. Arrays are row-major: a mask ``(H, W)`` is indexed ``mask[y, x]``. Coordinates ``(x, y)`` are
+*continuous* pixel coordinates of the original image, COCO style: pixel ``(col, row)`` covers
+``[col, col + 1) x [row, row + 1)`` and its centre is ``(col + 0.5, row + 0.5)``. Boxes given as prompts
+are XYXY; boxes written to files are COCO XYWH.
+
+Optional extras: ``pycocotools`` (RLE) and ``scikit-image`` (polygons) are imported on first use.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import contextlib
+import io as _io
+import json
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
+
+from seem.errors import ImageError, PromptError, require
+
+ImageSource = Union[str, Path, bytes, np.ndarray, Image.Image]
+
+DEFAULT_MAX_PIXELS = 50_000_000
+_16BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Reading
+# ----------------------------------------------------------------------------------------------------
+def _describe(source: object) -> str:
+    if isinstance(source, (str, Path)):
+        return str(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return f"<{len(source)} bytes>"
+    if isinstance(source, np.ndarray):
+        return f"<array {source.dtype} {tuple(source.shape)}>"
+    return f"<{type(source).__name__}>"
+
+
+def _check_size(width: int, height: int, name: str, max_pixels: int) -> None:
+    if width <= 0 or height <= 0:
+        raise ImageError(f"{name}: image has a zero dimension ({width}x{height} WxH)")
+    if width * height > max_pixels:
+        raise ImageError(
+            f"{name}: image is {width}x{height} = {width * height:,} pixels, more than "
+            f"max_pixels={max_pixels:,}; downscale it first or pass a larger max_pixels"
+        )
+
+
+@contextlib.contextmanager
+def _opened(source: str | Path | bytes, max_pixels: int) -> Iterator[Image.Image]:
+    """Open a file or encoded bytes, check the header size *before* decoding, decode, apply EXIF."""
+    name = _describe(source)
+    if isinstance(source, (str, Path)):
+        if str(source).startswith(("http://", "https://")):
+            raise ImageError(f"{name}: URLs are not fetched; download the file first")
+        path = Path(source)
+        if not path.exists():
+            raise ImageError(f"{name}: file not found")
+        if path.is_dir():
+            raise ImageError(f"{name}: is a directory, not an image file")
+        if path.stat().st_size == 0:
+            raise ImageError(f"{name}: file is empty (0 bytes)")
+        fp: Path | _io.BytesIO = path
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise ImageError("<0 bytes>: no image data (empty bytes)")
+        fp = _io.BytesIO(bytes(source))
+    else:
+        raise ImageError(f"{name}: expected a path, bytes, a numpy array or a PIL image")
+
+    # PIL's own bomb check uses a process-wide limit; we silence its warning and apply ours per call.
+    # Its hard error (above 2 x Image.MAX_IMAGE_PIXELS) still wins if max_pixels is set above that.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(fp)
+        except Image.DecompressionBombError as exc:
+            raise ImageError(f"{name}: too many pixels to decode safely ({exc})") from None
+        except UnidentifiedImageError:
+            raise ImageError(f"{name}: not an image, or a format Pillow cannot read") from None
+        except OSError as exc:
+            raise ImageError(f"{name}: cannot be read ({exc})") from None
+        try:
+            _check_size(img.width, img.height, name, max_pixels)
+            _decode(img, name)
+        except BaseException:
+            img.close()
+            raise
+    try:
+        yield _exif_upright(img)
+    finally:
+        img.close()
+
+
+def _decode(img: Image.Image, name: str) -> None:
+    """Decode the pixels now, so corrupt or truncated data fails here with a clear message."""
+    try:
+        img.load()
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{name}: too many pixels to decode safely ({exc})") from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError) as exc:
+        raise ImageError(f"{name}: corrupt or truncated image data ({exc})") from None
+
+
+def _exif_upright(img: Image.Image) -> Image.Image:
+    """Rotate/flip as the EXIF orientation tag says; a broken EXIF block is ignored, not fatal."""
+    try:
+        return ImageOps.exif_transpose(img) or img
+    except (OSError, ValueError, KeyError, TypeError, SyntaxError):
+        return img
+
+
+def _array_to_rgb(a: np.ndarray, name: str) -> np.ndarray:
+    if a.ndim == 3 and a.shape[0] in (1, 3, 4) and a.shape[2] not in (1, 3, 4):
+        raise ImageError(f"{name}: looks channels-first {a.shape}; pass image.transpose(1, 2, 0)")
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (1, 3, 4)):
+        raise ImageError(f"{name}: expected shape (H, W), (H, W, 3) or (H, W, 4), got {a.shape}")
+    if a.dtype == np.bool_:
+        raise ImageError(f"{name}: a bool array is a mask, not an image; use load_mask()")
+    if a.dtype != np.uint8:
+        if a.size and a.dtype.kind == "f" and not np.isfinite(a).all():
+            raise ImageError(f"{name}: {a.dtype} array contains NaN or infinite values")
+        lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+        if a.dtype.kind == "f" and lo >= 0 and hi <= 1:
+            hint = "(image * 255).round().astype(np.uint8)"
+        elif lo >= 0 and hi <= 255:
+            hint = "image.round().astype(np.uint8)" if a.dtype.kind == "f" else "image.astype(np.uint8)"
+        else:
+            hint = "a rescale to [0, 255] and .astype(np.uint8)"
+        raise ImageError(
+            f"{name}: expected a uint8 array, got {a.dtype} with values in [{lo:g}, {hi:g}]; "
+            f"convert it with {hint}"
+        )
+    if a.ndim == 3 and a.shape[2] == 4:
+        a = a[..., :3]  # drop alpha
+    if a.ndim == 2 or a.shape[2] == 1:
+        a = np.repeat(a.reshape(a.shape[0], a.shape[1], 1), 3, axis=2)
+    return np.ascontiguousarray(a)
+
+
+def _pil_to_rgb(img: Image.Image, name: str) -> np.ndarray:
+    if img.mode in _16BIT_MODES:
+        a = np.asarray(img).astype(np.int64)
+        if a.size and (a.min() < 0 or a.max() > 65535):
+            raise ImageError(
+                f"{name}: {img.mode} image with values in [{a.min()}, {a.max()}] is not 8 or 16 bit; "
+                "convert it to 8-bit RGB first"
+            )
+        gray = ((a * 255 + 32767) // 65535).astype(np.uint8)  # 16 -> 8 bit, rounded
+        return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2))
+    if img.mode == "F":
+        return _array_to_rgb(np.asarray(img), name)  # raises with a conversion hint
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    try:
+        rgb = img if img.mode == "RGB" else img.convert("RGB")
+    except (ValueError, OSError) as exc:
+        raise ImageError(f"{name}: unsupported image mode {img.mode!r} ({exc})") from None
+    return np.array(rgb, dtype=np.uint8)
+
+
+def load_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read an image as ``(H, W, 3)`` uint8 RGB, upright per its EXIF orientation.
+
+    Args:
+        source: a file path, encoded bytes (PNG, JPEG, ...), a PIL image, or a uint8 array ``(H, W)``,
+            ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)`` (alpha dropped). 16-bit files are scaled to
+            8 bit; palette, gray, LA, CMYK images are converted to RGB.
+        max_pixels: refuse larger images; checked from the file header before any pixel is decoded.
+
+    Raises:
+        ImageError: naming the source and the problem (missing, empty, not an image, corrupt or
+            truncated, too large, zero-sized, wrong array shape or dtype).
+    """
+    if isinstance(source, np.ndarray):
+        name = _describe(source)
+        rgb = _array_to_rgb(source, name)
+        _check_size(rgb.shape[1], rgb.shape[0], name, max_pixels)
+        return rgb
+    if isinstance(source, Image.Image):
+        name = _describe(source)
+        _check_size(source.width, source.height, name, max_pixels)
+        _decode(source, name)
+        return _pil_to_rgb(_exif_upright(source), name)
+    with _opened(source, max_pixels) as img:
+        return _pil_to_rgb(img, _describe(source))
+
+
+def _alpha_or_none(a: np.ndarray) -> np.ndarray | None:
+    """The alpha channel of an ``(H, W, 2|4)`` array if it marks anything transparent, else None."""
+    if a.ndim != 3 or a.shape[2] not in (2, 4) or a.size == 0:
+        return None
+    alpha = a[..., -1]
+    lo, hi = alpha.min(), alpha.max()
+    return alpha if (lo < hi or hi == 0) else None
+
+
+def _array_to_mask(a: np.ndarray, name: str) -> np.ndarray:
+    if a.dtype.kind not in "biuf":
+        raise ImageError(f"{name}: expected a bool or numeric mask array, got {a.dtype}")
+    if a.dtype.kind == "f" and a.size and not np.isfinite(a).all():
+        raise ImageError(f"{name}: mask contains NaN or infinite values")
+    if a.ndim == 3 and a.shape[2] in (1, 2, 3, 4):
+        alpha = _alpha_or_none(a)
+        if alpha is not None:
+            return np.ascontiguousarray(alpha != 0)
+        a = (a[..., :1] if a.shape[2] <= 2 else a[..., :3]).any(axis=2)
+    if a.ndim != 2:
+        raise ImageError(f"{name}: expected a mask of shape (H, W) or (H, W, C), got {a.shape}")
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise ImageError(f"{name}: mask has a zero dimension {a.shape}")
+    return np.ascontiguousarray(a != 0)
+
+
+def _pil_to_mask(img: Image.Image, name: str) -> np.ndarray:
+    if img.mode == "P" and "transparency" in img.info:
+        alpha = _alpha_or_none(np.asarray(img.convert("RGBA")))
+        if alpha is not None:
+            return alpha != 0
+    if img.mode in ("YCbCr", "LAB", "HSV"):
+        img = img.convert("RGB")
+    return _array_to_mask(np.asarray(img), name)  # "P": nonzero palette index (0 = background)
+
+
+def load_mask(
+    source: ImageSource, size: tuple[int, int] | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> np.ndarray:
+    """Read a binary mask as ``(H, W)`` bool: True where any channel is nonzero.
+
+    Images with a (not fully opaque) alpha channel use ``alpha > 0``, so canvas exports with a
+    transparent background work; palette PNGs use ``index != 0``. Arrays (bool, integer, float) use
+    ``!= 0``; threshold probability maps yourself first. An all-False mask is returned as is.
+
+    Args:
+        size: ``(H, W)`` of the image the mask belongs to; a different mask size raises ImageError.
+    """
+    name = _describe(source)
+    if isinstance(source, np.ndarray):
+        mask = _array_to_mask(source, name)
+    elif isinstance(source, Image.Image):
+        _decode(source, name)
+        mask = _pil_to_mask(_exif_upright(source), name)
+    else:
+        with _opened(source, max_pixels) as img:
+            mask = _pil_to_mask(img, name)
+    if size is not None and tuple(mask.shape) != (int(size[0]), int(size[1])):
+        raise ImageError(
+            f"{name}: mask is {mask.shape[0]}x{mask.shape[1]} (HxW) but the image is "
+            f"{int(size[0])}x{int(size[1])} (HxW); they must match"
+        )
+    return mask
+
+
+# ----------------------------------------------------------------------------------------------------
+# Writing and encodings
+# ----------------------------------------------------------------------------------------------------
+def _as_mask(mask: np.ndarray, what: str = "mask") -> np.ndarray:
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ImageError(f"{what}: expected shape (H, W), got {mask.shape}")
+    return mask.astype(bool, copy=False)
+
+
+def _as_masks(masks: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+    masks = np.asarray(masks).astype(bool, copy=False)
+    if masks.ndim != 3:
+        raise ImageError(f"masks: expected shape (K, H, W), got {masks.shape}")
+    return masks
+
+
+def _prepare_path(path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def save_mask_png(mask: np.ndarray, path: str | Path) -> Path:
+    """Write an ``(H, W)`` bool mask as an 8-bit gray PNG (0 = background, 255 = mask)."""
+    m = _as_mask(mask)
+    path = _prepare_path(path)
+    Image.fromarray(m.astype(np.uint8) * 255, mode="L").save(path, format="PNG")
+    return path
+
+
+def voc_palette() -> np.ndarray:
+    """The PASCAL VOC / DAVIS colour map: ``(256, 3)`` uint8, index 0 black, 1 (128, 0, 0), ..."""
+    idx = np.arange(256)
+    pal = np.zeros((256, 3), dtype=np.int64)
+    for bit in range(8):
+        for ch in range(3):
+            pal[:, ch] |= ((idx >> (3 * bit + ch)) & 1) << (7 - bit)
+    return pal.astype(np.uint8)
+
+
+def save_label_png(label_map: np.ndarray, path: str | Path) -> Path:
+    """Write an ``(H, W)`` integer label map (0 = background / void) as a PNG.
+
+    Values 0..255 give a palette PNG with the VOC/DAVIS colours (what VOS and VOC tools read);
+    larger values (up to 65535) give a 16-bit gray PNG.
+    """
+    labels = np.asarray(label_map)
+    if labels.ndim != 2 or not (labels.dtype.kind in "iub"):
+        raise ImageError(f"label map: expected an integer (H, W) array, got {labels.dtype} {labels.shape}")
+    lo, hi = (int(labels.min()), int(labels.max())) if labels.size else (0, 0)
+    if lo < 0 or hi > 65535:
+        raise ImageError(f"label map: values must be in [0, 65535], got [{lo}, {hi}]")
+    path = _prepare_path(path)
+    if hi <= 255:
+        img = Image.fromarray(labels.astype(np.uint8), mode="P")
+        img.putpalette(voc_palette().ravel().tolist())
+    else:
+        img = Image.fromarray(labels.astype(np.uint16))
+    img.save(path, format="PNG")
+    return path
+
+
+def mask_to_rle(mask: np.ndarray) -> dict:
+    """COCO compressed RLE of an ``(H, W)`` mask: ``{"size": [H, W], "counts": str}`` (JSON-ready)."""
+    mask_utils = require("pycocotools.mask", "io")
+    m = _as_mask(mask)
+    rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
+    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
+
+
+def rle_to_mask(rle: dict) -> np.ndarray:
+    """Decode COCO RLE (compressed ``counts`` str/bytes, or uncompressed list) to ``(H, W)`` bool."""
+    mask_utils = require("pycocotools.mask", "io")
+    try:
+        h, w = (int(v) for v in rle["size"])
+        counts = rle["counts"]
+        if isinstance(counts, list):  # uncompressed: run lengths alternating 0/1, column-major
+            runs = np.asarray(counts, dtype=np.int64)
+            if runs.sum() != h * w or (runs < 0).any():
+                raise ValueError(f"run lengths sum to {runs.sum()}, not H*W = {h * w}")
+            flat = np.repeat(np.arange(len(runs)) % 2 == 1, runs)
+            return flat.reshape(w, h).T.copy()
+        encoded = {"size": [h, w], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+        with warnings.catch_warnings():  # pycocotools' Cython decode trips a NumPy 2 copy= deprecation
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return mask_utils.decode(encoded).astype(bool)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ImageError(f"invalid RLE ({exc}); expected {{'size': [H, W], 'counts': ...}}") from None
+
+
+def mask_to_polygons(mask: np.ndarray, tolerance: float = 1.0) -> list[list[float]]:
+    """Outer contours of an ``(H, W)`` mask as COCO polygons ``[x0, y0, x1, y1, ...]``.
+
+    Coordinates are continuous pixel coordinates (pixel ``(c, r)`` spans ``[c, c+1) x [r, r+1)``).
+    Each contour passes through the edge midpoints between mask and background pixel centres, so
+    :func:`rasterize_polygon` gives the mask back (exactly with ``tolerance=0``). Holes are not
+    represented (use RLE for exact masks); polygons with fewer than 3 points are dropped.
+    ``tolerance`` is the Douglas-Peucker simplification distance in pixels.
+    """
+    measure = require("skimage.measure", "io")
+    m = _as_mask(mask)
+    polygons: list[list[float]] = []
+    for contour in measure.find_contours(np.pad(m, 1).astype(np.float32), 0.5):
+        rows, cols = contour[:, 0], contour[:, 1]
+        # find_contours winds islands of the high value with positive shoelace area in (col, row).
+        if 0.5 * np.sum(cols[:-1] * rows[1:] - cols[1:] * rows[:-1]) <= 0:
+            continue  # a hole
+        if tolerance > 0:
+            contour = measure.approximate_polygon(contour, tolerance=tolerance)
+        if len(contour) > 1 and np.array_equal(contour[0], contour[-1]):
+            contour = contour[:-1]
+        if len(contour) < 3:
+            continue
+        xy = contour[:, ::-1] - 0.5  # (row, col) in the padded index frame -> continuous (x, y)
+        polygons.append([round(float(v), 3) for v in xy.ravel()])
+    return polygons
+
+
+def mask_to_bbox(mask: np.ndarray) -> list[float]:
+    """COCO ``[x, y, w, h]`` of the mask's pixels (``w = x_max - x_min + 1``); zeros when empty."""
+    m = _as_mask(mask)
+    ys, xs = np.nonzero(m)
+    if xs.size == 0:
+        return [0.0, 0.0, 0.0, 0.0]
+    x0, y0 = int(xs.min()), int(ys.min())
+    return [float(x0), float(y0), float(xs.max() - x0 + 1), float(ys.max() - y0 + 1)]
+
+
+def save_coco_json(
+    path: str | Path,
+    masks: np.ndarray,
+    scores: Sequence[float] | np.ndarray,
+    labels: Sequence[str],
+    image_size: tuple[int, int],
+    image_id: int | str = 0,
+    category_ids: Sequence[int] | np.ndarray | None = None,
+) -> list[dict]:
+    """Write COCO-results records, one per mask, and return them.
+
+    Each record: ``image_id``, ``category_name``, (``category_id`` when given), ``segmentation``
+    (compressed RLE), ``bbox`` (XYWH), ``area`` (pixels) and ``score``. ``masks`` is ``(K, H, W)``
+    bool at ``image_size = (H, W)``.
+    """
+    masks = _as_masks(masks) if len(masks) else np.zeros((0, *image_size), dtype=bool)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    k = masks.shape[0]
+    if tuple(masks.shape[1:]) != (int(image_size[0]), int(image_size[1])):
+        raise ImageError(f"masks are {masks.shape[1:]} (HxW) but image_size is {tuple(image_size)}")
+    if len(scores) != k or len(labels) != k or (category_ids is not None and len(category_ids) != k):
+        raise ImageError(f"need one score, label (and category id) per mask: {k} masks")
+    records = []
+    for i in range(k):
+        record: dict = {"image_id": image_id, "category_name": str(labels[i])}
+        if category_ids is not None:
+            record["category_id"] = int(category_ids[i])
+        record.update(
+            segmentation=mask_to_rle(masks[i]),
+            bbox=mask_to_bbox(masks[i]),
+            area=int(masks[i].sum()),
+            score=round(float(scores[i]), 6),
+        )
+        records.append(record)
+    _prepare_path(path).write_text(json.dumps(records, indent=1))
+    return records
+
+
+# ----------------------------------------------------------------------------------------------------
+# Overlay
+# ----------------------------------------------------------------------------------------------------
+def distinct_colors(n: int) -> np.ndarray:
+    """``(n, 3)`` uint8 well-separated saturated colours (golden-ratio hue steps), deterministic."""
+    hues = (np.arange(n) * 0.618033988749895 + 0.07) % 1.0
+    return np.array([[round(255 * c) for c in colorsys.hsv_to_rgb(h, 0.8, 0.95)] for h in hues], np.uint8)
+
+
+def _boundary(mask: np.ndarray, thickness: int) -> np.ndarray:
+    """Mask pixels within ``thickness`` pixels of the background (4-connected erosion), inside the mask."""
+    inner = mask
+    for _ in range(thickness):
+        p = np.pad(inner, 1)
+        inner = inner & p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:]
+    return mask & ~inner
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: bitmap font only
+        return ImageFont.load_default()
+
+
+def overlay(
+    image: np.ndarray,
+    masks: np.ndarray,
+    labels: Sequence[str] | None = None,
+    scores: Sequence[float] | np.ndarray | None = None,
+    alpha: float = 0.5,
+) -> np.ndarray:
+    """Draw masks on an image: ``(H, W, 3)`` uint8 out, the input is not modified.
+
+    Each of the ``(K, H, W)`` masks gets a distinct colour blended with weight ``alpha`` and an opaque
+    contour drawn on its border pixels; only mask pixels change, except for the text labels
+    (``"label 0.87"``) drawn at each mask's centroid, or its top-left corner when the centroid falls
+    outside it.
+    """
+    rgb = load_image(image, max_pixels=np.iinfo(np.int64).max)
+    masks = _as_masks(masks) if len(masks) else np.zeros((0, *rgb.shape[:2]), dtype=bool)
+    if masks.shape[1:] != rgb.shape[:2]:
+        raise ImageError(f"overlay: masks are {masks.shape[1:]} (HxW) but the image is {rgb.shape[:2]}")
+    out = rgb.astype(np.float32)
+    colors = distinct_colors(len(masks)).astype(np.float32)
+    thickness = max(1, round(min(rgb.shape[:2]) / 400))
+    for mask, color in zip(masks, colors):
+        out[mask] = (1.0 - alpha) * out[mask] + alpha * color
+        out[_boundary(mask, thickness)] = color
+    result = np.clip(out.round(), 0, 255).astype(np.uint8)
+    if labels is None and scores is None:
+        return result
+    canvas = Image.fromarray(result)
+    draw = ImageDraw.Draw(canvas)
+    font = _font(max(10, min(rgb.shape[:2]) // 40))
+    for i, mask in enumerate(masks):
+        ys, xs = np.nonzero(mask)
+        if xs.size == 0:
+            continue
+        text = " ".join(
+            ([str(labels[i])] if labels is not None else []) + ([f"{float(scores[i]):.2f}"] if scores is not None else [])
+        )
+        cx, cy = int(xs.mean()), int(ys.mean())
+        if not mask[cy, cx]:
+            cx, cy = int(xs.min()), int(ys.min())
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+        tw, th = right - left + 4, bottom - top + 4
+        x = min(max(cx - tw // 2, 0), max(canvas.width - tw, 0))
+        y = min(max(cy - th // 2, 0), max(canvas.height - th, 0))
+        draw.rectangle((x, y, x + tw - 1, y + th - 1), fill=(0, 0, 0))
+        draw.text((x + 2 - left, y + 2 - top), text, fill=tuple(int(c) for c in colors[i]), font=font)
+    return np.asarray(canvas).copy()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Rasterization of polygon and scribble prompts
+# ----------------------------------------------------------------------------------------------------
+def _as_points(points_xy: np.ndarray, what: str, min_points: int) -> np.ndarray:
+    try:
+        pts = np.asarray(points_xy, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise PromptError(f"{what}: points must be numbers, an (N, 2) array of (x, y)") from None
+    if pts.ndim != 2 or pts.shape[1] != 2:
+        raise PromptError(f"{what}: expected an (N, 2) array of (x, y) points, got shape {pts.shape}")
+    if len(pts) < min_points:
+        raise PromptError(f"{what}: needs at least {min_points} point(s), got {len(pts)}")
+    if not np.isfinite(pts).all():
+        raise PromptError(f"{what}: coordinates must be finite, got NaN or infinity")
+    return pts
+
+
+def _as_size(size: tuple[int, int]) -> tuple[int, int]:
+    h, w = int(size[0]), int(size[1])
+    if h <= 0 or w <= 0:
+        raise PromptError(f"image size must be positive (H, W), got {tuple(size)}")
+    return h, w
+
+
+def rasterize_polygon(points_xy: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Fill a polygon: ``(H, W)`` bool, True where the pixel centre lies inside (even-odd rule).
+
+    Args:
+        points_xy: ``(N, 2)`` float, N >= 3 vertices ``(x, y)`` in continuous pixel coordinates of
+            the image (the frame :func:`mask_to_polygons` returns); the polygon closes itself.
+        size: ``(H, W)`` of the image. Parts outside the image are clipped.
+    """
+    pts = _as_points(points_xy, "polygon", 3)
+    h, w = _as_size(size)
+    x0, y0 = pts[:, 0], pts[:, 1]
+    x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
+    # Rows whose centre y = r + 0.5 satisfies min(y0, y1) <= y < max(y0, y1) (half-open: each
+    # vertex counted once, so every row has an even number of crossings).
+    r_start = np.clip(np.ceil(np.minimum(y0, y1) - 0.5), 0, h).astype(np.int64)
+    r_stop = np.clip(np.ceil(np.maximum(y0, y1) - 0.5), 0, h).astype(np.int64)
+    counts = np.maximum(r_stop - r_start, 0)
+    edge = np.repeat(np.arange(len(pts)), counts)
+    offsets = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+    rows = r_start[edge] + offsets
+    yc = rows + 0.5
+    xs = x0[edge] + (yc - y0[edge]) * (x1[edge] - x0[edge]) / (y1[edge] - y0[edge])
+    order = np.lexsort((xs, rows))
+    rows, xs = rows[order], xs[order]
+    # Consecutive crossings of a row pair up; fill columns whose centre c + 0.5 is in [x_in, x_out).
+    c_in = np.clip(np.ceil(xs[0::2] - 0.5), 0, w).astype(np.int64)
+    c_out = np.clip(np.ceil(xs[1::2] - 0.5), 0, w).astype(np.int64)
+    diff = np.zeros((h, w + 1), dtype=np.int8)
+    np.add.at(diff, (rows[0::2], c_in), 1)
+    np.add.at(diff, (rows[1::2], c_out), -1)
+    return np.cumsum(diff[:, :w], axis=1, dtype=np.int8) > 0
+
+
+def rasterize_polyline(points_xy: np.ndarray, size: tuple[int, int], width: int = 3) -> np.ndarray:
+    """Draw a scribble: ``(H, W)`` bool stroke of ``width`` pixels with round joints and ends.
+
+    Args:
+        points_xy: ``(N, 2)`` float, N >= 1 points ``(x, y)`` in continuous pixel coordinates of the
+            image; a single point draws a dot of diameter ``width``.
+        size: ``(H, W)`` of the image. Parts outside the image are clipped.
+    """
+    pts = _as_points(points_xy, "scribble", 1)
+    h, w = _as_size(size)
+    if int(width) < 1:
+        raise PromptError(f"scribble: width must be >= 1 pixel, got {width}")
+    width = int(width)
+    canvas = Image.new("L", (w, h), 0)
+    draw = ImageDraw.Draw(canvas)
+    centres = [(float(x) - 0.5, float(y) - 0.5) for x, y in pts]  # Pillow: integer = pixel centre
+    if len(centres) > 1:
+        draw.line(centres, fill=255, width=width, joint="curve")
+    r = (width - 1) / 2.0
+    for x, y in (centres[0], centres[-1]):  # round caps; a 1-pixel dot is the pixel holding the point
+        if width == 1:
+            draw.point((int(np.floor(x + 0.5)), int(np.floor(y + 0.5))), fill=255)
+        else:
+            draw.ellipse((x - r, y - r, x + r, y + r), fill=255)
+    return np.asarray(canvas) > 0

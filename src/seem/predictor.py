@@ -1,0 +1,324 @@
+"""``SeemPredictor``: encode an image once, then answer many prompts cheaply (SAM-style API).
+
+Coordinates are pixels of the original image: points (x, y), boxes XYXY. Masks come back at the original
+size. See :mod:`seem.prompts` for how each prompt type reaches the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .errors import ImageError, PromptError
+from .modeling.decoder import VisualPromptTokens
+from .modeling.seem import ImageFeatures, Seem
+from .modeling.visual_sampler import PromptSampler, RandomSampler
+from .postprocess import select_grounding, select_spatial
+from .prompts import build_region_prompts
+from .structures import Prediction
+from .transforms import ImageFrame, plan_frame, preprocess_image
+from .vocab_cache import VocabularyCache
+
+
+@dataclass(frozen=True)
+class ReferencePrompt:
+    """Prompt tokens sampled from a region of *another* image (paper: "referred region").
+
+    Made by :meth:`SeemPredictor.encode_reference`; usable with any image later set on the predictor
+    (zero-shot video uses the first frame's region on every frame).
+    """
+
+    tokens: VisualPromptTokens
+
+    @property
+    def num_objects(self) -> int:
+        return self.tokens.num_objects
+
+
+def _concat_visual(a: VisualPromptTokens | None, b: VisualPromptTokens | None) -> VisualPromptTokens | None:
+    """Objects of ``a`` followed by the objects of ``b`` (token object indices shifted)."""
+    if a is None or b is None:
+        return a or b
+    shift = a.num_objects
+    return VisualPromptTokens(
+        [torch.cat([x, y]) for x, y in zip(a.tokens, b.tokens)],
+        [torch.cat([x, y + shift], dim=1) for x, y in zip(a.objects, b.objects)],
+        [torch.cat([x, y], dim=1) for x, y in zip(a.padding, b.padding)],
+        torch.cat([a.positive_mean, b.positive_mean], dim=1),
+        torch.cat([a.negative_mean, b.negative_mean], dim=1),
+    )
+
+
+class SeemPredictor:
+    """Holds one image's features and answers prompts against them.
+
+    Args:
+        model: a built :class:`Seem` (weights loaded).
+        vocabulary: label space for the ``labels`` of every mask (default: the 133 COCO panoptic classes).
+        shorter_side / max_size: resize of the image's shorter side before encoding (default from the
+            model config: 512 / 1024, the official demo and RefCOCO settings); ``None`` keeps the size.
+        seed: seeds the sampler of prompt pixels and spatial queries, so results are reproducible.
+        sampler: inject a :class:`PromptSampler` (e.g. a ``RecordedSampler``) instead of ``seed``.
+    """
+
+    def __init__(self, model: Seem, vocabulary: Sequence[str] | None = None, *, shorter_side: int | None | str = "config",
+                 max_size: int | None | str = "config", seed: int = 0, sampler: PromptSampler | None = None) -> None:
+        self.model = model.eval()
+        cfg = model.config
+        self.shorter_side = cfg.test_shorter_side if shorter_side == "config" else shorter_side
+        self.max_size = cfg.test_max_size if max_size == "config" else max_size
+        self.seed = seed
+        self._sampler = sampler
+        self.vocabularies = VocabularyCache(model)
+        if vocabulary is None:
+            from .vocabularies import COCO_PANOPTIC_CLASSES, display_name
+
+            vocabulary = [display_name(c) for c in COCO_PANOPTIC_CLASSES]
+        self.set_vocabulary(vocabulary)
+        self.reset_image()
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | None = None, device: str = "cpu", **kwargs) -> SeemPredictor:
+        """A predictor for a registry name or checkpoint path (see :func:`seem.from_pretrained`)."""
+        from . import from_pretrained
+
+        return cls(from_pretrained(name_or_path, device=device), **kwargs)
+
+    # ------------------------------------------------------------------ state
+    @property
+    def device(self) -> torch.device:
+        return self.model.pixel_mean.device
+
+    def sampler(self) -> PromptSampler:
+        """The sampler for one call: the injected one, or a fresh generator seeded with ``seed``."""
+        if self._sampler is not None:
+            return self._sampler
+        return RandomSampler(self.seed)
+
+    def set_vocabulary(self, names: Sequence[str]) -> None:
+        """Label space for ``Prediction.labels`` (its embeddings are computed once and cached)."""
+        names = tuple(str(n) for n in names)
+        if not names:
+            raise PromptError("the vocabulary is empty")
+        self.vocabulary = names
+
+    def reset_image(self) -> None:
+        """Forget the current image and its features."""
+        self.image: np.ndarray | None = None
+        self.frame: ImageFrame | None = None
+        self.features: ImageFeatures | None = None
+
+    @torch.inference_mode()
+    def encode(self, image) -> tuple[ImageFrame, ImageFeatures]:
+        """Load/validate an image and run the image encoder on it (does not change the current image)."""
+        from .io import load_image
+
+        img = load_image(image)
+        frame = plan_frame(img.shape[:2], self.shorter_side, self.max_size, self.model.config.size_divisibility)
+        x = preprocess_image(img, frame, self.model.pixel_mean, self.model.pixel_std).to(self.device)
+        return frame, self.model.encode_image(x)
+
+    def set_image(self, image) -> None:
+        """Encode ``image`` once: ``(H, W, 3)`` uint8 RGB array, PIL image, path or bytes.
+
+        Raises:
+            seem.errors.ImageError: unreadable, empty, corrupt or too large (> 50 MP) images.
+        """
+        from .io import load_image
+
+        img = load_image(image)
+        self.frame, self.features = self.encode(img)
+        self.image = img
+
+    def _require_image(self) -> tuple[ImageFrame, ImageFeatures]:
+        if self.features is None or self.frame is None:
+            raise ImageError("no image is set: call set_image(image) first")
+        return self.frame, self.features
+
+    # ------------------------------------------------------------------ prompts
+    @torch.inference_mode()
+    def encode_reference(self, image, region) -> ReferencePrompt:
+        """Prompt tokens for a region of ``image`` (``(H, W)`` bool mask, or ``(K, H, W)`` for K objects).
+
+        The tokens are sampled on the reference image's features (official demo ``evaluate_referring_image``)
+        and can then be decoded against any image set later.
+        """
+        frame, feats = self.encode(image)
+        regions = build_region_prompts(frame, masks=np.asarray(region))
+        return ReferencePrompt(
+            self.model.encode_visual_prompt(feats, regions.positive.to(self.device), regions.negative.to(self.device), self.sampler())
+        )
+
+    @torch.inference_mode()
+    def predict(self, text: str | Sequence[str] | None = None, points=None, point_labels=None, boxes=None,
+                scribbles=None, polygons=None, masks=None, reference: ReferencePrompt | None = None,
+                memory: Prediction | Tensor | None = None) -> Prediction:
+        """Segment the current image from any mix of prompts.
+
+        Args:
+            text: a referring phrase (one object) or a list of phrases (one object each).
+            points: ``(N, 2)`` (x, y) clicks of one object, or ``(K, N, 2)`` for K objects.
+            point_labels: ``(N,)`` / ``(K, N)``: 1 = positive, 0 = negative (default all positive).
+            boxes: ``(K, 4)`` XYXY pixels; each box is sent as its filled region (SEEM v1 has no box encoder).
+            scribbles: list of ``(H, W)`` bool stroke masks or ``(M, 2)`` polylines (rasterised 3 px wide).
+            polygons: list of ``(M, 2)`` vertex arrays (filled).
+            masks: ``(K, H, W)`` bool region masks.
+            reference: a :class:`ReferencePrompt` from another image (its objects follow the others).
+            memory: the previous round's :class:`Prediction` (or its ``logits_lowres``) for the same visual
+                objects: the mask-guided memory prompt of multi-round interaction. Pass the accumulated
+                clicks of all rounds together with it.
+
+        Returns:
+            :class:`Prediction` with one mask per object (visual objects first, then one per text phrase when
+            there is no visual prompt). With text *and* visual prompts, both enter one decoder pass and the
+            mask of each visual object is chosen among its spatial queries (official
+            ``evaluate_interactive_grounding``).
+
+        Raises:
+            PromptError: no prompt, malformed or out-of-image prompts, a text longer than 77 tokens.
+            ImageError: no image set.
+        """
+        frame, feats = self._require_image()
+        sampler = self.sampler()
+        regions = build_region_prompts(frame, points, point_labels, boxes, scribbles, polygons, masks)
+        visual = None
+        if regions is not None:
+            visual = self.model.encode_visual_prompt(feats, regions.positive.to(self.device), regions.negative.to(self.device), sampler)
+        visual = _concat_visual(visual, reference.tokens if reference is not None else None)
+        texts = [text] if isinstance(text, str) else (list(text) if text is not None else [])
+        if any(not t.strip() for t in texts):
+            raise PromptError("a text prompt is empty")
+        text_prompt = self.model.encode_text(texts) if texts else None
+        if visual is None and text_prompt is None:
+            raise PromptError("no prompt given: pass text, points, boxes, scribbles, polygons, masks or reference")
+        memory_mask = self._memory(memory, visual)
+        out = self.model.decode(feats, visual=visual, text=text_prompt, memory_mask=memory_mask, sampler=sampler)
+        last = out.last
+        if visual is not None:
+            s, e = out.ranges["queries_spatial"]
+            k = visual.num_objects
+            q_obj = torch.arange(k, device=self.device).repeat_interleave((e - s) // k)
+            chosen = s + select_spatial(last.mask_embed[0, s:e], visual.positive_mean[0], q_obj)
+            mode = "bicubic"  # official evaluate_interactive_single
+        else:
+            s, e = out.ranges["queries_grounding"]
+            _, matched = select_grounding(last.class_embed[0, s:e], text_prompt.sentence_embeddings,
+                                          self.model.text_encoder.logit_scale, self.model.config.inference.grounding_logit_scale_max)
+            chosen = s + matched
+            mode = "bilinear"  # official evaluate_grounding
+        return self._prediction(frame, last.masks[0, chosen], last.class_embed[0, chosen], mode)
+
+    def _memory(self, memory, visual: VisualPromptTokens | None) -> Tensor | None:
+        if memory is None:
+            return None
+        logits = memory.logits_lowres if isinstance(memory, Prediction) else torch.as_tensor(memory)
+        if visual is None:
+            raise PromptError("memory refines visual prompts: pass the clicks/boxes/scribbles of the objects too")
+        feats = self.features
+        expect = (feats.padded_size[0] // 4, feats.padded_size[1] // 4)
+        if logits.ndim != 3 or logits.shape[0] != visual.num_objects:
+            raise PromptError(f"memory must be (K={visual.num_objects}, h, w) logits of the same objects, got {tuple(logits.shape)}")
+        logits = logits.to(self.device, torch.float32)[None]
+        if tuple(logits.shape[-2:]) != expect:
+            logits = F.interpolate(logits, size=expect, mode="bilinear", align_corners=False)
+        return logits
+
+    def _labels(self, class_embed: Tensor) -> tuple[Tensor, Tensor]:
+        """``(K, Dp)`` -> label ids over the vocabulary and their probability (softmax with "background")."""
+        emb = self.vocabularies.get(self.vocabulary + ("background",))
+        probs = F.softmax(self.model.class_logits(class_embed, emb.to(class_embed)), dim=-1)[:, :-1]
+        p, ids = probs.max(dim=-1)
+        return ids, p
+
+    def _prediction(self, frame: ImageFrame, logits_lowres: Tensor, class_embed: Tensor, mode: str) -> Prediction:
+        logits = frame.logits_to_original(logits_lowres, mode=mode)
+        masks = logits > 0
+        ids, p = self._labels(class_embed)
+        inside = masks.flatten(1).float()
+        mask_score = (logits.sigmoid().flatten(1) * inside).sum(1) / (inside.sum(1) + 1e-6)
+        return Prediction(
+            masks=masks.cpu().numpy(),
+            scores=(p * mask_score).float().cpu().numpy(),
+            labels=[self.vocabulary[i] for i in ids.tolist()],
+            label_ids=ids.cpu().numpy().astype(np.int64),
+            logits_lowres=logits_lowres.float().cpu(),
+            vocabulary=self.vocabulary,
+        )
+
+    # ------------------------------------------------------------------ segment everything
+    @torch.inference_mode()
+    def segment_everything(self, vocabulary: Sequence[str] | None = None, kind: str = "panoptic",
+                           thing_classes: Sequence[str] | None = None):
+        """Open-vocabulary panoptic, semantic or instance segmentation of the current image.
+
+        Args:
+            vocabulary: class names (default: the predictor's vocabulary).
+            kind: ``"panoptic"`` -> :class:`PanopticResult`; ``"semantic"`` -> :class:`SemanticResult`;
+                ``"instance"`` -> :class:`InstanceResult`.
+            thing_classes: which names are countable things (stuff segments of one class are merged); default:
+                COCO's things for the COCO vocabulary, every class otherwise.
+
+        Post-processing follows the official ``evaluate`` path (masks upsampled, cropped and resized before
+        inference, thresholds from the config) at the resized image resolution; results are then resized to
+        the original size (nearest for labels). ``SemanticResult.probabilities`` stay at the resized
+        resolution ``(C, h, w)`` to bound memory.
+        """
+        from . import postprocess as pp
+        from .structures import InstanceResult, PanopticResult, Segment, SemanticResult
+
+        if kind not in ("panoptic", "semantic", "instance"):
+            raise PromptError(f"kind must be panoptic, semantic or instance, got {kind!r}")
+        names = tuple(vocabulary) if vocabulary is not None else self.vocabulary
+        if not names:
+            raise PromptError("the vocabulary is empty")
+        frame, feats = self._require_image()
+        out = self.model.decode(feats, sampler=self.sampler())
+        s, e = out.ranges["queries_object"]
+        emb = self.vocabularies.get(names + ("background",))
+        logits = self.model.class_logits(out.last.class_embed[0, s:e], emb)
+        masks = pp.sem_seg_postprocess(pp.upsample_to_input(out.last.masks[0, s:e], frame.padded_size),
+                                       frame.resized_size, frame.resized_size)
+        is_thing = self._thing_flags(names, thing_classes)
+        cfg = self.model.config.inference
+
+        def to_original(x: Tensor, mode: str) -> Tensor:
+            if tuple(x.shape[-2:]) == frame.original_size:
+                return x
+            return F.interpolate(x[None].float(), size=frame.original_size, mode=mode)[0]
+
+        if kind == "semantic":
+            probs = pp.semantic_inference(logits, masks)
+            label_map = to_original(probs.argmax(0)[None], "nearest")[0].long()
+            return SemanticResult(probs.cpu().numpy(), label_map.cpu().numpy(), names)
+        if kind == "panoptic":
+            pano = pp.panoptic_inference(logits, masks, is_thing, cfg.object_mask_threshold, cfg.overlap_threshold)
+            seg = to_original(pano.segmentation[None], "nearest")[0].to(torch.int32)
+            segments = [
+                Segment(d["id"], d["label_id"], names[d["label_id"]], d["isthing"], d["score"], int((seg == d["id"]).sum()))
+                for d in pano.segments
+            ]
+            return PanopticResult(seg.cpu().numpy(), segments, names)
+        inst = pp.instance_inference(logits, masks, cfg.detections_per_image)
+        inst_masks = to_original(inst.masks.float(), "nearest") > 0.5 if len(inst.scores) else inst.masks
+        order = inst.scores.argsort(descending=True)
+        ids = inst.label_ids[order].cpu().numpy()
+        return InstanceResult(inst_masks[order].cpu().numpy(), inst.scores[order].cpu().numpy(), ids,
+                              [names[i] for i in ids], names)
+
+    @staticmethod
+    def _thing_flags(names: Sequence[str], thing_classes: Sequence[str] | None) -> list[bool]:
+        if thing_classes is not None:
+            things = set(thing_classes)
+            return [n in things for n in names]
+        from .vocabularies import COCO_PANOPTIC_CLASSES, COCO_PANOPTIC_THING_FLAGS, display_name
+
+        coco = {display_name(c): f for c, f in zip(COCO_PANOPTIC_CLASSES, COCO_PANOPTIC_THING_FLAGS)}
+        coco.update(dict(zip(COCO_PANOPTIC_CLASSES, COCO_PANOPTIC_THING_FLAGS)))
+        if all(n in coco for n in names):
+            return [coco[n] for n in names]
+        return [True] * len(names)

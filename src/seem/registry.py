@@ -1,0 +1,130 @@
+"""Named pretrained variants (timm-style): architecture config + where its weights live.
+
+Each entry pairs a :class:`~seem.configs.SeemConfig` (values of the official ``configs/seem/*.yaml``
+named in ``official_config``) with the file released at ``huggingface.co/xdecoder/SEEM``. Weights
+metadata (hub file, license) is kept apart from the architecture. Nothing is downloaded here; see
+:mod:`seem.hub`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+from seem.configs import BackboneConfig, DecoderConfig, PixelDecoderConfig, SeemConfig
+from seem.errors import ConfigError
+
+HUB_REPO = "xdecoder/SEEM"
+WEIGHTS_LICENSE = "afl-3.0"  # license tag of the xdecoder/SEEM Hugging Face repo (the code is Apache-2.0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PretrainedVariant:
+    """A registered model: its config and the checkpoint that fits it.
+
+    ``hub_filename`` is a file of ``hub_repo`` (official key names, pickled state dict).
+    ``package_file``, when set, names a checkpoint shipped inside the package (``seem/assets/...``,
+    this package's key names, ``.safetensors``) that is used instead of downloading.
+    """
+
+    name: str
+    config: SeemConfig
+    hub_repo: str = HUB_REPO
+    hub_filename: str | None = None
+    package_file: str | None = None
+    license: str = WEIGHTS_LICENSE
+    description: str = ""
+    official_config: str = ""  # the official YAML whose values ``config`` reproduces
+
+
+def _focal_config(backbone: BackboneConfig, version: str) -> SeemConfig:
+    """A SEEM config around a FocalNet backbone; all other values are the official v0/v1 ones
+    (pixel decoder 512/6 layers, decoder 512 / 8 heads / 2048 FFN / DEC_LAYERS 10 / 101 queries,
+    text 512 x 12 layers, OBJECT_MASK_THRESHOLD 0.8, DETECTIONS_PER_IMAGE 100), i.e. the defaults
+    of :mod:`seem.configs`."""
+    return SeemConfig(
+        backbone=backbone,
+        pixel_decoder=PixelDecoderConfig(in_channels=backbone.out_channels),
+        decoder=DecoderConfig(version=version),
+    )
+
+
+# FOCAL values of configs/seem/focalt_unicl_lang_{v0,v1}.yaml and focall_unicl_lang_{v0,v1}.yaml.
+_FOCAL_T = BackboneConfig(
+    name="focal_dw", embed_dim=96, depths=(2, 2, 6, 2), focal_levels=(3, 3, 3, 3), focal_windows=(3, 3, 3, 3)
+)
+_FOCAL_L = BackboneConfig(
+    name="focal", embed_dim=192, depths=(2, 2, 18, 2), focal_levels=(4, 4, 4, 4), focal_windows=(3, 3, 3, 3)
+)
+
+_VARIANTS: tuple[PretrainedVariant, ...] = (
+    PretrainedVariant(
+        name="seem_focalt_v1",
+        config=_focal_config(_FOCAL_T, "v1"),
+        hub_filename="seem_focalt_v1.pt",
+        description="SEEM v1, FocalNet-T (depth-wise) backbone, ~165M params; multi-object interactive.",
+        official_config="configs/seem/focalt_unicl_lang_v1.yaml",
+    ),
+    PretrainedVariant(
+        name="seem_focall_v1",
+        config=_focal_config(_FOCAL_L, "v1"),
+        hub_filename="seem_focall_v1.pt",
+        description="SEEM v1, FocalNet-L backbone, ~342M params; multi-object interactive.",
+        official_config="configs/seem/focall_unicl_lang_v1.yaml",
+    ),
+    PretrainedVariant(
+        name="seem_focalt_v0",
+        config=_focal_config(_FOCAL_T, "v0"),
+        hub_filename="seem_focalt_v0.pt",
+        description="SEEM v0 (single-object interactive), FocalNet-T (depth-wise) backbone.",
+        official_config="configs/seem/focalt_unicl_lang_v0.yaml",
+    ),
+    PretrainedVariant(
+        name="seem_focall_v0",
+        config=_focal_config(_FOCAL_L, "v0"),
+        hub_filename="seem_focall_v0.pt",
+        description="SEEM v0 (single-object interactive), FocalNet-L backbone; the official demo's default.",
+        official_config="configs/seem/focall_unicl_lang_v0.yaml",
+    ),
+    # Future: a bundled ``seem_tiny`` (small config, weights shipped as package data) goes here as
+    # PretrainedVariant(name="seem_tiny", config=..., package_file="assets/seem_tiny.safetensors",
+    # license=..., description=...); seem.hub already resolves ``package_file`` without a download.
+)
+_BY_NAME = {v.name: v for v in _VARIANTS}
+
+
+def iter_variants() -> Iterator[PretrainedVariant]:
+    """All registered variants, in registration order."""
+    return iter(_VARIANTS)
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Sorted names of the registered variants, optionally filtered by a shell pattern (``"*focalt*"``)."""
+    names = sorted(_BY_NAME)
+    return [n for n in names if fnmatch.fnmatchcase(n, pattern)] if pattern else names
+
+
+def get_variant(name: str) -> PretrainedVariant:
+    """The registered variant called ``name``.
+
+    Raises:
+        ConfigError: unknown name; the message suggests close matches and lists all names.
+    """
+    if name in _BY_NAME:
+        return _BY_NAME[name]
+    close = difflib.get_close_matches(name, list(_BY_NAME), n=3, cutoff=0.5)
+    suggestion = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    raise ConfigError(f"Unknown model '{name}'.{suggestion} Available: {', '.join(list_models())}.")
+
+
+def variant_for_filename(filename: str) -> PretrainedVariant | None:
+    """The variant whose hub file is called ``filename`` (e.g. ``"seem_focalt_v1.pt"``), if any."""
+    return next((v for v in _VARIANTS if v.hub_filename == filename), None)
+
+
+def get_config(name: str, **overrides: object) -> SeemConfig:
+    """The config of variant ``name``, with top-level fields replaced by ``overrides``."""
+    config = get_variant(name).config
+    return replace(config, **overrides) if overrides else config

@@ -1,0 +1,78 @@
+"""Locate and read the official-code parity fixture for the language side (tests only).
+
+The fixture directory is ``$SEEM_PARITY_FIXTURE`` or ``<repo>/../shared/reference/seem_v1_tiny``; every
+dimension, text, class list and template list is read from it (other fixture sets differ).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+import torch
+
+from seem.configs import TextConfig
+
+OFFICIAL_PREFIX = "sem_seg_head.predictor.lang_encoder."
+
+
+def fixture_dir() -> Path:
+    env = os.environ.get("SEEM_PARITY_FIXTURE")
+    path = Path(env) if env else Path(__file__).resolve().parent / ".." / ".." / "shared" / "reference" / "seem_v1_tiny"
+    return path.resolve()
+
+
+def require_fixture() -> Path:
+    """The fixture directory, or skip the calling test when it is not there."""
+    path = fixture_dir()
+    if not (path / "model.safetensors").is_file():
+        pytest.skip(f"parity fixture not found at {path} (set SEEM_PARITY_FIXTURE)")
+    return path
+
+
+@lru_cache(maxsize=None)
+def case(name: str) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(sidecar JSON, tensors) of ``case_<name>``, e.g. ``case('a_generic')``."""
+    from safetensors.torch import load_file
+
+    path = require_fixture()
+    meta = json.loads((path / f"case_{name}.json").read_text())
+    return meta, load_file(str(path / f"case_{name}.safetensors"))
+
+
+def text_config() -> TextConfig:
+    """TextConfig from the fixture's ``config.json`` (``MODEL.TEXT`` and ``MODEL.DIM_PROJ``)."""
+    cfg = json.loads((require_fixture() / "config.json").read_text())["MODEL"]
+    text = cfg["TEXT"]
+    return TextConfig(
+        context_length=text["CONTEXT_LENGTH"],
+        width=text["WIDTH"],
+        layers=text["LAYERS"],
+        heads=text["HEADS"],
+        dim_proj=cfg["DIM_PROJ"],
+        causal=text.get("AUTOGRESSIVE", True),
+    )
+
+
+def text_state_dict() -> dict[str, torch.Tensor]:
+    """The fixture's language-encoder weights, renamed to :class:`TextEncoder` keys."""
+    from safetensors import safe_open
+
+    out = {}
+    with safe_open(str(require_fixture() / "model.safetensors"), framework="pt") as f:
+        for key in f.keys():
+            if not key.startswith(OFFICIAL_PREFIX):
+                continue
+            rest = key[len(OFFICIAL_PREFIX) :]
+            if rest.startswith("lang_encoder."):
+                rest = "transformer." + rest[len("lang_encoder.") :]
+            out[rest] = f.get_tensor(key)
+    return out
+
+
+def class_names(meta: dict) -> list[str]:
+    """case_a's class list as passed to get_text_embeddings (background appended when recorded)."""
+    return list(meta["classes"]) + (["background"] if meta.get("background_appended") else [])

@@ -1,0 +1,289 @@
+"""seem.cli: argument parsing, written files and exit codes, with a fake predictor.
+
+The real predictor is replaced by :class:`FakePredictor` through ``sys.modules["seem.predictor"]``,
+which the CLI looks up when a command runs. End-to-end tests with the real model live elsewhere.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import seem
+from seem import cli
+from seem import io as sio
+from seem.errors import CheckpointError, PromptError
+from seem.structures import InstanceResult, PanopticResult, Prediction, Segment, SemanticResult
+
+H, W = 48, 64
+
+
+class FakePredictor:
+    """Records calls; ``predict`` returns one rectangle mask per box (or one box-free mask)."""
+
+    instances: list[FakePredictor] = []
+
+    def __init__(self, name, device):
+        self.name, self.device, self.calls = name, device, []
+        FakePredictor.instances.append(self)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path=None, device="cpu"):
+        return cls(name_or_path, device)
+
+    def set_vocabulary(self, names):
+        self.calls.append(("set_vocabulary", list(names)))
+
+    def set_image(self, image):
+        assert image.dtype == np.uint8 and image.shape == (H, W, 3)
+        self.calls.append(("set_image", image.shape))
+
+    def encode_reference(self, image, region):
+        self.calls.append(("encode_reference", image.shape, int(region.sum())))
+        return "REF"
+
+    def predict(self, **prompts):
+        self.calls.append(("predict", prompts))
+        if prompts.get("text") == "nothing":
+            raise PromptError("text 'nothing' matches no object")
+        boxes = prompts.get("boxes")
+        boxes = boxes if boxes is not None else np.array([[10, 8, 30, 20]])
+        masks = np.zeros((len(boxes), H, W), bool)
+        for k, (x0, y0, x1, y1) in enumerate(boxes.astype(int)):
+            masks[k, y0:y1, x0:x1] = True
+        k = len(masks)
+        return Prediction(masks=masks, scores=np.linspace(0.9, 0.5, k).astype(np.float32),
+                          labels=["cat", "dog"][:k] if k <= 2 else ["cat"] * k, label_ids=np.arange(k),
+                          logits_lowres=torch.zeros(k, 12, 16), vocabulary=("cat", "dog"))
+
+    def segment_everything(self, vocabulary=None, kind="panoptic"):
+        self.calls.append(("segment_everything", list(vocabulary), kind))
+        seg = np.zeros((H, W), np.int32)
+        seg[:, :20], seg[10:30, 30:50] = 1, 2
+        if kind == "panoptic":
+            return PanopticResult(seg, [Segment(1, 1, "wall", False, 0.8, int((seg == 1).sum())),
+                                        Segment(2, 0, "cat", True, 0.95, int((seg == 2).sum()))],
+                                  tuple(vocabulary))
+        if kind == "semantic":  # probabilities at half resolution, as the real predictor keeps them
+            probs = np.stack([(seg == 2), (seg != 2)])[:, ::2, ::2].astype(np.float32) * 0.75
+            return SemanticResult(probs, np.where(seg == 2, 0, 1).astype(np.int64), tuple(vocabulary))
+        return InstanceResult(np.stack([seg == 2, seg == 1]), np.array([0.9, 0.4]), np.array([0, 1]),
+                              ["cat", "wall"], tuple(vocabulary))
+
+
+@pytest.fixture(autouse=True)
+def fake_predictor(monkeypatch):
+    module = types.ModuleType("seem.predictor")
+    module.SeemPredictor = FakePredictor
+    monkeypatch.setitem(sys.modules, "seem.predictor", module)
+    FakePredictor.instances = []
+    return FakePredictor
+
+
+@pytest.fixture
+def image_path(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "photo.png"
+    Image.fromarray(rng.integers(0, 255, (H, W, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def _run(argv, capsys):
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_import_is_light():
+    code = (
+        "import sys, seem; before = set(sys.modules); import seem.cli; "
+        "print(sorted(set(sys.modules) - before))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    added = ast.literal_eval(result.stdout)
+    assert "seem.cli" in added
+    heavy = ("seem.cli_commands", "seem.io", "seem.vocabularies", "pycocotools", "skimage")
+    assert not [m for m in added if m.startswith(heavy)]
+
+
+def test_segment_points_and_boxes_write_files(tmp_path, image_path, capsys):
+    out = tmp_path / "out"
+    code, stdout, err = _run(["segment", image_path, "--point", "12,9", "--point", "40.5,30,0",
+                              "--box", "2,3,20,15", "--box", "30,10,60,40", "--format", "png,rle",
+                              "--format", "polygon", "--format", "overlay", "--out", out, "--device", "cpu",
+                              "--vocab", "cat,dog"], capsys)
+    assert code == 0, err
+    fake = FakePredictor.instances[0]
+    assert (fake.name, fake.device) == (None, "cpu")
+    assert fake.calls[0] == ("set_vocabulary", ["cat", "dog"])
+    prompts = fake.calls[-1][1]
+    np.testing.assert_array_equal(prompts["points"], [[12, 9], [40.5, 30]])
+    np.testing.assert_array_equal(prompts["point_labels"], [1, 0])
+    np.testing.assert_array_equal(prompts["boxes"], [[2, 3, 20, 15], [30, 10, 60, 40]])
+
+    mask0 = sio.load_mask(out / "photo_mask0.png")
+    assert mask0.sum() == 18 * 12 and mask0[3:15, 2:20].all()
+    records = json.loads((out / "photo_masks.json").read_text())
+    assert [r["category_name"] for r in records] == ["cat", "dog"]
+    assert records[1]["bbox"] == [30, 10, 30, 30] and records[1]["image_id"] == "photo.png"
+    polygons = json.loads((out / "photo_polygons.json").read_text())
+    assert polygons[0]["label"] == "cat" and len(polygons[0]["polygons"]) == 1
+    assert sio.load_image(out / "photo_overlay.png").shape == (H, W, 3)
+    assert "mask 0: cat  score=0.900  area=216 px" in stdout
+    assert "mask 1: dog  score=0.500  area=900 px" in stdout
+    assert f"wrote {out / 'photo_overlay.png'}" in stdout
+
+
+def test_segment_default_formats_and_other_prompts(tmp_path, image_path, capsys):
+    scribble = np.zeros((H, W), bool)
+    scribble[20, 5:40] = True
+    sio.save_mask_png(scribble, tmp_path / "scribble.png")
+    sio.save_mask_png(scribble, tmp_path / "ref_mask.png")
+    out = tmp_path / "o"
+    code, _, err = _run(["segment", image_path, "--text", "the cat", "--scribble", tmp_path / "scribble.png",
+                         "--mask", tmp_path / "scribble.png", "--polygon", "1,1 10,1 10,10",
+                         "--reference-image", image_path, "--reference-mask", tmp_path / "ref_mask.png",
+                         "--out", out], capsys)
+    assert code == 0, err
+    calls = FakePredictor.instances[0].calls
+    assert calls[0] == ("encode_reference", (H, W, 3), 35)
+    prompts = calls[-1][1]
+    assert prompts["text"] == "the cat" and prompts["reference"] == "REF"
+    np.testing.assert_array_equal(prompts["scribbles"][0], scribble)
+    assert prompts["masks"].shape == (1, H, W)
+    np.testing.assert_array_equal(prompts["polygons"][0], [[1, 1], [10, 1], [10, 10]])
+    assert sorted(p.name for p in out.iterdir()) == ["photo_mask0.png", "photo_overlay.png"]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ([], "no prompt given"),
+        (["--text", "nothing"], "text 'nothing' matches no object"),
+        (["--text", "x", "--vocab", "cat,cat"], "duplicate names"),
+        (["--reference-image", "x.png"], "must be given together"),
+        (["--scribble", "missing.png"], "missing.png: file not found"),
+    ],
+)
+def test_segment_user_errors_exit_2_without_traceback(image_path, capsys, extra, message):
+    code, _, err = _run(["segment", image_path, *extra], capsys)
+    assert code == 2
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+def test_scribble_of_wrong_size(tmp_path, image_path, capsys):
+    sio.save_mask_png(np.ones((10, 10), bool), tmp_path / "small.png")
+    code, _, err = _run(["segment", image_path, "--scribble", tmp_path / "small.png"], capsys)
+    assert code == 2 and "mask is 10x10 (HxW) but the image is 48x64" in err
+
+
+def test_bad_image_and_verbose_traceback(tmp_path, capsys):
+    (tmp_path / "bad.png").write_bytes(b"not a png at all")
+    code, _, err = _run(["segment", tmp_path / "bad.png", "--point", "1,1"], capsys)
+    assert code == 2 and "bad.png: not an image" in err and "Traceback" not in err
+    code, _, err = _run(["segment", tmp_path / "bad.png", "--point", "1,1", "--verbose"], capsys)
+    assert code == 2 and "Traceback" in err and "ImageError" in err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["segment", "a.png", "--point", "1"], "expected 2 or 3 numbers"),
+        (["segment", "a.png", "--point", "1,2,5"], "label must be 1"),
+        (["segment", "a.png", "--box", "5,5,1,1"], "X0 < X1"),
+        (["segment", "a.png", "--polygon", "1,1 2,2"], "at least 3"),
+        (["segment", "a.png", "--format", "jpeg"], "choose from png, rle, polygon, overlay"),
+        (["segment", "a.png", "--device", "tpu"], "choose auto, cpu"),
+        (["panoptic", "a.png"], "--vocab"),
+        (["convert", "a.pt", "b.safetensors", "--config", "c.yaml", "--variant", "v"], "not allowed with"),
+        ([], "COMMAND"),
+    ],
+)
+def test_usage_errors_exit_2(argv, message, capsys):
+    code, _, err = _run(argv, capsys)
+    assert code == 2 and message in err
+
+
+def test_help_exits_0(capsys):
+    code, out, _ = _run(["segment", "--help"], capsys)
+    assert code == 0 and "--reference-image" in out
+
+
+@pytest.mark.parametrize("kind", ["panoptic", "semantic", "instance"])
+def test_panoptic_writes_label_png_json_and_overlay(tmp_path, image_path, capsys, kind):
+    out = tmp_path / "pan"
+    code, stdout, err = _run(["panoptic", image_path, "--vocab", "cat,wall", "--kind", kind,
+                              "--out", out, "--model", "seem_tiny"], capsys)
+    assert code == 0, err
+    fake = FakePredictor.instances[0]
+    assert fake.name == "seem_tiny" and ("segment_everything", ["cat", "wall"], kind) in fake.calls
+    label_png = Image.open(out / f"photo_{kind}.png")
+    assert label_png.mode == "P" and label_png.size == (W, H)
+    info = json.loads((out / f"photo_{kind}.json").read_text())
+    assert info["kind"] == kind and info["vocabulary"] == ["cat", "wall"] and (info["height"], info["width"]) == (H, W)
+    by_label = {s["label"]: s for s in info["segments"]}
+    assert by_label["cat"]["area"] == 400 and by_label["cat"]["bbox"] == [30, 10, 20, 20]
+    labels = np.asarray(label_png)
+    assert (labels[10:30, 30:50] == by_label["cat"]["pixel_value"]).all()
+    assert sio.load_image(out / "photo_overlay.png").shape == (H, W, 3)
+    assert "cat  score=" in stdout and "area=400 px" in stdout
+    assert by_label["cat"]["score"] == {"panoptic": 0.95, "semantic": 0.75, "instance": 0.9}[kind]
+
+
+def test_panoptic_coco_vocabulary(image_path, tmp_path, capsys):
+    code, _, err = _run(["panoptic", image_path, "--vocab", "coco", "--out", tmp_path / "o"], capsys)
+    assert code == 0, err
+    assert len(FakePredictor.instances[0].calls[0][1]) == 133
+
+
+@pytest.fixture
+def fake_checkpoint(monkeypatch):
+    """Stand-ins for seem.checkpoint / seem.registry that record what the command saves."""
+    calls = {}
+    ckpt = types.ModuleType("seem.checkpoint")
+    ckpt.read_checkpoint = lambda path: {"sem_seg_head.w": torch.zeros(2, 3)}
+    ckpt.convert_official_state_dict = lambda sd: {"decoder.w": sd["sem_seg_head.w"]}
+    ckpt.config_from_official = lambda path: {"from_yaml": str(path)}
+    ckpt.save_safetensors = lambda sd, path, metadata, config=None: calls.update(
+        sd=sd, path=path, metadata=metadata, config=config)
+    reg = types.ModuleType("seem.registry")
+    variant = types.SimpleNamespace(name="seem_focalt_v1", config={"variant": "focalt"})
+    reg.get_variant = lambda name: variant
+    reg.variant_for_filename = lambda name: variant if name.startswith("seem_focalt_v1") else None
+    monkeypatch.setitem(sys.modules, "seem.checkpoint", ckpt)
+    monkeypatch.setitem(sys.modules, "seem.registry", reg)
+    monkeypatch.setattr(seem, "checkpoint", ckpt, raising=False)
+    monkeypatch.setattr(seem, "registry", reg, raising=False)
+    return ckpt, calls
+
+
+def test_convert_uses_checkpoint_functions(tmp_path, capsys, fake_checkpoint):
+    ckpt, calls = fake_checkpoint
+    (tmp_path / "official.pt").write_bytes(b"x")
+    code, stdout, err = _run(["convert", tmp_path / "official.pt", tmp_path / "out.safetensors",
+                              "--config", "focalt.yaml"], capsys)
+    assert code == 0, err
+    assert list(calls["sd"]) == ["decoder.w"] and calls["path"].name == "out.safetensors"
+    assert calls["metadata"] == {"format": "seem", "source": "official.pt"}
+    assert calls["config"] == {"from_yaml": "focalt.yaml"}
+    assert "converted 1 tensors (6 parameters)" in stdout and "config: from focalt.yaml" in stdout
+
+    code, stdout, _ = _run(["convert", tmp_path / "official.pt", tmp_path / "o.safetensors"], capsys)
+    assert code == 0 and calls["config"] is None and "carries no model config" in stdout
+    code, stdout, _ = _run(["convert", tmp_path / "seem_focalt_v1.pt", tmp_path / "o.safetensors"], capsys)
+    assert code == 0 and calls["config"] == {"variant": "focalt"} and "from the file name" in stdout
+
+    def refuse(path):
+        raise CheckpointError(f"{path}: unsafe pickle")
+
+    ckpt.read_checkpoint = refuse
+    code, _, err = _run(["convert", tmp_path / "official.pt", tmp_path / "o2.safetensors"], capsys)
+    assert code == 2 and "unsafe pickle" in err
