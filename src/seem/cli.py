@@ -116,8 +116,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    seg = sub.add_parser("segment", parents=[common], help="segment the prompted objects",
-                         description="Segment objects from prompts. Coordinates are (x, y) pixels.")
+    seg = sub.add_parser(
+        "segment", parents=[common], help="segment the prompted objects",
+        description="Segment objects from prompts. Coordinates are (x, y) pixels of IMAGE; boxes are XYXY.",
+        epilog="Objects: all --point clicks describe one object; each --box, --scribble, --polygon and "
+        "--mask is one object. Several prompt types together describe the same objects (the k-th box "
+        "with the k-th polygon ...), so their counts must agree. --text alone gives one object; the "
+        "reference region adds its own.",
+    )
     seg.add_argument("image", help="input image file")
     seg.add_argument("--point", type=parse_point, action="append", default=[], metavar="X,Y[,LABEL]",
                      help="click; LABEL 1 = positive (default), 0 = negative; repeatable")

@@ -1,7 +1,7 @@
 """Frozen configuration dataclasses for every part of SEEM.
 
 Each field mirrors one key of the official YAML configs (``configs/seem/*_v1.yaml``); the key is named
-in the comment so that :func:`seem.checkpoint.config_from_official_yaml` stays a plain table. Change a
+in the comment so that :func:`seem.official_config.config_from_official` stays a plain table. Change a
 variant with :func:`dataclasses.replace`; only :mod:`seem.build` turns configs into modules.
 """
 

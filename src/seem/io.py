@@ -29,7 +29,6 @@ ImageSource = Union[str, Path, bytes, np.ndarray, Image.Image]
 
 DEFAULT_MAX_PIXELS = 50_000_000
 _16BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
-_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -481,7 +480,7 @@ def overlay(
         return result
     canvas = Image.fromarray(result)
     draw = ImageDraw.Draw(canvas)
-    font = _font(max(10, min(rgb.shape[:2]) // 40))
+    font = _font(max(12, min(rgb.shape[:2]) // 30))
     for i, mask in enumerate(masks):
         ys, xs = np.nonzero(mask)
         if xs.size == 0:

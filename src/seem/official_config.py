@@ -1,0 +1,231 @@
+"""Official YAML configs (``configs/seem/*.yaml``, or the parsed dict) -> :class:`SeemConfig`.
+
+Reads the keys the official ``from_config`` methods read (``MODEL.BACKBONE``, ``MODEL.ENCODER``,
+``MODEL.TEXT``, ``MODEL.DECODER``, ``ATTENTION_ARCH``, ``INPUT``, ``TEST``); every error names the key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+from seem.configs import (
+    BackboneConfig,
+    DecoderConfig,
+    InferenceConfig,
+    PixelDecoderConfig,
+    SeemConfig,
+    TextConfig,
+)
+from seem.errors import ConfigError, require
+
+_VERSIONS = {"seem_model_v1": "v1", "seem_model_v0": "v0", "seem_model_demo": "v0"}
+_FOCAL_BACKBONES = ("focal", "focal_dw")
+_NOT_IMPLEMENTED = {"davit": "DaViT", "vit": "SAM-ViT", "sam": "SAM-ViT"}
+_MISSING = object()
+
+
+class _Official:
+    """Typed access to an official config dict by dotted key; every error names the key."""
+
+    def __init__(self, cfg: Mapping) -> None:
+        self.cfg = cfg
+
+    def raw(self, key: str, default: object = _MISSING) -> object:
+        node: object = self.cfg
+        for part in key.split("."):
+            if not isinstance(node, Mapping) or part not in node:
+                if default is _MISSING:
+                    raise ConfigError(f"Official SEEM config is missing the key {key}")
+                return default
+            node = node[part]
+        return node
+
+    def text(self, key: str, default: object = _MISSING) -> str:
+        return str(self.raw(key, default))
+
+    def integer(self, key: str, default: object = _MISSING) -> int:
+        return _to_int(self.raw(key, default), key)
+
+    def number(self, key: str, default: object = _MISSING) -> float:
+        return _to_float(self.raw(key, default), key)
+
+    def flag(self, key: str, default: object = _MISSING) -> bool:
+        value = self.raw(key, default)
+        text = str(value).strip().lower()
+        if text in ("true", "1", "yes", "on"):
+            return True
+        if text in ("false", "0", "no", "off"):
+            return False
+        raise ConfigError(f"{key} must be true/false, got {value!r}")
+
+    def integers(self, key: str, default: object = _MISSING) -> tuple[int, ...]:
+        return tuple(_to_int(v, key) for v in self._list(key, default))
+
+    def numbers(self, key: str, default: object = _MISSING) -> tuple[float, ...]:
+        return tuple(_to_float(v, key) for v in self._list(key, default))
+
+    def _list(self, key: str, default: object) -> list:
+        value = self.raw(key, default)
+        if isinstance(value, str):  # "[2, 2, 6, 2]" or "2,2,6,2"
+            value = [v for v in re.split(r"[\s,\[\]()]+", value) if v]
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ConfigError(f"{key} must be a non-empty list, got {value!r}")
+        return list(value)
+
+
+def _to_int(value: object, key: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if not isinstance(value, bool):
+        try:
+            number = float(str(value).strip())
+            if number.is_integer():
+                return int(number)
+        except ValueError:
+            pass
+    raise ConfigError(f"{key} must be an integer, got {value!r}")
+
+
+def _to_float(value: object, key: str) -> float:
+    if not isinstance(value, bool):
+        try:
+            return float(str(value).strip())
+        except ValueError:
+            pass
+    raise ConfigError(f"{key} must be a number, got {value!r}")
+
+
+def _load_yaml(path: Path) -> object:
+    if not path.is_file():
+        raise ConfigError(f"Official config file not found: {path}")
+    yaml = require("yaml", "hub")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"Cannot parse the YAML config {path}: {exc}") from None
+
+
+def config_from_official(cfg: Mapping | str | os.PathLike) -> SeemConfig:
+    """Convert an official SEEM config (YAML path or parsed dict) to a :class:`SeemConfig`.
+
+    Reads ``MODEL.NAME`` (``seem_model_v1`` -> ``"v1"``; ``seem_model_v0``/``seem_model_demo`` -> ``"v0"``),
+    ``MODEL.BACKBONE`` (``focal``/``focal_dw``), ``MODEL.ENCODER``, ``MODEL.TEXT``, ``MODEL.DIM_PROJ``,
+    ``MODEL.DECODER`` (``num_layers = DEC_LAYERS - 1``), ``ATTENTION_ARCH``, ``MODEL.DECODER.TEST``,
+    ``TEST.DETECTIONS_PER_IMAGE``, ``INPUT.PIXEL_MEAN/STD`` and ``REF.INPUT``. Numbers may be strings.
+    Sizes are required; flags and thresholds absent from the file keep the defaults of :mod:`seem.configs`.
+
+    Raises:
+        ConfigError: missing size keys, malformed values, a non-SEEM model, or a backbone / pixel
+            decoder that is not implemented (DaViT, SAM-ViT, MSDeformAttn).
+    """
+    if isinstance(cfg, (str, os.PathLike)):
+        cfg = _load_yaml(Path(cfg))
+    if not isinstance(cfg, Mapping):
+        raise ConfigError(f"An official config must be a mapping, got {type(cfg).__name__}")
+    o = _Official(cfg)
+    model_name = o.text("MODEL.NAME")
+    if model_name not in _VERSIONS:
+        raise ConfigError(f"MODEL.NAME '{model_name}' is not a SEEM model; expected one of {sorted(_VERSIONS)}")
+    backbone_name = o.text("MODEL.BACKBONE.NAME")
+    if backbone_name in _NOT_IMPLEMENTED:
+        raise ConfigError(
+            f"Backbone '{backbone_name}' ({_NOT_IMPLEMENTED[backbone_name]}) is not implemented yet; "
+            f"supported: {', '.join(_FOCAL_BACKBONES)}"
+        )
+    if backbone_name not in _FOCAL_BACKBONES:
+        raise ConfigError(f"Unknown MODEL.BACKBONE.NAME '{backbone_name}'; supported: {', '.join(_FOCAL_BACKBONES)}")
+    encoder_name = o.text("MODEL.ENCODER.NAME")
+    if encoder_name != "transformer_encoder_fpn":
+        raise ConfigError(
+            f"Pixel decoder MODEL.ENCODER.NAME '{encoder_name}' is not implemented yet "
+            "(only 'transformer_encoder_fpn'; the MSDeformAttn decoder of the SAM-ViT configs is not)"
+        )
+    tokenizer = o.text("MODEL.TEXT.TOKENIZER", "clip")
+    if tokenizer != "clip":
+        raise ConfigError(f"MODEL.TEXT.TOKENIZER '{tokenizer}' is not supported (only 'clip')")
+
+    F, D = "MODEL.BACKBONE.FOCAL.", "MODEL.DECODER."
+    b0, d0, i0 = BackboneConfig(), DecoderConfig(), InferenceConfig()
+    backbone = BackboneConfig(
+        name=backbone_name,
+        embed_dim=o.integer(F + "EMBED_DIM"),
+        depths=o.integers(F + "DEPTHS"),
+        focal_levels=o.integers(F + "FOCAL_LEVELS"),
+        focal_windows=o.integers(F + "FOCAL_WINDOWS"),
+        patch_size=o.integer(F + "PATCH_SIZE", b0.patch_size),
+        mlp_ratio=o.number(F + "MLP_RATIO", b0.mlp_ratio),
+        use_conv_embed=o.flag(F + "USE_CONV_EMBED", b0.use_conv_embed),
+        use_postln=o.flag(F + "USE_POSTLN", b0.use_postln),
+        use_postln_in_modulation=o.flag(F + "USE_POSTLN_IN_MODULATION", b0.use_postln_in_modulation),
+        use_layerscale=o.flag(F + "USE_LAYERSCALE", b0.use_layerscale),
+        scaling_modulator=o.flag(F + "SCALING_MODULATOR", b0.scaling_modulator),
+        drop_path_rate=o.number(F + "DROP_PATH_RATE", b0.drop_path_rate),
+    )
+    if not len(backbone.depths) == len(backbone.focal_levels) == len(backbone.focal_windows):
+        raise ConfigError(f"{F}DEPTHS, FOCAL_LEVELS and FOCAL_WINDOWS must have the same length")
+    num_heads, dim_feedforward = o.integer(D + "NHEADS"), o.integer(D + "DIM_FEEDFORWARD")
+    pre_norm = o.flag(D + "PRE_NORM", d0.pre_norm)
+    conv_dim, mask_dim, dim_proj = o.integer("MODEL.ENCODER.CONVS_DIM"), o.integer("MODEL.ENCODER.MASK_DIM"), o.integer("MODEL.DIM_PROJ")
+    pixel_decoder = PixelDecoderConfig(
+        in_channels=backbone.out_channels,
+        conv_dim=conv_dim,
+        mask_dim=mask_dim,
+        num_encoder_layers=o.integer("MODEL.ENCODER.TRANSFORMER_ENC_LAYERS"),
+        num_heads=num_heads,
+        dim_feedforward=dim_feedforward,
+        pre_norm=pre_norm,
+        norm=o.text("MODEL.ENCODER.NORM", PixelDecoderConfig().norm),
+    )
+    text = TextConfig(
+        context_length=o.integer("MODEL.TEXT.CONTEXT_LENGTH", TextConfig().context_length),
+        width=o.integer("MODEL.TEXT.WIDTH"),
+        layers=o.integer("MODEL.TEXT.LAYERS"),
+        heads=o.integer("MODEL.TEXT.HEADS"),
+        dim_proj=dim_proj,
+        causal=o.flag("MODEL.TEXT.AUTOGRESSIVE", TextConfig().causal),  # sic: official spelling
+    )
+    dec_layers = o.integer(D + "DEC_LAYERS")
+    if dec_layers < 2:
+        raise ConfigError(f"{D}DEC_LAYERS must be >= 2 (one prediction before the first layer), got {dec_layers}")
+    decoder = DecoderConfig(
+        hidden_dim=o.integer(D + "HIDDEN_DIM"),
+        num_queries=o.integer(D + "NUM_OBJECT_QUERIES"),
+        num_heads=num_heads,
+        dim_feedforward=dim_feedforward,
+        num_layers=dec_layers - 1,
+        pre_norm=pre_norm,
+        mask_dim=mask_dim,
+        dim_proj=dim_proj,
+        in_channels=conv_dim,
+        enforce_input_proj=o.flag(D + "ENFORCE_INPUT_PROJ", d0.enforce_input_proj),
+        max_spatial_len=o.integers(D + "MAX_SPATIAL_LEN", list(d0.max_spatial_len)),
+        spatial_memories=o.integer("ATTENTION_ARCH.SPATIAL_MEMORIES", d0.spatial_memories),
+        query_number=o.integer("ATTENTION_ARCH.QUERY_NUMBER", d0.query_number),
+        version=_VERSIONS[model_name],
+    )
+    inference = InferenceConfig(
+        object_mask_threshold=o.number(D + "TEST.OBJECT_MASK_THRESHOLD", i0.object_mask_threshold),
+        overlap_threshold=o.number(D + "TEST.OVERLAP_THRESHOLD", i0.overlap_threshold),
+        detections_per_image=o.integer(
+            "TEST.DETECTIONS_PER_IMAGE", o.raw(D + "TEST.DETECTIONS_PER_IMAGE", i0.detections_per_image)
+        ),
+    )
+    s0 = SeemConfig()
+    mean, std = o.numbers("INPUT.PIXEL_MEAN", list(s0.pixel_mean)), o.numbers("INPUT.PIXEL_STD", list(s0.pixel_std))
+    if len(mean) != 3 or len(std) != 3:
+        raise ConfigError("INPUT.PIXEL_MEAN and INPUT.PIXEL_STD must have 3 values (RGB)")
+    return SeemConfig(
+        backbone=backbone,
+        pixel_decoder=pixel_decoder,
+        text=text,
+        decoder=decoder,
+        inference=inference,
+        pixel_mean=mean,
+        pixel_std=std,
+        size_divisibility=o.integer(D + "SIZE_DIVISIBILITY", s0.size_divisibility),
+        test_shorter_side=o.integer("REF.INPUT.MIN_SIZE_TEST", s0.test_shorter_side),
+        test_max_size=o.integer("REF.INPUT.MAX_SIZE_TEST", s0.test_max_size),
+    )
