@@ -225,13 +225,13 @@ def test_panoptic_writes_label_png_json_and_overlay(tmp_path, image_path, capsys
     assert code == 0, err
     fake = FakePredictor.instances[0]
     assert fake.name == "seem_tiny" and ("segment_everything", ["cat", "wall"], kind) in fake.calls
-    label_png = Image.open(out / f"photo_{kind}.png")
-    assert label_png.mode == "P" and label_png.size == (W, H)
+    with Image.open(out / f"photo_{kind}.png") as label_png:
+        assert label_png.mode == "P" and label_png.size == (W, H)
+        labels = np.asarray(label_png).copy()
     info = json.loads((out / f"photo_{kind}.json").read_text())
     assert info["kind"] == kind and info["vocabulary"] == ["cat", "wall"] and (info["height"], info["width"]) == (H, W)
     by_label = {s["label"]: s for s in info["segments"]}
     assert by_label["cat"]["area"] == 400 and by_label["cat"]["bbox"] == [30, 10, 20, 20]
-    labels = np.asarray(label_png)
     assert (labels[10:30, 30:50] == by_label["cat"]["pixel_value"]).all()
     assert sio.load_image(out / "photo_overlay.png").shape == (H, W, 3)
     assert "cat  score=" in stdout and "area=400 px" in stdout
