@@ -73,7 +73,7 @@ class FakePredictor:
                                         Segment(2, 0, "cat", True, 0.95, int((seg == 2).sum()))],
                                   tuple(vocabulary))
         if kind == "semantic":  # probabilities at half resolution, as the real predictor keeps them
-            probs = np.stack([(seg == 2), (seg != 2)])[:, ::2, ::2].astype(np.float32) * 0.75
+            probs = np.stack([(seg == 2) * 3.0, (seg == 2) + 2.0 * (seg != 2)])[:, ::2, ::2].astype(np.float32)
             return SemanticResult(probs, np.where(seg == 2, 0, 1).astype(np.int64), tuple(vocabulary))
         return InstanceResult(np.stack([seg == 2, seg == 1]), np.array([0.9, 0.4]), np.array([0, 1]),
                               ["cat", "wall"], tuple(vocabulary))
@@ -233,7 +233,7 @@ def test_panoptic_writes_label_png_json_and_overlay(tmp_path, image_path, capsys
     by_label = {s["label"]: s for s in info["segments"]}
     assert by_label["cat"]["area"] == 400 and by_label["cat"]["bbox"] == [30, 10, 20, 20]
     assert (labels[10:30, 30:50] == by_label["cat"]["pixel_value"]).all()
-    assert sio.load_image(out / "photo_overlay.png").shape == (H, W, 3)
+    assert sio.load_image(out / f"photo_{kind}_overlay.png").shape == (H, W, 3)
     assert "cat  score=" in stdout and "area=400 px" in stdout
     assert by_label["cat"]["score"] == {"panoptic": 0.95, "semantic": 0.75, "instance": 0.9}[kind]
 

@@ -178,13 +178,16 @@ def _panoptic_segments(result: Any, size: tuple[int, int]):
         label_map = np.asarray(result.label_map)
         present = [int(c) for c in np.unique(label_map)]
         masks = np.stack([label_map == c for c in present]) if present else None
-        probs = np.asarray(result.probabilities)  # (C, h, w), possibly at the resized model resolution
+        # Per-pixel class scores (C, h, w), possibly at the resized model resolution and not summing
+        # to 1 (Mask2Former semantic inference); a class's score is its mean share over its pixels.
+        probs = np.asarray(result.probabilities, dtype=np.float64)
+        share = probs / np.maximum(probs.sum(axis=0, keepdims=True), 1e-12)
         rows = np.minimum((np.arange(probs.shape[1]) + 0.5) * size[0] / probs.shape[1], size[0] - 1).astype(int)
         cols = np.minimum((np.arange(probs.shape[2]) + 0.5) * size[1] / probs.shape[2], size[1] - 1).astype(int)
         label_small = label_map[rows[:, None], cols[None, :]]  # nearest resize to (h, w)
         entries = [
             {"pixel_value": c, "label_id": c, "label": result.vocabulary[c], "area": int(m.sum()),
-             "score": round(float(probs[c][label_small == c].mean()) if (label_small == c).any() else 0.0, 6)}
+             "score": round(float(share[c][label_small == c].mean()) if (label_small == c).any() else 0.0, 6)}
             for c, m in zip(present, masks if masks is not None else [])
         ]
     elif isinstance(result, InstanceResult):
@@ -229,7 +232,7 @@ def run_panoptic(args: argparse.Namespace) -> int:
     written = [label_png, _write_json(out / f"{stem}_{args.kind}.json", info)]
     labels = [e["label"] for e in entries]
     scores = np.array([e["score"] for e in entries], dtype=np.float64)
-    written.append(_save_overlay(image, masks, labels, scores, out / f"{stem}_overlay.png"))
+    written.append(_save_overlay(image, masks, labels, scores, out / f"{stem}_{args.kind}_overlay.png"))
 
     if not entries:
         print("no segment found")
