@@ -10,6 +10,8 @@ import pytest
 from PIL import Image
 
 from seem import io as sio
+from seem import rasterize as sras
+from seem import visualize as svis
 from seem.errors import ImageError, PromptError
 
 
@@ -211,10 +213,10 @@ def test_polygon_round_trip_of_disk():
     m = _disk()
     polys = sio.mask_to_polygons(m, tolerance=1.0)
     assert len(polys) == 1 and len(polys[0]) % 2 == 0 and len(polys[0]) >= 6
-    back = sio.rasterize_polygon(np.asarray(polys[0]).reshape(-1, 2), m.shape)
+    back = sras.rasterize_polygon(np.asarray(polys[0]).reshape(-1, 2), m.shape)
     assert _iou(back, m) > 0.95
     exact = sio.mask_to_polygons(m, tolerance=0)
-    np.testing.assert_array_equal(sio.rasterize_polygon(np.reshape(exact[0], (-1, 2)), m.shape), m)
+    np.testing.assert_array_equal(sras.rasterize_polygon(np.reshape(exact[0], (-1, 2)), m.shape), m)
 
 
 def test_polygons_keep_outer_contours_only():
@@ -227,7 +229,7 @@ def test_polygons_keep_outer_contours_only():
     assert len(polys) == 2  # ring's outer contour and the single pixel; no hole polygon
     xs = np.asarray(max(polys, key=len)).reshape(-1, 2)[:, 0]
     assert xs.min() == 5.0 and xs.max() == 25.0  # edge midpoints in continuous coordinates
-    single = sio.rasterize_polygon(np.reshape(min(polys, key=len), (-1, 2)), (30, 30))
+    single = sras.rasterize_polygon(np.reshape(min(polys, key=len), (-1, 2)), (30, 30))
     np.testing.assert_array_equal(np.argwhere(single), [[1, 1]])
     assert sio.mask_to_polygons(np.zeros((8, 8), bool)) == []
 
@@ -266,7 +268,7 @@ def test_save_coco_json(tmp_path):
 def test_overlay_changes_exactly_the_masked_pixels():
     image = np.full((60, 80, 3), 128, np.uint8)
     masks = np.stack([_disk(60, 80, 25, 30, 12), _disk(60, 80, 60, 30, 10)])
-    out = sio.overlay(image, masks, alpha=0.5)
+    out = svis.overlay(image, masks, alpha=0.5)
     changed = (out != image).any(axis=2)
     np.testing.assert_array_equal(changed, masks.any(axis=0))
     assert (image == 128).all()  # input untouched
@@ -277,39 +279,39 @@ def test_overlay_changes_exactly_the_masked_pixels():
 def test_overlay_draws_labels(astronaut):
     masks = np.zeros((1, 128, 128), bool)
     masks[0, 40:90, 30:100] = True
-    plain = sio.overlay(astronaut, masks)
-    labelled = sio.overlay(astronaut, masks, labels=["person"], scores=[0.87])
+    plain = svis.overlay(astronaut, masks)
+    labelled = svis.overlay(astronaut, masks, labels=["person"], scores=[0.87])
     assert labelled.shape == astronaut.shape and labelled.dtype == np.uint8
     assert (labelled != plain).any(axis=2).sum() > 20  # text was drawn
-    assert sio.overlay(astronaut, np.zeros((0, 128, 128), bool)).tolist() == astronaut.tolist()
+    assert svis.overlay(astronaut, np.zeros((0, 128, 128), bool)).tolist() == astronaut.tolist()
 
 
 # -------------------------------------------------------------------------------------- rasterization
 def test_rasterize_polygon_square_and_clipping():
-    sq = sio.rasterize_polygon(np.array([[2, 3], [6, 3], [6, 8], [2, 8]]), (10, 10))
+    sq = sras.rasterize_polygon(np.array([[2, 3], [6, 3], [6, 8], [2, 8]]), (10, 10))
     expected = np.zeros((10, 10), bool)
     expected[3:8, 2:6] = True
     np.testing.assert_array_equal(sq, expected)
-    clipped = sio.rasterize_polygon(np.array([[-5, -5], [4, -5], [4, 4], [-5, 4]]), (10, 10))
+    clipped = sras.rasterize_polygon(np.array([[-5, -5], [4, -5], [4, 4], [-5, 4]]), (10, 10))
     assert clipped.sum() == 16 and clipped[:4, :4].all()
-    assert not sio.rasterize_polygon(np.array([[20, 20], [30, 20], [30, 30]]), (10, 10)).any()
+    assert not sras.rasterize_polygon(np.array([[20, 20], [30, 20], [30, 30]]), (10, 10)).any()
 
 
 def test_rasterize_polyline():
-    line = sio.rasterize_polyline(np.array([[5.5, 10.5], [25.5, 10.5]]), (20, 30), width=3)
+    line = sras.rasterize_polyline(np.array([[5.5, 10.5], [25.5, 10.5]]), (20, 30), width=3)
     assert line[9:12, 6:25].all() and not line[:8].any() and not line[13:].any()
-    dot = sio.rasterize_polyline(np.array([[4.5, 4.5]]), (10, 10), width=1)
+    dot = sras.rasterize_polyline(np.array([[4.5, 4.5]]), (10, 10), width=1)
     np.testing.assert_array_equal(np.argwhere(dot), [[4, 4]])
 
 
 @pytest.mark.parametrize(
     "func, points, match",
     [
-        (sio.rasterize_polygon, [[0, 0], [1, 1]], "at least 3"),
-        (sio.rasterize_polygon, [[0, 0], [1, np.nan], [2, 2]], "finite"),
-        (sio.rasterize_polyline, np.zeros((0, 2)), "at least 1"),
-        (sio.rasterize_polyline, [[0, np.inf]], "finite"),
-        (sio.rasterize_polyline, [1, 2, 3], r"\(N, 2\)"),
+        (sras.rasterize_polygon, [[0, 0], [1, 1]], "at least 3"),
+        (sras.rasterize_polygon, [[0, 0], [1, np.nan], [2, 2]], "finite"),
+        (sras.rasterize_polyline, np.zeros((0, 2)), "at least 1"),
+        (sras.rasterize_polyline, [[0, np.inf]], "finite"),
+        (sras.rasterize_polyline, [1, 2, 3], r"\(N, 2\)"),
     ],
 )
 def test_rasterize_errors(func, points, match):

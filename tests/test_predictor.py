@@ -10,7 +10,6 @@ from _parity import assert_close, case, fixture_model, image_uint8, recorded_sam
 
 from seem import PromptError, SeemPredictor
 from seem.errors import ImageError
-from seem.modeling.visual_sampler import RecordedSampler
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from seem import io as seem_io
+from seem import visualize as seem_visualize
 from seem.errors import PromptError, SeemError
 from seem.vocabularies import display_name, parse_vocabulary
 
@@ -64,7 +65,7 @@ def _write_json(path: Path, data: Any) -> Path:
 def _save_overlay(image: np.ndarray, masks: np.ndarray, labels: list[str], scores: np.ndarray, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     shown = [display_name(label) for label in labels]  # "wall-other-merged" -> "wall"
-    Image.fromarray(seem_io.overlay(image, masks, shown, scores)).save(path, format="PNG")
+    Image.fromarray(seem_visualize.overlay(image, masks, shown, scores)).save(path, format="PNG")
     return path
 
 

@@ -1,5 +1,6 @@
-"""Images and masks in and out: decoding with clear errors, PNG / COCO RLE / polygon export, overlays,
-and rasterization of polygon and scribble prompts.
+"""Images and masks in and out: decoding with clear errors, PNG / COCO RLE / polygon export.
+
+Overlays live in :mod:`seem.visualize`; rasterising polygon and scribble prompts in :mod:`seem.rasterize`.
 
 Frames. Arrays are row-major: a mask ``(H, W)`` is indexed ``mask[y, x]``. Coordinates ``(x, y)`` are
 *continuous* pixel coordinates of the original image, COCO style: pixel ``(col, row)`` covers
@@ -11,7 +12,6 @@ Optional extras: ``pycocotools`` (RLE) and ``scikit-image`` (polygons) are impor
 
 from __future__ import annotations
 
-import colorsys
 import contextlib
 import io as _io
 import json
@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Union
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
-from seem.errors import ImageError, PromptError, require
+from seem.errors import ImageError, require
 
 ImageSource = Union[str, Path, bytes, np.ndarray, Image.Image]
 
@@ -424,161 +424,3 @@ def save_coco_json(
         records.append(record)
     _prepare_path(path).write_text(json.dumps(records, indent=1))
     return records
-
-
-# ----------------------------------------------------------------------------------------------------
-# Overlay
-# ----------------------------------------------------------------------------------------------------
-def distinct_colors(n: int) -> np.ndarray:
-    """``(n, 3)`` uint8 well-separated saturated colours (golden-ratio hue steps), deterministic."""
-    hues = (np.arange(n) * 0.618033988749895 + 0.07) % 1.0
-    return np.array([[round(255 * c) for c in colorsys.hsv_to_rgb(h, 0.8, 0.95)] for h in hues], np.uint8)
-
-
-def _boundary(mask: np.ndarray, thickness: int) -> np.ndarray:
-    """Mask pixels within ``thickness`` pixels of the background (4-connected erosion), inside the mask."""
-    inner = mask
-    for _ in range(thickness):
-        p = np.pad(inner, 1)
-        inner = inner & p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:]
-    return mask & ~inner
-
-
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1: bitmap font only
-        return ImageFont.load_default()
-
-
-def overlay(
-    image: np.ndarray,
-    masks: np.ndarray,
-    labels: Sequence[str] | None = None,
-    scores: Sequence[float] | np.ndarray | None = None,
-    alpha: float = 0.5,
-) -> np.ndarray:
-    """Draw masks on an image: ``(H, W, 3)`` uint8 out, the input is not modified.
-
-    Each of the ``(K, H, W)`` masks gets a distinct colour blended with weight ``alpha`` and an opaque
-    contour drawn on its border pixels; only mask pixels change, except for the text labels
-    (``"label 0.87"``) drawn at each mask's centroid, or its top-left corner when the centroid falls
-    outside it.
-    """
-    rgb = load_image(image, max_pixels=np.iinfo(np.int64).max)
-    masks = _as_masks(masks) if len(masks) else np.zeros((0, *rgb.shape[:2]), dtype=bool)
-    if masks.shape[1:] != rgb.shape[:2]:
-        raise ImageError(f"overlay: masks are {masks.shape[1:]} (HxW) but the image is {rgb.shape[:2]}")
-    out = rgb.astype(np.float32)
-    colors = distinct_colors(len(masks)).astype(np.float32)
-    thickness = max(1, round(min(rgb.shape[:2]) / 400))
-    for mask, color in zip(masks, colors):
-        out[mask] = (1.0 - alpha) * out[mask] + alpha * color
-        out[_boundary(mask, thickness)] = color
-    result = np.clip(out.round(), 0, 255).astype(np.uint8)
-    if labels is None and scores is None:
-        return result
-    canvas = Image.fromarray(result)
-    draw = ImageDraw.Draw(canvas)
-    font = _font(max(12, min(rgb.shape[:2]) // 30))
-    for i, mask in enumerate(masks):
-        ys, xs = np.nonzero(mask)
-        if xs.size == 0:
-            continue
-        text = " ".join(
-            ([str(labels[i])] if labels is not None else []) + ([f"{float(scores[i]):.2f}"] if scores is not None else [])
-        )
-        cx, cy = int(xs.mean()), int(ys.mean())
-        if not mask[cy, cx]:
-            cx, cy = int(xs.min()), int(ys.min())
-        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-        tw, th = right - left + 4, bottom - top + 4
-        x = min(max(cx - tw // 2, 0), max(canvas.width - tw, 0))
-        y = min(max(cy - th // 2, 0), max(canvas.height - th, 0))
-        draw.rectangle((x, y, x + tw - 1, y + th - 1), fill=(0, 0, 0))
-        draw.text((x + 2 - left, y + 2 - top), text, fill=tuple(int(c) for c in colors[i]), font=font)
-    return np.asarray(canvas).copy()
-
-
-# ----------------------------------------------------------------------------------------------------
-# Rasterization of polygon and scribble prompts
-# ----------------------------------------------------------------------------------------------------
-def _as_points(points_xy: np.ndarray, what: str, min_points: int) -> np.ndarray:
-    try:
-        pts = np.asarray(points_xy, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise PromptError(f"{what}: points must be numbers, an (N, 2) array of (x, y)") from None
-    if pts.ndim != 2 or pts.shape[1] != 2:
-        raise PromptError(f"{what}: expected an (N, 2) array of (x, y) points, got shape {pts.shape}")
-    if len(pts) < min_points:
-        raise PromptError(f"{what}: needs at least {min_points} point(s), got {len(pts)}")
-    if not np.isfinite(pts).all():
-        raise PromptError(f"{what}: coordinates must be finite, got NaN or infinity")
-    return pts
-
-
-def _as_size(size: tuple[int, int]) -> tuple[int, int]:
-    h, w = int(size[0]), int(size[1])
-    if h <= 0 or w <= 0:
-        raise PromptError(f"image size must be positive (H, W), got {tuple(size)}")
-    return h, w
-
-
-def rasterize_polygon(points_xy: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Fill a polygon: ``(H, W)`` bool, True where the pixel centre lies inside (even-odd rule).
-
-    Args:
-        points_xy: ``(N, 2)`` float, N >= 3 vertices ``(x, y)`` in continuous pixel coordinates of
-            the image (the frame :func:`mask_to_polygons` returns); the polygon closes itself.
-        size: ``(H, W)`` of the image. Parts outside the image are clipped.
-    """
-    pts = _as_points(points_xy, "polygon", 3)
-    h, w = _as_size(size)
-    x0, y0 = pts[:, 0], pts[:, 1]
-    x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
-    # Rows whose centre y = r + 0.5 satisfies min(y0, y1) <= y < max(y0, y1) (half-open: each
-    # vertex counted once, so every row has an even number of crossings).
-    r_start = np.clip(np.ceil(np.minimum(y0, y1) - 0.5), 0, h).astype(np.int64)
-    r_stop = np.clip(np.ceil(np.maximum(y0, y1) - 0.5), 0, h).astype(np.int64)
-    counts = np.maximum(r_stop - r_start, 0)
-    edge = np.repeat(np.arange(len(pts)), counts)
-    offsets = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
-    rows = r_start[edge] + offsets
-    yc = rows + 0.5
-    xs = x0[edge] + (yc - y0[edge]) * (x1[edge] - x0[edge]) / (y1[edge] - y0[edge])
-    order = np.lexsort((xs, rows))
-    rows, xs = rows[order], xs[order]
-    # Consecutive crossings of a row pair up; fill columns whose centre c + 0.5 is in [x_in, x_out).
-    c_in = np.clip(np.ceil(xs[0::2] - 0.5), 0, w).astype(np.int64)
-    c_out = np.clip(np.ceil(xs[1::2] - 0.5), 0, w).astype(np.int64)
-    diff = np.zeros((h, w + 1), dtype=np.int8)
-    np.add.at(diff, (rows[0::2], c_in), 1)
-    np.add.at(diff, (rows[1::2], c_out), -1)
-    return np.cumsum(diff[:, :w], axis=1, dtype=np.int8) > 0
-
-
-def rasterize_polyline(points_xy: np.ndarray, size: tuple[int, int], width: int = 3) -> np.ndarray:
-    """Draw a scribble: ``(H, W)`` bool stroke of ``width`` pixels with round joints and ends.
-
-    Args:
-        points_xy: ``(N, 2)`` float, N >= 1 points ``(x, y)`` in continuous pixel coordinates of the
-            image; a single point draws a dot of diameter ``width``.
-        size: ``(H, W)`` of the image. Parts outside the image are clipped.
-    """
-    pts = _as_points(points_xy, "scribble", 1)
-    h, w = _as_size(size)
-    if int(width) < 1:
-        raise PromptError(f"scribble: width must be >= 1 pixel, got {width}")
-    width = int(width)
-    canvas = Image.new("L", (w, h), 0)
-    draw = ImageDraw.Draw(canvas)
-    centres = [(float(x) - 0.5, float(y) - 0.5) for x, y in pts]  # Pillow: integer = pixel centre
-    if len(centres) > 1:
-        draw.line(centres, fill=255, width=width, joint="curve")
-    r = (width - 1) / 2.0
-    for x, y in (centres[0], centres[-1]):  # round caps; a 1-pixel dot is the pixel holding the point
-        if width == 1:
-            draw.point((int(np.floor(x + 0.5)), int(np.floor(y + 0.5))), fill=255)
-        else:
-            draw.ellipse((x - r, y - r, x + r, y + r), fill=255)
-    return np.asarray(canvas) > 0

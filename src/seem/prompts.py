@@ -107,7 +107,7 @@ def _region_masks(masks: Sequence[np.ndarray] | np.ndarray, frame: ImageFrame, w
 
 def _drawn(shapes: Sequence, frame: ImageFrame, what: str, fill: bool) -> np.ndarray:
     """Scribbles / polygons given as masks ``(H, W)`` or as point lists ``(M, 2)``."""
-    from .io import rasterize_polygon, rasterize_polyline
+    from .rasterize import rasterize_polygon, rasterize_polyline
 
     masks = []
     for i, s in enumerate(shapes):
