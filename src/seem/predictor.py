@@ -22,7 +22,7 @@ from .postprocess import select_grounding, select_spatial
 from .prompts import build_region_prompts
 from .structures import Prediction
 from .transforms import ImageFrame, plan_frame, preprocess_image
-from .vocab_cache import VocabularyCache
+from .vocab_cache import VocabularyCache, default_vocabulary_cache_dir
 
 
 @dataclass(frozen=True)
@@ -64,17 +64,22 @@ class SeemPredictor:
             model config: 512 / 1024, the official demo and RefCOCO settings); ``None`` keeps the size.
         seed: seeds the sampler of prompt pixels and spatial queries, so results are reproducible.
         sampler: inject a :class:`PromptSampler` (e.g. a ``RecordedSampler``) instead of ``seed``.
+        vocabulary_cache_dir: where vocabulary embeddings persist between processes (default
+            ``~/.cache/seem/vocab``, see :mod:`seem.vocab_cache`); ``None`` keeps them in memory only.
     """
 
     def __init__(self, model: Seem, vocabulary: Sequence[str] | None = None, *, shorter_side: int | None | str = "config",
-                 max_size: int | None | str = "config", seed: int = 0, sampler: PromptSampler | None = None) -> None:
+                 max_size: int | None | str = "config", seed: int = 0, sampler: PromptSampler | None = None,
+                 vocabulary_cache_dir: str | None = "default") -> None:
         self.model = model.eval()
         cfg = model.config
         self.shorter_side = cfg.test_shorter_side if shorter_side == "config" else shorter_side
         self.max_size = cfg.test_max_size if max_size == "config" else max_size
         self.seed = seed
         self._sampler = sampler
-        self.vocabularies = VocabularyCache(model)
+        if vocabulary_cache_dir == "default":
+            vocabulary_cache_dir = default_vocabulary_cache_dir()
+        self.vocabularies = VocabularyCache(model, directory=vocabulary_cache_dir)
         if vocabulary is None:
             from .vocabularies import COCO_PANOPTIC_CLASSES, display_name
 
