@@ -20,12 +20,21 @@ __version__ = "0.1.0"
 
 
 def resolve_device(device: str | None) -> str:
-    """``"auto"``/``None`` -> ``"cuda"`` when available, else ``"cpu"``; other values pass through."""
+    """``"auto"``/``None`` -> ``"cuda"`` when available, else ``"cpu"``; an explicit accelerator must exist.
+
+    Raises:
+        SeemError: ``cuda``/``mps`` requested but not available.
+    """
     import torch
 
     if device in (None, "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
-    return str(device)
+    device = str(device)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SeemError(f"device {device}: CUDA is not available here; use cpu or auto")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise SeemError("device mps: MPS is not available here; use cpu or auto")
+    return device
 
 
 def from_pretrained(name_or_path: str | None = None, device: str | None = "cpu", cache_dir=None) -> Seem:

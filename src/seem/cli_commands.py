@@ -24,25 +24,14 @@ from seem.vocabularies import display_name, parse_vocabulary
 # ----------------------------------------------------------------------------------------------------
 # Shared helpers
 # ----------------------------------------------------------------------------------------------------
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when available, else ``cpu``; an explicit accelerator must exist."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise SeemError(f"--device {device}: CUDA is not available here; use --device cpu or auto")
-    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise SeemError("--device mps: MPS is not available here; use --device cpu or auto")
-    return device
-
-
 def load_predictor(args: argparse.Namespace) -> Any:
     """Build the predictor from ``--model``, ``--device`` and ``--threads``."""
     if args.threads is not None:
         import torch
 
         torch.set_num_threads(args.threads)
+    from seem import resolve_device
+
     device = resolve_device(args.device)
     from seem.predictor import SeemPredictor  # looked up at call time (tests substitute a fake)
 
