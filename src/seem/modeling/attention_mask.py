@@ -100,6 +100,7 @@ def build_self_attention_mask(layout: QueryLayout, batch_size: int, per_object_b
         pad = padding.get(name)
         if name not in ranges or pad is None:
             continue
+        pad = pad.to(torch.bool).expand(batch_size, -1).cpu()
         for other in GROUPS:
             if other not in ranges:
                 continue
@@ -112,14 +113,14 @@ def build_self_attention_mask(layout: QueryLayout, batch_size: int, per_object_b
                 block(other, name).transpose(1, 2)[pad] = True  # padded columns
 
     if per_object_blocks and "queries_spatial" in ranges and "tokens_spatial" in ranges:
-        q_obj = layout.spatial_query_object
-        t_obj = layout.spatial_token_object
+        q_obj = layout.spatial_query_object.cpu()
+        t_obj = layout.spatial_token_object.cpu()
         block("queries_spatial", "queries_spatial")[:] = q_obj[:, None] != q_obj[None, :]
         block("queries_spatial", "tokens_spatial")[:] = q_obj[None, :, None] != t_obj[:, None, :]
         block("tokens_spatial", "tokens_spatial")[:] = t_obj[:, :, None] != t_obj[:, None, :]
     if per_object_blocks and "memories_spatial" in ranges and "queries_spatial" in ranges:
-        q_obj = layout.spatial_query_object
-        m_obj = layout.memory_object
+        q_obj = layout.spatial_query_object.cpu()
+        m_obj = layout.memory_object.cpu()
         block("queries_spatial", "memories_spatial")[:] = q_obj[:, None] != m_obj[None, :]
         block("memories_spatial", "memories_spatial")[:] = m_obj[:, None] != m_obj[None, :]
     return mask
