@@ -7,7 +7,6 @@ import pickle
 
 import numpy as np
 import pytest
-import torch
 from _fixture import fixture_dir, require_fixture
 from PIL import Image
 
