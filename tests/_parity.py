@@ -76,6 +76,14 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, what: str, atol: 
     assert diff <= atol, f"{what}: max abs diff {diff:.3g} > {atol}"
 
 
+def compare(tensors: dict, key: str, actual: torch.Tensor, atol: float = ATOL) -> bool:
+    """Compare with the stored tensor ``key`` when the fixture stores it (optional intermediates)."""
+    if key not in tensors:
+        return False
+    assert_close(actual, tensors[key], key, atol)
+    return True
+
+
 def assert_masks_equal(actual: torch.Tensor, expected: torch.Tensor, logits: torch.Tensor, threshold: float, what: str):
     """Binary masks equal except where the logit is within ATOL of the threshold."""
     assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"

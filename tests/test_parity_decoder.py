@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from _fixture import require_fixture
 from _parity import (
     assert_close,
+    compare,
     assert_masks_equal,
     case,
     fixture_model,
@@ -85,22 +86,26 @@ def test_generic_segmentation_matches_official():
     _check_layers(model, out, t)
     logits = model.class_logits(_group(out, "queries_object", out.last.class_embed), vocabulary_embeddings())
     masks = _group(out, "queries_object", out.last.masks)
-    assert_close(logits, t["output.pred_logits"], "output.pred_logits")
-    assert_close(masks, t["output.pred_masks"], "output.pred_masks")
+    compare(t, "output.pred_logits", logits)
+    compare(t, "output.pred_masks", masks)
 
     # post-processing happens before inference (panoptic/instance on): upsample, crop, resize
     mask_orig = sem_seg_postprocess(upsample_to_input(masks[0], frame.padded_size), frame.resized_size, frame.original_size)
-    assert_close(semantic_inference(logits[0], mask_orig), t["post.sem_seg"], "post.sem_seg")
+    compare(t, "post.sem_seg", semantic_inference(logits[0], mask_orig))
 
     classes = meta["classes"]
     is_thing = [c in meta["thing_classes"] for c in classes]
     cfg = model.config.inference
     pano = panoptic_inference(logits[0], mask_orig, is_thing, cfg.object_mask_threshold, cfg.overlap_threshold)
-    assert torch.equal(pano.segmentation, t["post.panoptic_seg"])
-    expected = [(s["id"], s["category_id"], s["isthing"]) for s in meta["panoptic_segments_info"]]
-    assert [(s["id"], s["label_id"], s["isthing"]) for s in pano.segments] == expected
+    if "post.panoptic_seg" in t:
+        assert torch.equal(pano.segmentation, t["post.panoptic_seg"])
+    expected = [(s["id"], s["category_id"], s["isthing"]) for s in meta.get("panoptic_segments_info", [])]
+    if "panoptic_segments_info" in meta:
+        assert [(s["id"], s["label_id"], s["isthing"]) for s in pano.segments] == expected
 
     inst = instance_inference(logits[0], mask_orig, cfg.detections_per_image, thing_only=is_thing)
+    if "post.instances.scores" not in t:
+        return
     order = inst.scores.argsort(descending=True)
     ref_order = t["post.instances.scores"].argsort(descending=True)
     assert_close(inst.scores[order], t["post.instances.scores"][ref_order], "instances.scores")
@@ -113,32 +118,33 @@ def test_grounding_matches_official():
     model = fixture_model()
     with torch.no_grad():
         text = model.encode_text([meta["text"]])
-    assert_close(text.tokens, t["decoder_input.grounding_tokens"], "grounding_tokens")
-    assert_close(text.sentence_embeddings, t["text.class_emb"], "text.class_emb")
+    compare(t, "decoder_input.grounding_tokens", text.tokens)
+    compare(t, "text.class_emb", text.sentence_embeddings)
     assert torch.equal(text.padding, t["decoder_input.grounding_nonzero_mask"].bool())
     model, frame, _, _, out = _decode(meta, t, text)
     _check_layers(model, out, t)
     gtexts = _group(out, "queries_grounding", out.last.class_embed)
-    assert_close(gtexts, t["output.pred_gtexts"], "output.pred_gtexts")
+    compare(t, "output.pred_gtexts", gtexts)
     sim, matched = select_grounding(gtexts[0], text.sentence_embeddings, model.text_encoder.logit_scale)
-    assert_close(sim, t["post.out_prob"], "post.out_prob")
-    assert torch.equal(matched, t["post.matched_id"])
+    compare(t, "post.out_prob", sim)
+    if "post.matched_id" in t:
+        assert torch.equal(matched, t["post.matched_id"])
     gmask = _group(out, "queries_grounding", out.last.masks)[0, matched]
     result = sem_seg_postprocess(upsample_to_input(gmask, frame.padded_size), frame.resized_size, frame.original_size)
-    assert_close(result, t["post.grounding_mask"], "post.grounding_mask")
+    compare(t, "post.grounding_mask", result)
 
 
 def _check_spatial(model, frame, visual, out, t):
     smaskembs = _group(out, "queries_spatial", out.last.mask_embed)
-    assert_close(smaskembs, t["output.pred_smaskembs"], "output.pred_smaskembs")
-    assert_close(visual.positive_mean, t["output.pred_pspatials"], "output.pred_pspatials")
-    assert_close(visual.negative_mean, t["output.pred_nspatials"], "output.pred_nspatials")
-    assert_close(_group(out, "queries_spatial", out.last.class_embed), t["output.pred_stexts"], "output.pred_stexts")
+    compare(t, "output.pred_smaskembs", smaskembs)
+    compare(t, "output.pred_pspatials", visual.positive_mean)
+    compare(t, "output.pred_nspatials", visual.negative_mean)
+    compare(t, "output.pred_stexts", _group(out, "queries_spatial", out.last.class_embed))
     k = visual.num_objects
     q_obj = torch.arange(k).repeat_interleave(smaskembs.shape[1] // k)
     chosen = select_spatial(smaskembs[0], visual.positive_mean[0], q_obj)
     prev = _group(out, "queries_spatial", out.last.masks)[0, chosen][None]
-    assert_close(prev, t["output.prev_mask"], "output.prev_mask")
+    compare(t, "output.prev_mask", prev)
     return prev
 
 
@@ -161,12 +167,12 @@ def test_text_plus_point_composition_matches_official():
     with torch.no_grad():
         text = model.encode_text([meta["text"]])
         quirk = model.encode_text([meta["text"]], official_sign_mask=True)
-    assert_close(text.tokens, t["decoder_input.grounding_tokens"], "grounding_tokens")
+    compare(t, "decoder_input.grounding_tokens", text.tokens)
     assert not text.padding.any()  # our default: every real token takes part
     assert torch.equal(quirk.padding, t["decoder_input.grounding_nonzero_mask"].bool())
     model, frame, _, visual, out = _decode(meta, t, quirk)
     _check_layers(model, out, t)
-    assert_close(_group(out, "queries_grounding", out.last.class_embed), t["output.pred_gtexts"], "output.pred_gtexts")
+    compare(t, "output.pred_gtexts", _group(out, "queries_grounding", out.last.class_embed))
     prev = _check_spatial(model, frame, visual, out, t)
     if "post.mask_iou" in t:
         up = F.interpolate(prev, size=frame.padded_size, mode="bilinear")
@@ -185,8 +191,8 @@ def test_reference_source_tokens_match_official():
     region = t["source.prompt_mask"][0].bool()
     with torch.no_grad():
         tokens = model.encode_visual_prompt(feats, region, torch.zeros_like(region), sampler)
-    assert_close(tokens.positive_mean, t["refimg.spatial_query_pos"], "refimg.spatial_query_pos")
-    assert_close(tokens.negative_mean, t["refimg.spatial_query_neg"], "refimg.spatial_query_neg")
+    compare(t, "refimg.spatial_query_pos", tokens.positive_mean)
+    compare(t, "refimg.spatial_query_neg", tokens.negative_mean)
     for i, tok in enumerate(tokens.tokens):
         assert_close(tok, t[f"refimg.src_spatial_queries.{i}"], f"refimg.src_spatial_queries.{i}")
         assert torch.equal(tokens.padding[i], t[f"refimg.src_spatial_maskings.{i}"].bool())
