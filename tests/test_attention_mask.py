@@ -58,3 +58,11 @@ def test_absent_groups_shrink_the_mask():
     layout = QueryLayout(sizes={"queries_object": 3})
     m = build_self_attention_mask(layout, batch_size=1)
     assert m.shape == (1, 3, 3) and not m.any()
+
+
+def test_joint_prompts_let_each_query_group_read_the_other_prompt_type():
+    official = ~build_self_attention_mask(_layout(), batch_size=1)[0]
+    joint = ~build_self_attention_mask(_layout(), batch_size=1, joint_prompts=True)[0]
+    assert not official[4, 8] and joint[4, 8] and not joint[4, 9]  # spatial query -> real text token, not padding
+    assert not official[2, 10] and joint[2, 10:13].all() and not joint[2, 13]  # grounding query -> visual tokens
+    assert torch.equal(official[0:2], joint[0:2])  # object queries unchanged

@@ -163,3 +163,14 @@ def test_segment_everything_kinds(model):
     assert np.all(np.diff(inst.scores) <= 0)
     with pytest.raises(PromptError):
         p.segment_everything(meta["classes"], kind="nope")
+
+
+def test_composition_official_text_leaves_visual_masks_unchanged_joint_uses_text(model):
+    p = SeemPredictor(model, vocabulary=["zebra"], shorter_side=None, seed=0)
+    p.set_image(image_uint8("image2"))
+    click = [[124, 145]]
+    alone = p.predict(points=click)
+    official = p.predict(points=click, text="young zebra")
+    joint = p.predict(points=click, text="young zebra", joint_prompts=True)
+    assert torch.allclose(alone.logits_lowres, official.logits_lowres, atol=1e-4)  # only rounding differs
+    assert (joint.logits_lowres - alone.logits_lowres).abs().max() > 1e-2

@@ -162,7 +162,7 @@ class SeemPredictor:
     @torch.inference_mode()
     def predict(self, text: str | Sequence[str] | None = None, points=None, point_labels=None, boxes=None,
                 scribbles=None, polygons=None, masks=None, reference: ReferencePrompt | None = None,
-                memory: Prediction | Tensor | None = None) -> Prediction:
+                memory: Prediction | Tensor | None = None, joint_prompts: bool = False) -> Prediction:
         """Segment the current image from any mix of prompts.
 
         Args:
@@ -177,6 +177,9 @@ class SeemPredictor:
             memory: the previous round's :class:`Prediction` (or its ``logits_lowres``) for the same visual
                 objects: the mask-guided memory prompt of multi-round interaction. Pass the accumulated
                 clicks of all rounds together with it.
+            joint_prompts: with text *and* visual prompts, let the visual objects' queries read the text
+                tokens (paper §3.1's free interaction at inference). Off: the official v1 layout, where the
+                two prompt types reach separate query groups and text does not change the visual masks.
 
         Returns:
             :class:`Prediction` with one mask per object (visual objects first, then one per text phrase when
@@ -202,7 +205,8 @@ class SeemPredictor:
         if visual is None and text_prompt is None:
             raise PromptError("no prompt given: pass text, points, boxes, scribbles, polygons, masks or reference")
         memory_mask = self._memory(memory, visual)
-        out = self.model.decode(feats, visual=visual, text=text_prompt, memory_mask=memory_mask, sampler=sampler)
+        out = self.model.decode(feats, visual=visual, text=text_prompt, memory_mask=memory_mask, sampler=sampler,
+                                joint_prompts=joint_prompts)
         last = out.last
         if visual is not None:
             s, e = out.ranges["queries_spatial"]

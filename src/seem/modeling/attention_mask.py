@@ -39,6 +39,10 @@ _ALLOWED = {
     "memories_spatial": ("memories_spatial",),
 }
 _MASKED_GROUPS = ("tokens_spatial", "tokens_grounding")  # groups that may contain padding
+# Paper §3.1: "the learnable queries can freely interact with all prompts at inference time". The official v1
+# table keeps text and visual prompts apart; ``joint_prompts`` lets each prompted query group also read the
+# other prompt type (an inference-time option, never trained).
+_JOINT_EXTRA = {"queries_spatial": ("tokens_grounding",), "queries_grounding": ("tokens_spatial",)}
 
 
 @dataclass(frozen=True)
@@ -70,13 +74,17 @@ class QueryLayout:
         return out
 
 
-def build_self_attention_mask(layout: QueryLayout, batch_size: int, per_object_blocks: bool = True) -> Tensor:
+def build_self_attention_mask(
+    layout: QueryLayout, batch_size: int, per_object_blocks: bool = True, joint_prompts: bool = False
+) -> Tensor:
     """Self-attention mask over the concatenation of the present groups, in :data:`GROUPS` order.
 
     Args:
         layout: group sizes and object assignments.
         batch_size: B.
         per_object_blocks: v1's per-object constraints (False reproduces v0).
+        joint_prompts: spatial queries also attend to text tokens and grounding queries to visual tokens
+            (text + visual composition in one query; off = the official v1 table).
 
     Returns:
         ``(B, N, N)`` bool, ``True`` = row may NOT attend to column. Repeat per head before use.
@@ -90,7 +98,8 @@ def build_self_attention_mask(layout: QueryLayout, batch_size: int, per_object_b
         (a0, a1), (b0, b1) = ranges[a], ranges[b]
         return mask[:, a0:a1, b0:b1]
 
-    for row, cols in _ALLOWED.items():
+    table = {g: _ALLOWED[g] + (_JOINT_EXTRA.get(g, ()) if joint_prompts else ()) for g in GROUPS}
+    for row, cols in table.items():
         for col in cols:
             if row in ranges and col in ranges:
                 block(row, col).fill_(False)
@@ -104,12 +113,9 @@ def build_self_attention_mask(layout: QueryLayout, batch_size: int, per_object_b
         for other in GROUPS:
             if other not in ranges:
                 continue
-            allowed = other in _ALLOWED[name] or name in _ALLOWED[other]
-            if not allowed:
-                continue
-            if other in _ALLOWED[name]:
+            if other in table[name]:
                 block(name, other)[pad] = True  # padded rows
-            if name in _ALLOWED[other]:
+            if name in table[other]:
                 block(other, name).transpose(1, 2)[pad] = True  # padded columns
 
     if per_object_blocks and "queries_spatial" in ranges and "tokens_spatial" in ranges:

@@ -194,6 +194,7 @@ class SeemDecoder(nn.Module):
         memory_mask: Tensor | None = None,
         sampler: PromptSampler | None = None,
         levels: LevelFeatures | None = None,
+        joint_prompts: bool = False,
     ) -> DecoderOutput:
         """Decode one batch.
 
@@ -206,6 +207,8 @@ class SeemDecoder(nn.Module):
             memory_mask: ``(1, K, h', w')`` previous-round mask logits of the K visual objects.
             sampler: random draws (default: a fresh :class:`RandomSampler`).
             levels: precomputed :meth:`prepare_features` output (saves work across prompt rounds).
+            joint_prompts: let spatial queries read text tokens and grounding queries read visual tokens
+                (see :func:`build_self_attention_mask`); False = the official v1 attention table.
         """
         sampler = sampler or RandomSampler()
         levels = levels or self.prepare_features(multi_scale_features)
@@ -296,7 +299,9 @@ class SeemDecoder(nn.Module):
                 memory_object=memory_objects,
                 padding=layout_extra,
             )
-            self_mask = build_self_attention_mask(layout, batch, per_object_blocks=c.version == "v1")
+            self_mask = build_self_attention_mask(
+                layout, batch, per_object_blocks=c.version == "v1", joint_prompts=joint_prompts
+            )
             self_mask = self_mask.to(output.device).repeat_interleave(self.num_heads, dim=0)
             output = cat(self_groups, content)
             output = self.transformer_self_attention_layers[i](output, self_mask, cat(self_groups, position))

@@ -130,8 +130,12 @@ class Seem(nn.Module):
 
     def decode(self, features: ImageFeatures, visual: VisualPromptTokens | None = None,
                text: TextPrompt | None = None, memory_mask: Tensor | None = None,
-               sampler: PromptSampler | None = None) -> DecoderOutput:
-        """Run the SEEM decoder on cached image features with any mix of prompts."""
+               sampler: PromptSampler | None = None, joint_prompts: bool = False) -> DecoderOutput:
+        """Run the SEEM decoder on cached image features with any mix of prompts.
+
+        ``joint_prompts=True`` lets the visual queries read the text tokens (and the text queries the visual
+        tokens) in self-attention; the official v1 layout keeps them apart.
+        """
         return self.decoder(
             features.multi_scale_features,
             features.mask_features,
@@ -141,4 +145,5 @@ class Seem(nn.Module):
             memory_mask=memory_mask,
             sampler=sampler,
             levels=features.levels,
+            joint_prompts=joint_prompts,
         )
