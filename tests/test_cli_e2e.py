@@ -22,6 +22,7 @@ def model_path():
 
 @pytest.fixture(scope="module")
 def photo(tmp_path_factory):
+    require_fixture()
     path = tmp_path_factory.mktemp("img") / "zebras.png"
     Image.open(fixture_dir() / "image1.png").convert("RGB").save(path)
     return path
