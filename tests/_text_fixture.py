@@ -7,30 +7,15 @@ dimension, text, class list and template list is read from it (other fixture set
 from __future__ import annotations
 
 import json
-import os
 from functools import lru_cache
-from pathlib import Path
 
-import pytest
 import torch
+
+from _fixture import fixture_dir, require_fixture  # noqa: F401  (re-exported for the text tests)
 
 from seem.configs import TextConfig
 
 OFFICIAL_PREFIX = "sem_seg_head.predictor.lang_encoder."
-
-
-def fixture_dir() -> Path:
-    env = os.environ.get("SEEM_PARITY_FIXTURE")
-    path = Path(env) if env else Path(__file__).resolve().parent / ".." / ".." / "shared" / "reference" / "seem_v1_tiny"
-    return path.resolve()
-
-
-def require_fixture() -> Path:
-    """The fixture directory, or skip the calling test when it is not there."""
-    path = fixture_dir()
-    if not (path / "model.safetensors").is_file():
-        pytest.skip(f"parity fixture not found at {path} (set SEEM_PARITY_FIXTURE)")
-    return path
 
 
 @lru_cache(maxsize=None)

@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from _fixture import fixture_dir
 import torch
 from safetensors.torch import load_file
 from torch import nn
@@ -30,9 +31,7 @@ from seem.configs import SeemConfig
 from seem.errors import CheckpointError, ConfigError
 from seem.registry import get_variant
 
-FIXTURE = Path(
-    os.environ.get("SEEM_PARITY_FIXTURE", Path(__file__).resolve().parents[1] / ".." / "shared/reference/seem_v1_tiny")
-)
+FIXTURE = fixture_dir()
 needs_fixture = pytest.mark.skipif(not (FIXTURE / "model.safetensors").is_file(), reason=f"no fixture at {FIXTURE}")
 
 

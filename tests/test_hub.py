@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 from pathlib import Path
 
 import pytest
+from _fixture import fixture_dir
 import torch
 from torch import nn
 
@@ -26,9 +26,7 @@ from seem.registry import get_variant
 hf = pytest.importorskip("huggingface_hub")
 hf_constants = pytest.importorskip("huggingface_hub.constants")
 
-FIXTURE = Path(
-    os.environ.get("SEEM_PARITY_FIXTURE", Path(__file__).resolve().parents[1] / ".." / "shared/reference/seem_v1_tiny")
-)
+FIXTURE = fixture_dir()
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
