@@ -174,3 +174,59 @@ def test_composition_official_text_leaves_visual_masks_unchanged_joint_uses_text
     joint = p.predict(points=click, text="young zebra", joint_prompts=True)
     assert torch.allclose(alone.logits_lowres, official.logits_lowres, atol=1e-4)  # only rounding differs
     assert (joint.logits_lowres - alone.logits_lowres).abs().max() > 1e-2
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"points": np.zeros((0, 2))}, "empty"),
+        ({"points": [["a", "b"]]}, "numbers"),
+        ({"points": [[1, 2], [3]]}, "numbers"),
+        ({"boxes": []}, "empty"),
+        ({"boxes": [10, 10, 200, 150, 3]}, r"\(K, 4\)"),
+        ({"masks": []}, "empty"),
+        ({"scribbles": [np.full((224, 416), np.nan)]}, "NaN"),
+        ({"text": ["zebra", None]}, "string"),
+        ({"text": b"zebra"}, "string"),
+        ({"point_labels": [1]}, "without points"),
+        ({"reference": np.zeros((2, 2))}, "encode_reference"),
+        ({"points": [[10, 10]], "memory": "abc"}, "memory"),
+        ({"points": [[10, 10]], "memory": torch.zeros(1, 32, 32)}, "same image"),
+        ({"points": [[10, 10]], "memory": torch.full((1, 56, 104), float("nan"))}, "NaN"),
+    ],
+)
+def test_malformed_prompts_raise_prompt_errors(model, kwargs, message):
+    p = SeemPredictor(model, shorter_side=None, vocabulary=["zebra"])
+    p.set_image(image_uint8("image1"))
+    with pytest.raises(PromptError, match=message):
+        p.predict(**kwargs)
+
+
+@pytest.mark.parametrize("vocab, message", [("zebra", "string"), (["a", "A"], "duplicate"), ([], "empty"),
+                                            (["sky", " "], "non-blank"), (["zebra", "background"], "reserved")])
+def test_vocabularies_are_validated(model, vocab, message):
+    with pytest.raises(PromptError, match=message):
+        SeemPredictor(model, vocabulary=vocab)
+    p = SeemPredictor(model, shorter_side=None, vocabulary=["zebra"])
+    p.set_image(image_uint8("image1"))
+    with pytest.raises(PromptError, match=message):
+        p.segment_everything(vocab)
+
+
+def test_predictor_needs_a_model():
+    with pytest.raises(TypeError, match="from_pretrained"):
+        SeemPredictor("model.safetensors")
+
+
+def test_click_masks_use_the_official_interactive_resize(model):
+    """Resized images: bicubic up to the padded size, crop, plain bicubic back (evaluate_interactive_single)."""
+    import torch.nn.functional as F
+
+    img = np.asarray(torch.randint(0, 255, (150, 230, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)))
+    p = SeemPredictor(model, shorter_side=100, max_size=None, vocabulary=["zebra"])
+    p.set_image(img)
+    r = p.predict(points=[[120, 70]])
+    up = F.interpolate(r.logits_lowres[None], size=p.frame.padded_size, mode="bicubic")
+    crop = up[:, :, : p.frame.resized_size[0], : p.frame.resized_size[1]]
+    logits = F.interpolate(crop, size=(150, 230), mode="bicubic")[0]
+    assert np.array_equal(r.masks, (logits > 0).numpy())

@@ -185,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     verbose = getattr(args, "verbose", False)
     try:
         return _dispatch(args)
-    except (SeemError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+    except (SeemError, OSError) as exc:  # files the user named: missing, unwritable, not a directory, ...
         if verbose:
             traceback.print_exc()
         message = str(exc) or type(exc).__name__

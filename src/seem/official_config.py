@@ -104,6 +104,8 @@ def _load_yaml(path: Path) -> object:
     yaml = require("yaml", "hub")
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a text (UTF-8 YAML) file") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"Cannot parse the YAML config {path}: {exc}") from None
 

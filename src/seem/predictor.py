@@ -25,6 +25,10 @@ from .transforms import ImageFrame, plan_frame, preprocess_image
 from .vocab_cache import VocabularyCache, default_vocabulary_cache_dir
 
 
+# query-mask elements post-processed at the original size (1.6 GB in fp32; ~4 MP images for 101 queries)
+_EVERYTHING_BUDGET = 400_000_000
+
+
 @dataclass(frozen=True)
 class ReferencePrompt:
     """Prompt tokens sampled from a region of *another* image (paper: "referred region").
@@ -38,6 +42,23 @@ class ReferencePrompt:
     @property
     def num_objects(self) -> int:
         return self.tokens.num_objects
+
+
+def _is_rgb_uint8(image) -> bool:
+    return isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3 \
+        and image.shape[0] > 0 and image.shape[1] > 0
+
+
+def _texts(text) -> list[str]:
+    """``str`` or a sequence of ``str`` -> list; PromptError for anything else or a blank phrase."""
+    if text is None:
+        return []
+    texts = [text] if isinstance(text, str) else text
+    if isinstance(texts, bytes) or not isinstance(texts, Sequence) or not all(isinstance(t, str) for t in texts):
+        raise PromptError(f"text must be a string or a list of strings, got {text!r:.80}")
+    if any(not t.strip() for t in texts) or not texts:
+        raise PromptError("a text prompt is empty")
+    return list(texts)
 
 
 def _concat_visual(a: VisualPromptTokens | None, b: VisualPromptTokens | None) -> VisualPromptTokens | None:
@@ -71,6 +92,11 @@ class SeemPredictor:
     def __init__(self, model: Seem, vocabulary: Sequence[str] | None = None, *, shorter_side: int | None | str = "config",
                  max_size: int | None | str = "config", seed: int = 0, sampler: PromptSampler | None = None,
                  vocabulary_cache_dir: str | None = "default") -> None:
+        if not isinstance(model, Seem):
+            raise TypeError(
+                f"SeemPredictor needs a built Seem model, got {type(model).__name__}; "
+                "use SeemPredictor.from_pretrained(name_or_path) for a name or a checkpoint path"
+            )
         self.model = model.eval()
         cfg = model.config
         self.shorter_side = cfg.test_shorter_side if shorter_side == "config" else shorter_side
@@ -107,10 +133,9 @@ class SeemPredictor:
 
     def set_vocabulary(self, names: Sequence[str]) -> None:
         """Label space for ``Prediction.labels`` (its embeddings are computed once and cached)."""
-        names = tuple(str(n) for n in names)
-        if not names:
-            raise PromptError("the vocabulary is empty")
-        self.vocabulary = names
+        from .vocabularies import check_vocabulary
+
+        self.vocabulary = check_vocabulary(names)
 
     def reset_image(self) -> None:
         """Forget the current image and its features."""
@@ -120,10 +145,14 @@ class SeemPredictor:
 
     @torch.inference_mode()
     def encode(self, image) -> tuple[ImageFrame, ImageFeatures]:
-        """Load/validate an image and run the image encoder on it (does not change the current image)."""
+        """Load/validate an image and run the image encoder on it (does not change the current image).
+
+        Raises:
+            seem.errors.ImageError: unreadable, empty, corrupt or too large (> 50 MP) images.
+        """
         from .io import load_image
 
-        img = load_image(image)
+        img = image if _is_rgb_uint8(image) else load_image(image)
         frame = plan_frame(img.shape[:2], self.shorter_side, self.max_size, self.model.config.size_divisibility)
         x = preprocess_image(img, frame, self.model.pixel_mean, self.model.pixel_std).to(self.device)
         return frame, self.model.encode_image(x)
@@ -137,7 +166,7 @@ class SeemPredictor:
         from .io import load_image
 
         img = load_image(image)
-        self.frame, self.features = self.encode(img)
+        self.frame, self.features = self.encode(img)  # already an (H, W, 3) uint8 array: not decoded again
         self.image = img
 
     def _require_image(self) -> tuple[ImageFrame, ImageFeatures]:
@@ -154,7 +183,7 @@ class SeemPredictor:
         and can then be decoded against any image set later.
         """
         frame, feats = self.encode(image)
-        regions = build_region_prompts(frame, masks=np.asarray(region))
+        regions = build_region_prompts(frame, masks=np.asarray(region), mask_name="reference region")
         return ReferencePrompt(
             self.model.encode_visual_prompt(feats, regions.positive.to(self.device), regions.negative.to(self.device), self.sampler())
         )
@@ -192,15 +221,17 @@ class SeemPredictor:
             ImageError: no image set.
         """
         frame, feats = self._require_image()
+        if reference is not None and not isinstance(reference, ReferencePrompt):
+            raise PromptError(f"reference must come from encode_reference(image, region), got {type(reference).__name__}")
+        texts = _texts(text)
         sampler = self.sampler()
         regions = build_region_prompts(frame, points, point_labels, boxes, scribbles, polygons, masks)
         visual = None
         if regions is not None:
             visual = self.model.encode_visual_prompt(feats, regions.positive.to(self.device), regions.negative.to(self.device), sampler)
         visual = _concat_visual(visual, reference.tokens if reference is not None else None)
-        texts = [text] if isinstance(text, str) else (list(text) if text is not None else [])
-        if any(not t.strip() for t in texts):
-            raise PromptError("a text prompt is empty")
+        if visual is not None and visual.num_objects > 1 and self.model.config.decoder.version != "v1":
+            raise PromptError(f"{visual.num_objects} visual objects given: v0 models segment one visual object per call")
         text_prompt = self.model.encode_text(texts) if texts else None
         if visual is None and text_prompt is None:
             raise PromptError("no prompt given: pass text, points, boxes, scribbles, polygons, masks or reference")
@@ -213,29 +244,38 @@ class SeemPredictor:
             k = visual.num_objects
             q_obj = torch.arange(k, device=self.device).repeat_interleave((e - s) // k)
             chosen = s + select_spatial(last.mask_embed[0, s:e], visual.positive_mean[0], q_obj)
-            mode = "bicubic"  # official evaluate_interactive_single
+            mode, antialias = "bicubic", False  # official evaluate_interactive_single
         else:
             s, e = out.ranges["queries_grounding"]
             _, matched = select_grounding(last.class_embed[0, s:e], text_prompt.sentence_embeddings,
                                           self.model.text_encoder.logit_scale, self.model.config.inference.grounding_logit_scale_max)
             chosen = s + matched
-            mode = "bilinear"  # official evaluate_grounding
-        return self._prediction(frame, last.masks[0, chosen], last.class_embed[0, chosen], mode)
+            mode, antialias = "bilinear", True  # official evaluate_grounding
+        return self._prediction(frame, last.masks[0, chosen], last.class_embed[0, chosen], mode, antialias)
 
     def _memory(self, memory, visual: VisualPromptTokens | None) -> Tensor | None:
         if memory is None:
             return None
-        logits = memory.logits_lowres if isinstance(memory, Prediction) else torch.as_tensor(memory)
+        if isinstance(memory, Prediction):
+            logits = memory.logits_lowres
+        elif isinstance(memory, (Tensor, np.ndarray)):
+            logits = torch.as_tensor(memory)
+        else:
+            raise PromptError(f"memory must be the previous Prediction or its logits_lowres, got {type(memory).__name__}")
         if visual is None:
             raise PromptError("memory refines visual prompts: pass the clicks/boxes/scribbles of the objects too")
         feats = self.features
         expect = (feats.padded_size[0] // 4, feats.padded_size[1] // 4)
         if logits.ndim != 3 or logits.shape[0] != visual.num_objects:
             raise PromptError(f"memory must be (K={visual.num_objects}, h, w) logits of the same objects, got {tuple(logits.shape)}")
-        logits = logits.to(self.device, torch.float32)[None]
         if tuple(logits.shape[-2:]) != expect:
-            logits = F.interpolate(logits, size=expect, mode="bilinear", align_corners=False)
-        return logits
+            raise PromptError(
+                f"memory is {tuple(logits.shape[-2:])} logits, this image needs {expect}: "
+                "memory must come from a prediction on the same image"
+            )
+        if not torch.isfinite(logits).all():
+            raise PromptError("memory contains NaN or infinite logits")
+        return logits.to(self.device, torch.float32)[None]
 
     def _labels(self, class_embed: Tensor) -> tuple[Tensor, Tensor]:
         """``(K, Dp)`` -> label ids over the vocabulary and their probability (softmax with "background")."""
@@ -244,8 +284,9 @@ class SeemPredictor:
         p, ids = probs.max(dim=-1)
         return ids, p
 
-    def _prediction(self, frame: ImageFrame, logits_lowres: Tensor, class_embed: Tensor, mode: str) -> Prediction:
-        logits = frame.logits_to_original(logits_lowres, mode=mode)
+    def _prediction(self, frame: ImageFrame, logits_lowres: Tensor, class_embed: Tensor, mode: str,
+                    antialias: bool) -> Prediction:
+        logits = frame.logits_to_original(logits_lowres, mode=mode, antialias=antialias)
         masks = logits > 0
         ids, p = self._labels(class_embed)
         inside = masks.flatten(1).float()
@@ -272,48 +313,58 @@ class SeemPredictor:
             thing_classes: which names are countable things (stuff segments of one class are merged); default:
                 COCO's things for the COCO vocabulary, every class otherwise.
 
-        Post-processing follows the official ``evaluate`` path (masks upsampled, cropped and resized before
-        inference, thresholds from the config) at the resized image resolution; results are then resized to
-        the original size (nearest for labels). ``SemanticResult.probabilities`` stay at the resized
-        resolution ``(C, h, w)`` to bound memory.
+        Post-processing follows the official ``evaluate`` path: query masks are upsampled, cropped and resized
+        to the original size before semantic / panoptic / instance inference, with the thresholds of the config.
+        Only when ``queries x H x W`` exceeds a memory budget (images above about 4 MP for 101 queries) does
+        inference run at the resized resolution, with labels resized to the original size afterwards (then
+        ``SemanticResult.probabilities`` are ``(C, h, w)`` at the resized size). Instances keep thing classes only.
+
+        Raises:
+            PromptError: an invalid vocabulary or ``kind``.
+            ImageError: no image set.
         """
         from . import postprocess as pp
         from .structures import InstanceResult, PanopticResult, Segment, SemanticResult
 
         if kind not in ("panoptic", "semantic", "instance"):
             raise PromptError(f"kind must be panoptic, semantic or instance, got {kind!r}")
-        names = tuple(vocabulary) if vocabulary is not None else self.vocabulary
-        if not names:
-            raise PromptError("the vocabulary is empty")
+        from .vocabularies import check_vocabulary
+
+        names = check_vocabulary(vocabulary) if vocabulary is not None else self.vocabulary
         frame, feats = self._require_image()
         out = self.model.decode(feats, sampler=self.sampler())
         s, e = out.ranges["queries_object"]
         emb = self.vocabularies.get(names + ("background",))
         logits = self.model.class_logits(out.last.class_embed[0, s:e], emb)
+        # official: masks to the original size first, then inference there; for very large images (query
+        # masks above the memory budget) inference runs at the resized size and labels are resized after
+        exact = (e - s) * frame.original_size[0] * frame.original_size[1] <= _EVERYTHING_BUDGET
+        work_size = frame.original_size if exact else frame.resized_size
         masks = pp.sem_seg_postprocess(pp.upsample_to_input(out.last.masks[0, s:e], frame.padded_size),
-                                       frame.resized_size, frame.resized_size)
+                                       frame.resized_size, work_size)
         is_thing = self._thing_flags(names, thing_classes)
         cfg = self.model.config.inference
 
-        def to_original(x: Tensor, mode: str) -> Tensor:
+        def to_original(x: Tensor) -> Tensor:
             if tuple(x.shape[-2:]) == frame.original_size:
                 return x
-            return F.interpolate(x[None].float(), size=frame.original_size, mode=mode)[0]
+            return F.interpolate(x[None].float(), size=frame.original_size, mode="nearest")[0]
 
         if kind == "semantic":
             probs = pp.semantic_inference(logits, masks)
-            label_map = to_original(probs.argmax(0)[None], "nearest")[0].long()
+            label_map = to_original(probs.argmax(0)[None])[0].long()
             return SemanticResult(probs.cpu().numpy(), label_map.cpu().numpy(), names)
         if kind == "panoptic":
             pano = pp.panoptic_inference(logits, masks, is_thing, cfg.object_mask_threshold, cfg.overlap_threshold)
-            seg = to_original(pano.segmentation[None], "nearest")[0].to(torch.int32)
-            segments = [
-                Segment(d["id"], d["label_id"], names[d["label_id"]], d["isthing"], d["score"], int((seg == d["id"]).sum()))
-                for d in pano.segments
-            ]
+            seg = to_original(pano.segmentation[None])[0].to(torch.int32)
+            segments = []
+            for d in pano.segments:
+                area = int((seg == d["id"]).sum())
+                if area:
+                    segments.append(Segment(d["id"], d["label_id"], names[d["label_id"]], d["isthing"], d["score"], area))
             return PanopticResult(seg.cpu().numpy(), segments, names)
-        inst = pp.instance_inference(logits, masks, cfg.detections_per_image)
-        inst_masks = to_original(inst.masks.float(), "nearest") > 0.5 if len(inst.scores) else inst.masks
+        inst = pp.instance_inference(logits, masks, cfg.detections_per_image, thing_only=is_thing)
+        inst_masks = to_original(inst.masks.float()) > 0.5 if len(inst.scores) else inst.masks
         order = inst.scores.argsort(descending=True)
         ids = inst.label_ids[order].cpu().numpy()
         return InstanceResult(inst_masks[order].cpu().numpy(), inst.scores[order].cpu().numpy(), ids,

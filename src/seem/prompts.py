@@ -42,6 +42,17 @@ class RegionPrompts:
         return int(self.positive.shape[0])
 
 
+def _numbers(value, what: str, shape_hint: str) -> np.ndarray:
+    """``value`` as a non-empty float64 array, or a PromptError naming the argument."""
+    try:
+        a = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise PromptError(f"{what} must be numbers shaped {shape_hint}, got {value!r:.80}") from None
+    if a.size == 0:
+        raise PromptError(f"{what} is empty; expected {shape_hint}")
+    return a
+
+
 def _finite(a: np.ndarray, what: str) -> np.ndarray:
     if not np.all(np.isfinite(a)):
         raise PromptError(f"{what} contain non-finite coordinates")
@@ -93,11 +104,20 @@ def _boxes(boxes: np.ndarray, frame: ImageFrame) -> np.ndarray:
 
 
 def _region_masks(masks: Sequence[np.ndarray] | np.ndarray, frame: ImageFrame, what: str) -> np.ndarray:
-    arr = [np.asarray(m) for m in masks] if not isinstance(masks, np.ndarray) or masks.ndim == 3 else [masks]
+    try:
+        arr = [np.asarray(m) for m in masks] if not isinstance(masks, np.ndarray) or masks.ndim == 3 else [masks]
+    except TypeError:
+        raise PromptError(f"{what}s must be (H, W) arrays, got {type(masks).__name__}") from None
+    if not arr:
+        raise PromptError(f"no {what} given (empty list)")
     out = []
     for i, m in enumerate(arr):
         if m.shape != frame.original_size:
             raise PromptError(f"{what} {i} has size {m.shape}, the image is {frame.original_size} (H, W)")
+        if m.dtype.kind not in "biuf":
+            raise PromptError(f"{what} {i} must be a boolean or numeric array, got dtype {m.dtype}")
+        if m.dtype.kind == "f" and not np.isfinite(m).all():
+            raise PromptError(f"{what} {i} contains NaN or infinite values")
         m = m.astype(bool)
         if not m.any():
             raise PromptError(f"{what} {i} is empty (no pixel set)")
@@ -132,6 +152,7 @@ def build_region_prompts(
     scribbles=None,
     polygons=None,
     masks=None,
+    mask_name: str = "mask",
 ) -> RegionPrompts | None:
     """Convert user prompts to region masks in the model frame; ``None`` when there is no visual prompt.
 
@@ -141,14 +162,19 @@ def build_region_prompts(
     """
     rh, rw = frame.resized_size
     parts: list[tuple[str, np.ndarray, np.ndarray]] = []  # (name, positive (K,h,w), negative (K,h,w))
+    if point_labels is not None and points is None:
+        raise PromptError("point_labels given without points")
     if points is not None:
-        pts = _finite(np.asarray(points, dtype=np.float64), "points")
+        pts = _finite(_numbers(points, "points", "(N, 2) or (K, N, 2) (x, y) pixels"), "points")
         if pts.ndim == 2:
             pts = pts[None]
         if pts.ndim != 3 or pts.shape[-1] != 2 or pts.shape[1] == 0:
             raise PromptError(f"points must be (N, 2) or (K, N, 2) (x, y) pixels, got shape {np.shape(points)}")
-        labels = np.ones(pts.shape[:2], dtype=np.int64) if point_labels is None else np.asarray(point_labels)
-        labels = labels.reshape(pts.shape[:2]) if labels.size == pts.shape[0] * pts.shape[1] else None
+        try:
+            labels = np.ones(pts.shape[:2], dtype=np.int64) if point_labels is None else np.asarray(point_labels, dtype=np.float64)
+        except (TypeError, ValueError):
+            labels = None
+        labels = labels.reshape(pts.shape[:2]) if labels is not None and labels.size == pts.shape[0] * pts.shape[1] else None
         if labels is None or not np.isin(labels, (0, 1)).all():
             raise PromptError(f"point_labels must hold one 1 (positive) or 0 (negative) per point; got {point_labels!r}")
         _check_inside(pts, frame, "points")
@@ -157,7 +183,10 @@ def build_region_prompts(
             raise PromptError("every object needs at least one positive click (label 1) or another positive prompt")
         parts.append(("points", pos, neg))
     if boxes is not None:
-        b = _boxes(np.asarray(boxes, dtype=np.float64).reshape(-1, 4) if np.ndim(boxes) == 1 else np.asarray(boxes, dtype=np.float64), frame)
+        b = _numbers(boxes, "boxes", "(K, 4) XYXY pixels")
+        if b.ndim == 1 and b.size == 4:
+            b = b[None]
+        b = _boxes(b, frame)
         parts.append(("boxes", b, np.zeros_like(b)))
     for name, value, fill in (("scribbles", scribbles, False), ("polygons", polygons, True)):
         if value is not None:
@@ -167,7 +196,7 @@ def build_region_prompts(
             m = _resize_masks(_drawn(seq, frame, name[:-1], fill), frame)
             parts.append((name, m, np.zeros_like(m)))
     if masks is not None:
-        m = _resize_masks(_region_masks(masks, frame, "mask"), frame)
+        m = _resize_masks(_region_masks(masks, frame, mask_name), frame)
         parts.append(("masks", m, np.zeros_like(m)))
     if not parts:
         return None

@@ -62,7 +62,11 @@ class PanopticResult:
 
 @dataclass(frozen=True)
 class SemanticResult:
-    """``probabilities`` ``(C, H, W)`` float32 per-class soft maps; ``label_map`` ``(H, W)`` int64 argmax."""
+    """``probabilities`` ``(C, H, W)`` float32 per-class soft maps; ``label_map`` ``(H, W)`` int64 argmax.
+
+    For images above the post-processing memory budget (see ``segment_everything``) the probabilities
+    are at the model's resized resolution ``(C, h, w)``; ``label_map`` is always at the original size.
+    """
 
     probabilities: np.ndarray
     label_map: np.ndarray

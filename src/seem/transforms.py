@@ -67,16 +67,24 @@ class ImageFrame:
         out[:, :, : self.resized_size[0], : self.resized_size[1]] = m > 0
         return out.reshape(*lead, *self.padded_size)
 
-    def logits_to_original(self, logits_lowres: Tensor, mode: str = "bilinear") -> Tensor:
+    def logits_to_original(self, logits_lowres: Tensor, mode: str = "bilinear", antialias: bool = True) -> Tensor:
         """``(K, H_pad/4, W_pad/4)`` mask logits -> ``(K, H, W)`` logits in the original frame.
 
-        Upsample to the padded size, crop the padding, resize to the original size (official
-        ``evaluate`` + ``sem_seg_postprocess``: bicubic with antialiasing for the last step).
+        Upsample to the padded size with ``mode``, crop the padding, resize to the original size with
+        bicubic interpolation. The official paths differ in the details, so both are offered:
+        ``evaluate``/``evaluate_grounding`` upsample bilinearly and resize with antialiasing
+        (``sem_seg_postprocess``); ``evaluate_interactive_single`` upsamples and resizes bicubically
+        without antialiasing (``mode="bicubic", antialias=False``).
         """
         from .postprocess import sem_seg_postprocess, upsample_to_input
 
         x = upsample_to_input(logits_lowres, self.padded_size, mode=mode)
-        return sem_seg_postprocess(x, self.resized_size, self.original_size)
+        if antialias:
+            return sem_seg_postprocess(x, self.resized_size, self.original_size)
+        x = x[:, : self.resized_size[0], : self.resized_size[1]]
+        if tuple(x.shape[-2:]) == tuple(self.original_size):
+            return x
+        return F.interpolate(x[None], size=self.original_size, mode="bicubic", align_corners=False)[0]
 
 
 def plan_frame(original_size: tuple[int, int], shorter_side: int | None, max_size: int | None, divisor: int) -> ImageFrame:

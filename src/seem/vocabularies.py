@@ -107,13 +107,40 @@ def parse_vocabulary(spec: str) -> list[str]:
         source = "vocabulary"
     if not names:
         raise PromptError(f"{source}: is empty; give 'coco', a file with one name per line, or 'a,b,c'")
+    return list(check_vocabulary(names, source))
+
+
+RESERVED_NAMES = ("background",)  # appended by the model as the no-object class (official eval path)
+
+
+def check_vocabulary(names, source: str = "vocabulary") -> tuple[str, ...]:
+    """Validate class names: a non-empty sequence of distinct, non-blank strings, none of them reserved.
+
+    Raises:
+        PromptError: a bare string (``"cat"`` is not a list of names), non-string or blank names,
+            duplicates (compared case-insensitively) or ``"background"`` (the model appends it itself).
+    """
+    if isinstance(names, (str, bytes)):
+        raise PromptError(f"{source}: expected a list of class names, got the string {names!r}")
+    try:
+        names = list(names)
+    except TypeError:
+        raise PromptError(f"{source}: expected a list of class names, got {type(names).__name__}") from None
+    if not names:
+        raise PromptError(f"{source}: is empty")
+    bad = [n for n in names if not isinstance(n, str) or not n.strip()]
+    if bad:
+        raise PromptError(f"{source}: class names must be non-blank strings, got {bad[:5]!r}")
     seen: dict[str, str] = {}
     duplicates = []
     for name in names:
-        key = name.casefold()
+        key = name.strip().casefold()
         if key in seen:
             duplicates.append(name)
         seen.setdefault(key, name)
     if duplicates:
         raise PromptError(f"{source}: duplicate names {sorted(set(duplicates))}")
-    return names
+    reserved = [n for n in names if n.strip().casefold() in RESERVED_NAMES]
+    if reserved:
+        raise PromptError(f"{source}: {reserved[0]!r} is reserved (the model adds a background class itself)")
+    return tuple(n.strip() for n in names)
