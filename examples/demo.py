@@ -11,6 +11,7 @@ run the same job with real weights (e.g. `seem_focalt_v1` with internet access).
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -39,7 +40,7 @@ def photo() -> Path:
 
 def run(*args: str) -> None:
     cmd = [str(Path(sys.executable).with_name("seem")), *args]
-    print("\n$ seem " + " ".join(args), flush=True)
+    print("\n$ " + shlex.join(["seem", *args]), flush=True)
     subprocess.run(cmd, check=True)
 
 

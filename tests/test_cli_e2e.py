@@ -7,6 +7,7 @@ import pickle
 
 import numpy as np
 import pytest
+import torch
 from _fixture import fixture_dir, require_fixture
 from PIL import Image
 
@@ -121,3 +122,32 @@ def test_unsafe_and_mismatched_checkpoints_are_refused(photo, tmp_path, capsys):
     code, _, err = _run(["segment", photo, "--model", wrong, "--point", "1,1"], capsys)
     assert code != 0 and "Traceback" not in err
     assert "missing" in err.lower() or "mismatch" in err.lower() or "embed_dim" in err
+
+
+def test_convert_official_pickle_checks_shapes_and_round_trips(tmp_path, capsys):
+    require_fixture()
+    from safetensors.torch import load_file
+
+    from seem import from_pretrained
+
+    official = {k: v.clone() for k, v in load_file(str(fixture_dir() / "model.safetensors")).items()}
+    torch.save(official, tmp_path / "official.pt")
+    out = tmp_path / "converted.safetensors"
+    code, stdout, err = _run(["convert", tmp_path / "official.pt", out, "--config", fixture_dir() / "config.yaml"], capsys)
+    assert code == 0, err
+    assert "config: from" in stdout
+    model = from_pretrained(str(out))  # needs nothing but the file: the config travels in its metadata
+    assert torch.equal(model.decoder.query_feat.weight, official["sem_seg_head.predictor.query_feat.weight"])
+
+    code, _, err = _run(["convert", tmp_path / "official.pt", tmp_path / "x.safetensors", "--variant", "seem_focall_v1"], capsys)
+    assert code == 2 and "shape" in err.lower() and "Traceback" not in err
+    assert not (tmp_path / "x.safetensors").exists()
+
+    code, _, err = _run(["convert", tmp_path / "official.pt", tmp_path / "y.safetensors", "--config", photo_png(tmp_path)], capsys)
+    assert code == 2 and "yaml" in err.lower()
+
+
+def photo_png(tmp_path):
+    path = tmp_path / "not_yaml.png"
+    Image.new("RGB", (4, 4)).save(path)
+    return path

@@ -187,7 +187,13 @@ def _variant_hint(model_shapes: dict, ckpt_shapes: dict) -> str:
 
 
 def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, Tensor]) -> None:
-    """Load ``state_dict`` into ``model`` after checking key sets and shapes; then ``strict=True``.
+    """Load ``state_dict`` into ``model`` after :func:`check_state_dict`; then ``strict=True``."""
+    check_state_dict(model, state_dict)
+    model.load_state_dict(dict(state_dict), strict=True)
+
+
+def check_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor]) -> None:
+    """Check that ``state_dict`` has exactly the model's keys and shapes (works on a meta-device model).
 
     Raises:
         CheckpointError: missing keys, unexpected keys or shape mismatches, listed (first 20 of each,
@@ -214,7 +220,6 @@ def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, Tensor]) -
         if hint:
             lines.append(hint)
         raise CheckpointError("\n".join(lines))
-    model.load_state_dict(dict(state_dict), strict=True)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -231,17 +236,26 @@ def _check_file(path: Path) -> None:
 
 
 def _load_pickle(path: Path) -> object:
+    import warnings
+
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns about legacy (non-zip) pickles before refusing them
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        detail = next((ln.strip() for ln in str(exc).splitlines() if "GLOBAL" in ln or "global" in ln), "")
-        if detail:
+        text = str(exc)
+        detail = next((ln.strip() for ln in text.splitlines() if "GLOBAL" in ln or "global" in ln), "")
+        if not detail:  # garbage and legacy pickles both end as "Unsupported operand": say both
             raise CheckpointError(
-                f"Refused to load {path}: the file contains non-tensor Python objects ({detail}) and was "
-                "refused for safety (weights-only loading). Only plain tensor state dicts are accepted; "
-                "if you trust the file, extract its tensors yourself and save them with save_safetensors()."
+                f"Cannot read {path}: corrupt, or not a weights-only PyTorch checkpoint (pickles that hold "
+                "Python objects are refused for safety). Accepted: tensor state dicts (.pt/.pth) or .safetensors."
             ) from None
-        raise CheckpointError(f"Cannot read {path}: corrupt or not a PyTorch checkpoint ({_first_line(exc)}).") from None
+        raise CheckpointError(
+            f"Refused to load {path}: the file contains non-tensor Python objects ({detail}) and was refused for "
+            "safety (weights-only loading; a pickle can run code). Accepted: plain tensor state dicts "
+            "(.pt/.pth) or .safetensors; if you trust the file, extract its tensors yourself and save them "
+            "with seem.checkpoint.save_safetensors()."
+        ) from None
     except (RuntimeError, EOFError, OSError, KeyError, ValueError, IndexError) as exc:
         raise CheckpointError(f"Cannot read {path}: corrupt or truncated checkpoint ({_first_line(exc)}).") from None
 

@@ -136,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--mask", action="append", default=[], metavar="MASK.png",
                      help="mask prompt image the size of IMAGE; repeatable")
     seg.add_argument("--text", default=None, help="referring text, e.g. 'the dog on the left'")
+    seg.add_argument(
+        "--separate-prompts",
+        action="store_true",
+        help="with --text and a visual prompt: keep them in separate query groups, exactly as the official v1 "
+        "code (the text then does not change the mask); default: the paper's joint composition",
+    )
     seg.add_argument("--reference-image", default=None, metavar="IMG", help="image holding the referred region")
     seg.add_argument("--reference-mask", default=None, metavar="MASK.png", help="region in --reference-image")
     seg.add_argument("--vocab", default=None, metavar="SPEC", help="label space: coco | FILE | 'a,b,c'")

@@ -73,6 +73,8 @@ def collect_prompts(args: argparse.Namespace, size: tuple[int, int]) -> dict[str
         if not args.text.strip():
             raise PromptError("--text is empty")
         prompts["text"] = args.text
+        if getattr(args, "separate_prompts", False):
+            prompts["joint_prompts"] = False
     if args.point:
         pts = np.asarray(args.point, dtype=np.float64)
         prompts["points"] = pts[:, :2].astype(np.float32)
@@ -125,7 +127,7 @@ def run_segment(args: argparse.Namespace) -> int:
             "no prompt given: use --point, --box, --scribble, --polygon, --mask, --text or "
             "--reference-image/--reference-mask (or `seem panoptic` to segment everything)"
         )
-    vocabulary = parse_vocabulary(args.vocab) if args.vocab else None
+    vocabulary = parse_vocabulary(args.vocab) if args.vocab is not None else None
     if args.reference_image is not None:
         ref_image = seem_io.load_image(args.reference_image)
         ref_region = seem_io.load_mask(args.reference_mask, size=ref_image.shape[:2])
@@ -258,6 +260,13 @@ def run_convert(args: argparse.Namespace) -> int:
         variant = registry.variant_for_filename(source.name)
         if variant is not None:
             config, origin = variant.config, f"variant {variant.name} (from the file name)"
+    if config is not None:  # the file must fit the config: check keys and shapes on a weightless model
+        import torch
+
+        from seem.build import build_seem
+
+        with torch.device("meta"):
+            checkpoint.check_state_dict(build_seem(config), converted)
     metadata = {"format": "seem", "source": source.name}
     if args.variant is not None:
         metadata["variant"] = args.variant

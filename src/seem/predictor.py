@@ -191,7 +191,7 @@ class SeemPredictor:
     @torch.inference_mode()
     def predict(self, text: str | Sequence[str] | None = None, points=None, point_labels=None, boxes=None,
                 scribbles=None, polygons=None, masks=None, reference: ReferencePrompt | None = None,
-                memory: Prediction | Tensor | None = None, joint_prompts: bool = False) -> Prediction:
+                memory: Prediction | Tensor | None = None, joint_prompts: bool = True) -> Prediction:
         """Segment the current image from any mix of prompts.
 
         Args:
@@ -206,15 +206,17 @@ class SeemPredictor:
             memory: the previous round's :class:`Prediction` (or its ``logits_lowres``) for the same visual
                 objects: the mask-guided memory prompt of multi-round interaction. Pass the accumulated
                 clicks of all rounds together with it.
-            joint_prompts: with text *and* visual prompts, let the visual objects' queries read the text
-                tokens (paper §3.1's free interaction at inference). Off: the official v1 layout, where the
-                two prompt types reach separate query groups and text does not change the visual masks.
+            joint_prompts: with text *and* visual prompts, the visual objects' queries also read the text
+                tokens: the paper's zero-shot composition ("learnable queries can freely interact with all
+                prompts at inference time", §3.1). ``False`` reproduces the official v1 code exactly: its
+                attention table sends the two prompt types to separate query groups, so the text does not
+                change the visual masks. No effect without both prompt types.
 
         Returns:
             :class:`Prediction` with one mask per object (visual objects first, then one per text phrase when
             there is no visual prompt). With text *and* visual prompts, both enter one decoder pass and the
-            mask of each visual object is chosen among its spatial queries (official
-            ``evaluate_interactive_grounding``).
+            mask of each visual object is chosen among its spatial queries by mask-embedding match (official
+            ``evaluate_interactive_grounding``); see ``joint_prompts``.
 
         Raises:
             PromptError: no prompt, malformed or out-of-image prompts, a text longer than 77 tokens.

@@ -12,7 +12,7 @@ generic (prompt-free) decoding accepts any batch size.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -77,7 +77,6 @@ class DecoderOutput:
     ranges: dict[str, tuple[int, int]]
     visual: VisualPromptTokens | None = None
     memory_objects: Tensor | None = None
-    extras: dict = field(default_factory=dict)
 
     @property
     def last(self) -> HeadOutput:

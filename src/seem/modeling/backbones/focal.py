@@ -286,7 +286,8 @@ class FocalNet(nn.Module):
             is_stem=True,
             stem_padding=3 if depthwise else 2,
         )
-        rates = torch.linspace(0, config.drop_path_rate, sum(config.depths)).tolist()
+        n = sum(config.depths)
+        rates = [config.drop_path_rate * i / max(n - 1, 1) for i in range(n)]  # linspace, device-free
         self.layers = nn.ModuleList()
         for i, depth in enumerate(config.depths):
             dim = self.num_features[i]
