@@ -8,6 +8,7 @@ The fixture directory comes from the env var ``SEEM_PARITY_FIXTURE`` (default:
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import os
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import torch
 from PIL import Image
 
 from seem.configs import BackboneConfig, PixelDecoderConfig
+from seem.official_config import config_from_official
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,39 +48,13 @@ def load_official_config(path: Path) -> dict[str, Any]:
 
 def backbone_config(cfg: dict[str, Any]) -> BackboneConfig:
     """``MODEL.BACKBONE`` of an official config dict -> :class:`BackboneConfig`."""
-    backbone = cfg["MODEL"]["BACKBONE"]
-    focal = backbone["FOCAL"]
-    return BackboneConfig(
-        name=backbone["NAME"],
-        embed_dim=focal["EMBED_DIM"],
-        depths=tuple(focal["DEPTHS"]),
-        focal_levels=tuple(focal["FOCAL_LEVELS"]),
-        focal_windows=tuple(focal["FOCAL_WINDOWS"]),
-        patch_size=focal["PATCH_SIZE"],
-        mlp_ratio=focal["MLP_RATIO"],
-        use_conv_embed=focal["USE_CONV_EMBED"],
-        use_postln=focal["USE_POSTLN"],
-        use_postln_in_modulation=focal["USE_POSTLN_IN_MODULATION"],
-        use_layerscale=focal["USE_LAYERSCALE"],
-        scaling_modulator=focal.get("SCALING_MODULATOR", False),
-        drop_path_rate=focal["DROP_PATH_RATE"],
-    )
+    return config_from_official(cfg).backbone
 
 
 def pixel_decoder_config(cfg: dict[str, Any]) -> PixelDecoderConfig:
     """``MODEL.ENCODER`` (+ the shared ``MODEL.DECODER`` keys) of an official config dict -> :class:`PixelDecoderConfig`."""
-    enc = cfg["MODEL"]["ENCODER"]
-    dec = cfg["MODEL"]["DECODER"]
-    return PixelDecoderConfig(
-        in_channels=backbone_config(cfg).out_channels,
-        conv_dim=enc["CONVS_DIM"],
-        mask_dim=enc["MASK_DIM"],
-        num_encoder_layers=enc["TRANSFORMER_ENC_LAYERS"],
-        num_heads=dec["NHEADS"],
-        dim_feedforward=dec["DIM_FEEDFORWARD"],
-        pre_norm=dec["PRE_NORM"],
-        norm=enc["NORM"],
-    )
+    config = config_from_official(cfg)
+    return replace(config.pixel_decoder, in_channels=config.backbone.out_channels)
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:

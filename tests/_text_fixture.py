@@ -30,16 +30,9 @@ def case(name: str) -> tuple[dict, dict[str, torch.Tensor]]:
 
 def text_config() -> TextConfig:
     """TextConfig from the fixture's ``config.json`` (``MODEL.TEXT`` and ``MODEL.DIM_PROJ``)."""
-    cfg = json.loads((require_fixture() / "config.json").read_text())["MODEL"]
-    text = cfg["TEXT"]
-    return TextConfig(
-        context_length=text["CONTEXT_LENGTH"],
-        width=text["WIDTH"],
-        layers=text["LAYERS"],
-        heads=text["HEADS"],
-        dim_proj=cfg["DIM_PROJ"],
-        causal=text.get("AUTOGRESSIVE", True),
-    )
+    from seem.official_config import config_from_official
+
+    return config_from_official(json.loads((require_fixture() / "config.json").read_text())).text
 
 
 def text_state_dict() -> dict[str, torch.Tensor]:

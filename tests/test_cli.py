@@ -17,10 +17,9 @@ import pytest
 import torch
 from PIL import Image
 
-import seem
 from seem import cli
 from seem import io as sio
-from seem.errors import CheckpointError, PromptError
+from seem.errors import PromptError
 from seem.structures import InstanceResult, PanopticResult, Prediction, Segment, SemanticResult
 
 H, W = 48, 64
