@@ -185,8 +185,7 @@ class ClipTokenizer:
                     shown = text if len(text) <= 60 else text[:57] + "..."
                     raise PromptError(
                         f"text {row} ({shown!r}) has {len(ids) + 2} tokens including the start and end tokens, "
-                        f"more than the text encoder's context length of {context_length}; shorten it or "
-                        f"pass truncate=True"
+                        f"more than the text encoder's context length of {context_length}; shorten the text"
                     )
                 ids = ids[: context_length - 2]
             padding = context_length - len(ids) - 2
