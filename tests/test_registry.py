@@ -16,7 +16,7 @@ from seem.registry import (
     variant_for_filename,
 )
 
-NAMES = ["seem_focall_v0", "seem_focall_v1", "seem_focalt_v0", "seem_focalt_v1"]
+NAMES = ["seem_focall_v0", "seem_focall_v1", "seem_focalt_v0", "seem_focalt_v1", "seem_tiny"]
 
 
 def test_list_models_and_pattern():
@@ -26,7 +26,7 @@ def test_list_models_and_pattern():
     assert list_models("nothing*") == []
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "seem_tiny"])
 def test_every_variant_is_consistent(name):
     v = get_variant(name)
     assert isinstance(v, PretrainedVariant) and v.name == name
@@ -79,7 +79,16 @@ def test_variants_are_frozen_and_overridable():
     v = get_variant("seem_focalt_v1")
     with pytest.raises(dataclasses.FrozenInstanceError):
         v.name = "other"  # type: ignore[misc]
-    assert [x.name for x in iter_variants()] == ["seem_focalt_v1", "seem_focall_v1", "seem_focalt_v0", "seem_focall_v0"]
+    assert [x.name for x in iter_variants()] == ["seem_focalt_v1", "seem_focall_v1", "seem_focalt_v0", "seem_focall_v0", "seem_tiny"]
     assert get_config("seem_focalt_v1", size_divisibility=64).size_divisibility == 64
     assert get_config("seem_focalt_v1") is v.config
     assert variant_for_filename("other.pt") is None
+
+
+def test_seem_tiny_is_bundled_and_consistent():
+    v = get_variant("seem_tiny")
+    assert v.package_file == "assets/seem_tiny.safetensors" and v.hub_filename is None
+    c = v.config
+    assert c.backbone.name == "mobilenet_v2" and c.pixel_decoder.in_channels == c.backbone.out_channels
+    assert c.text.dim_proj == c.decoder.hidden_dim == c.decoder.dim_proj
+    assert c.pixel_decoder.mask_dim == c.decoder.mask_dim and c.pixel_decoder.conv_dim == c.decoder.in_channels

@@ -22,8 +22,10 @@ def build_seem(config: SeemConfig) -> Seem:
     from .modeling.language.tokenizer import ClipTokenizer
     from .modeling.pixel_decoder import TransformerEncoderPixelDecoder
 
-    if config.backbone.name not in ("focal", "focal_dw"):
-        raise ConfigError(f"backbone '{config.backbone.name}' is not implemented (supported: focal, focal_dw)")
+    if config.backbone.name not in ("focal", "focal_dw", "mobilenet_v2"):
+        raise ConfigError(
+            f"backbone '{config.backbone.name}' is not implemented (supported: focal, focal_dw, mobilenet_v2)"
+        )
     if config.text.dim_proj != config.decoder.hidden_dim:
         raise ConfigError(
             f"text dim_proj ({config.text.dim_proj}) must equal decoder hidden_dim ({config.decoder.hidden_dim})"
@@ -39,8 +41,14 @@ def build_seem(config: SeemConfig) -> Seem:
         raise ConfigError(
             f"decoder mask_dim ({config.decoder.mask_dim}) != pixel decoder mask_dim ({config.pixel_decoder.mask_dim})"
         )
+    if config.backbone.name == "mobilenet_v2":
+        from .modeling.backbones.mobilenet import MobileNetV2
+
+        backbone = MobileNetV2()
+    else:
+        backbone = FocalNet(config.backbone)
     model = Seem(
-        backbone=FocalNet(config.backbone),
+        backbone=backbone,
         pixel_decoder=TransformerEncoderPixelDecoder(config.pixel_decoder),
         text_encoder=TextEncoder(config.text),
         decoder=SeemDecoder(config.decoder),

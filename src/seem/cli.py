@@ -163,12 +163,33 @@ def build_parser() -> argparse.ArgumentParser:
     which = conv.add_mutually_exclusive_group()
     which.add_argument("--config", default=None, metavar="OFFICIAL.yaml", help="official YAML config")
     which.add_argument("--variant", default=None, metavar="NAME", help="registry variant name")
+
+    train = sub.add_parser("train", parents=[common], help="train a model (one process or under torchrun)",
+                           description="Train with SEEM's recipe on generated scenes. CONFIG is a JSON/YAML file "
+                           "of seem.train.config.TrainConfig fields; options override it. Resumes from "
+                           "OUT_DIR/last.pt when present. Multi-process: torchrun --nproc_per_node N -m seem.cli train ...")
+    train.add_argument("config", nargs="?", default=None, metavar="CONFIG", help="JSON or YAML training config")
+    train.add_argument("--steps", type=int, default=None)
+    train.add_argument("--batch-size", type=int, default=None, dest="batch_size")
+    train.add_argument("--out-dir", default=None, dest="out_dir")
+    train.add_argument("--threads", type=int, default=None)
     return parser
 
 
 # ----------------------------------------------------------------------------------------------------
 # Entry point
 # ----------------------------------------------------------------------------------------------------
+def run_train(args: argparse.Namespace) -> int:
+    """``seem train``: build the TrainConfig and run the engine."""
+    from seem.train.config import TrainConfig
+    from seem.train.engine import Trainer
+
+    config = TrainConfig.from_file(args.config, steps=args.steps, batch_size=args.batch_size,
+                                   out_dir=args.out_dir, threads=args.threads)
+    Trainer(config).run()
+    return 0
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     from seem import cli_commands
 
@@ -176,6 +197,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "segment": cli_commands.run_segment,
         "panoptic": cli_commands.run_panoptic,
         "convert": cli_commands.run_convert,
+        "train": run_train,
     }
     return commands[args.command](args)
 

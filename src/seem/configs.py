@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 class BackboneConfig:
     """Image backbone (official ``MODEL.BACKBONE``).
 
-    ``name`` is ``"focal_dw"`` (FocalNet with depth-wise convs, SEEM Focal-T) or ``"focal"`` (Focal-L).
-    Outputs ``res2..res5`` at strides 4/8/16/32 with ``embed_dim * 2**i`` channels.
+    ``name`` is ``"focal_dw"`` (FocalNet with depth-wise convs, SEEM Focal-T), ``"focal"`` (Focal-L) or
+    ``"mobilenet_v2"`` (the bundled ``seem_tiny``; the focal fields are then unused).
+    Outputs ``res2..res5`` at strides 4/8/16/32.
     """
 
     name: str = "focal_dw"
@@ -35,6 +36,8 @@ class BackboneConfig:
     @property
     def out_channels(self) -> tuple[int, ...]:
         """Channels of res2..res5."""
+        if self.name == "mobilenet_v2":
+            return (24, 32, 96, 1280)
         return tuple(self.embed_dim * 2**i for i in range(len(self.depths)))
 
 

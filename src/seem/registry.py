@@ -13,7 +13,7 @@ import fnmatch
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
-from seem.configs import BackboneConfig, DecoderConfig, PixelDecoderConfig, SeemConfig
+from seem.configs import BackboneConfig, DecoderConfig, InferenceConfig, PixelDecoderConfig, SeemConfig, TextConfig
 from seem.errors import ConfigError
 
 HUB_REPO = "xdecoder/SEEM"
@@ -59,6 +59,24 @@ _FOCAL_L = BackboneConfig(
     name="focal", embed_dim=192, depths=(2, 2, 18, 2), focal_levels=(4, 4, 4, 4), focal_windows=(3, 3, 3, 3)
 )
 
+# The bundled model (issue 4): SEEM's architecture, small. Text width != hidden is fine: lang_proj maps
+# width -> dim_proj, and dim_proj must equal the decoder's hidden size (tokens join the queries).
+SEEM_TINY = SeemConfig(
+    backbone=BackboneConfig(name="mobilenet_v2"),
+    pixel_decoder=PixelDecoderConfig(
+        in_channels=(24, 32, 96, 1280), conv_dim=128, mask_dim=128, num_encoder_layers=1, num_heads=4,
+        dim_feedforward=256,
+    ),
+    text=TextConfig(width=96, layers=3, heads=4, dim_proj=128),
+    decoder=DecoderConfig(
+        hidden_dim=128, num_queries=24, num_heads=4, dim_feedforward=512, num_layers=6, mask_dim=128,
+        dim_proj=128, in_channels=128, spatial_memories=32, query_number=3,
+    ),
+    inference=InferenceConfig(object_mask_threshold=0.5, overlap_threshold=0.8, detections_per_image=50),
+    test_shorter_side=320,
+    test_max_size=640,
+)
+
 _VARIANTS: tuple[PretrainedVariant, ...] = (
     PretrainedVariant(
         name="seem_focalt_v1",
@@ -88,9 +106,14 @@ _VARIANTS: tuple[PretrainedVariant, ...] = (
         description="SEEM v0 (single-object interactive), FocalNet-L backbone; the official demo's default.",
         official_config="configs/seem/focall_unicl_lang_v0.yaml",
     ),
-    # Future: a bundled ``seem_tiny`` (small config, weights shipped as package data) goes here as
-    # PretrainedVariant(name="seem_tiny", config=..., package_file="assets/seem_tiny.safetensors",
-    # license=..., description=...); seem.hub already resolves ``package_file`` without a download.
+    PretrainedVariant(
+        name="seem_tiny",
+        config=SEEM_TINY,
+        hub_filename=None,
+        package_file="assets/seem_tiny.safetensors",
+        license="Apache-2.0 (weights trained by this project on generated scenes; MobileNetV2 init BSD-3)",
+        description="SEEM architecture with a MobileNetV2 backbone, trained offline on generated scenes; bundled.",
+    ),
 )
 _BY_NAME = {v.name: v for v in _VARIANTS}
 

@@ -33,6 +33,12 @@ class ImageFeatures:
     levels: LevelFeatures
     padded_size: tuple[int, int]
 
+    def select(self, index: int) -> ImageFeatures:
+        """The features of image ``index`` of the batch, as a batch of one (views, no copy)."""
+        i = slice(index, index + 1)
+        levels = LevelFeatures([s[:, i] for s in self.levels.src], [p[:, i] for p in self.levels.pos], self.levels.sizes)
+        return ImageFeatures(self.mask_features[i], [m[i] for m in self.multi_scale_features], levels, self.padded_size)
+
 
 @dataclass(frozen=True)
 class TextPrompt:

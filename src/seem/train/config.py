@@ -1,0 +1,82 @@
+"""``TrainConfig``: every knob of ``seem train`` (a frozen dataclass; a JSON/YAML file overrides fields).
+
+Defaults follow the official v1 recipe where it applies on a CPU (SEEM-REFERENCE.md §2.1): AdamW with
+weight decay 0.05, linear warm-up then steps at 88.9 % and 96.3 % of training (gamma 0.1), gradient
+clipping at norm 5, deep supervision, simulated interaction rounds without gradient before the supervised
+pass. Sizes are scaled down for ``seem_tiny``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str = "seem_tiny"  # registry name (architecture); weights start from `init`
+    init: str = "imagenet"  # "imagenet" (backbone from ImageNet MobileNetV2), "none", or a checkpoint path
+    data: str = "scenes"  # "scenes" (generated on the fly); readers: see seem.data.readers
+    image_size: int = 320  # square training scenes, pixels
+    steps: int = 4000
+    batch_size: int = 8  # images per step per process
+    lr: float = 2e-4  # BASE_LR (official 1e-4 at batch 16 for a pretrained decoder; we train from scratch)
+    backbone_lr_mult: float = 0.1  # official LR multiplier for backbone and language encoder
+    weight_decay: float = 0.05
+    warmup_steps: int = 100
+    milestones: tuple[float, ...] = (0.88889, 0.96296)  # fractions of `steps` (official WarmupMultiStepLR)
+    gamma: float = 0.1
+    clip_norm: float = 5.0
+    freeze_backbone_stages: int = 7  # MobileNetV2 features[:N] kept frozen (saves backward time on CPU)
+    freeze_text_encoder: bool = False  # official SEEM freezes backbone, text encoder and pixel decoder
+    freeze_pixel_decoder: bool = False
+    max_objects: int = 3  # visual-prompted objects per image (official MAX_CANDIDATE 10)
+    max_sentences: int = 2  # referring expressions per image (official GROUNDING.MAX_LEN - 1 = 4)
+    max_rounds: int = 3  # simulated interaction rounds without gradient, r ~ U{0..max_rounds} (official 5)
+    num_points: int = 3136  # points for mask losses / matching (official 12544 at 1024 px; (320/4)^2 / 2)
+    seed: int = 0
+    train_seed_offset: int = 1_000_000  # training scenes use seeds >= this; evaluation seeds stay below
+    bf16: bool = False  # autocast to bfloat16 where supported
+    threads: int = 0  # torch threads per process (0: leave torch's default)
+    log_every: int = 10
+    checkpoint_every: int = 200
+    out_dir: str = "runs/seem_tiny"
+
+    @classmethod
+    def from_file(cls, path: str | Path | None, **overrides) -> TrainConfig:
+        """Read a JSON or YAML file of field values (unknown keys are an error), then apply ``overrides``."""
+        values: dict = {}
+        if path is not None:
+            p = Path(path)
+            if not p.is_file():
+                raise ConfigError(f"training config {p} not found")
+            text = p.read_text(encoding="utf-8")
+            if p.suffix in (".yaml", ".yml"):
+                from ..errors import require
+
+                values = require("yaml", "hub").safe_load(text) or {}
+            else:
+                values = json.loads(text)
+            if not isinstance(values, dict):
+                raise ConfigError(f"training config {p} must hold a mapping of field names to values")
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown training config fields {unknown}; known: {sorted(known)}")
+        if "milestones" in values:
+            values["milestones"] = tuple(values["milestones"])
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def lr_factor(self, step: int) -> float:
+        """Warm-up (linear from 0.001) then step decay at the milestones."""
+        if step < self.warmup_steps:
+            alpha = step / max(1, self.warmup_steps)
+            return 0.001 * (1 - alpha) + alpha
+        return self.gamma ** sum(step >= m * self.steps for m in self.milestones)

