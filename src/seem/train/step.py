@@ -46,7 +46,7 @@ def _spatial_choice(out, visual, device) -> torch.Tensor:
 def image_loss(model: Seem, criterion: SeemCriterion, feats: ImageFeatures, sample: TrainSample,
                class_logits_fn, config: TrainConfig, rng: np.random.Generator, generator: torch.Generator):
     """Losses (a dict of weighted scalars with a ``"loss"`` total) for one image of the batch."""
-    from ..data.shapes import sample_prompt
+    from ..data.prompts_sim import sample_prompt
 
     device = feats.mask_features.device
     hp, wp = feats.padded_size
