@@ -210,3 +210,12 @@ def test_config_and_seed_validation():
         GEN.sample(1.5)
     scene = SceneGenerator(SceneConfig(height=96, width=128, photo_effects=False, max_things=2)).sample(0)
     assert scene.image.shape == (96, 128, 3) and (scene.masks.sum(axis=0) == 1).all()
+
+
+def test_seem_tiny_default_vocabulary_is_the_scene_vocabulary():
+    from seem.data.scenes import SceneConfig, SceneGenerator
+    from seem.registry import SEEM_TINY
+
+    gen = SceneGenerator(SceneConfig())
+    assert SEEM_TINY.default_vocabulary == tuple(gen.vocabulary)
+    assert SEEM_TINY.default_thing_classes == tuple(gen.thing_classes)

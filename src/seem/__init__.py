@@ -17,6 +17,7 @@ from .predictor import ReferencePrompt, SeemPredictor
 from .structures import InstanceResult, PanopticResult, Prediction, Segment, SemanticResult
 
 __version__ = "0.1.0"
+DEFAULT_MODEL = "seem_tiny"  # bundled with the package (trained offline on generated scenes)
 
 
 def resolve_device(device: str | None) -> str:
@@ -40,6 +41,8 @@ def resolve_device(device: str | None) -> str:
 def from_pretrained(name_or_path: str | None = None, device: str | None = "cpu", cache_dir=None) -> Seem:
     """A :class:`Seem` with weights, from a registry name (``seem_focalt_v1`` ...) or a checkpoint path.
 
+    ``None`` gives the bundled default, ``seem_tiny`` (no download).
+
     Registry names download the official checkpoint from the Hugging Face hub repo ``xdecoder/SEEM``
     once (``pip install 'seem-torch[hub]'``), convert it and cache a safetensors copy; local paths
     (``.safetensors`` with our metadata, or an official ``.pt`` next to its YAML config) work offline.
@@ -51,10 +54,7 @@ def from_pretrained(name_or_path: str | None = None, device: str | None = "cpu",
     from .hub import build_from_pretrained
 
     if name_or_path is None:
-        raise ConfigError(
-            "no bundled default model is available yet: pass a registry name (see seem.registry.list_models()) "
-            "or a checkpoint path"
-        )
+        name_or_path = DEFAULT_MODEL
     return build_from_pretrained(name_or_path, cache_dir=cache_dir, device=resolve_device(device))
 
 

@@ -113,3 +113,6 @@ class SeemConfig:
     size_divisibility: int = 32  # DECODER.SIZE_DIVISIBILITY: zero-pad (after normalisation) to this
     test_shorter_side: int = 512  # demo / RefCOCO resize of the shorter side (REF.INPUT.MIN_SIZE_TEST)
     test_max_size: int = 1024  # REF.INPUT.MAX_SIZE_TEST
+    # label space the model was trained with, used when the user gives none (empty: COCO's 133 classes)
+    default_vocabulary: tuple[str, ...] = ()
+    default_thing_classes: tuple[str, ...] = ()

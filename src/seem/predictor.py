@@ -106,7 +106,9 @@ class SeemPredictor:
         if vocabulary_cache_dir == "default":
             vocabulary_cache_dir = default_vocabulary_cache_dir()
         self.vocabularies = VocabularyCache(model, directory=vocabulary_cache_dir)
-        if vocabulary is None:
+        if vocabulary is None and cfg.default_vocabulary:
+            vocabulary = cfg.default_vocabulary
+        elif vocabulary is None:
             from .vocabularies import COCO_PANOPTIC_CLASSES, display_name
 
             vocabulary = [display_name(c) for c in COCO_PANOPTIC_CLASSES]
@@ -372,8 +374,10 @@ class SeemPredictor:
         return InstanceResult(inst_masks[order].cpu().numpy(), inst.scores[order].cpu().numpy(), ids,
                               [names[i] for i in ids], names)
 
-    @staticmethod
-    def _thing_flags(names: Sequence[str], thing_classes: Sequence[str] | None) -> list[bool]:
+    def _thing_flags(self, names: Sequence[str], thing_classes: Sequence[str] | None) -> list[bool]:
+        cfg = self.model.config
+        if thing_classes is None and cfg.default_thing_classes and set(names) <= set(cfg.default_vocabulary):
+            thing_classes = cfg.default_thing_classes
         if thing_classes is not None:
             things = set(thing_classes)
             return [n in things for n in names]

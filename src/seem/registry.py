@@ -75,6 +75,15 @@ SEEM_TINY = SeemConfig(
     inference=InferenceConfig(object_mask_threshold=0.5, overlap_threshold=0.8, detections_per_image=50),
     test_shorter_side=320,
     test_max_size=640,
+    default_vocabulary=(  # seem.data.scenes.SceneGenerator().vocabulary
+        "circle", "square", "rectangle", "triangle", "star", "ellipse", "hexagon", "cross", "heart", "ring",
+        "person", "chair", "bottle", "table", "horse", "sky", "grass", "gravel", "wall", "water", "sand",
+        "floor", "road", "wood",
+    ),
+    default_thing_classes=(
+        "circle", "square", "rectangle", "triangle", "star", "ellipse", "hexagon", "cross", "heart", "ring",
+        "person", "chair", "bottle", "table", "horse",
+    ),
 )
 
 _VARIANTS: tuple[PretrainedVariant, ...] = (

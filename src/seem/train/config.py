@@ -38,6 +38,7 @@ class TrainConfig:
     max_rounds: int = 3  # simulated interaction rounds without gradient, r ~ U{0..max_rounds} (official 5)
     num_points: int = 3136  # points for mask losses / matching (official 12544 at 1024 px; (320/4)^2 / 2)
     seed: int = 0
+    repeat_first_batch: bool = False  # the same batch every step (overfitting checks)
     train_seed_offset: int = 1_000_000  # training scenes use seeds >= this; evaluation seeds stay below
     bf16: bool = False  # autocast to bfloat16 where supported
     threads: int = 0  # torch threads per process (0: leave torch's default)

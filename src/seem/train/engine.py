@@ -41,9 +41,27 @@ def setup_distributed() -> tuple[int, int]:
     return _dist_info()
 
 
-def build_model(config: TrainConfig) -> Seem:
-    """The architecture of ``config.model`` with the requested initialisation and frozen parts."""
-    model = build_seem(get_variant(config.model).config)
+def average_gradients(params: list[torch.Tensor], world: int) -> None:
+    """Mean of every gradient over the processes in one ``all_reduce`` (a parameter without a gradient on
+    one process, e.g. no text prompt in its images, counts as zero there: every process sends the same
+    buffer layout)."""
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    flat = torch.cat([p.grad.reshape(-1) for p in params])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for p in params:
+        n = p.numel()
+        p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
+        offset += n
+
+
+def build_model(config: TrainConfig, model_config=None) -> Seem:
+    """The architecture of ``config.model`` (or ``model_config``) with the requested initialisation and
+    frozen parts."""
+    model = build_seem(model_config or get_variant(config.model).config)
     if config.init == "imagenet" and model.config.backbone.name == "mobilenet_v2":
         from ..checkpoint import read_checkpoint
         from ..modeling.backbones.mobilenet import imagenet_weights_path, load_torchvision_weights
@@ -94,14 +112,14 @@ def vocabulary_embeddings(model: Seem, names: tuple[str, ...], rng: np.random.Ge
 class Trainer:
     """``Trainer(config).run()``: trains ``config.model`` on generated scenes and writes ``config.out_dir``."""
 
-    def __init__(self, config: TrainConfig, log=print) -> None:
+    def __init__(self, config: TrainConfig, log=print, model_config=None) -> None:
         self.config = config
         self.log = log
         if config.threads:
             torch.set_num_threads(config.threads)
         self.rank, self.world = setup_distributed()
         torch.manual_seed(config.seed)
-        self.model = build_model(config).train()
+        self.model = build_model(config, model_config).train()
         if self.world > 1:
             for p in self.model.state_dict().values():
                 dist.broadcast(p, src=0)
@@ -142,6 +160,8 @@ class Trainer:
     # ------------------------------------------------------------------ data
     def samples(self, step: int) -> list[TrainSample]:
         c = self.config
+        if c.repeat_first_batch:  # overfitting checks: the same images every step
+            step = 0
         base = c.train_seed_offset + (step * self.world + self.rank) * c.batch_size
         index = {n: i for i, n in enumerate(self.vocabulary)}
         out = []
@@ -172,14 +192,11 @@ class Trainer:
                                     lambda ce: model.class_logits(ce, vocab), c, rng, generator)
                 total = total + losses["loss"] / len(samples)
                 for k, v in losses.items():
-                    parts[k] = parts.get(k, 0.0) + float(v) / len(samples)
+                    parts[k] = parts.get(k, 0.0) + float(v.detach()) / len(samples)
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         if self.world > 1:
-            for p in model.parameters():
-                if p.grad is not None:
-                    dist.all_reduce(p.grad)
-                    p.grad /= self.world
+            average_gradients([p for p in model.parameters() if p.requires_grad], self.world)
         parts["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(
             [p for p in model.parameters() if p.requires_grad], c.clip_norm))
         self.optimizer.step()
