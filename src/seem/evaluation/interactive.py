@@ -50,7 +50,7 @@ def _click_xy(click: Click) -> list[float]:
 
 def interactive_curve(predictor, gt: np.ndarray, max_clicks: int = 20, ignore: np.ndarray | None = None,
                       first_prompt: str = "point", rng: np.random.Generator | None = None,
-                      stop_iou: float | None = None) -> list[float]:
+                      stop_iou: float | None = None, min_clicks: int = 5) -> list[float]:
     """IoU after each of up to ``max_clicks`` simulated clicks on one object.
 
     Args:
@@ -64,8 +64,10 @@ def interactive_curve(predictor, gt: np.ndarray, max_clicks: int = 20, ignore: n
             ``scribbles=[mask]``, ``masks=[mask]`` or ``boxes=[[x0, y0, x1 + 1, y1 + 1]]``) and kept in every
             later round together with the clicks.
         rng: random generator of the non-click first prompts (default: seed 0).
-        stop_iou: stop as soon as the IoU reaches this value (the curve is then shorter; :func:`miou_at`
-            carries its last value forward, and NoC is exact only for thresholds ``<= stop_iou``).
+        stop_iou: stop once the IoU reaches this value and at least ``min_clicks`` clicks were made (the
+            curve is then shorter; :func:`miou_at` stays exact up to ``min_clicks``, NoC for thresholds
+            ``<= stop_iou``).
+        min_clicks: with ``stop_iou``, never stop before this many clicks (default 5, for mIoU@1..5).
 
     Returns:
         ``len == max_clicks`` IoUs in [0, 1] (fewer with ``stop_iou``). When no new click is possible (no
@@ -110,7 +112,7 @@ def interactive_curve(predictor, gt: np.ndarray, max_clicks: int = 20, ignore: n
         prediction = predictor.predict(memory=prediction, **kwargs)
         mask = np.asarray(prediction.masks[0]).astype(bool)
         curve.append(iou(mask, gt, ignore))
-        if len(curve) >= max_clicks or (stop_iou is not None and curve[-1] >= stop_iou):
+        if len(curve) >= max_clicks or (stop_iou is not None and curve[-1] >= stop_iou and len(curve) >= min_clicks):
             return curve
         click = next_click(gt, mask, clicked, ignore)
         if click is None:  # nothing left to correct (or only already clicked pixels): the IoU stays
