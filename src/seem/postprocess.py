@@ -139,6 +139,23 @@ def instance_inference(
     return Instances(binary.bool(), scores * mask_scores, label_ids, queries)
 
 
+def spatial_query_objects(num_spatial_queries: int, num_objects: int, device: torch.device | None = None) -> Tensor:
+    """``(Ns,)`` object index of each spatial query: the decoder lays them out object by object, in equal
+    blocks (v1: ``query_number`` copies per object; v0: all object queries per object)."""
+    if num_objects == 0 or num_spatial_queries % num_objects:
+        raise ValueError(f"{num_spatial_queries} spatial queries cannot be split among {num_objects} objects")
+    return torch.arange(num_objects, device=device).repeat_interleave(num_spatial_queries // num_objects)
+
+
+def select_visual_queries(output) -> Tensor:
+    """``(K,)`` query-axis index of the chosen spatial query of each visual object of a
+    :class:`~seem.modeling.decoder.DecoderOutput` (last prediction set; :func:`select_spatial`)."""
+    s, e = output.ranges["queries_spatial"]
+    mask_embed = output.last.mask_embed[0, s:e]
+    q_obj = spatial_query_objects(e - s, output.visual.num_objects, mask_embed.device)
+    return s + select_spatial(mask_embed, output.visual.positive_mean[0], q_obj)
+
+
 def select_spatial(mask_embed: Tensor, positive_mean: Tensor, query_object: Tensor) -> Tensor:
     """Pick one spatial query per visual prompt by mask-embedding match (paper Eq. 5, inference).
 

@@ -18,7 +18,7 @@ from .errors import ImageError, PromptError
 from .modeling.decoder import VisualPromptTokens
 from .modeling.seem import ImageFeatures, Seem
 from .modeling.visual_sampler import PromptSampler, RandomSampler
-from .postprocess import select_grounding, select_spatial
+from .postprocess import select_grounding, select_visual_queries
 from .prompts import build_region_prompts
 from .structures import Prediction
 from .transforms import ImageFrame, plan_frame, preprocess_image
@@ -244,10 +244,7 @@ class SeemPredictor:
                                 joint_prompts=joint_prompts)
         last = out.last
         if visual is not None:
-            s, e = out.ranges["queries_spatial"]
-            k = visual.num_objects
-            q_obj = torch.arange(k, device=self.device).repeat_interleave((e - s) // k)
-            chosen = s + select_spatial(last.mask_embed[0, s:e], visual.positive_mean[0], q_obj)
+            chosen = select_visual_queries(out)
             mode, antialias = "bicubic", False  # official evaluate_interactive_single
         else:
             s, e = out.ranges["queries_grounding"]

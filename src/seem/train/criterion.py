@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..modeling.decoder import DecoderOutput, HeadOutput
-from ..postprocess import grounding_similarity
+from ..postprocess import grounding_similarity, spatial_query_objects
 from .matcher import match_generic, match_grounding, match_spatial
 from .point_losses import dice_loss, point_sample, sigmoid_ce_loss, uncertain_point_coords
 
@@ -93,14 +93,6 @@ class ImageTargets:
                 )
             if self.grounding_groups is not None and tuple(self.grounding_groups.shape) != (s,):
                 raise ValueError(f"grounding_groups must be ({s},), got {tuple(self.grounding_groups.shape)}")
-
-
-def spatial_query_objects(num_spatial_queries: int, num_objects: int, device: torch.device | None = None) -> Tensor:
-    """``(Ns,)`` object index of each spatial query: the decoder lays them out object by object, in equal
-    blocks (v1: ``query_number`` copies per object; v0: all object queries per object)."""
-    if num_objects == 0 or num_spatial_queries % num_objects:
-        raise ValueError(f"{num_spatial_queries} spatial queries cannot be split among {num_objects} objects")
-    return torch.arange(num_objects, device=device).repeat_interleave(num_spatial_queries // num_objects)
 
 
 class SeemCriterion(nn.Module):

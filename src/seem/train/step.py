@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from ..modeling.seem import ImageFeatures, Seem
 from ..modeling.visual_sampler import RandomSampler
-from ..postprocess import select_spatial
+from ..postprocess import select_visual_queries
 from .clicker import click_square, iou, next_click
 from .config import TrainConfig
 from .criterion import ImageTargets, SeemCriterion
@@ -34,13 +34,6 @@ class TrainSample:
     masks: np.ndarray  # (N, H, W) bool, panoptic segments
     labels: np.ndarray  # (N,) int64 indices into the step vocabulary
     expressions: list[tuple[str, int]]  # referring expressions -> segment index
-
-
-def _spatial_choice(out, visual, device) -> torch.Tensor:
-    s, e = out.ranges["queries_spatial"]
-    k = visual.num_objects
-    q_obj = torch.arange(k, device=device).repeat_interleave((e - s) // k)
-    return s + select_spatial(out.last.mask_embed[0, s:e], visual.positive_mean[0], q_obj)
 
 
 def image_loss(model: Seem, criterion: SeemCriterion, feats: ImageFeatures, sample: TrainSample,
@@ -68,7 +61,7 @@ def image_loss(model: Seem, criterion: SeemCriterion, feats: ImageFeatures, samp
             with torch.no_grad():
                 visual = model.encode_visual_prompt(feats, torch.from_numpy(pos).to(device), torch.from_numpy(neg).to(device), sampler)
                 out = model.decode(feats, visual=visual, memory_mask=memory, sampler=sampler)
-                memory = out.last.masks[0, _spatial_choice(out, visual, device)][None].detach()
+                memory = out.last.masks[0, select_visual_queries(out)][None].detach()
                 pred = F.interpolate(memory, size=(hp, wp), mode="bilinear", align_corners=False)[0] > 0
             pred = pred.cpu().numpy()
             for j in range(k):
