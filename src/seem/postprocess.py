@@ -153,7 +153,7 @@ def select_visual_queries(output) -> Tensor:
     s, e = output.ranges["queries_spatial"]
     mask_embed = output.last.mask_embed[0, s:e]
     q_obj = spatial_query_objects(e - s, output.visual.num_objects, mask_embed.device)
-    return s + select_spatial(mask_embed, output.visual.positive_mean[0], q_obj)
+    return s + select_spatial(mask_embed.float(), output.visual.positive_mean[0].float(), q_obj)
 
 
 def select_spatial(mask_embed: Tensor, positive_mean: Tensor, query_object: Tensor) -> Tensor:

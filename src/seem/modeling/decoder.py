@@ -70,6 +70,32 @@ class HeadOutput:
 
 
 @dataclass(frozen=True)
+class DecoderImageCache:
+    """Prompt-independent decoder state of one image, computed once by :meth:`SeemDecoder.build_cache`.
+
+    Queries never change the image features, so each layer's cross-attention keys and values can be
+    projected once per image; and as bilinear resizing is linear, the attention masks of intermediate
+    layers can be computed from mask features resized to each level (``mask_embed @ resize(F)`` equals
+    ``resize(mask_embed @ F)``) instead of full-resolution masks.
+
+    Attributes:
+        keys, values: per decoder layer, the projections of that layer's level: keys transposed
+            ``(B * heads, D / heads, h*w)``, values ``(B * heads, h*w, D / heads)``.
+        level_mask_features: per feature level ``(B, Dm, h, w)`` mask features bilinearly resized to it.
+    """
+
+    keys: list[Tensor]
+    values: list[Tensor]
+    level_mask_features: list[Tensor]
+
+    def select(self, index: int, num_heads: int) -> DecoderImageCache:
+        """The cache of image ``index`` of the batch (views)."""
+        rows = slice(index * num_heads, (index + 1) * num_heads)
+        return DecoderImageCache([k[rows] for k in self.keys], [v[rows] for v in self.values],
+                                 [f[index : index + 1] for f in self.level_mask_features])
+
+
+@dataclass(frozen=True)
 class DecoderOutput:
     """All prediction sets (``num_layers + 1``) and where each query group sits on the query axis."""
 
@@ -126,9 +152,9 @@ class SeemDecoder(nn.Module):
         src, pos, sizes = [], [], []
         for i, x in enumerate(multi_scale_features[: self.config.num_feature_levels]):
             sizes.append((int(x.shape[-2]), int(x.shape[-1])))
-            pos.append(self.pe_layer(x).flatten(2).permute(2, 0, 1))
+            pos.append(self.pe_layer(x).flatten(2).permute(2, 0, 1).contiguous())
             s = self.input_proj[i](x).flatten(2) + self.level_embed.weight[i][None, :, None]
-            src.append(s.permute(2, 0, 1))
+            src.append(s.permute(2, 0, 1).contiguous())
         return LevelFeatures(src, pos, sizes)
 
     # ------------------------------------------------------------------ visual sampler
@@ -157,11 +183,12 @@ class SeemDecoder(nn.Module):
         neg_mean = mean_prompt_features(mask_features, sampler.sample_points(negative, max_len[-1]), k)
         tokens, objects, padding = [], [], []
         for i, (src, (h, w)) in enumerate(zip(levels.src, levels.sizes)):
-            feats = (src.view(h, w, src.shape[1], src.shape[2]) @ self.spatial_token_proj[i]).permute(2, 3, 0, 1)
+            feats = src.view(h, w, src.shape[1], src.shape[2]).permute(2, 3, 0, 1)[:1]  # (1, D, h, w)
             p = sampler.sample_points(positive, max_len[i])
             n = sampler.sample_points(negative, max_len[i])
             points = torch.cat([p, n], dim=1)
-            tok = point_sample(feats[:1], points[1:].t()[None]).permute(2, 0, 1)  # (T, 1, D)
+            # bilinear sampling is linear: project the T sampled features, not every pixel of the level
+            tok = point_sample(feats, points[1:].t()[None]).permute(2, 0, 1) @ self.spatial_token_proj[i]  # (T, 1, D)
             is_pos = torch.arange(points.shape[1], device=tok.device) < p.shape[1]
             tok = tok + torch.where(is_pos[:, None], self.pn_indicator.weight[0], self.pn_indicator.weight[1])[:, None]
             tokens.append(tok)
@@ -174,13 +201,31 @@ class SeemDecoder(nn.Module):
         """``output`` ``(Q, B, D)`` -> class/mask embeddings and mask logits at 1/4 resolution."""
         d = self.decoder_norm(output).transpose(0, 1)
         mask_embed = self.mask_embed(d)
-        masks = torch.einsum("bqc,bchw->bqhw", mask_embed, mask_features)
+        # mask logits in the dtype of the mask features, also under autocast (bf16 logits would move mask borders)
+        with torch.autocast(mask_features.device.type, enabled=False):
+            masks = torch.einsum("bqc,bchw->bqhw", mask_embed.to(mask_features.dtype), mask_features)
         return HeadOutput(d @ self.class_embed, mask_embed, masks)
 
     def _attention_mask(self, masks: Tensor, size: tuple[int, int]) -> Tensor:
         """Mask logits ``(B, Q, h, w)`` -> ``(B*heads, Q, size)`` bool, True = outside the mask (blocked)."""
         m = F.interpolate(masks, size=size, mode="bilinear", align_corners=False)
         return (m.sigmoid().flatten(2) < 0.5).repeat_interleave(self.num_heads, dim=0).detach()
+
+    def _level_attention_mask(self, mask_embed: Tensor, level_mask_features: Tensor) -> Tensor:
+        """Same as :meth:`_attention_mask` of the full-resolution masks, computed at the level's size."""
+        m = torch.einsum("bqc,bchw->bqhw", mask_embed, level_mask_features)
+        return (m.sigmoid().flatten(2) < 0.5).repeat_interleave(self.num_heads, dim=0).detach()
+
+    def build_cache(self, levels: LevelFeatures, mask_features: Tensor) -> DecoderImageCache:
+        """Precompute the per-image part of every decoder pass (see :class:`DecoderImageCache`)."""
+        keys, values = [], []
+        for i, layer in enumerate(self.transformer_cross_attention_layers):
+            level = i % self.config.num_feature_levels
+            k, v = layer.multihead_attn.project_kv(levels.src[level] + levels.pos[level], levels.src[level])
+            keys.append(k)
+            values.append(v)
+        resized = [F.interpolate(mask_features, size=size, mode="bilinear", align_corners=False) for size in levels.sizes]
+        return DecoderImageCache(keys, values, resized)
 
     # ------------------------------------------------------------------ forward
     def forward(
@@ -194,6 +239,9 @@ class SeemDecoder(nn.Module):
         sampler: PromptSampler | None = None,
         levels: LevelFeatures | None = None,
         joint_prompts: bool = False,
+        cache: DecoderImageCache | None = None,
+        object_queries: bool = True,
+        intermediate: bool = True,
     ) -> DecoderOutput:
         """Decode one batch.
 
@@ -208,6 +256,17 @@ class SeemDecoder(nn.Module):
             levels: precomputed :meth:`prepare_features` output (saves work across prompt rounds).
             joint_prompts: let spatial queries read text tokens and grounding queries read visual tokens
                 (see :func:`build_self_attention_mask`); False = the official v1 attention table.
+            cache: :meth:`build_cache` of these features: cross-attention keys/values and level-sized mask
+                features are reused instead of recomputed (same outputs up to float rounding).
+            object_queries: include the generic object queries. They attend only to themselves and the
+                image (SEEM-REFERENCE.md §1.5), so a prompted pass without them gives the prompt groups'
+                outputs unchanged; the prompt round then costs only the prompt-side queries.
+            intermediate: compute every layer's predictions at full mask resolution (training, parity).
+                False: only the last layer's :class:`HeadOutput` is returned; intermediate layers only
+                produce their attention masks, at the attention level's resolution.
+
+        Raises:
+            ValueError: a prompted batch larger than one, memory without visual prompt, or nothing to decode.
         """
         sampler = sampler or RandomSampler()
         levels = levels or self.prepare_features(multi_scale_features)
@@ -217,14 +276,21 @@ class SeemDecoder(nn.Module):
             raise ValueError(f"prompted decoding needs one image at a time, got a batch of {batch}")
         if memory_mask is not None and visual is None:
             raise ValueError("a memory prompt needs the visual prompt of the same objects")
+        if not object_queries and not prompted:
+            raise ValueError("without object queries there is nothing to decode: give a visual or text prompt")
         c = self.config
-        content = {"queries_object": self.query_feat.weight[:, None].repeat(1, batch, 1)}
-        position = {"queries_object": self.query_embed.weight[:, None].repeat(1, batch, 1)}
-        sizes = {"queries_object": c.num_queries}
+        base_content = self.query_feat.weight[:, None].repeat(1, batch, 1)
+        base_position = self.query_embed.weight[:, None].repeat(1, batch, 1)
+        content: dict[str, Tensor] = {}
+        position: dict[str, Tensor] = {}
+        sizes: dict[str, int] = {}
+        if object_queries:
+            content["queries_object"], position["queries_object"] = base_content, base_position
+            sizes["queries_object"] = c.num_queries
         layout_extra: dict = {}
         if text_tokens is not None:
-            content["queries_grounding"] = content["queries_object"].clone()
-            position["queries_grounding"] = position["queries_object"].clone()
+            content["queries_grounding"] = base_content.clone()
+            position["queries_grounding"] = base_position.clone()
             content["tokens_grounding"] = text_tokens
             position["tokens_grounding"] = text_tokens.detach().clone()
             sizes["queries_grounding"] = c.num_queries
@@ -236,13 +302,13 @@ class SeemDecoder(nn.Module):
         spatial_object = None
         if visual is not None:
             if c.version == "v1":
-                idx = sampler.sample_query_indices(c.num_queries, c.query_number * k).to(content["queries_object"].device)
+                idx = sampler.sample_query_indices(c.num_queries, c.query_number * k).to(base_content.device)
                 spatial_object = torch.arange(k).repeat_interleave(c.query_number)
             else:  # v0: every object query is copied for the (single) prompted object
                 idx = torch.arange(c.num_queries).repeat(k)
                 spatial_object = torch.arange(k).repeat_interleave(c.num_queries)
-            content["queries_spatial"] = content["queries_object"][idx]
-            position["queries_spatial"] = position["queries_object"][idx]
+            content["queries_spatial"] = base_content[idx]
+            position["queries_spatial"] = base_position[idx]
             sizes["queries_spatial"] = idx.numel()
             sizes["tokens_spatial"] = visual.tokens[0].shape[0]
         if memory_mask is not None:
@@ -253,6 +319,8 @@ class SeemDecoder(nn.Module):
 
         cross_groups = tuple(g for g in CROSS_ATTENTION_GROUPS if g in sizes)
         self_groups = tuple(g for g in GROUPS if g in sizes)
+        # visual tokens are reset from the image features every layer: their self-attention outputs are never read
+        kept_groups = tuple(g for g in self_groups if g != "tokens_spatial")
 
         def cat(groups, table):
             return torch.cat([table[g] for g in groups])
@@ -269,26 +337,37 @@ class SeemDecoder(nn.Module):
 
         output = cat(cross_groups, content)
         query_pos = cat(cross_groups, position)
-        head = self.prediction_heads(output, mask_features)
-        predictions = [head]
+        predictions: list[HeadOutput] = []
+        if intermediate:
+            head = self.prediction_heads(output, mask_features)
+            predictions.append(head)
+            mask_embed = head.mask_embed
+        else:
+            mask_embed = self.mask_embed(self.decoder_norm(output).transpose(0, 1))
         memory_objects = None
         for i in range(c.num_layers):
             level = i % c.num_feature_levels
-            attn_mask = self._attention_mask(head.masks, levels.sizes[level])
+            if intermediate:
+                attn_mask = self._attention_mask(predictions[-1].masks, levels.sizes[level])
+            else:
+                level_features = cache.level_mask_features[level] if cache is not None else F.interpolate(
+                    mask_features, size=levels.sizes[level], mode="bilinear", align_corners=False)
+                attn_mask = self._level_attention_mask(mask_embed, level_features)
             if memory_mask is not None:
                 memory_objects = sampler.sample_memory_objects(k, c.spatial_memories).to(attn_mask.device)
                 mem = self._attention_mask(memory_mask, levels.sizes[level])
                 s, e = ranges["memories_spatial"]
                 attn_mask[:, s:e] = mem[:, memory_objects]
             attn_mask[attn_mask.all(dim=-1)] = False
+            kv = (cache.keys[i], cache.values[i]) if cache is not None else None
             output = self.transformer_cross_attention_layers[i](
-                output, levels.src[level], attn_mask, levels.pos[level], query_pos
+                output, levels.src[level], attn_mask, levels.pos[level], query_pos, kv=kv
             )
             split(cross_groups, output)
 
             if visual is not None:
                 content["tokens_spatial"] = visual.tokens[level]
-                position["tokens_spatial"] = visual.tokens[level].detach().clone()
+                position["tokens_spatial"] = visual.tokens[level]
                 sizes["tokens_spatial"] = layout_sizes["tokens_spatial"] = visual.tokens[level].shape[0]
                 layout_extra["tokens_spatial"] = visual.padding[level]
             layout = QueryLayout(
@@ -302,12 +381,20 @@ class SeemDecoder(nn.Module):
                 layout, batch, per_object_blocks=c.version == "v1", joint_prompts=joint_prompts
             )
             self_mask = self_mask.to(output.device).repeat_interleave(self.num_heads, dim=0)
+            rows = None
+            if len(kept_groups) < len(self_groups):
+                rows = torch.cat([torch.arange(s, e) for g, (s, e) in layout.ranges().items() if g in kept_groups])
+                rows = rows.to(output.device)
             output = cat(self_groups, content)
-            output = self.transformer_self_attention_layers[i](output, self_mask, cat(self_groups, position))
+            output = self.transformer_self_attention_layers[i](output, self_mask, cat(self_groups, position), rows=rows)
             output = self.transformer_ffn_layers[i](output)
-            split(self_groups, output)
+            split(kept_groups, output)
 
             output = cat(cross_groups, content)
-            head = self.prediction_heads(output, mask_features)
-            predictions.append(head)
+            if intermediate or i == c.num_layers - 1:
+                head = self.prediction_heads(output, mask_features)
+                predictions.append(head)
+                mask_embed = head.mask_embed
+            else:
+                mask_embed = self.mask_embed(self.decoder_norm(output).transpose(0, 1))
         return DecoderOutput(predictions, ranges, visual, memory_objects)

@@ -33,12 +33,30 @@ class MultiheadAttention(nn.Module):
         nn.init.xavier_uniform_(self.in_proj_weight)
         nn.init.zeros_(self.out_proj.bias)
 
-    def forward(self, query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None = None) -> Tensor:
+    def project_kv(self, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
+        """Key/value projections, split per head: ``(S, B, D)`` -> transposed keys ``(B * num_heads, D / num_heads,
+        S)`` and values ``(B * num_heads, S, D / num_heads)``, both contiguous (what the batched products read).
+
+        They depend only on ``key``/``value``: the decoder computes them once per image for the image
+        features (:class:`seem.modeling.decoder.DecoderImageCache`) and reuses them for every prompt.
+        """
+        batch, dim = key.shape[1], key.shape[2]
+        head_dim = dim // self.num_heads
+        _, w_k, w_v = self.in_proj_weight.chunk(3)
+        _, b_k, b_v = self.in_proj_bias.chunk(3)
+        # 2-D products: a 3-D bf16 linear falls back to a batched matmul that copies the weight per row
+        k = F.linear(key.reshape(-1, dim), w_k, b_k).reshape(-1, batch * self.num_heads, head_dim).permute(1, 2, 0)
+        v = F.linear(value.reshape(-1, dim), w_v, b_v).reshape(-1, batch * self.num_heads, head_dim).transpose(0, 1)
+        return k.contiguous(), v.contiguous()
+
+    def forward(self, query: Tensor, key: Tensor | None, value: Tensor | None, attn_mask: Tensor | None = None,
+                kv: tuple[Tensor, Tensor] | None = None) -> Tensor:
         """Attend.
 
         Args:
-            query: ``(L, B, D)``; key, value: ``(S, B, D)``.
+            query: ``(L, B, D)``; key, value: ``(S, B, D)`` (ignored when ``kv`` is given).
             attn_mask: ``(B * num_heads, L, S)`` or ``(L, S)`` bool, ``True`` = may NOT attend.
+            kv: precomputed :meth:`project_kv` of the keys and values.
 
         Returns:
             ``(L, B, D)``.
@@ -46,15 +64,12 @@ class MultiheadAttention(nn.Module):
         length, batch, dim = query.shape
         heads = self.num_heads
         head_dim = dim // heads
-        w_q, w_k, w_v = self.in_proj_weight.chunk(3)
-        b_q, b_k, b_v = self.in_proj_bias.chunk(3)
-        q = F.linear(query, w_q, b_q) * head_dim**-0.5
-        k = F.linear(key, w_k, b_k)
-        v = F.linear(value, w_v, b_v)
+        w_q, _, _ = self.in_proj_weight.chunk(3)
+        b_q, _, _ = self.in_proj_bias.chunk(3)
+        q = F.linear(query.reshape(-1, dim), w_q, b_q) * head_dim**-0.5
+        k, v = kv if kv is not None else self.project_kv(key, value)
         q = q.reshape(length, batch * heads, head_dim).transpose(0, 1)
-        k = k.reshape(-1, batch * heads, head_dim).transpose(0, 1)
-        v = v.reshape(-1, batch * heads, head_dim).transpose(0, 1)
-        weights = torch.bmm(q, k.transpose(1, 2))
+        weights = torch.bmm(q, k)
         if attn_mask is not None:
             weights = weights.masked_fill(attn_mask, float("-inf"))
             weights = torch.softmax(weights, dim=-1)
@@ -62,8 +77,8 @@ class MultiheadAttention(nn.Module):
             weights = weights.masked_fill(attn_mask.all(dim=-1, keepdim=True), 0.0)
         else:
             weights = torch.softmax(weights, dim=-1)
-        out = torch.bmm(weights, v).transpose(0, 1).reshape(length, batch, dim)
-        return self.out_proj(out)
+        out = torch.bmm(weights.to(v.dtype), v).transpose(0, 1).reshape(length * batch, dim)
+        return self.out_proj(out).view(length, batch, dim)
 
 
 class SelfAttentionLayer(nn.Module):
@@ -75,14 +90,24 @@ class SelfAttentionLayer(nn.Module):
         self.norm = nn.LayerNorm(d_model)
         self.normalize_before = normalize_before
 
-    def forward(self, tgt: Tensor, attn_mask: Tensor | None, query_pos: Tensor | None) -> Tensor:
-        """``tgt``/``query_pos`` ``(L, B, D)``; ``attn_mask`` ``(B*h, L, L)`` bool (True = blocked)."""
+    def forward(self, tgt: Tensor, attn_mask: Tensor | None, query_pos: Tensor | None, rows: Tensor | None = None) -> Tensor:
+        """``tgt``/``query_pos`` ``(L, B, D)``; ``attn_mask`` ``(B*h, L, L)`` bool (True = blocked).
+
+        ``rows`` (int64 indices into ``L``): compute only these output rows (every row stays a key and
+        value); the result is then ``(len(rows), B, D)``. Each row's output depends only on its own query,
+        so this is exact; the decoder uses it to skip visual prompt tokens, whose outputs it never reads.
+        """
+        mask = attn_mask if rows is None or attn_mask is None else attn_mask.index_select(-2, rows)
+
+        def pick(x: Tensor) -> Tensor:
+            return x if rows is None else x.index_select(0, rows)
+
         if self.normalize_before:
             x = self.norm(tgt)
             q = x if query_pos is None else x + query_pos
-            return tgt + self.self_attn(q, q, x, attn_mask)
+            return pick(tgt) + self.self_attn(pick(q), q, x, mask)
         q = tgt if query_pos is None else tgt + query_pos
-        return self.norm(tgt + self.self_attn(q, q, tgt, attn_mask))
+        return self.norm(pick(tgt) + self.self_attn(pick(q), q, tgt, mask))
 
 
 class CrossAttentionLayer(nn.Module):
@@ -95,16 +120,21 @@ class CrossAttentionLayer(nn.Module):
         self.normalize_before = normalize_before
 
     def forward(
-        self, tgt: Tensor, memory: Tensor, attn_mask: Tensor | None, pos: Tensor | None, query_pos: Tensor | None
+        self, tgt: Tensor, memory: Tensor | None, attn_mask: Tensor | None, pos: Tensor | None, query_pos: Tensor | None,
+        kv: tuple[Tensor, Tensor] | None = None,
     ) -> Tensor:
-        """``tgt`` ``(Q, B, D)``; ``memory``/``pos`` ``(HW, B, D)``; ``attn_mask`` ``(B*h, Q, HW)`` bool."""
-        key = memory if pos is None else memory + pos
+        """``tgt`` ``(Q, B, D)``; ``memory``/``pos`` ``(HW, B, D)``; ``attn_mask`` ``(B*h, Q, HW)`` bool.
+
+        ``kv``: the image's precomputed key/value projections (``multihead_attn.project_kv(memory + pos,
+        memory)``); ``memory`` and ``pos`` are then not used.
+        """
+        key = None if kv is not None else (memory if pos is None else memory + pos)
         if self.normalize_before:
             x = self.norm(tgt)
             q = x if query_pos is None else x + query_pos
-            return tgt + self.multihead_attn(q, key, memory, attn_mask)
+            return tgt + self.multihead_attn(q, key, memory, attn_mask, kv=kv)
         q = tgt if query_pos is None else tgt + query_pos
-        return self.norm(tgt + self.multihead_attn(q, key, memory, attn_mask))
+        return self.norm(tgt + self.multihead_attn(q, key, memory, attn_mask, kv=kv))
 
 
 class FFNLayer(nn.Module):

