@@ -241,3 +241,25 @@ def test_panoptic_coco_vocabulary(image_path, tmp_path, capsys):
     code, _, err = _run(["panoptic", image_path, "--vocab", "coco", "--out", tmp_path / "o"], capsys)
     assert code == 0, err
     assert len(FakePredictor.instances[0].calls[0][1]) == 133
+
+
+def test_precision_option_reaches_the_predictor(monkeypatch):
+    from seem import cli_commands
+    from seem.cli import build_parser
+
+    args = build_parser().parse_args(["segment", "x.png", "--point", "1,1", "--precision", "bf16-all"])
+    assert args.precision == "bf16-all"
+    seen = {}
+
+    class FakePredictor:
+        @classmethod
+        def from_pretrained(cls, name, device="cpu", **kwargs):
+            seen.update(kwargs, name=name)
+            return cls()
+
+    monkeypatch.setattr("seem.predictor.SeemPredictor", FakePredictor)
+    cli_commands.load_predictor(args)
+    assert seen == {"precision": "bf16-all", "name": None}
+    with pytest.raises(SystemExit) as e:
+        build_parser().parse_args(["segment", "x.png", "--precision", "fp16"])
+    assert e.value.code == 2

@@ -1,4 +1,4 @@
-"""The ``seem`` command line: ``seem segment | panoptic | convert``.
+"""The ``seem`` command line: ``seem segment | panoptic | convert | train | eval``.
 
 This module only parses arguments and maps errors to exit codes; the commands live in
 :mod:`seem.cli_commands` and are imported when one runs, so ``import seem.cli`` stays cheap.
@@ -100,7 +100,14 @@ def _add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="registry name or checkpoint path (default: the bundled model)")
     p.add_argument("--device", type=parse_device, default="auto", help="auto|cpu|cuda[:N]|mps (default: auto)")
     p.add_argument("--threads", type=_positive_int, default=None, help="CPU threads for torch")
+    add_precision_argument(p)
     p.add_argument("--out", default="seem_output", help="output folder (default: ./seem_output)")
+
+
+def add_precision_argument(p: argparse.ArgumentParser) -> None:
+    """``--precision fp32|bf16|bf16-all`` (see :class:`seem.predictor.SeemPredictor`)."""
+    p.add_argument("--precision", choices=("fp32", "bf16", "bf16-all"), default="fp32",
+                   help="fp32 (default); bf16: bf16 image encoder; bf16-all: bf16 decoder too (faster prompts)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -173,6 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int, default=None, dest="batch_size")
     train.add_argument("--out-dir", default=None, dest="out_dir")
     train.add_argument("--threads", type=int, default=None)
+
+    # ``seem eval interactive|referring|panoptic`` (cli_eval imports argparse only)
+    from seem.cli_eval import add_eval_parser
+
+    add_eval_parser(sub, common)
     return parser
 
 
@@ -191,13 +203,14 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from seem import cli_commands
+    from seem import cli_commands, cli_eval
 
     commands = {
         "segment": cli_commands.run_segment,
         "panoptic": cli_commands.run_panoptic,
         "convert": cli_commands.run_convert,
         "train": run_train,
+        "eval": cli_eval.run_eval,
     }
     return commands[args.command](args)
 

@@ -35,7 +35,9 @@ def load_predictor(args: argparse.Namespace) -> Any:
     device = resolve_device(args.device)
     from seem.predictor import SeemPredictor  # looked up at call time (tests substitute a fake)
 
-    return SeemPredictor.from_pretrained(args.model, device=device)
+    precision = getattr(args, "precision", "fp32")
+    kwargs = {} if precision == "fp32" else {"precision": precision}
+    return SeemPredictor.from_pretrained(args.model, device=device, **kwargs)
 
 
 def _formats(groups: list[list[str]] | None) -> list[str]:

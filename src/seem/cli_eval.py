@@ -1,0 +1,184 @@
+"""``seem eval interactive | referring | panoptic``: one command from a data set to a metrics table and report.
+
+* ``interactive``: the RITM / SimpleClick click protocol (NoC@85/90/95, NoF, mIoU@k) on generated scenes, a
+  RITM folder (GrabCut / Berkeley / DAVIS layout, 128 = ignore band) or COCO instances;
+* ``referring``: cIoU / mIoU / precision@0.5..0.9 on generated scenes or a RefCOCO split;
+* ``panoptic``: PQ / SQ / RQ, semantic mIoU and COCO mask AP on generated scenes or COCO panoptic.
+
+Examples::
+
+    seem eval interactive --dataset ../shared/benchmarks/grabcut --max-clicks 20 --out grabcut.json
+    seem eval interactive --dataset scenes --limit 50 --first-prompt all
+    seem eval interactive --images val2017 --annotations instances_val2017.json --limit 100
+    seem eval referring --images train2014 --annotations refcoco/instances.json --refs "refcoco/refs(unc).p" --split val
+    seem eval panoptic --images val2017 --panoptic-json panoptic_val2017.json --panoptic-dir panoptic_val2017
+
+Only argparse is imported here at module level; data sets, the predictor and torch load when a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+DEFAULT_SCENES = 200  # scenes evaluated with --dataset scenes and no --limit (seeds 0..199)
+
+
+def parse_first_prompts(text: str) -> list[str]:
+    """``point``, ``all`` or a comma list of ``point,scribble,polygon,box`` -> list of first prompts."""
+    from seem.evaluation.interactive import FIRST_PROMPTS
+
+    names = [n.strip().lower() for n in text.split(",") if n.strip()]
+    if names == ["all"]:
+        return list(FIRST_PROMPTS)
+    bad = [n for n in names if n not in FIRST_PROMPTS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"first prompt {text!r}: choose all or a comma list of {', '.join(FIRST_PROMPTS)}")
+    return list(dict.fromkeys(names))
+
+
+def _tasks(text: str) -> list[str]:
+    from seem.evaluation.runner import GENERIC_TASKS
+
+    names = [n.strip().lower() for n in text.split(",") if n.strip()]
+    if not names or any(n not in GENERIC_TASKS for n in names):
+        raise argparse.ArgumentTypeError(f"tasks {text!r}: a comma list of {', '.join(GENERIC_TASKS)}")
+    return list(dict.fromkeys(names))
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 0")
+    return value
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    from seem.cli import _positive_int, add_precision_argument, parse_device
+
+    p.add_argument("--limit", type=_positive_int, default=None, metavar="N",
+                   help=f"evaluate the first N images (scenes: seeds 0..N-1, default {DEFAULT_SCENES})")
+    p.add_argument("--size", type=_positive_int, default=320, help="side of generated scenes in pixels (default 320)")
+    p.add_argument("--model", default=None, help="registry name or checkpoint path (default: the bundled model)")
+    p.add_argument("--device", type=parse_device, default="auto", help="auto|cpu|cuda[:N]|mps (default: auto)")
+    p.add_argument("--threads", type=_positive_int, default=None, help="CPU threads for torch")
+    add_precision_argument(p)
+    p.add_argument("--out", default=None, metavar="REPORT.json", help="write the JSON report here (default: print only)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def add_eval_parser(sub, common: argparse.ArgumentParser) -> None:
+    """Add ``eval`` and its three tasks to the ``seem`` subparsers ``sub`` (``common``: shared ``--verbose``)."""
+    from seem.cli import _positive_int
+
+    ev = sub.add_parser("eval", parents=[common], help="evaluate a model on a benchmark",
+                        description="Evaluate a model on a data set: prints a metrics table, --out writes a JSON report.")
+    tasks = ev.add_subparsers(dest="eval_task", metavar="TASK")
+    tasks.required = True
+
+    inter = tasks.add_parser("interactive", parents=[common], help="click protocol: NoC@85/90/95, NoF, mIoU@k",
+                             description="RITM / SimpleClick click protocol: first prompt, then each click at the centre "
+                             "of the larger error region, previous mask as memory; NoC capped at --max-clicks.")
+    inter.add_argument("--dataset", default=None, metavar="scenes|PATH",
+                       help="'scenes' (generated) or a RITM folder: images/ (or data_GT/, img/) + masks/ (or boundary_GT/, gt/)")
+    inter.add_argument("--images", default=None, metavar="DIR", help="COCO image folder (with --annotations)")
+    inter.add_argument("--annotations", default=None, metavar="instances.json", help="COCO instances JSON")
+    inter.add_argument("--min-area", type=float, default=0, help="COCO: leave out instances below this area (pixels)")
+    inter.add_argument("--first-prompt", type=parse_first_prompts, default=["point"], dest="first_prompts",
+                       metavar="point|scribble|polygon|box|all", help="first prompt(s), comma list (default: point)")
+    inter.add_argument("--max-clicks", type=_positive_int, default=20, help="clicks per object, NoC cap (default 20)")
+    inter.add_argument("--ignore-value", type=int, default=128,
+                       help="RITM folder: mask value of ignored pixels (default 128, GrabCut's band; -1: none)")
+    inter.add_argument("--per-scene", type=_non_negative_int, default=3, help="scenes: things per scene (0: all; default 3)")
+    _common(inter)
+
+    ref = tasks.add_parser("referring", parents=[common], help="referring text: cIoU, mIoU, precision@0.5..0.9",
+                           description="Each referring expression -> predict(text=...); cIoU, mIoU and precision@t.")
+    ref.add_argument("--dataset", default=None, choices=["scenes"], help="generated scenes (else --images/--annotations/--refs)")
+    ref.add_argument("--images", default=None, metavar="DIR", help="RefCOCO image folder (COCO train2014)")
+    ref.add_argument("--annotations", default=None, metavar="instances.json", help="RefCOCO instances JSON")
+    ref.add_argument("--refs", default=None, metavar="refs.p", help="refs pickle or JSON")
+    ref.add_argument("--split", default="val", help="refs split (default val)")
+    _common(ref)
+
+    pan = tasks.add_parser("panoptic", parents=[common], help="segment everything: PQ, semantic mIoU, mask AP",
+                           description="segment_everything over the data set's classes: PQ/SQ/RQ, semantic mIoU/fwIoU/"
+                           "mACC/pACC against the panoptic GT (void 255), COCO mask AP on thing classes.")
+    pan.add_argument("--dataset", default=None, choices=["scenes"], help="generated scenes (else --images/--panoptic-*)")
+    pan.add_argument("--images", default=None, metavar="DIR", help="COCO image folder")
+    pan.add_argument("--panoptic-json", default=None, metavar="J", help="COCO panoptic JSON")
+    pan.add_argument("--panoptic-dir", default=None, metavar="D", help="folder of the panoptic PNGs")
+    pan.add_argument("--tasks", type=_tasks, default=["panoptic", "semantic", "instance"],
+                     help="comma list of panoptic,semantic,instance (default: all)")
+    _common(pan)
+
+
+def _require(args: argparse.Namespace, names: list[str], what: str) -> None:
+    from seem.errors import ConfigError
+
+    missing = ["--" + n.replace("_", "-") for n in names if getattr(args, n) is None]
+    if missing:
+        raise ConfigError(f"{what} needs {', '.join(missing)} (or --dataset scenes)")
+
+
+def build_dataset(args: argparse.Namespace):
+    """The data set of a parsed ``seem eval`` command, and the ``limit`` left for the runner."""
+    from seem.errors import ConfigError
+    from seem.evaluation import datasets
+
+    task = args.eval_task
+    if args.dataset == "scenes":
+        if any(getattr(args, k, None) is not None for k in ("images", "annotations", "refs", "panoptic_json", "panoptic_dir")):
+            raise ConfigError("--dataset scenes takes no --images / --annotations / --refs / --panoptic-* files")
+        num = args.limit or DEFAULT_SCENES
+        if task == "interactive":
+            return datasets.SceneInstancesDataset(num, args.size, max_objects=args.per_scene or None), None
+        return datasets.SceneSamples(num, args.size), None
+    if task == "interactive":
+        if args.annotations is not None or args.images is not None:
+            if args.dataset is not None:
+                raise ConfigError("give either --dataset PATH or --images with --annotations, not both")
+            _require(args, ["images", "annotations"], "a COCO instances evaluation")
+            return datasets.CocoInstancesDataset(args.images, args.annotations, args.min_area), args.limit
+        if args.dataset is None:
+            raise ConfigError("give --dataset scenes, --dataset PATH (a RITM folder) or --images with --annotations")
+        return datasets.RitmFolderDataset(args.dataset, args.ignore_value), args.limit
+    if task == "referring":
+        from seem.data.readers_refcoco import RefCocoReader
+
+        _require(args, ["images", "annotations", "refs"], "a RefCOCO evaluation")
+        return RefCocoReader(args.images, args.annotations, args.refs, split=args.split), args.limit
+    from seem.data.readers_coco import CocoPanopticReader
+
+    _require(args, ["images", "panoptic_json", "panoptic_dir"], "a COCO panoptic evaluation")
+    return CocoPanopticReader(args.images, args.panoptic_json, args.panoptic_dir), args.limit
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """``seem eval TASK``: build the data set (before the model, so bad paths fail fast), run, print, save."""
+    import seem
+    from seem.cli_commands import load_predictor
+    from seem.evaluation import runner
+
+    dataset, limit = build_dataset(args)
+    predictor = load_predictor(args)
+    progress = not args.no_progress
+    if args.eval_task == "interactive":
+        report = runner.run_interactive(predictor, dataset, args.first_prompts, args.max_clicks, limit, progress)
+    elif args.eval_task == "referring":
+        report = runner.run_referring(predictor, dataset, limit, progress)
+    else:
+        report = runner.run_generic(predictor, dataset, limit, progress, tasks=args.tasks)
+    report = {"model": args.model or seem.DEFAULT_MODEL, "device": str(getattr(predictor, "device", args.device)),
+              "precision": args.precision} | report
+    print(runner.format_table(report))
+    if args.out:
+        path = Path(args.out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=1), encoding="utf-8")
+        print(f"report written to {path}")
+    return 0
