@@ -30,13 +30,13 @@ class FakePredictor:
 
     instances: list[FakePredictor] = []
 
-    def __init__(self, name, device):
-        self.name, self.device, self.calls = name, device, []
+    def __init__(self, name, device, precision="fp32"):
+        self.name, self.device, self.precision, self.calls = name, device, precision, []
         FakePredictor.instances.append(self)
 
     @classmethod
-    def from_pretrained(cls, name_or_path=None, device="cpu"):
-        return cls(name_or_path, device)
+    def from_pretrained(cls, name_or_path=None, device="cpu", precision="fp32"):
+        return cls(name_or_path, device, precision)
 
     def set_vocabulary(self, names):
         self.calls.append(("set_vocabulary", list(names)))
@@ -243,23 +243,15 @@ def test_panoptic_coco_vocabulary(image_path, tmp_path, capsys):
     assert len(FakePredictor.instances[0].calls[0][1]) == 133
 
 
-def test_precision_option_reaches_the_predictor(monkeypatch):
+def test_precision_option_reaches_the_predictor():
     from seem import cli_commands
     from seem.cli import build_parser
 
     args = build_parser().parse_args(["segment", "x.png", "--point", "1,1", "--precision", "bf16-all"])
     assert args.precision == "bf16-all"
-    seen = {}
-
-    class FakePredictor:
-        @classmethod
-        def from_pretrained(cls, name, device="cpu", **kwargs):
-            seen.update(kwargs, name=name)
-            return cls()
-
-    monkeypatch.setattr("seem.predictor.SeemPredictor", FakePredictor)
-    cli_commands.load_predictor(args)
-    assert seen == {"precision": "bf16-all", "name": None}
+    assert cli_commands.load_predictor(args).precision == "bf16-all"
+    default = build_parser().parse_args(["segment", "x.png", "--point", "1,1"])
+    assert cli_commands.load_predictor(default).precision == "fp32"
     with pytest.raises(SystemExit) as e:
         build_parser().parse_args(["segment", "x.png", "--precision", "fp16"])
     assert e.value.code == 2
