@@ -1,4 +1,4 @@
-"""The ``seem`` command line: ``seem segment | panoptic | convert | train | eval``.
+"""The ``seem`` command line: ``seem segment | panoptic | convert | train | eval | serve``.
 
 This module only parses arguments and maps errors to exit codes; the commands live in
 :mod:`seem.cli_commands` and are imported when one runs, so ``import seem.cli`` stays cheap.
@@ -185,6 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
     from seem.cli_eval import add_eval_parser
 
     add_eval_parser(sub, common)
+
+    # ``seem serve`` (the parser imports argparse only; FastAPI is imported when it runs)
+    from seem.server.serve import add_serve_parser
+
+    add_serve_parser(sub, common)
     return parser
 
 
@@ -202,6 +207,13 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_serve(args: argparse.Namespace) -> int:
+    """``seem serve``: the HTTP API (see :mod:`seem.server`)."""
+    from seem.server.serve import run_serve as serve
+
+    return serve(args)
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     from seem import cli_commands, cli_eval
 
@@ -211,6 +223,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "convert": cli_commands.run_convert,
         "train": run_train,
         "eval": cli_eval.run_eval,
+        "serve": run_serve,
     }
     return commands[args.command](args)
 

@@ -1,0 +1,81 @@
+"""``seem serve``: a JSON HTTP API (FastAPI) over one :class:`seem.SeemPredictor`.
+
+Endpoints (OpenAPI schema at ``/docs`` and ``/openapi.json``; coordinates are pixels of the original image,
+x right, y down; masks are COCO RLE + polygons + COCO ``[x, y, w, h]`` boxes):
+
+* ``POST /v1/images``: upload (multipart ``file`` or JSON ``{"data": base64}``) -> ``{image_id, width, height}``;
+  encoded once, cached by sha256 in a memory-bounded LRU.
+* ``POST /v1/sessions`` / ``POST /v1/sessions/{id}/prompts`` / ``undo`` / ``redo`` / ``reset`` /
+  ``GET`` / ``DELETE /v1/sessions/{id}``: multi-round interactive segmentation of several objects.
+* ``POST /v1/predict`` (stateless), ``POST /v1/panoptic``, ``POST /v1/cvat/interactor``.
+* ``GET /v1/models``, ``GET /healthz``, ``GET /`` (the web page) and ``/static/*``.
+
+Importing this package has no side effects and does not import FastAPI; :func:`create_app` does
+(``pip install 'seem-torch[serve]'``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["create_app"]
+
+
+def create_app(predictor: Any, *, max_images: int = 32, feature_budget_bytes: int = 1 << 30,
+               session_ttl_s: float = 1800.0, max_sessions: int = 256, max_history: int = 100,
+               max_upload_bytes: int = 20 * 1024 * 1024, max_pixels: int = 50_000_000,
+               model_name: str | None = None, warm: bool = True, max_concurrent_inference: int = 1) -> Any:
+    """The FastAPI app serving ``predictor`` (a :class:`seem.SeemPredictor`; never given an image itself).
+
+    Args:
+        max_images / feature_budget_bytes: bounds of the cache of encoded images (count, and approximate bytes
+            of their feature tensors + RGB pixels); least recently used images are dropped first.
+        session_ttl_s: a session idle this many seconds is deleted (default 30 min).
+        max_sessions: at most this many live sessions; a new one drops the least recently used.
+        max_history: undo steps kept per session.
+        max_upload_bytes: largest accepted image file (413 above; the request body may be 4/3 of it + 1 MiB
+            for base64 / multipart overhead). max_pixels: largest image, width x height (413 above).
+        model_name: shown by ``GET /v1/models`` (default: the model's backbone name).
+        warm: embed the predictor's vocabulary and build the bf16 decoder copy now, not in the first request.
+        max_concurrent_inference: model calls (encode, prompt rounds, panoptic) running at once; the others
+            wait. 1 suits a CPU (each call already uses every torch thread; concurrent calls only
+            oversubscribe the cores); raise it for a GPU.
+
+    Raises:
+        seem.errors.MissingDependencyError: FastAPI is not installed.
+    """
+    from seem.errors import require
+
+    require("fastapi", "serve")
+    from fastapi import FastAPI
+
+    from .app import register_routes
+    from .middleware import BodyLimit, install_error_handlers
+    from .state import Limits, ServerState
+    from .store import ImageStore, SessionStore
+
+    if warm:
+        _ = predictor.decoding_model  # made lazily otherwise: not thread-safe
+        predictor.vocabularies.get(tuple(predictor.vocabulary) + ("background",))
+    state = ServerState(
+        predictor,
+        ImageStore(max_images=max_images, budget_bytes=feature_budget_bytes),
+        SessionStore(max_sessions=max_sessions, ttl_s=session_ttl_s, max_history=max_history),
+        Limits(max_upload_bytes=max_upload_bytes, max_pixels=max_pixels),
+        model_name or predictor.model.config.backbone.name,
+        max_concurrent_inference=max_concurrent_inference,
+    )
+    app = FastAPI(title="SEEM", version=_version(),
+                  description="Promptable segmentation (SEEM): clicks, boxes, scribbles, polygons, masks, text and "
+                  "referred regions. Coordinates are pixels of the original image, x right, y down.")
+    app.state.seem = state
+    install_error_handlers(app)
+    register_routes(app, state)
+    app.add_middleware(BodyLimit, limit=max_upload_bytes * 4 // 3 + (1 << 20))
+    return app
+
+
+def _version() -> str:
+    from seem import __version__
+
+    return __version__

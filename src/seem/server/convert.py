@@ -1,0 +1,157 @@
+"""JSON prompts -> :meth:`seem.SeemPredictor.predict` arguments, and masks -> JSON.
+
+Every check here names the request field in its :class:`seem.errors.PromptError` (mapped to 422 by the
+app). Coordinates are ``(x, y)`` pixels of the original image (x right, y down); a point may lie on the
+far border (``0 <= x <= width``, ``0 <= y <= height``), as the predictor accepts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from seem import io as seem_io
+from seem.errors import ImageError, PromptError
+from seem.rasterize import rasterize_polygon, rasterize_polyline
+
+from .schemas import RLE
+from .store import ImageEntry, ObjectState
+
+
+def check_inside(points: Sequence[Sequence[float]], entry: ImageEntry, field: str) -> None:
+    """PromptError naming ``field[i]`` for the first point outside the image."""
+    w, h = entry.width, entry.height
+    for i, (x, y) in enumerate(points):
+        if not (0 <= x <= w and 0 <= y <= h):
+            raise PromptError(f"{field}[{i}]: point ({x:g}, {y:g}) is outside the image (width {w}, height {h}); "
+                              "coordinates are (x, y) pixels of the original image")
+
+
+def check_box(box: Sequence[float], entry: ImageEntry, field: str) -> None:
+    x0, y0, x1, y1 = box
+    check_inside([(x0, y0), (x1, y1)], entry, field)
+    if not (x0 < x1 and y0 < y1):
+        raise PromptError(f"{field}: expected [x0, y0, x1, y1] with x0 < x1 and y0 < y1, got {list(box)}")
+
+
+def rle_string_counts(counts: str, field: str) -> list[int]:
+    """Run lengths of a COCO compressed RLE string (pycocotools ``rleFrString``, in Python).
+
+    Client RLE is parsed here and checked (non-negative runs summing to H*W) before decoding: pycocotools'
+    C decoder writes runs without bounds checks, so malformed strings must never reach it.
+    """
+    runs: list[int] = []
+    p, n = 0, len(counts)
+    while p < n:
+        x, k, more = 0, 0, True
+        while more:
+            if p >= n or k > 12:  # 13 x 5 bits is beyond any image size
+                raise PromptError(f"{field}: invalid RLE counts (malformed run at character {p})")
+            c = ord(counts[p]) - 48
+            if not 0 <= c < 64:
+                raise PromptError(f"{field}: invalid RLE counts (character {counts[p]!r} at {p})")
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p += 1
+            k += 1
+            if not more and (c & 0x10):
+                x |= -1 << (5 * k)
+        if len(runs) > 2:
+            x += runs[-2]
+        runs.append(x)
+    return runs
+
+
+def decode_rle(rle: RLE | dict, size: tuple[int, int], field: str) -> np.ndarray:
+    """``(H, W)`` bool mask of an RLE that must have the image's ``size`` and at least one pixel."""
+    data = rle.model_dump() if isinstance(rle, RLE) else rle
+    if tuple(data["size"]) != tuple(size):
+        raise PromptError(f"{field}: RLE size {list(data['size'])} does not match the image [H, W] = {list(size)}")
+    counts = data["counts"]
+    if isinstance(counts, str):
+        counts = rle_string_counts(counts, field)
+    try:  # uncompressed runs: validated (sum, signs) and decoded with numpy by seem.io
+        mask = seem_io.rle_to_mask({"size": list(size), "counts": list(counts)})
+    except ImageError as exc:
+        raise PromptError(f"{field}: {exc}") from None
+    if not mask.any():
+        raise PromptError(f"{field}: the mask is empty (no pixel set)")
+    return mask
+
+
+def polygon_mask(vertices: Sequence[Sequence[float]], entry: ImageEntry, field: str) -> np.ndarray:
+    check_inside(vertices, entry, field)
+    mask = rasterize_polygon(np.asarray(vertices, dtype=np.float64), (entry.height, entry.width))
+    if not mask.any():
+        raise PromptError(f"{field}: the polygon covers no pixel centre (degenerate or too thin)")
+    return mask
+
+
+def scribble_mask(polylines: Sequence[Sequence[Sequence[float]]], entry: ImageEntry, field: str) -> np.ndarray:
+    """Union of the strokes (3 px wide, as the predictor draws scribbles)."""
+    out = np.zeros((entry.height, entry.width), dtype=bool)
+    for i, line in enumerate(polylines):
+        check_inside(line, entry, f"{field}[{i}]")
+        out |= rasterize_polyline(np.asarray(line, dtype=np.float64), (entry.height, entry.width))
+    return out
+
+
+def object_kwargs(obj: ObjectState, entry: ImageEntry) -> dict:
+    """``predict`` arguments for one session object's accumulated prompts (one object: K = 1).
+
+    Clicks are passed as they are; all strokes as one scribble mask, all polygons as one filled mask and all
+    mask prompts as their union (the predictor merges region prompts of one object by union anyway).
+    """
+    size = (entry.height, entry.width)
+    kw: dict = {}
+    if obj.points:
+        kw["points"] = np.asarray(obj.points, dtype=np.float64)
+        kw["point_labels"] = np.asarray(obj.labels, dtype=np.int64)
+    if obj.box is not None:
+        kw["boxes"] = np.asarray([obj.box], dtype=np.float64)
+    if obj.scribbles:
+        kw["scribbles"] = [scribble_mask(obj.scribbles, entry, "scribble")]
+    if obj.polygons:
+        kw["polygons"] = [np.logical_or.reduce([polygon_mask(p, entry, "polygon") for p in obj.polygons])]
+    if obj.masks:
+        kw["masks"] = np.logical_or.reduce([decode_rle(m, size, "mask") for m in obj.masks])[None]
+    if obj.text is not None:
+        kw["text"] = obj.text
+    if obj.reference is not None:
+        kw["reference"] = obj.reference
+    return kw
+
+
+def has_visual(kw: dict) -> bool:
+    return any(k in kw for k in ("points", "boxes", "scribbles", "polygons", "masks", "reference"))
+
+
+# ------------------------------------------------------------------------------------------------ outputs
+def encode_mask(mask: np.ndarray, score: float, label: str) -> dict:
+    """The :class:`schemas.MaskOut` fields of an ``(H, W)`` bool mask."""
+    mask = np.asarray(mask, dtype=bool)
+    return {
+        "rle": seem_io.mask_to_rle(mask),
+        "polygon": seem_io.mask_to_polygons(mask),
+        "bbox": seem_io.mask_to_bbox(mask),
+        "area": int(mask.sum()),
+        "score": round(float(score), 6),
+        "label": str(label),
+    }
+
+
+def encode_prediction(pred) -> list[dict]:
+    return [encode_mask(pred.masks[i], pred.scores[i], pred.labels[i]) for i in range(len(pred))]
+
+
+def largest_polygon(polygons: list[list[float]]) -> list[list[float]]:
+    """The polygon of largest area as ``[[x, y], ...]`` (CVAT's format); ``[]`` for none."""
+    best, best_area = [], -1.0
+    for flat in polygons:
+        xy = np.asarray(flat, dtype=np.float64).reshape(-1, 2)
+        x, y = xy[:, 0], xy[:, 1]
+        area = 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+        if area > best_area:
+            best, best_area = xy.tolist(), area
+    return best

@@ -1,0 +1,114 @@
+"""Request-size limit and the mapping of errors to HTTP responses (never a 500 for bad input).
+
+* :class:`seem.errors.PromptError` -> 422; :class:`seem.errors.ImageError` -> 413 when the image has too
+  many pixels, 422 otherwise (corrupt, not an image, ...).
+* Request validation (pydantic) -> 422 with ``detail`` a readable ``"field.path: message"`` string and
+  ``errors`` the structured list (``loc``, ``msg``, ``type``).
+* Every error body is ``{"detail": str, ...}``.
+"""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from seem.errors import ImageError, PromptError
+
+
+def image_error_status(exc: ImageError) -> int:
+    """413 for images over the pixel limit, 422 for everything else."""
+    text = str(exc)
+    return 413 if ("max_pixels" in text or "too many pixels" in text) else 422
+
+
+def _field(loc) -> str:
+    loc = list(loc)
+    if loc and loc[0] in ("body", "query", "path", "header"):  # the location kind, not a field named so
+        loc = loc[1:]
+    return ".".join(str(p) for p in loc) or "body"
+
+
+def validation_detail(errors) -> tuple[str, list[dict]]:
+    """``(readable message, [{"loc", "msg", "type"}])`` of pydantic errors (inputs are not echoed back)."""
+    slim = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+            for e in errors]
+    text = "; ".join(f"{_field(e['loc'])}: {e['msg']}" for e in slim[:5])
+    if len(slim) > 5:
+        text += f"; and {len(slim) - 5} more"
+    return text or "invalid request", slim
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(PromptError)
+    async def _prompt_error(request: Request, exc: PromptError):
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.exception_handler(ImageError)
+    async def _image_error(request: Request, exc: ImageError):
+        return JSONResponse({"detail": str(exc)}, status_code=image_error_status(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError):
+        text, errors = validation_detail(exc.errors())
+        return JSONResponse({"detail": text, "errors": errors}, status_code=422)
+
+
+class BodyLimit:
+    """ASGI middleware: refuse request bodies above ``limit`` bytes with 413 before the app reads them.
+
+    A declared ``Content-Length`` is checked up front; a chunked body is buffered up to the limit.
+    """
+
+    def __init__(self, app, limit: int) -> None:
+        self.app, self.limit = app, int(limit)
+
+    async def _refuse(self, send) -> None:
+        body = json.dumps({"detail": f"request body is larger than the {self.limit:,}-byte limit"}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or ())
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            try:
+                size = int(declared)
+            except ValueError:
+                size = self.limit + 1
+            if size > self.limit:
+                await self._refuse(send)
+                return
+            await self.app(scope, receive, send)
+            return
+        if b"chunked" not in headers.get(b"transfer-encoding", b"").lower():
+            await self.app(scope, receive, send)
+            return
+        body = bytearray()
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.limit:
+                await self._refuse(send)
+                return
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)

@@ -1,0 +1,115 @@
+"""Shared state of the server: the predictor (views only), the stores, locks and limits.
+
+Thread safety: the shared :class:`seem.SeemPredictor` is never given an image; each request uses a view
+(:meth:`SeemPredictor.with_image`) on a cached encoding, with the vocabulary cache behind a lock. Uploads
+are decoded under ``decode_lock`` (``seem.io.load_image`` uses the process-global ``warnings`` filters).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import threading
+
+import torch
+from fastapi import HTTPException
+
+from seem import io as seem_io
+from seem.predictor import ReferencePrompt
+from seem.prompts import build_region_prompts
+
+from . import convert
+from .store import ImageEntry, ImageStore, Session, SessionStore
+
+
+class LockedVocabularies:
+    """The predictor's :class:`seem.vocab_cache.VocabularyCache` behind a lock (it is a plain LRU dict)."""
+
+    def __init__(self, cache) -> None:
+        self._cache, self._lock = cache, threading.Lock()
+
+    def get(self, names):
+        with self._lock:
+            return self._cache.get(names)
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+
+@dataclasses.dataclass
+class Limits:
+    max_upload_bytes: int = 20 * 1024 * 1024  # encoded file, after base64 decoding
+    max_pixels: int = seem_io.DEFAULT_MAX_PIXELS
+
+
+class ServerState:
+    """What the routes share: the predictor, the image and session stores, locks and limits."""
+
+    def __init__(self, predictor, images: ImageStore, sessions: SessionStore, limits: Limits, model_name: str,
+                 max_concurrent_inference: int = 1) -> None:
+        if max_concurrent_inference < 1:
+            raise ValueError(f"max_concurrent_inference must be >= 1, got {max_concurrent_inference}")
+        self.predictor, self.images, self.sessions, self.limits = predictor, images, sessions, limits
+        self.model_name = model_name
+        self.vocabularies = LockedVocabularies(predictor.vocabularies)
+        self.decode_lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(max_concurrent_inference)
+
+    @contextlib.contextmanager
+    def computing(self):
+        """A model call: waits for one of the ``max_concurrent_inference`` slots, runs in inference mode."""
+        with self._slots, torch.inference_mode():
+            yield
+
+    def view(self, entry: ImageEntry):
+        """A per-request predictor on ``entry`` (shares the model; thread-safe vocabulary cache)."""
+        view = self.predictor.with_image(entry.frame, entry.features, entry.image)
+        view.vocabularies = self.vocabularies
+        return view
+
+    def image(self, image_id: str) -> ImageEntry:
+        entry = self.images.get(image_id)
+        if entry is None:
+            raise HTTPException(404, f"image_id {image_id[:80]!r}: unknown image (never uploaded, or evicted from "
+                                     "the cache); upload it again with POST /v1/images")
+        return entry
+
+    def session(self, session_id: str) -> Session:
+        session = self.sessions.get(session_id)
+        if session is None:
+            raise HTTPException(404, f"session_id {session_id[:80]!r}: unknown or expired session; "
+                                     "create one with POST /v1/sessions")
+        return session
+
+    def add_image(self, data: bytes) -> tuple[ImageEntry, bool]:
+        """Decode (under the decode lock), encode once, cache by sha256 of the bytes."""
+        if len(data) > self.limits.max_upload_bytes:
+            raise HTTPException(413, f"file: upload is {len(data):,} bytes, more than the "
+                                     f"{self.limits.max_upload_bytes:,}-byte limit")
+
+        key = hashlib.sha256(data).hexdigest()
+
+        def make() -> ImageEntry:
+            with self.decode_lock:
+                img = seem_io.load_image(data, max_pixels=self.limits.max_pixels)
+            with self.computing():
+                frame, features = self.predictor.encode(img)
+            return ImageEntry(key, img, frame, features)
+
+        return self.images.add_or_get(key, make)
+
+    def reference(self, ref, field: str) -> ReferencePrompt:
+        """Prompt tokens of a region of another uploaded image, sampled on its cached features (as
+        :meth:`SeemPredictor.encode_reference`, without encoding the image again)."""
+        entry = self.image(ref.image_id)
+        if ref.mask is not None:
+            region = convert.decode_rle(ref.mask, (entry.height, entry.width), f"{field}.mask")
+        else:
+            region = convert.polygon_mask(ref.polygon, entry, f"{field}.polygon")
+        view = self.view(entry)
+        regions = build_region_prompts(entry.frame, masks=region[None], mask_name="reference region")
+        with self.computing():
+            tokens = view.decoding_model.encode_visual_prompt(
+                entry.features, regions.positive.to(view.device), regions.negative.to(view.device), view.sampler())
+        return ReferencePrompt(tokens)
