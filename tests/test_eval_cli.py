@@ -127,6 +127,29 @@ def test_coco_instances(tmp_path):
         CocoInstancesDataset(tmp_path / "im", path, min_area=1000)
 
 
+def test_coco_instances_with_hostile_values_fail_cleanly(tmp_path):
+    pytest.importorskip("pycocotools")
+    _png(tmp_path / "im" / "1.jpg", _image(20, 30))
+
+    def dataset(ann: dict):
+        path = tmp_path / "inst.json"
+        path.write_text(json.dumps({"images": [{"id": 1, "file_name": "1.jpg", "height": 20, "width": 30}],
+                                    "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0} | ann],
+                                    "categories": [{"id": 1, "name": "thing"}]}))
+        return CocoInstancesDataset(tmp_path / "im", path)
+
+    with pytest.raises(ConfigError, match="'area' must be a number"):
+        dataset({"segmentation": [[2, 2, 12, 2, 12, 12]], "area": "big"})
+    # NaN / enormous polygon coordinates used to go straight into pycocotools' rasteriser (killed the process)
+    for poly in ([2, 2, float("nan"), 2, 12, 12], [2, 2, 1e300, 2, 12, 12], [2, 2, 12, 2, 12]):
+        ds = dataset({"segmentation": [poly + [5, 5]] if len(poly) == 5 else [poly], "area": 10})
+        with pytest.raises(ConfigError, match="invalid segmentation"):
+            ds[0]
+    ds = dataset({"segmentation": {"size": [20, 30], "counts": [600] + [2**62] * 3}, "area": 10})
+    with pytest.raises(ConfigError, match="invalid segmentation"):
+        ds[0]
+
+
 # ------------------------------------------------------------------------------------------ (b) runner
 class _FixedPredictor:
     """Always answers ``mask``; records the calls. Raises PromptError on an all-black image."""

@@ -598,3 +598,39 @@ def test_cli_serve(monkeypatch, predictor):
     assert calls["host"] == "127.0.0.1" and calls["port"] == 9999
     assert calls["app"].state.seem.sessions.ttl_s == 60
     assert cli.main(["serve", "--precision", "fp16"]) == 2
+
+
+def test_hostile_inputs_are_refused_cleanly(client, ids, scenes):
+    h, w = scenes[0].image.shape[:2]
+    # run lengths that wrap an int64 sum back to H*W (once crashed the process in np.repeat)
+    huge = [h * w] + [2**62] * 4
+    for counts in (huge, [10**30, 0], [h * w - 1, 2**64 - h * w + 1]):
+        r = client.post("/v1/predict", json={"image_id": ids[0], "masks": [{"size": [h, w], "counts": counts}]})
+        assert r.status_code == 422 and "run lengths" in r.json()["detail"], r.text
+    r = client.post("/v1/images", json={"data": "data:image/png;base64"})
+    assert r.status_code == 422 and "comma" in r.json()["detail"]
+    zigzag = [[float(i % w), float((i * 7) % h)] for i in range(4_001)]
+    r = client.post("/v1/predict", json={"image_id": ids[0], "polygons": [zigzag]})
+    assert r.status_code == 422 and "vertices" in r.json()["detail"]
+    r = client.post("/v1/panoptic", json={"image_id": ids[0], "vocabulary": [f"class {i}" for i in range(257)]})
+    assert r.status_code == 422 and "vocabulary" in r.json()["detail"]
+
+
+def test_session_objects_cannot_accumulate_unbounded_strokes(client, ids, scenes):
+    h, w = scenes[0].image.shape[:2]
+    sid = client.post("/v1/sessions", json={"image_id": ids[0]}).json()["session_id"]
+    stroke = [[float(5 + i % (w - 10)), float(5 + (i // (w - 10)) % (h - 10))] for i in range(3_900)]
+    status = []
+    for _ in range(5):  # 4 x 3,900 vertices fit the 16,000 per object; the fifth round does not
+        status.append(client.post(f"/v1/sessions/{sid}/prompts", json={"scribble": [stroke]}).status_code)
+    assert status == [200, 200, 200, 200, 422]
+
+
+def test_request_vocabularies_stay_in_memory(model, scenes, tmp_path):
+    predictor = SeemPredictor(model, shorter_side=256, max_size=None, vocabulary_cache_dir=str(tmp_path))
+    client = TestClient(create_app(predictor))
+    before = sorted(p.name for p in tmp_path.rglob("*") if p.is_file())  # the model's own vocabulary (warm-up)
+    image_id = client.post("/v1/images", files={"file": ("s.png", _png(scenes[0].image), "image/png")}).json()["image_id"]
+    for vocab in (["cat"], ["dog"], ["sky", "grass"]):
+        assert client.post("/v1/panoptic", json={"image_id": image_id, "vocabulary": vocab}).status_code == 200
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == before and before

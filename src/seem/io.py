@@ -337,9 +337,15 @@ def rle_to_mask(rle: dict) -> np.ndarray:
         h, w = (int(v) for v in rle["size"])
         counts = rle["counts"]
         if isinstance(counts, list):  # uncompressed: run lengths alternating 0/1, column-major
+            if h < 0 or w < 0 or len(counts) > h * w + 1:
+                raise ValueError(f"{len(counts)} runs for an {h}x{w} mask")
+            # each run checked as a Python int first: a huge run would wrap an int64 sum back to H*W
+            if any(not isinstance(r, (int, np.integer)) or r < 0 or r > h * w for r in counts):
+                raise ValueError(f"run lengths must be integers in [0, H*W = {h * w}]")
+            total = sum(int(r) for r in counts)
+            if total != h * w:
+                raise ValueError(f"run lengths sum to {total}, not H*W = {h * w}")
             runs = np.asarray(counts, dtype=np.int64)
-            if runs.sum() != h * w or (runs < 0).any():
-                raise ValueError(f"run lengths sum to {runs.sum()}, not H*W = {h * w}")
             flat = np.repeat(np.arange(len(runs)) % 2 == 1, runs)
             return flat.reshape(w, h).T.copy()
         encoded = {"size": [h, w], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}

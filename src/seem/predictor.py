@@ -389,7 +389,8 @@ class SeemPredictor:
 
         Post-processing follows the official ``evaluate`` path: query masks are upsampled, cropped and resized
         to the original size before semantic / panoptic / instance inference, with the thresholds of the config.
-        Only when ``queries x H x W`` exceeds a memory budget (images above about 4 MP for 101 queries) does
+        Only when ``queries x H x W`` (``max(queries, classes + 1) x H x W`` for semantic) exceeds a memory budget
+        (4e8 elements: images above about 4 MP for 101 queries) does
         inference run at the resized resolution, with labels resized to the original size afterwards (then
         ``SemanticResult.probabilities`` are ``(C, h, w)`` at the resized size). Instances keep thing classes only.
 
@@ -416,7 +417,8 @@ class SeemPredictor:
         logits = self.model.class_logits(class_embed, emb)
         # official: masks to the original size first, then inference there; for very large images (query
         # masks above the memory budget) inference runs at the resized size and labels are resized after
-        exact = len(query_masks) * frame.original_size[0] * frame.original_size[1] <= _EVERYTHING_BUDGET
+        rows = max(len(query_masks), len(names) + 1) if kind == "semantic" else len(query_masks)  # + (C, H, W) scores
+        exact = rows * frame.original_size[0] * frame.original_size[1] <= _EVERYTHING_BUDGET
         work_size = frame.original_size if exact else frame.resized_size
         masks = pp.sem_seg_postprocess(pp.upsample_to_input(query_masks, frame.padded_size),
                                        frame.resized_size, work_size)
@@ -442,7 +444,9 @@ class SeemPredictor:
                     segments.append(Segment(d["id"], d["label_id"], names[d["label_id"]], d["isthing"], d["score"], area))
             return PanopticResult(seg.cpu().numpy(), segments, names)
         inst = pp.instance_inference(logits, masks, cfg.detections_per_image, thing_only=is_thing)
-        inst_masks = to_original(inst.masks.float()) > 0.5 if len(inst.scores) else inst.masks
+        # one mask at a time: a (K, H, W) float copy at the original size would be 4x the boolean result
+        inst_masks = torch.stack([to_original(m[None].float())[0] > 0.5 for m in inst.masks]) if len(inst.scores) \
+            else inst.masks
         order = inst.scores.argsort(descending=True)
         ids = inst.label_ids[order].cpu().numpy()
         return InstanceResult(inst_masks[order].cpu().numpy(), inst.scores[order].cpu().numpy(), ids,

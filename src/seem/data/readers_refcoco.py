@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import builtins
 import pickle
 import warnings
@@ -254,16 +256,27 @@ def _decode_segmentation(seg: list | dict, h: int, w: int, what: str) -> np.ndar
         with warnings.catch_warnings():  # pycocotools' Cython code trips a NumPy 2 copy= deprecation
             warnings.simplefilter("ignore", DeprecationWarning)
             if isinstance(seg, list):  # polygons, in pixels of the original image
-                polys = [p for p in seg if len(p) >= 6]
+                polys = [p for p in seg if isinstance(p, list) and len(p) >= 6]
                 if not polys:
                     raise ValueError("no polygon with at least 3 points")
+                limit = 4.0 * max(h, w)  # pycocotools rasterises unchecked: NaN / huge values crash it
+                for p in polys:
+                    if len(p) % 2 or not all(isinstance(v, (int, float)) and math.isfinite(v) and abs(v) <= limit
+                                             for v in p):
+                        raise ValueError(f"polygons need an even number of finite coordinates within +-{limit:g}")
                 rle = mask_utils.merge(mask_utils.frPyObjects(polys, h, w))
             else:
                 if [int(v) for v in seg["size"]] != [h, w]:
                     raise ValueError(f"RLE size {seg['size']} is not the image's [{h}, {w}]")
                 counts = seg["counts"]
-                if isinstance(counts, list):  # uncompressed RLE
-                    rle = mask_utils.frPyObjects(seg, h, w)
+                if isinstance(counts, list):  # uncompressed RLE: validated and decoded by seem.io
+                    from seem.errors import ImageError
+                    from seem.io import rle_to_mask
+
+                    try:
+                        return rle_to_mask({"size": [h, w], "counts": counts})
+                    except ImageError as exc:
+                        raise ValueError(str(exc)) from None
                 else:
                     rle = {
                         "size": [h, w],

@@ -195,7 +195,10 @@ class CocoInstancesDataset:
             iid = field(a, "image_id", (int, str), where)
             if iid not in images:
                 raise ConfigError(f"{where}: image_id {iid!r} is not in 'images'")
-            if a.get("iscrowd", 0) or float(a.get("area", np.inf)) < self.min_area:
+            area = a.get("area", np.inf)
+            if not isinstance(area, (int, float)) or isinstance(area, bool):
+                raise ConfigError(f"{where}: 'area' must be a number, got {type(area).__name__}")
+            if a.get("iscrowd", 0) or area < self.min_area:
                 continue
             by_image.setdefault(iid, []).append((a.get("id", k), field(a, "segmentation", (list, dict), where)))
         self._items = [(iid, *images[iid], by_image[iid]) for iid in images if iid in by_image]

@@ -27,14 +27,16 @@ from seem.errors import PromptError
 
 from . import convert
 from .middleware import validation_detail
-from .schemas import (MAX_OBJECTS, MAX_POINTS, CvatRequest, CvatResponse, ErrorOut, Health, ImageInfo, ImageUpload,
-                      ModelInfo, PanopticRequest, PanopticResponse, PredictRequest, PredictResponse, PromptRound,
+from .schemas import (MAX_OBJECTS, MAX_POINTS, MAX_TOTAL_VERTICES, CvatRequest, CvatResponse, ErrorOut, Health,
+                      ImageInfo, ImageUpload, ModelInfo, PanopticRequest, PanopticResponse, PredictRequest, PredictResponse, PromptRound,
                       SessionCreate, SessionInfo, SessionState)
 from .state import ServerState
 from .store import ImageEntry, ObjectState, Session, Snapshot
 
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_OBJECT_POINTS = 4 * MAX_POINTS  # clicks accumulated by one session object
+MAX_OBJECT_VERTICES = 4 * MAX_TOTAL_VERTICES  # scribble + polygon vertices accumulated by one session object
+MAX_OBJECT_SHAPES = 64  # strokes + polygons accumulated by one session object
 _ERRORS = {c: {"model": ErrorOut} for c in (404, 409, 413, 422)}
 
 
@@ -71,6 +73,10 @@ def _merge_round(state: ServerState, old: ObjectState, req: PromptRound, entry: 
     if req.polygon is not None:
         convert.polygon_mask(req.polygon, entry, "polygon")
         changes["polygons"] = old.polygons + (tuple((float(x), float(y)) for x, y in req.polygon),)
+    shapes = changes.get("scribbles", old.scribbles) + changes.get("polygons", old.polygons)
+    if sum(len(shape) for shape in shapes) > MAX_OBJECT_VERTICES or len(shapes) > MAX_OBJECT_SHAPES:
+        raise PromptError(f"scribble/polygon: an object accumulates at most {MAX_OBJECT_SHAPES} strokes/polygons and "
+                          f"{MAX_OBJECT_VERTICES} vertices (each round redraws them all); start a new object")
     if req.mask is not None:
         convert.decode_rle(req.mask, (entry.height, entry.width), "mask")
         changes["masks"] = old.masks + (req.mask.model_dump(),)
@@ -112,7 +118,11 @@ def register_routes(app: FastAPI, state: ServerState) -> None:  # noqa: C901 - o
             except ValidationError as exc:
                 errors = [{**e, "loc": ("body", *e.get("loc", ()))} for e in exc.errors()]  # as FastAPI's own
                 raise HTTPException(422, validation_detail(errors)[0]) from None
-            text = body.data.split(",", 1)[1] if body.data.startswith("data:") else body.data
+            text = body.data
+            if text.startswith("data:"):
+                if "," not in text:
+                    raise HTTPException(422, "data: a data URI needs a comma before its base64 payload")
+                text = text.split(",", 1)[1]
             try:
                 data = base64.b64decode("".join(text.split()), validate=True)
             except (binascii.Error, ValueError):

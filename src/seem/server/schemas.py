@@ -20,7 +20,8 @@ MAX_VERTICES = 10_000  # per polygon or scribble polyline
 MAX_SHAPES = 64  # boxes, scribbles, polygons, masks or text phrases in one request
 MAX_OBJECTS = 64  # objects of one session
 MAX_TEXT_CHARS = 2_000  # cheap pre-check; the model's limit (77 tokens) is checked by the tokenizer
-MAX_VOCABULARY = 1_000  # class names of one panoptic request
+MAX_VOCABULARY = 256  # class names of one panoptic request (per-class score maps are C x H x W)
+MAX_TOTAL_VERTICES = 4_000  # scribble + polygon vertices of one request (rasterising costs vertices x rows)
 MAX_NAME_CHARS = 200
 
 Coord = Annotated[float, Field(allow_inf_nan=False)]
@@ -99,11 +100,18 @@ class PromptRound(_Strict):
     @model_validator(mode="after")
     def _check(self):
         _labels_match(self.points, self.point_labels, "points")
+        _check_vertices(self.scribble, [self.polygon] if self.polygon else None)
         if self.new_object and self.object is not None:
             raise ValueError("object: give either object (an existing index) or new_object: true, not both")
         if all(getattr(self, f) is None for f in ("points", "box", "scribble", "polygon", "mask", "text", "reference")):
             raise ValueError("no prompt given: send points, box, scribble, polygon, mask, text or reference")
         return self
+
+
+def _check_vertices(*groups) -> None:
+    total = sum(len(line) for group in groups if group for line in group)
+    if total > MAX_TOTAL_VERTICES:
+        raise ValueError(f"scribble/polygon: {total} vertices in one request, at most {MAX_TOTAL_VERTICES}")
 
 
 class PredictRequest(_Strict):
@@ -125,6 +133,7 @@ class PredictRequest(_Strict):
     @model_validator(mode="after")
     def _check(self):
         _labels_match(self.points, self.point_labels, "points")
+        _check_vertices(self.scribbles, self.polygons)
         return self
 
 

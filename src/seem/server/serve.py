@@ -27,10 +27,23 @@ def add_serve_parser(sub, common: argparse.ArgumentParser) -> None:
                    help="encoded images kept in memory (default: 32)")
     p.add_argument("--feature-budget-mb", type=_positive_int, default=1024, dest="feature_budget_mb",
                    help="approximate memory for cached image features, MiB (default: 1024)")
-    p.add_argument("--session-ttl", type=float, default=1800.0, dest="session_ttl",
+    p.add_argument("--session-ttl", type=_seconds, default=1800.0, dest="session_ttl",
                    help="seconds before an idle session expires (default: 1800)")
     p.add_argument("--max-sessions", type=_positive_int, default=256, dest="max_sessions",
                    help="live sessions at most (default: 256)")
+
+
+def _seconds(text: str) -> float:
+    """A finite, positive number of seconds (argparse type)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive, finite number of seconds, got {text!r}")
+    return value
 
 
 def run_serve(args: argparse.Namespace) -> int:

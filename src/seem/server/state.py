@@ -24,14 +24,19 @@ from .store import ImageEntry, ImageStore, Session, SessionStore
 
 
 class LockedVocabularies:
-    """The predictor's :class:`seem.vocab_cache.VocabularyCache` behind a lock (it is a plain LRU dict)."""
+    """Vocabulary embeddings behind a lock (the caches are plain LRU dicts). The predictor's own vocabulary
+    comes from its cache (memory + disk); vocabularies sent by clients go to a memory-only LRU, so requests
+    can never add files to the disk cache."""
 
-    def __init__(self, cache) -> None:
-        self._cache, self._lock = cache, threading.Lock()
+    def __init__(self, cache, default: tuple[str, ...] = (), max_entries: int = 16) -> None:
+        from seem.vocab_cache import VocabularyCache
+
+        self._cache, self._default, self._lock = cache, tuple(default), threading.Lock()
+        self._requests = VocabularyCache(cache.model, directory=None, max_entries=max_entries)
 
     def get(self, names):
         with self._lock:
-            return self._cache.get(names)
+            return (self._cache if tuple(names) == self._default else self._requests).get(names)
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -52,7 +57,7 @@ class ServerState:
             raise ValueError(f"max_concurrent_inference must be >= 1, got {max_concurrent_inference}")
         self.predictor, self.images, self.sessions, self.limits = predictor, images, sessions, limits
         self.model_name = model_name
-        self.vocabularies = LockedVocabularies(predictor.vocabularies)
+        self.vocabularies = LockedVocabularies(predictor.vocabularies, tuple(predictor.vocabulary) + ("background",))
         self.decode_lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(max_concurrent_inference)
 
