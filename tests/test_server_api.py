@@ -634,3 +634,10 @@ def test_request_vocabularies_stay_in_memory(model, scenes, tmp_path):
     for vocab in (["cat"], ["dog"], ["sky", "grass"]):
         assert client.post("/v1/panoptic", json={"image_id": image_id, "vocabulary": vocab}).status_code == 200
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == before and before
+
+
+def test_allowed_hosts_refuse_other_host_headers(predictor):
+    client = TestClient(create_app(predictor, allowed_hosts=["127.0.0.1", "localhost"], warm=False),
+                        base_url="http://127.0.0.1")
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/healthz", headers={"host": "evil.example"}).status_code == 400

@@ -1,4 +1,4 @@
-"""The ``seem`` command line: ``seem segment | panoptic | convert | train | eval | serve``.
+"""The ``seem`` command line: ``seem segment | panoptic | convert | train | eval | serve | video``.
 
 This module only parses arguments and maps errors to exit codes; the commands live in
 :mod:`seem.cli_commands` and are imported when one runs, so ``import seem.cli`` stays cheap.
@@ -190,6 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
     from seem.server.serve import add_serve_parser
 
     add_serve_parser(sub, common)
+
+    # ``seem video`` (cli_video imports argparse only; torch and PyAV load when it runs)
+    from seem.cli_video import add_video_parser
+
+    add_video_parser(sub, common)
     return parser
 
 
@@ -215,7 +220,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from seem import cli_commands, cli_eval
+    from seem import cli_commands, cli_eval, cli_video
 
     commands = {
         "segment": cli_commands.run_segment,
@@ -224,6 +229,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "train": run_train,
         "eval": cli_eval.run_eval,
         "serve": run_serve,
+        "video": cli_video.run_video,
     }
     return commands[args.command](args)
 

@@ -1,9 +1,10 @@
-"""``seem eval interactive | referring | panoptic``: one command from a data set to a metrics table and report.
+"""``seem eval interactive | referring | panoptic | video``: one command from a data set to a metrics table and report.
 
 * ``interactive``: the RITM / SimpleClick click protocol (NoC@85/90/95, NoF, mIoU@k) on generated scenes, a
   RITM folder (GrabCut / Berkeley / DAVIS layout, 128 = ignore band) or COCO instances;
 * ``referring``: cIoU / mIoU / precision@0.5..0.9 on generated scenes or a RefCOCO split;
-* ``panoptic``: PQ / SQ / RQ, semantic mIoU and COCO mask AP on generated scenes or COCO panoptic.
+* ``panoptic``: PQ / SQ / RQ, semantic mIoU and COCO mask AP on generated scenes or COCO panoptic;
+* ``video``: DAVIS 2017 semi-supervised J&F (first-frame masks given) on generated clips or a DAVIS folder.
 
 Examples::
 
@@ -12,6 +13,8 @@ Examples::
     seem eval interactive --images val2017 --annotations instances_val2017.json --limit 100
     seem eval referring --images train2014 --annotations refcoco/instances.json --refs "refcoco/refs(unc).p" --split val
     seem eval panoptic --images val2017 --panoptic-json panoptic_val2017.json --panoptic-dir panoptic_val2017
+    seem eval video --dataset scenes --limit 20 --mode both
+    seem eval video --dataset DAVIS --split val --out davis17_val.json
 
 Only argparse is imported here at module level; data sets, the predictor and torch load when a command runs.
 """
@@ -23,6 +26,7 @@ import json
 from pathlib import Path
 
 DEFAULT_SCENES = 200  # scenes evaluated with --dataset scenes and no --limit (seeds 0..199)
+DEFAULT_CLIPS = 20  # clips evaluated with ``seem eval video --dataset scenes`` and no --limit
 
 
 def parse_first_prompts(text: str) -> list[str]:
@@ -47,6 +51,30 @@ def _tasks(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def _strict_json(x):
+    """NaN / infinite floats -> None, recursively: the report stays strict JSON (undefined metrics are null)."""
+    import math
+
+    if isinstance(x, dict):
+        return {k: _strict_json(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_strict_json(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def _scene_size(text: str) -> int:
+    """Side of generated scenes: 64..4096 pixels (the scene engine needs room for its objects)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 64 <= value <= 4096:
+        raise argparse.ArgumentTypeError(f"scene size must be 64..4096 pixels, got {value}")
+    return value
+
+
 def _non_negative_int(text: str) -> int:
     try:
         value = int(text)
@@ -57,12 +85,13 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _common(p: argparse.ArgumentParser, size: int = 320, unit: str = "images", default_num: int = DEFAULT_SCENES) -> None:
     from seem.cli import _positive_int, add_precision_argument, parse_device
 
     p.add_argument("--limit", type=_positive_int, default=None, metavar="N",
-                   help=f"evaluate the first N images (scenes: seeds 0..N-1, default {DEFAULT_SCENES})")
-    p.add_argument("--size", type=_positive_int, default=320, help="side of generated scenes in pixels (default 320)")
+                   help=f"evaluate the first N {unit} (scenes: seeds 0..N-1, default {default_num})")
+    p.add_argument("--size", type=_scene_size, default=size, help=f"side of generated scenes in pixels, 64..4096 "
+                   f"(default {size})")
     p.add_argument("--model", default=None, help="registry name or checkpoint path (default: the bundled model)")
     p.add_argument("--device", type=parse_device, default="auto", help="auto|cpu|cuda[:N]|mps (default: auto)")
     p.add_argument("--threads", type=_positive_int, default=None, help="CPU threads for torch")
@@ -116,6 +145,23 @@ def add_eval_parser(sub, common: argparse.ArgumentParser) -> None:
                      help="comma list of panoptic,semantic,instance (default: all)")
     _common(pan)
 
+    vid = tasks.add_parser("video", parents=[common], help="video objects from first-frame masks: J&F (DAVIS 2017)",
+                           description="Semi-supervised video object segmentation: each object's first-frame mask is "
+                           "given, seem.video.VideoSegmenter follows it; J (IoU), F (boundary) mean / recall / decay "
+                           "over frames 1..N-2, means over objects, in percent (DAVIS 2017 protocol).")
+    vid.add_argument("--dataset", required=True, metavar="scenes|DAVIS_ROOT",
+                     help="'scenes' (generated clips) or a DAVIS folder (JPEGImages/ + Annotations/)")
+    vid.add_argument("--mode", choices=["memory", "independent", "both"], default="memory",
+                     help="segmenter mode: previous mask as memory, frames independent, or both (default memory)")
+    vid.add_argument("--frames", type=_positive_int, default=20, help="scenes: frames per clip (default 20)")
+    vid.add_argument("--per-clip", type=_non_negative_int, default=3, help="scenes: objects per clip (0: all; default 3)")
+    vid.add_argument("--split", default=None,
+                     help="DAVIS: ImageSets/2017/SPLIT.txt (default val when present, else every sequence; 'all')")
+    vid.add_argument("--resolution", default="480p", help="DAVIS: 480p or Full-Resolution (default 480p)")
+    vid.add_argument("--void", action="store_true",
+                     help="leave void pixels (label 255) out of J and F (default: background, as davis2017-evaluation)")
+    _common(vid, size=256, unit="sequences", default_num=DEFAULT_CLIPS)
+
 
 def _require(args: argparse.Namespace, names: list[str], what: str) -> None:
     from seem.errors import ConfigError
@@ -131,6 +177,13 @@ def build_dataset(args: argparse.Namespace):
     from seem.evaluation import datasets
 
     task = args.eval_task
+    if task == "video":
+        from seem.evaluation import video_runner
+
+        if args.dataset == "scenes":
+            return video_runner.SceneClips(args.limit or DEFAULT_CLIPS, args.size, args.frames,
+                                           max_objects=args.per_clip or None), None
+        return video_runner.DavisDataset(args.dataset, args.split, args.resolution), args.limit
     if args.dataset == "scenes":
         if any(getattr(args, k, None) is not None for k in ("images", "annotations", "refs", "panoptic_json", "panoptic_dir")):
             raise ConfigError("--dataset scenes takes no --images / --annotations / --refs / --panoptic-* files")
@@ -171,6 +224,10 @@ def run_eval(args: argparse.Namespace) -> int:
         report = runner.run_interactive(predictor, dataset, args.first_prompts, args.max_clicks, limit, progress)
     elif args.eval_task == "referring":
         report = runner.run_referring(predictor, dataset, limit, progress)
+    elif args.eval_task == "video":
+        from seem.evaluation.video_runner import run_video
+
+        report = run_video(predictor, dataset, mode=args.mode, limit=limit, progress=progress, use_void=args.void)
     else:
         report = runner.run_generic(predictor, dataset, limit, progress, tasks=args.tasks)
     report = {"model": args.model or seem.DEFAULT_MODEL, "device": str(getattr(predictor, "device", args.device)),
@@ -179,6 +236,6 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.out:
         path = Path(args.out)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(report, indent=1), encoding="utf-8")
+        path.write_text(json.dumps(_strict_json(report), indent=1, allow_nan=False), encoding="utf-8")
         print(f"report written to {path}")
     return 0

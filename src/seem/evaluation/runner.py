@@ -308,11 +308,12 @@ def _table(lines: list[str], title: str, rows: Sequence[tuple[str, dict]], keys:
 
 def format_table(report: dict) -> str:
     """A readable, aligned plain-text table of a :func:`run_interactive` / :func:`run_referring` /
-    :func:`run_generic` report (model, data set, protocol, metrics, errors, time)."""
+    :func:`run_generic` / :func:`~seem.evaluation.video_runner.run_video` report (model, data set, protocol, metrics, errors, time)."""
     ds = dict(report.get("dataset", {}))
-    total = ds.pop("num_images", "?")
+    unit = "sequences" if "num_sequences" in report else "images"
+    total = ds.pop(f"num_{unit}", "?")
     lines = [f"model {report.get('model', '?')} on {report.get('device', '?')}; dataset "
-             + ", ".join(f"{k} {v}" for k, v in ds.items()), f"images evaluated: {report.get('num_images')} of {total}"]
+             + ", ".join(f"{k} {v}" for k, v in ds.items()), f"{unit} evaluated: {report.get(f'num_{unit}')} of {total}"]
     if "interactive" in report:
         m = report.get("protocol", {}).get("max_clicks", 20)
         keys = list(dict.fromkeys(["num_instances", "NoC@85", "NoC@90", "NoC@95", "NoF@85", "NoF@90", "mIoU@1", "mIoU@5",
@@ -336,6 +337,10 @@ def format_table(report: dict) -> str:
     if "instance" in report:
         _table(lines, "instance mask AP (%, thing classes)", [("all", report["instance"])],
                ["AP", "AP50", "AP75", "APs", "APm", "APl", "num_gt", "num_pred"])
+    if "video" in report:
+        from .video_runner import format_video
+
+        lines += format_video(report)
     for task, why in report.get("skipped_tasks", {}).items():
         lines.append(f"{task} skipped: {why}")
     if report.get("errors"):

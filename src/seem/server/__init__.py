@@ -16,15 +16,17 @@ Importing this package has no side effects and does not import FastAPI; :func:`c
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 __all__ = ["create_app"]
 
 
 def create_app(predictor: Any, *, max_images: int = 32, feature_budget_bytes: int = 1 << 30,
-               session_ttl_s: float = 1800.0, max_sessions: int = 256, max_history: int = 100,
+               session_ttl_s: float = 1800.0, max_sessions: int = 256, max_history: int = 20,
                max_upload_bytes: int = 20 * 1024 * 1024, max_pixels: int = 50_000_000,
-               model_name: str | None = None, warm: bool = True, max_concurrent_inference: int = 1) -> Any:
+               model_name: str | None = None, warm: bool = True, max_concurrent_inference: int = 1,
+               allowed_hosts: Sequence[str] | None = None) -> Any:
     """The FastAPI app serving ``predictor`` (a :class:`seem.SeemPredictor`; never given an image itself).
 
     Args:
@@ -32,7 +34,7 @@ def create_app(predictor: Any, *, max_images: int = 32, feature_budget_bytes: in
             of their feature tensors + RGB pixels); least recently used images are dropped first.
         session_ttl_s: a session idle this many seconds is deleted (default 30 min).
         max_sessions: at most this many live sessions; a new one drops the least recently used.
-        max_history: undo steps kept per session.
+        max_history: undo steps kept per session (each holds the objects' masks at the image's size).
         max_upload_bytes: largest accepted image file (413 above; the request body may be 4/3 of it + 1 MiB
             for base64 / multipart overhead). max_pixels: largest image, width x height (413 above).
         model_name: shown by ``GET /v1/models`` (default: the model's backbone name).
@@ -40,6 +42,8 @@ def create_app(predictor: Any, *, max_images: int = 32, feature_budget_bytes: in
         max_concurrent_inference: model calls (encode, prompt rounds, panoptic) running at once; the others
             wait. 1 suits a CPU (each call already uses every torch thread; concurrent calls only
             oversubscribe the cores); raise it for a GPU.
+        allowed_hosts: serve only requests whose ``Host`` header is one of these (Starlette's
+            ``TrustedHostMiddleware``; ``seem serve`` on loopback passes the loopback names); None = any.
 
     Raises:
         seem.errors.MissingDependencyError: FastAPI is not installed.
@@ -72,6 +76,10 @@ def create_app(predictor: Any, *, max_images: int = 32, feature_budget_bytes: in
     install_error_handlers(app)
     register_routes(app, state)
     app.add_middleware(BodyLimit, limit=max_upload_bytes * 4 // 3 + (1 << 20))
+    if allowed_hosts is not None:
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
     return app
 
 

@@ -60,10 +60,13 @@ def run_serve(args: argparse.Namespace) -> int:
 
         raise SeemError(f"--port {args.port}: expected 1..65535")
     predictor = load_predictor(args)
+    loopback = args.host in ("127.0.0.1", "localhost", "::1")
+    # on loopback, only requests addressed to a loopback name are served (a DNS-rebinding page cannot reach us)
+    hosts = ["127.0.0.1", "localhost", "[::1]"] if loopback else None
     app = create_app(predictor, max_images=args.max_images, feature_budget_bytes=args.feature_budget_mb << 20,
                      session_ttl_s=args.session_ttl, max_sessions=args.max_sessions,
-                     model_name=args.model or "seem_tiny")
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
+                     model_name=args.model or "seem_tiny", allowed_hosts=hosts)
+    if not loopback:
         print(f"warning: serving on {args.host}: the API has no authentication", file=sys.stderr)
     print(f"SEEM API on http://{args.host}:{args.port}  (docs: /docs)", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
