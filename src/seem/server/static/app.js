@@ -29,7 +29,7 @@ function api(method, path, body) {
       const res = await fetch(path, init);
       const data = await res.json().catch(() => ({}));
       if (!res.ok) throw new Error(errorText(res, data));
-      if (data.latency_ms !== undefined) showLatency(data.latency_ms, performance.now() - t0);
+      if (typeof data.latency_ms === "number") showLatency(data.latency_ms, performance.now() - t0);
       setStatus("");
       return data;
     } finally { document.body.dataset.state = "idle"; }
