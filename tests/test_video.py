@@ -20,7 +20,7 @@ from seem.cli import main
 from seem.data.scenes import SceneConfig, SceneGenerator
 from seem.errors import ConfigError, ImageError, PromptError
 from seem.train.clicker import next_click
-from seem.video import FrameResult, VideoSegmenter, read_frames, reference_from_current
+from seem.video import FrameResult, VideoSegmenter, probe, read_frames, reference_from_current
 
 
 @pytest.fixture(scope="module")
@@ -237,6 +237,15 @@ def test_cli_on_a_folder_of_frames(tmp_path, capsys):
         assert "overlay.mp4 skipped" in err
     else:
         assert sum(1 for _ in read_frames(tmp_path / "out" / "overlay.mp4")) == 4
+    # a second run into the same folder on fewer frames leaves no mask of the first run behind
+    (folder / "00003.png").rename(tmp_path / "moved.png")
+    code, _, err = _run(["video", folder, "--point", f"{x},{y}", "--out", tmp_path / "out", "--shorter-side", "128",
+                         "--no-progress"], capsys)
+    assert code == 0, err
+    assert [f.name for f in sorted((tmp_path / "out" / "masks").iterdir())] == [f"{i:05d}.png" for i in range(3)]
+    # reading this run's own output is refused before anything is written
+    code, _, err = _run(["video", tmp_path / "out" / "masks", "--point", f"{x},{y}", "--out", tmp_path / "out"], capsys)
+    assert code == 2 and "inside this run's output" in err
 
 
 def test_cli_on_an_mp4_with_fps_and_a_later_reference_frame(tmp_path, capsys):
@@ -254,6 +263,8 @@ def test_cli_on_an_mp4_with_fps_and_a_later_reference_frame(tmp_path, capsys):
             container.mux(packet)
     decoded = list(read_frames(path, fps=4))  # kept: t = 0, 0.25, 0.5, 0.75 s -> source frames 0, 2, 4, 6
     assert len(decoded) == 4 and len(list(read_frames(path))) == 8
+    # at or above the source rate nothing is dropped, the rate stays the source's, and huge values return
+    assert len(list(read_frames(path, fps=1e300))) == 8 and probe(path, fps=100).fps == 8
     assert np.abs(decoded[1].astype(int) - clip[2].image).mean() < 8
     obj, gt2 = _largest_thing(clip[2])
     x, y = _click(gt2)[0]

@@ -247,3 +247,17 @@ def test_eval_video_command_scenes(tmp_path, capsys):
         assert m["num_objects"] >= 1 and m["num_frames"] == 2 * m["num_objects"] and m["num_frames_segmented"] == 4
         assert all(0 <= m[k] <= 100 for k in ("J&F-Mean", "J-Mean", "F-Mean", "J-Recall", "F-Recall"))
         assert m["fps"] > 0
+
+
+def test_davis2016_binary_annotations_are_one_object(tmp_path):
+    from PIL import Image
+
+    from seem.evaluation.video_runner import _read_labels as read_labels
+
+    grey = np.zeros((6, 8), np.uint8)
+    grey[2:4, 3:6] = 255
+    Image.fromarray(grey).save(tmp_path / "a.png")  # DAVIS 2016: grey 0 / 255, one object
+    assert np.array_equal(read_labels(tmp_path / "a.png"), (grey > 0).astype(np.int64))
+    grey[0, 0] = 1  # a grey index PNG with object 1 and void 255 stays as it is
+    Image.fromarray(grey).save(tmp_path / "b.png")
+    assert set(np.unique(read_labels(tmp_path / "b.png")).tolist()) == {0, 1, 255}

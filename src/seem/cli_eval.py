@@ -51,6 +51,22 @@ def _tasks(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def _nothing_evaluated(report: dict) -> str | None:
+    """Why no sample was scored (every one rejected, or none usable), or None when something was."""
+    counts = []
+    for task, key in (("interactive", "num_instances"), ("referring", "num"), ("video", "num_objects")):
+        section = report.get(task)
+        if isinstance(section, dict):
+            rows = section.values() if task != "referring" else [section]
+            counts += [row.get(key, 0) for row in rows if isinstance(row, dict)]
+    if "panoptic" in report or "semantic" in report:
+        counts.append(report.get("num_images", 0) - len(report.get("errors", [])))
+    if counts and not any(c and c > 0 for c in counts):
+        errors = report.get("errors") or []
+        return f"{len(errors)} samples rejected" if errors else "no usable sample"
+    return None
+
+
 def _strict_json(x):
     """NaN / infinite floats -> None, recursively: the report stays strict JSON (undefined metrics are null)."""
     import math
@@ -233,9 +249,14 @@ def run_eval(args: argparse.Namespace) -> int:
     report = {"model": args.model or seem.DEFAULT_MODEL, "device": str(getattr(predictor, "device", args.device)),
               "precision": args.precision} | report
     print(runner.format_table(report))
+    nothing = _nothing_evaluated(report)
     if args.out:
         path = Path(args.out)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(_strict_json(report), indent=1, allow_nan=False), encoding="utf-8")
         print(f"report written to {path}")
+    if nothing:
+        from seem.errors import SeemError
+
+        raise SeemError(f"nothing could be evaluated ({nothing}); see the errors above")
     return 0

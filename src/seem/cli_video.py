@@ -132,7 +132,7 @@ def run_video(args: argparse.Namespace) -> int:
 
     from seem import visualize
     from seem.cli_commands import load_predictor
-    from seem.errors import ImageError, MissingDependencyError, PromptError
+    from seem.errors import ConfigError, ImageError, MissingDependencyError, PromptError
     from seem.video import (
         VideoSegmenter,
         VideoWriter,
@@ -143,9 +143,15 @@ def run_video(args: argparse.Namespace) -> int:
 
     if not (args.point or args.box or args.scribble or args.polygon or args.mask or args.text is not None):
         raise PromptError("no prompt given: use --point, --box, --scribble, --polygon, --mask or --text on frame K")
+    out = Path(args.out)
+    source = Path(args.input).resolve()
+    for produced in (out / "overlay.mp4", out / "masks"):  # never read what this run is about to overwrite
+        if source == produced.resolve() or produced.resolve() in source.parents:
+            raise ConfigError(f"{args.input} is inside this run's output ({produced}): choose another --out")
     info = probe(args.input, args.fps)
-    if Path(args.input).is_dir() and info.num_frames is not None and args.frame >= info.num_frames:
-        raise PromptError(f"--frame {args.frame} is out of range: {args.input} has {info.num_frames} frames")
+    if info.num_frames is not None and args.frame >= info.num_frames:  # frame counts of files are estimates
+        if Path(args.input).is_dir() or args.frame >= info.num_frames + 2:
+            raise PromptError(f"--frame {args.frame} is out of range: {args.input} has {info.num_frames} frames")
     frames = read_frames(args.input, args.fps)
     first = next(frames, None)
     if first is None:
@@ -166,7 +172,9 @@ def run_video(args: argparse.Namespace) -> int:
             waiting[t] = frame
             yield frame
 
-    out = Path(args.out)
+    stale = sorted((out / "masks").glob("*.png")) if (out / "masks").is_dir() else []
+    for path in stale:  # masks of an earlier run into the same folder would be mistaken for this one's
+        path.unlink()
     try:
         writer = VideoWriter(out / "overlay.mp4", fps=info.fps)
     except MissingDependencyError as exc:

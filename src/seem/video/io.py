@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -46,7 +47,9 @@ def frame_files(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise ImageError(f"{folder}: not a folder")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    # natural order: "2.jpg" before "10.jpg" (unpadded names, e.g. from ffmpeg's %d pattern)
+    files = sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
+                   key=lambda p: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)])
     if not files:
         raise ImageError(f"{folder}: no frame images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
     return files
@@ -88,6 +91,8 @@ def probe(source: str | Path, fps: float | None = None) -> VideoInfo:
         if duration is None and container.duration:
             duration = container.duration / 1_000_000  # AV_TIME_BASE
         count = int(stream.frames) or (round(duration * rate) if duration and rate else None)
+        if fps is not None and rate and fps >= rate:
+            fps = None  # at or above the source rate: every frame is kept, at the source rate
         if fps is not None and count is not None and rate:
             count = min(count, math.ceil(count * fps / rate))
         return VideoInfo(count, float(fps or rate or DEFAULT_FOLDER_FPS))
@@ -138,6 +143,8 @@ def read_frames(source: str | Path, fps: float | None = None) -> Iterator[np.nda
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         rate = float(stream.average_rate or stream.guessed_rate or DEFAULT_FOLDER_FPS)
+        if fps is not None and fps >= rate:
+            fps = None  # nothing to drop
         next_time = None
         frames = container.decode(stream)
         index = 0
@@ -154,8 +161,8 @@ def read_frames(source: str | Path, fps: float | None = None) -> Iterator[np.nda
                 if next_time is not None and time < next_time - 1e-6:
                     continue
                 next_time = (time if next_time is None else next_time) + 1.0 / fps
-                while next_time <= time + 1e-6:
-                    next_time += 1.0 / fps
+                if next_time <= time + 1e-6:  # skip whole periods at once (no loop over tiny steps)
+                    next_time += (math.floor((time + 1e-6 - next_time) * fps) + 1) / fps
             yield frame.to_ndarray(format="rgb24")
     finally:
         container.close()
