@@ -369,7 +369,7 @@ class SeemDecoder(nn.Module):
 
             if visual is not None:
                 content["tokens_spatial"] = visual.tokens[level]
-                position["tokens_spatial"] = visual.tokens[level]
+                position["tokens_spatial"] = visual.tokens[level].detach()  # as official: no gradient via the position
                 sizes["tokens_spatial"] = layout_sizes["tokens_spatial"] = visual.tokens[level].shape[0]
                 layout_extra["tokens_spatial"] = visual.padding[level]
             layout = QueryLayout(
