@@ -230,3 +230,15 @@ def test_click_masks_use_the_official_interactive_resize(model):
     crop = up[:, :, : p.frame.resized_size[0], : p.frame.resized_size[1]]
     logits = F.interpolate(crop, size=(150, 230), mode="bicubic")[0]
     assert np.array_equal(r.masks, (logits > 0).numpy())
+
+
+def test_a_negative_click_inside_a_box_carves_the_box():
+    from seem.prompts import build_region_prompts
+    from seem.transforms import plan_frame
+
+    frame = plan_frame((64, 96), None, None, 32)
+    regions = build_region_prompts(frame, points=[[40.5, 30.5]], point_labels=[0], boxes=[[10, 10, 80, 50]])
+    pos, neg = regions.positive[0].numpy(), regions.negative[0].numpy()
+    assert neg[29:32, 39:42].all() and neg.sum() == 9  # the 3x3 click square is negative
+    assert not (pos & neg).any() and not pos[29:32, 39:42].any()  # ... and no longer positive
+    assert pos.sum() == 70 * 40 - 9

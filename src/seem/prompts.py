@@ -203,8 +203,10 @@ def build_region_prompts(
     counts = {name: p.shape[0] for name, p, _ in parts}
     if len(set(counts.values())) != 1:
         raise PromptError(f"prompt types define different numbers of objects: {counts}")
-    pos = np.logical_or.reduce([p for _, p, _ in parts])
-    neg = np.logical_or.reduce([n for _, _, n in parts]) & ~pos
+    neg = np.logical_or.reduce([n for _, _, n in parts])
+    # a negative click carves its pixels out of the object's positive regions (box, scribble, polygon, mask):
+    # "not here" inside a box must reach the model (a negative inside the positive region used to be dropped)
+    pos = np.logical_or.reduce([p for _, p, _ in parts]) & ~neg
     if not pos.reshape(pos.shape[0], -1).any(axis=1).all():
         raise PromptError("an object has no positive prompt pixel left after resizing")
     return RegionPrompts(_pad(pos, frame), _pad(neg, frame))
