@@ -38,7 +38,8 @@ def create_app(predictor: Any, *, max_images: int = 32, feature_budget_bytes: in
         max_upload_bytes: largest accepted image file (413 above; the request body may be 4/3 of it + 1 MiB
             for base64 / multipart overhead). max_pixels: largest image, width x height (413 above).
         model_name: shown by ``GET /v1/models`` (default: the model's backbone name).
-        warm: embed the predictor's vocabulary and build the bf16 decoder copy now, not in the first request.
+        warm: embed the predictor's vocabulary, build the bf16 decoder copy and run one tiny encode + click now
+            (the first call of each kernel is slow), not in the first request.
         max_concurrent_inference: model calls (encode, prompt rounds, panoptic) running at once; the others
             wait. 1 suits a CPU (each call already uses every torch thread; concurrent calls only
             oversubscribe the cores); raise it for a GPU.
@@ -61,6 +62,7 @@ def create_app(predictor: Any, *, max_images: int = 32, feature_budget_bytes: in
     if warm:
         _ = predictor.decoding_model  # made lazily otherwise: not thread-safe
         predictor.vocabularies.get(tuple(predictor.vocabulary) + ("background",))
+
     state = ServerState(
         predictor,
         ImageStore(max_images=max_images, budget_bytes=feature_budget_bytes),
@@ -72,6 +74,8 @@ def create_app(predictor: Any, *, max_images: int = 32, feature_budget_bytes: in
     app = FastAPI(title="SEEM", version=_version(),
                   description="Promptable segmentation (SEEM): clicks, boxes, scribbles, polygons, masks, text and "
                   "referred regions. Coordinates are pixels of the original image, x right, y down.")
+    if warm:
+        state.compute(_warm_up, predictor)  # on the model thread, which keeps what the first call builds
     app.state.seem = state
     install_error_handlers(app)
     register_routes(app, state)
@@ -87,3 +91,16 @@ def _version() -> str:
     from seem import __version__
 
     return __version__
+
+
+def _warm_up(predictor: Any) -> None:
+    """One encode, one click and one mask encoding on a small blank image, so that the first user's round is
+    not the slow one (first kernel calls, lazy imports)."""
+    import numpy as np
+
+    from seem import io as seem_io
+
+    frame, features = predictor.encode(np.zeros((64, 64, 3), dtype=np.uint8))
+    pred = predictor.with_image(frame, features).predict(points=[[32.0, 32.0]])
+    seem_io.mask_to_polygons(pred.masks[0])  # imports scikit-image (~0.4 s) now, not in the first response
+    seem_io.mask_to_rle(pred.masks[0])

@@ -163,8 +163,7 @@ def register_routes(app: FastAPI, state: ServerState) -> None:  # noqa: C901 - o
             kw["text"] = req.text
         if req.reference is not None:
             kw["reference"] = state.reference(req.reference, "reference")
-        with state.computing():
-            pred = state.view(entry).predict(**kw, joint_prompts=req.joint_prompts)
+        pred = state.compute(state.view(entry).predict, **kw, joint_prompts=req.joint_prompts)
         return {"masks": convert.encode_prediction(pred), "latency_ms": _ms(t0)}
 
     @app.post("/v1/panoptic", response_model=PanopticResponse, responses=_ERRORS, tags=["predict"])
@@ -183,8 +182,7 @@ def register_routes(app: FastAPI, state: ServerState) -> None:  # noqa: C901 - o
             names = list(check_vocabulary(req.vocabulary, "vocabulary"))
         view = state.view(entry)
         view._everything = entry.everything  # the object queries' decoder pass is shared by every request
-        with state.computing():
-            result = view.segment_everything(vocabulary=names, kind=req.kind)
+        result = state.compute(view.segment_everything, vocabulary=names, kind=req.kind)
         entry.everything = view._everything
         _, masks, entries = _panoptic_segments(result, (entry.height, entry.width))
         segments = [dict(id=e["pixel_value"], label_id=e["label_id"], isthing=e.get("isthing"),
@@ -205,8 +203,7 @@ def register_routes(app: FastAPI, state: ServerState) -> None:  # noqa: C901 - o
         if req.obj_bbox is not None:
             convert.check_box(req.obj_bbox, entry, "obj_bbox")
             kw["boxes"] = np.asarray([req.obj_bbox], dtype=np.float64)
-        with state.computing():
-            pred = state.view(entry).predict(**kw)
+        pred = state.compute(state.view(entry).predict, **kw)
         mask = pred.masks[0]
         return {"polygon": convert.largest_polygon(seem_io.mask_to_polygons(mask)), "mask": seem_io.mask_to_rle(mask)}
 
@@ -244,8 +241,7 @@ def register_routes(app: FastAPI, state: ServerState) -> None:  # noqa: C901 - o
             new = _merge_round(state, old, req, entry)
             kw = convert.object_kwargs(new, entry)
             memory = old.prediction if old.prediction is not None and convert.has_visual(kw) else None
-            with state.computing():
-                pred = state.view(entry).predict(**kw, memory=memory)
+            pred = state.compute(state.view(entry).predict, **kw, memory=memory)
             encoded = convert.encode_mask(pred.masks[0], pred.scores[0], pred.labels[0])
             objects[target] = dataclasses.replace(new, prediction=pred, encoded=encoded)
             session.commit(Snapshot(tuple(objects), target))

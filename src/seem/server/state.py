@@ -7,10 +7,10 @@ are decoded under ``decode_lock`` (``seem.io.load_image`` uses the process-globa
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from fastapi import HTTPException
@@ -59,13 +59,18 @@ class ServerState:
         self.model_name = model_name
         self.vocabularies = LockedVocabularies(predictor.vocabularies, tuple(predictor.vocabulary) + ("background",))
         self.decode_lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(max_concurrent_inference)
+        # model calls run on a few long-lived worker threads: a thread's first torch call builds its thread
+        # pool and kernels (~0.4 s), which uvicorn's many request threads would each pay once
+        self._workers = ThreadPoolExecutor(max_concurrent_inference, thread_name_prefix="seem-model")
 
-    @contextlib.contextmanager
-    def computing(self):
-        """A model call: waits for one of the ``max_concurrent_inference`` slots, runs in inference mode."""
-        with self._slots, torch.inference_mode():
-            yield
+    def compute(self, fn, *args, **kwargs):
+        """Run the model call ``fn(*args, **kwargs)`` on one of the ``max_concurrent_inference`` model threads,
+        in inference mode, and return its result (exceptions propagate); other calls wait their turn."""
+        def run():
+            with torch.inference_mode():
+                return fn(*args, **kwargs)
+
+        return self._workers.submit(run).result()
 
     def view(self, entry: ImageEntry):
         """A per-request predictor on ``entry`` (shares the model; thread-safe vocabulary cache)."""
@@ -98,8 +103,7 @@ class ServerState:
         def make() -> ImageEntry:
             with self.decode_lock:
                 img = seem_io.load_image(data, max_pixels=self.limits.max_pixels)
-            with self.computing():
-                frame, features = self.predictor.encode(img)
+            frame, features = self.compute(self.predictor.encode, img)
             return ImageEntry(key, img, frame, features)
 
         return self.images.add_or_get(key, make)
@@ -114,7 +118,6 @@ class ServerState:
             region = convert.polygon_mask(ref.polygon, entry, f"{field}.polygon")
         view = self.view(entry)
         regions = build_region_prompts(entry.frame, masks=region[None], mask_name="reference region")
-        with self.computing():
-            tokens = view.decoding_model.encode_visual_prompt(
-                entry.features, regions.positive.to(view.device), regions.negative.to(view.device), view.sampler())
+        tokens = self.compute(view.decoding_model.encode_visual_prompt, entry.features,
+                              regions.positive.to(view.device), regions.negative.to(view.device), view.sampler())
         return ReferencePrompt(tokens)
