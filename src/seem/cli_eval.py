@@ -91,16 +91,6 @@ def _scene_size(text: str) -> int:
     return value
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 0")
-    return value
-
-
 def _common(p: argparse.ArgumentParser, size: int = 320, unit: str = "images", default_num: int = DEFAULT_SCENES) -> None:
     from seem.cli import _positive_int, add_precision_argument, parse_device
 
@@ -118,7 +108,7 @@ def _common(p: argparse.ArgumentParser, size: int = 320, unit: str = "images", d
 
 def add_eval_parser(sub, common: argparse.ArgumentParser) -> None:
     """Add ``eval`` and its three tasks to the ``seem`` subparsers ``sub`` (``common``: shared ``--verbose``)."""
-    from seem.cli import _positive_int
+    from seem.cli import _non_negative_int, _positive_int
 
     ev = sub.add_parser("eval", parents=[common], help="evaluate a model on a benchmark",
                         description="Evaluate a model on a data set: prints a metrics table, --out writes a JSON report.")

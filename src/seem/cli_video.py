@@ -21,30 +21,12 @@ import time
 from pathlib import Path
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 0")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not (value > 0 and value != float("inf")):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive number")
-    return value
-
-
 def add_video_parser(sub, common: argparse.ArgumentParser) -> None:
     """Add ``video`` to the ``seem`` subparsers ``sub`` (``common``: the shared ``--verbose``)."""
     from seem.cli import (
         _add_model_arguments,
+        _non_negative_int,
+        _positive_float,
         _positive_int,
         parse_box,
         parse_point,

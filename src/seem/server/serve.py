@@ -12,7 +12,7 @@ import sys
 
 def add_serve_parser(sub, common: argparse.ArgumentParser) -> None:
     """The ``serve`` subcommand (argparse only; nothing heavy is imported)."""
-    from seem.cli import _positive_int, add_precision_argument, parse_device
+    from seem.cli import _positive_float, _positive_int, add_precision_argument, parse_device
 
     p = sub.add_parser("serve", parents=[common], help="run the HTTP API and web page",
                        description="Serve SEEM over HTTP: a JSON API (OpenAPI docs at /docs) and a web page at /. "
@@ -27,23 +27,10 @@ def add_serve_parser(sub, common: argparse.ArgumentParser) -> None:
                    help="encoded images kept in memory (default: 32)")
     p.add_argument("--feature-budget-mb", type=_positive_int, default=1024, dest="feature_budget_mb",
                    help="approximate memory for cached image features, MiB (default: 1024)")
-    p.add_argument("--session-ttl", type=_seconds, default=1800.0, dest="session_ttl",
+    p.add_argument("--session-ttl", type=_positive_float, default=1800.0, dest="session_ttl",
                    help="seconds before an idle session expires (default: 1800)")
     p.add_argument("--max-sessions", type=_positive_int, default=256, dest="max_sessions",
                    help="live sessions at most (default: 256)")
-
-
-def _seconds(text: str) -> float:
-    """A finite, positive number of seconds (argparse type)."""
-    import math
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive, finite number of seconds, got {text!r}")
-    return value
 
 
 def run_serve(args: argparse.Namespace) -> int:
