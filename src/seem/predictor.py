@@ -231,6 +231,18 @@ class SeemPredictor:
         and can then be decoded against any image set later.
         """
         frame, feats = self.encode(image)
+        return self.with_image(frame, feats).reference_from_current(region)
+
+    @torch.inference_mode()
+    def reference_from_current(self, region) -> ReferencePrompt:
+        """Prompt tokens for a region of the image already set (``(H, W)`` bool, or ``(K, H, W)``), sampled on its
+        cached features: :meth:`encode_reference` without running the image encoder again (video frames, a
+        server's cached uploads).
+
+        Raises:
+            ImageError: no image set. PromptError: an empty or wrongly sized region.
+        """
+        frame, feats = self._require_image()
         regions = build_region_prompts(frame, masks=np.asarray(region), mask_name="reference region")
         return ReferencePrompt(self.decoding_model.encode_visual_prompt(
             feats, regions.positive.to(self.device), regions.negative.to(self.device), self.sampler()))

@@ -17,7 +17,6 @@ from fastapi import HTTPException
 
 from seem import io as seem_io
 from seem.predictor import ReferencePrompt
-from seem.prompts import build_region_prompts
 
 from . import convert
 from .store import ImageEntry, ImageStore, Session, SessionStore
@@ -116,8 +115,4 @@ class ServerState:
             region = convert.decode_rle(ref.mask, (entry.height, entry.width), f"{field}.mask")
         else:
             region = convert.polygon_mask(ref.polygon, entry, f"{field}.polygon")
-        view = self.view(entry)
-        regions = build_region_prompts(entry.frame, masks=region[None], mask_name="reference region")
-        tokens = self.compute(view.decoding_model.encode_visual_prompt, entry.features,
-                              regions.positive.to(view.device), regions.negative.to(view.device), view.sampler())
-        return ReferencePrompt(tokens)
+        return self.compute(self.view(entry).reference_from_current, region[None])

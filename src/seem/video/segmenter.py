@@ -23,7 +23,6 @@ import torch
 
 from seem.errors import ImageError, PromptError
 from seem.predictor import ReferencePrompt
-from seem.prompts import build_region_prompts
 from seem.visual_tokens import concat_visual_tokens
 
 MODES = ("memory", "independent")
@@ -44,14 +43,7 @@ def reference_from_current(predictor, masks) -> ReferencePrompt:
     Raises:
         ImageError: no image set. PromptError: empty or wrongly sized masks.
     """
-    if predictor.features is None or predictor.frame is None:
-        raise ImageError("no image is set: call predictor.set_image(frame) first")
-    region = np.asarray(masks)
-    region = region[None] if region.ndim == 2 else region
-    regions = build_region_prompts(predictor.frame, masks=region, mask_name="reference region")
-    dev = predictor.device
-    return ReferencePrompt(predictor.decoding_model.encode_visual_prompt(
-        predictor.features, regions.positive.to(dev), regions.negative.to(dev), predictor.sampler()))
+    return predictor.reference_from_current(masks)
 
 
 def concat_references(references: list[ReferencePrompt]) -> ReferencePrompt:
