@@ -172,8 +172,11 @@ class SeemPredictor:
         self._everything = None  # the object queries' last-layer output on this image (segment_everything)
 
     @torch.inference_mode()
-    def encode(self, image) -> tuple[ImageFrame, ImageFeatures]:
+    def encode(self, image, *, decoder_cache: bool = True) -> tuple[ImageFrame, ImageFeatures]:
         """Load/validate an image and run the image encoder on it (does not change the current image).
+
+        ``decoder_cache=False`` skips the decoder's per-image cache (:meth:`Seem.cache_features`), which only
+        decoding on this image needs (not sampling reference tokens from it).
 
         Raises:
             seem.errors.ImageError: unreadable, empty, corrupt or too large (> 50 MP) images.
@@ -186,7 +189,9 @@ class SeemPredictor:
         with self.autocast():
             features = self.model.encode_image(x)
             # mask features stay fp32 in every mode: mask logits (and their borders) keep fp32 precision
-            features = self.decoding_model.cache_features(features.to(self._dtype, torch.float32))
+            features = features.to(self._dtype, torch.float32)
+            if decoder_cache:
+                features = self.decoding_model.cache_features(features)
         return frame, features.to(self._dtype, torch.float32)
 
     def set_image(self, image) -> None:
@@ -230,7 +235,7 @@ class SeemPredictor:
         The tokens are sampled on the reference image's features (official demo ``evaluate_referring_image``)
         and can then be decoded against any image set later.
         """
-        frame, feats = self.encode(image)
+        frame, feats = self.encode(image, decoder_cache=False)  # only tokens are sampled on this image
         return self.with_image(frame, feats).reference_from_current(region)
 
     @torch.inference_mode()
