@@ -19,7 +19,12 @@ from ..errors import ConfigError
 class TrainConfig:
     model: str = "seem_tiny"  # registry name (architecture); weights start from `init`
     init: str = "imagenet"  # "imagenet" (backbone from ImageNet MobileNetV2), "none", or a checkpoint path
-    data: str = "scenes"  # "scenes" (generated on the fly); readers: see seem.data.readers
+    data: str = "scenes"  # "scenes" (generated on the fly) or "mix" (real photos + scenes, seem.data.real_mix)
+    data_root: str = "../shared/datasets"  # folder of the real sets (data="mix")
+    mix_weights: tuple[tuple[str, float], ...] = ()  # (set, weight) pairs; () = MixConfig's defaults
+    copy_paste_prob: float = 0.3
+    single_click_prob: float = 0.4  # first prompt = one click (the evaluation protocol's first round)
+    box_negative_prob: float = 0.3  # a box prompt also gets 1..2 negative clicks inside the box
     image_size: int = 320  # square training scenes, pixels
     steps: int = 4000
     batch_size: int = 8  # images per step per process
@@ -68,6 +73,10 @@ class TrainConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"unknown training config fields {unknown}; known: {sorted(known)}")
+        if "mix_weights" in values:
+            values["mix_weights"] = tuple((str(n), float(w)) for n, w in values["mix_weights"])
+        if values.get("data", "scenes") not in ("scenes", "mix"):
+            raise ConfigError(f"data must be 'scenes' or 'mix', got {values['data']!r}")
         if "milestones" in values:
             values["milestones"] = tuple(values["milestones"])
         return cls(**values)

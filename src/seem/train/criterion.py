@@ -67,6 +67,8 @@ class ImageTargets:
             their CE targets (official ``grounding_hash``).
         grounding_ce_scale: factor on this image's grounding CE (official ``GROUNDING.TEXT_WEIGHT`` 2.0 for
             referring sentences, ``GROUNDING.CLASS_WEIGHT`` 0.5 for the class-name fallback).
+        generic: whether object-query (generic) losses apply; False for class-agnostic images, whose
+            unlabelled objects must not be taught as "no object".
     """
 
     labels: Tensor
@@ -76,6 +78,7 @@ class ImageTargets:
     sentence_embeddings: Tensor | None = None
     grounding_groups: Tensor | None = None
     grounding_ce_scale: float = 1.0
+    generic: bool = True  # False: the image has no object-query labels (class-agnostic data); skip that group
 
     def __post_init__(self) -> None:
         if self.labels.ndim != 1 or self.masks.ndim != 3 or self.labels.shape[0] != self.masks.shape[0]:
@@ -156,13 +159,15 @@ class SeemCriterion(nn.Module):
             raise ValueError("grounding targets given but the decoder ran without a text prompt")
         losses: dict[str, Tensor] = {}
         for i, head in enumerate(reversed(output.predictions)):
-            terms = self._generic(head, output.ranges, class_logits_fn, targets, generator)
+            terms = self._generic(head, output.ranges, class_logits_fn, targets, generator) if targets.generic else {}
             if targets.spatial_masks is not None:
                 terms.update(self._spatial(head, output, targets.spatial_masks, generator))
             if targets.grounding_masks is not None:
                 terms.update(self._grounding(head, output.ranges, targets, logit_scale, generator))
             for name, value in terms.items():
                 losses[f"loss_{name}_{i}"] = value * getattr(self.weights, name)
+        if not losses:  # nothing to supervise in this image: a zero that keeps the graph connected
+            losses["loss_none_0"] = output.predictions[-1].masks.sum() * 0.0
         losses["loss"] = torch.stack(list(losses.values())).sum()
         return losses
 

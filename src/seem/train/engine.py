@@ -13,6 +13,7 @@ import os
 import resource
 import time
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +110,19 @@ def vocabulary_embeddings(model: Seem, names: tuple[str, ...], rng: np.random.Ge
     return emb / (emb.norm(dim=-1, keepdim=True) + 1e-7)
 
 
+def mixed_train_sample(draw) -> TrainSample:
+    """A :class:`seem.data.real_mix.MixedSample` as a :class:`TrainSample`: labels index the draw's own
+    vocabulary (-1 for segments that are not object-query targets)."""
+    from ..data.real_mix import ROLE_GENERIC, ROLE_TEXT
+
+    generic = np.array([r == ROLE_GENERIC for r in draw.roles], dtype=bool)
+    labels = np.array([draw.vocabulary.index(n) if g else -1 for n, g in zip(draw.class_names, generic)],
+                      dtype=np.int64)
+    promptable = np.array([r != ROLE_TEXT for r in draw.roles], dtype=bool)
+    return TrainSample(draw.image, draw.masks, labels, list(draw.expressions), generic=generic,
+                       promptable=promptable, vocabulary=tuple(draw.vocabulary))
+
+
 class Trainer:
     """``Trainer(config).run()``: trains ``config.model`` on generated scenes and writes ``config.out_dir``."""
 
@@ -127,10 +141,20 @@ class Trainer:
         self.criterion = SeemCriterion(num_points=config.num_points)
         self.step = 0
         self.out_dir = Path(config.out_dir)
-        from ..data.scenes import SceneConfig, SceneGenerator
+        self.mixture = None
+        if config.data == "mix":
+            from ..data.real_mix import MixConfig, RealMixture
 
-        self.scenes = SceneGenerator(SceneConfig(size=config.image_size))
-        self.vocabulary = tuple(self.scenes.vocabulary)
+            mix = MixConfig(root=config.data_root, size=config.image_size, copy_paste_prob=config.copy_paste_prob)
+            if config.mix_weights:
+                mix = replace(mix, weights=tuple(config.mix_weights))
+            self.mixture = RealMixture(mix)
+            self.vocabulary = self.mixture.vocabulary
+        else:
+            from ..data.scenes import SceneConfig, SceneGenerator
+
+            self.scenes = SceneGenerator(SceneConfig(size=config.image_size))
+            self.vocabulary = tuple(self.scenes.vocabulary)
         self._resume()
 
     # ------------------------------------------------------------------ checkpoints
@@ -163,12 +187,15 @@ class Trainer:
         if c.repeat_first_batch:  # overfitting checks: the same images every step
             step = 0
         base = c.train_seed_offset + (step * self.world + self.rank) * c.batch_size
-        index = {n: i for i, n in enumerate(self.vocabulary)}
         out = []
         for i in range(c.batch_size):
+            if self.mixture is not None:
+                out.append(mixed_train_sample(self.mixture.sample(base + i)))
+                continue
             scene = self.scenes.sample(base + i)
-            labels = np.array([index[n] for n in scene.class_names], dtype=np.int64)
-            out.append(TrainSample(scene.image, scene.masks, labels, list(scene.expressions)))
+            labels = np.array([self.vocabulary.index(n) for n in scene.class_names], dtype=np.int64)
+            out.append(TrainSample(scene.image, scene.masks, labels, list(scene.expressions),
+                                   vocabulary=self.vocabulary))
         return out
 
     # ------------------------------------------------------------------ loop
@@ -185,11 +212,14 @@ class Trainer:
             frame = plan_frame(samples[0].image.shape[:2], None, None, model.config.size_divisibility)
             images = torch.cat([preprocess_image(s.image, frame, model.pixel_mean, model.pixel_std) for s in samples])
             feats = model.encode_image(images.to(model.pixel_mean.device))
-            vocab = vocabulary_embeddings(model, self.vocabulary, rng)
+            names = tuple(dict.fromkeys(n for s in samples for n in s.vocabulary))
+            vocab = vocabulary_embeddings(model, names, rng)  # (len(names) + 1, Dp), "background" last
+            column = {n: j for j, n in enumerate(names)}
             total, parts = 0.0, {}
             for i, sample in enumerate(samples):
+                cols = torch.tensor([column[n] for n in sample.vocabulary] + [len(names)], device=vocab.device)
                 losses = image_loss(model, self.criterion, feats.select(i), sample,
-                                    lambda ce: model.class_logits(ce, vocab), c, rng, generator)
+                                    lambda ce, cols=cols: model.class_logits(ce, vocab[cols]), c, rng, generator)
                 total = total + losses["loss"] / len(samples)
                 for k, v in losses.items():
                     parts[k] = parts.get(k, 0.0) + float(v.detach()) / len(samples)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from ..modeling.seem import ImageFeatures, Seem
 from ..modeling.visual_sampler import RandomSampler
 from ..postprocess import select_visual_queries
-from .clicker import click_square, iou, next_click
+from .clicker import Click, click_square, iou, next_click
 from .config import TrainConfig
 from .criterion import ImageTargets, SeemCriterion
 
@@ -34,24 +34,63 @@ class TrainSample:
     masks: np.ndarray  # (N, H, W) bool, panoptic segments
     labels: np.ndarray  # (N,) int64 indices into the step vocabulary
     expressions: list[tuple[str, int]]  # referring expressions -> segment index
+    generic: np.ndarray | None = None  # (N,) bool: object-query targets (None: every segment)
+    promptable: np.ndarray | None = None  # (N,) bool: visual-prompt targets (None: every segment)
+    vocabulary: tuple[str, ...] = ()  # the class names ``labels`` index (the image's own label space)
+
+    def generic_index(self) -> np.ndarray:
+        return np.arange(len(self.masks)) if self.generic is None else np.flatnonzero(self.generic)
+
+    def prompt_index(self) -> np.ndarray:
+        n = len(self.masks)
+        keep = np.ones(n, dtype=bool) if self.promptable is None else self.promptable.astype(bool).copy()
+        keep &= self.masks.reshape(n, -1).any(1)
+        return np.flatnonzero(keep)
+
+
+def first_click(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``(H, W)`` bool: one 3x3 click inside ``mask``, drawn uniformly among pixels at least a random
+    fraction (0.3..1) of the maximal distance from the border (the evaluation's first click is the maximum)."""
+    from scipy.ndimage import distance_transform_edt
+
+    dist = distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+    ys, xs = np.nonzero(dist >= rng.uniform(0.3, 1.0) * dist.max())
+    j = int(rng.integers(len(ys)))
+    return click_square(mask.shape, Click(int(ys[j]), int(xs[j]), True)) & mask
+
+
+def initial_prompt(mask: np.ndarray, config: TrainConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``(positive, negative)`` regions of an object's first prompt: one click (``single_click_prob``) or one of
+    the official shapes; a box may come with 1..2 negative clicks inside it and outside the object."""
+    from ..data.prompts_sim import PROMPT_KINDS, PROMPT_SAMPLERS
+
+    negative = np.zeros_like(mask)
+    if rng.random() < config.single_click_prob:
+        return first_click(mask, rng), negative
+    kind = PROMPT_KINDS[int(rng.integers(len(PROMPT_KINDS)))]
+    positive = PROMPT_SAMPLERS[kind](mask, rng)
+    if kind == "box" and rng.random() < config.box_negative_prob:
+        ys, xs = np.nonzero(positive & ~mask)
+        for j in rng.choice(len(ys), size=min(len(ys), int(rng.integers(1, 3))), replace=False):
+            negative |= click_square(mask.shape, Click(int(ys[j]), int(xs[j]), False))
+        negative &= ~mask
+    return positive, negative
 
 
 def image_loss(model: Seem, criterion: SeemCriterion, feats: ImageFeatures, sample: TrainSample,
                class_logits_fn, config: TrainConfig, rng: np.random.Generator, generator: torch.Generator):
     """Losses (a dict of weighted scalars with a ``"loss"`` total) for one image of the batch."""
-    from ..data.prompts_sim import sample_prompt
-
     device = feats.mask_features.device
     hp, wp = feats.padded_size
     h, w = sample.masks.shape[1:]
     sampler = RandomSampler(int(rng.integers(2**31)))
-    n = len(sample.masks)
-    k = min(config.max_objects, n)
-    chosen = rng.choice(n, size=k, replace=False) if k else np.zeros(0, dtype=int)
+    eligible = sample.prompt_index()
+    k = min(config.max_objects, len(eligible))
+    chosen = rng.choice(eligible, size=k, replace=False) if k else np.zeros(0, dtype=int)
     pos = np.zeros((k, hp, wp), dtype=bool)
     neg = np.zeros((k, hp, wp), dtype=bool)
     for j, seg in enumerate(chosen):
-        pos[j, :h, :w] = sample_prompt(sample.masks[seg], rng)
+        pos[j, :h, :w], neg[j, :h, :w] = initial_prompt(sample.masks[seg], config, rng)
     memory = None
     if k:
         rounds = int(rng.integers(0, config.max_rounds + 1))
@@ -84,13 +123,15 @@ def image_loss(model: Seem, criterion: SeemCriterion, feats: ImageFeatures, samp
         grounding_masks[:, :h, :w] = sample.masks[[i for _, i in phrases]]
         grounding_masks = torch.from_numpy(grounding_masks).to(device)
     out = model.decode(feats, visual=visual, text=text, memory_mask=memory, sampler=sampler)
-    padded = np.zeros((n, hp, wp), dtype=bool)  # GT in the padded model frame, like the predictions
+    padded = np.zeros((len(sample.masks), hp, wp), dtype=bool)  # GT in the padded model frame
     padded[:, :h, :w] = sample.masks
+    generic = sample.generic_index()
     targets = ImageTargets(
-        labels=torch.from_numpy(sample.labels).to(device),
-        masks=torch.from_numpy(padded).to(device),
+        labels=torch.from_numpy(sample.labels[generic]).to(device),
+        masks=torch.from_numpy(padded[generic]).to(device),
         spatial_masks=torch.from_numpy(padded[chosen]).to(device) if k else None,
         grounding_masks=grounding_masks,
         sentence_embeddings=None if text is None else text.sentence_embeddings,
+        generic=bool(sample.vocabulary) or sample.generic is None,
     )
     return criterion(out, class_logits_fn, targets, model.text_encoder.logit_scale, generator=generator)
