@@ -109,3 +109,11 @@ def test_one_mixed_training_step_runs_and_skips_generic_for_regions(root, tmp_pa
     parts = trainer.train_step()
     assert np.isfinite(parts["loss"]) and parts["loss"] > 0
     assert any(not torch.equal(before[n], p) for n, p in trainer.model.named_parameters() if n in before)
+
+
+def test_a_draw_without_segments_has_no_prompt_targets():
+    from seem.train.step import TrainSample
+
+    empty = TrainSample(np.zeros((8, 8, 3), np.uint8), np.zeros((0, 8, 8), bool), np.zeros(0, np.int64), [],
+                        generic=np.zeros(0, bool), promptable=np.zeros(0, bool))
+    assert empty.prompt_index().size == 0 and empty.generic_index().size == 0

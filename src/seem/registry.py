@@ -59,7 +59,47 @@ _FOCAL_L = BackboneConfig(
     name="focal", embed_dim=192, depths=(2, 2, 18, 2), focal_levels=(4, 4, 4, 4), focal_windows=(3, 3, 3, 3)
 )
 
-# The bundled model (issue 4): SEEM's architecture, small. Text width != hidden is fine: lang_proj maps
+# The label space seem_tiny was trained on: COCO's 80 things, CamVid's 11 classes, Clothing Co-Parsing's
+# person and 58 parts, then the scene engine's shapes and surfaces (``configs/seem_tiny_real.json``).
+SEEM_TINY_CLASSES: tuple[str, ...] = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
+    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
+    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee",
+    "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
+    "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
+    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
+    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard",
+    "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
+    "teddy bear", "hair drier", "toothbrush", "sky", "building", "pole", "road", "sidewalk", "tree", "sign",
+    "fence", "pedestrian", "bicyclist", "accessories", "bag", "belt", "blazer", "blouse", "bodysuit", "boots",
+    "bra", "bracelet", "cape", "cardigan", "clogs", "coat", "dress", "earrings", "flats", "glasses", "gloves",
+    "hair", "hat", "heels", "hoodie", "intimate", "jacket", "jeans", "jumper", "leggings", "loafers",
+    "necklace", "panties", "pants", "pumps", "purse", "ring", "romper", "sandals", "scarf", "shirt", "shoes",
+    "shorts", "skin", "skirt", "sneakers", "socks", "stockings", "suit", "sunglasses", "sweater",
+    "sweatshirt", "swimwear", "t-shirt", "tights", "top", "vest", "wallet", "watch", "wedges", "circle",
+    "square", "rectangle", "triangle", "star", "ellipse", "hexagon", "cross", "heart", "table", "grass",
+    "gravel", "wall", "water", "sand", "floor", "wood",
+)
+SEEM_TINY_THING_CLASSES: tuple[str, ...] = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
+    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
+    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee",
+    "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
+    "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
+    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
+    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard",
+    "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
+    "teddy bear", "hair drier", "toothbrush", "pedestrian", "bicyclist", "accessories", "bag", "belt",
+    "blazer", "blouse", "bodysuit", "boots", "bra", "bracelet", "cape", "cardigan", "clogs", "coat", "dress",
+    "earrings", "flats", "glasses", "gloves", "hair", "hat", "heels", "hoodie", "intimate", "jacket", "jeans",
+    "jumper", "leggings", "loafers", "necklace", "panties", "pants", "pumps", "purse", "ring", "romper",
+    "sandals", "scarf", "shirt", "shoes", "shorts", "skin", "skirt", "sneakers", "socks", "stockings", "suit",
+    "sunglasses", "sweater", "sweatshirt", "swimwear", "t-shirt", "tights", "top", "vest", "wallet", "watch",
+    "wedges", "circle", "square", "rectangle", "triangle", "star", "ellipse", "hexagon", "cross", "heart",
+    "table",
+)
+
+# The bundled model: SEEM's architecture, small. Text width != hidden is fine: lang_proj maps
 # width -> dim_proj, and dim_proj must equal the decoder's hidden size (tokens join the queries).
 SEEM_TINY = SeemConfig(
     backbone=BackboneConfig(name="mobilenet_v2"),
@@ -75,15 +115,8 @@ SEEM_TINY = SeemConfig(
     inference=InferenceConfig(object_mask_threshold=0.5, overlap_threshold=0.8, detections_per_image=50),
     test_shorter_side=320,
     test_max_size=640,
-    default_vocabulary=(  # seem.data.scenes.SceneGenerator().vocabulary
-        "circle", "square", "rectangle", "triangle", "star", "ellipse", "hexagon", "cross", "heart", "ring",
-        "person", "chair", "bottle", "table", "horse", "sky", "grass", "gravel", "wall", "water", "sand",
-        "floor", "road", "wood",
-    ),
-    default_thing_classes=(
-        "circle", "square", "rectangle", "triangle", "star", "ellipse", "hexagon", "cross", "heart", "ring",
-        "person", "chair", "bottle", "table", "horse",
-    ),
+    default_vocabulary=SEEM_TINY_CLASSES,  # every class name of its training data (seem.data.real_mix)
+    default_thing_classes=SEEM_TINY_THING_CLASSES,
 )
 
 _VARIANTS: tuple[PretrainedVariant, ...] = (

