@@ -46,36 +46,34 @@ def voc_report(predictor: SeemPredictor) -> dict:
 
 def camvid_report(predictor: SeemPredictor, root: str, limit: int | None) -> dict:
     from seem.data.readers_coco import CocoPanopticReader
+    from seem.evaluation.referring import ReferringAccumulator
+    from seem.evaluation.semantic import SemanticAccumulator
 
     reader = CocoPanopticReader(f"{root}/images", f"{root}/panoptic_val.json", f"{root}/panoptic_val")
     n = len(reader) if limit is None else min(limit, len(reader))
-    inter = {c: 0 for c in ("car", "pedestrian")}
-    union = dict(inter)
-    car_clicks, conf = [], np.zeros((len(CAMVID), len(CAMVID)), dtype=np.int64)
+    text = {c: ReferringAccumulator() for c in ("car", "pedestrian")}
+    semantic = SemanticAccumulator(len(CAMVID), ignore_index=255, class_names=CAMVID)
+    car_clicks = []
     for i in range(n):
         sample = reader[i]
         predictor.set_image(sample.image)
-        for cls in inter:
-            gt = np.any([m for m, c in zip(sample.masks, sample.class_names) if c == cls] or [np.zeros(sample.image.shape[:2], bool)], axis=0)
+        for cls, acc in text.items():
+            gt = np.zeros(sample.image.shape[:2], dtype=bool)
+            for m, c in zip(sample.masks, sample.class_names):
+                if c == cls:
+                    gt |= m
             if gt.any():
-                pred = predictor.predict(text=cls).masks[0]
-                inter[cls] += int((pred & gt).sum())
-                union[cls] += int((pred | gt).sum())
+                acc.add(predictor.predict(text=cls).masks[0], gt)
         cars = [m for m, c in zip(sample.masks, sample.class_names) if c == "car" and m.sum() >= 400]
         for m in cars[:2]:
             car_clicks.append(click_rounds(predictor, m, 1)[0])
-        sem = predictor.segment_everything(list(CAMVID), kind="semantic")
-        label = sem.label_map
-        gt_map = np.full(sample.image.shape[:2], -1)
+        gt_map = np.full(sample.image.shape[:2], 255, dtype=np.int64)
         for m, c in zip(sample.masks, sample.class_names):
             gt_map[m] = CAMVID.index(c)
-        valid = gt_map >= 0
-        np.add.at(conf, (gt_map[valid], label[valid]), 1)
-    ious = np.diag(conf) / np.maximum(conf.sum(0) + conf.sum(1) - np.diag(conf), 1)
-    present = conf.sum(1) > 0
-    return {"images": n, "semantic_mIoU": float(ious[present].mean() * 100),
-            "per_class_IoU": {c: round(float(v) * 100, 1) for c, v in zip(CAMVID, ious)},
-            **{f"text_{c}_cIoU": inter[c] / max(union[c], 1) * 100 for c in inter},
+        semantic.add(predictor.segment_everything(list(CAMVID), kind="semantic").label_map, gt_map)
+    return {"images": n, "semantic_mIoU": semantic.summary()["mIoU"],
+            "per_class_IoU": {r["name"]: round(r["IoU"], 1) for r in semantic.per_class()},
+            **{f"text_{c}_cIoU": acc.summary()["cIoU"] for c, acc in text.items()},
             "car_1click_mIoU": float(np.mean(car_clicks) * 100) if car_clicks else None}
 
 

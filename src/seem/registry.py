@@ -80,24 +80,10 @@ SEEM_TINY_CLASSES: tuple[str, ...] = (
     "square", "rectangle", "triangle", "star", "ellipse", "hexagon", "cross", "heart", "table", "grass",
     "gravel", "wall", "water", "sand", "floor", "wood",
 )
-SEEM_TINY_THING_CLASSES: tuple[str, ...] = (
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
-    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
-    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee",
-    "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
-    "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
-    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
-    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard",
-    "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
-    "teddy bear", "hair drier", "toothbrush", "pedestrian", "bicyclist", "accessories", "bag", "belt",
-    "blazer", "blouse", "bodysuit", "boots", "bra", "bracelet", "cape", "cardigan", "clogs", "coat", "dress",
-    "earrings", "flats", "glasses", "gloves", "hair", "hat", "heels", "hoodie", "intimate", "jacket", "jeans",
-    "jumper", "leggings", "loafers", "necklace", "panties", "pants", "pumps", "purse", "ring", "romper",
-    "sandals", "scarf", "shirt", "shoes", "shorts", "skin", "skirt", "sneakers", "socks", "stockings", "suit",
-    "sunglasses", "sweater", "sweatshirt", "swimwear", "t-shirt", "tights", "top", "vest", "wallet", "watch",
-    "wedges", "circle", "square", "rectangle", "triangle", "star", "ellipse", "hexagon", "cross", "heart",
-    "table",
-)
+# Stuff (amorphous) classes of that label space: CamVid's and the scene engine's surfaces; all others are things.
+_SEEM_TINY_STUFF = frozenset({"sky", "building", "pole", "road", "sidewalk", "tree", "sign", "fence", "grass",
+                              "gravel", "wall", "water", "sand", "floor", "wood"})
+SEEM_TINY_THING_CLASSES: tuple[str, ...] = tuple(c for c in SEEM_TINY_CLASSES if c not in _SEEM_TINY_STUFF)
 
 # The bundled model: SEEM's architecture, small. Text width != hidden is fine: lang_proj maps
 # width -> dim_proj, and dim_proj must equal the decoder's hidden size (tokens join the queries).

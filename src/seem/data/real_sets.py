@@ -110,9 +110,10 @@ def load_set(root: str | Path, spec_name: str, split: str = "train", val_fractio
         reader = CocoPanopticReader(folder / "images", folder / json_name, folder / png_dir)
         for i, entry in enumerate(reader._entries):
             key = entry.image_file
-            keep = split == "all" or spec_name == "camvid_val" or (is_validation(key, val_fraction) == (split == "val"))
-            if spec_name == "camvid_val" and split == "train":
-                keep = False
+            if spec_name == "camvid_val":  # its own validation file: never train data
+                keep = split != "train"
+            else:
+                keep = split == "all" or is_validation(key, val_fraction) == (split == "val")
             if not keep or (limit is not None and key not in photos and len(photos) >= limit):
                 continue
             sample = reader[i]
