@@ -10,16 +10,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from _fixture import fixture_dir
 import torch
 from safetensors.torch import load_file
 from torch import nn
 
 from seem.checkpoint import (
     IGNORED_OFFICIAL_KEYS,
-    config_from_dict,
     config_from_official,
-    config_to_dict,
     convert_official_state_dict,
     load_state_dict_strict,
     read_checkpoint,
@@ -27,9 +24,12 @@ from seem.checkpoint import (
     save_safetensors,
     to_seem_state_dict,
 )
+from seem.config_dict import config_from_dict, config_to_dict
 from seem.configs import SeemConfig
 from seem.errors import CheckpointError, ConfigError
 from seem.registry import get_variant
+
+from _fixture import fixture_dir
 
 FIXTURE = fixture_dir()
 needs_fixture = pytest.mark.skipif(not (FIXTURE / "model.safetensors").is_file(), reason=f"no fixture at {FIXTURE}")

@@ -7,21 +7,22 @@ import socket
 from pathlib import Path
 
 import pytest
-from _fixture import fixture_dir
 import torch
 from torch import nn
 
 from seem import hub
 from seem.checkpoint import (
-    config_from_dict,
     config_from_official,
     read_checkpoint,
     read_safetensors_metadata,
     save_safetensors,
     to_seem_state_dict,
 )
+from seem.config_dict import config_from_dict
 from seem.errors import CheckpointError, ConfigError
 from seem.registry import get_variant
+
+from _fixture import fixture_dir
 
 hf = pytest.importorskip("huggingface_hub")
 hf_constants = pytest.importorskip("huggingface_hub.constants")

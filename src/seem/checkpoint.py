@@ -9,13 +9,11 @@ strict with a readable report. Pickles are read with ``weights_only=True`` only.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import pickle
 import re
 import tempfile
-import typing
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,10 +21,11 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from seem.config_dict import config_to_dict
 from seem.configs import (
     SeemConfig,
 )
-from seem.errors import CheckpointError, ConfigError
+from seem.errors import CheckpointError
 from seem.official_config import config_from_official  # noqa: F401  (re-exported)
 
 IGNORED_OFFICIAL_KEYS: tuple[str, ...] = (
@@ -353,53 +352,3 @@ def save_safetensors(
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
-
-
-# --------------------------------------------------------------------------------------------------
-# SeemConfig <-> plain dict (JSON)
-
-
-def config_to_dict(config: SeemConfig) -> dict:
-    """A JSON-ready nested dict of a :class:`SeemConfig` (tuples become lists)."""
-    return dataclasses.asdict(config)
-
-
-def _coerce(hint: object, value: object, where: str) -> object:
-    origin = typing.get_origin(hint)
-    if dataclasses.is_dataclass(hint):
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{where} must be a mapping, got {type(value).__name__}")
-        return _dataclass_from_dict(hint, value, where)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where} must be a list, got {type(value).__name__}")
-        args = [a for a in typing.get_args(hint) if a is not Ellipsis]
-        return tuple(_coerce(args[0] if len(args) == 1 else args[i], v, f"{where}[{i}]") for i, v in enumerate(value))
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint in (int, float, str, bool) and not isinstance(value, hint):
-        raise ConfigError(f"{where} must be {hint.__name__}, got {value!r}")
-    return value
-
-
-def _dataclass_from_dict(cls: type, data: Mapping, where: str) -> object:
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(f"Unknown field(s) {unknown} in {where} ({cls.__name__}); written by a newer seem?")
-    return cls(**{k: _coerce(hints[k], v, f"{where}.{k}") for k, v in data.items()})
-
-
-def config_from_dict(data: Mapping) -> SeemConfig:
-    """Inverse of :func:`config_to_dict`; absent fields take their defaults.
-
-    Raises:
-        ConfigError: unknown fields or values of the wrong type.
-    """
-    return _dataclass_from_dict(SeemConfig, data, "config")
-
-
-# --------------------------------------------------------------------------------------------------
-# Official YAML config -> SeemConfig (``configs/seem/*.yaml``: flat files, no ``_BASE_``)
-

@@ -19,7 +19,6 @@ import torch
 from torch import nn
 
 from seem.checkpoint import (
-    config_from_dict,
     config_from_official,
     load_state_dict_strict,
     read_checkpoint,
@@ -27,6 +26,7 @@ from seem.checkpoint import (
     save_safetensors,
     to_seem_state_dict,
 )
+from seem.config_dict import config_from_dict
 from seem.configs import SeemConfig
 from seem.errors import CheckpointError, ConfigError, require
 from seem.registry import PretrainedVariant, get_variant, list_models, variant_for_filename

@@ -9,7 +9,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from seem.errors import ImageError
-from seem.io import _as_masks, load_image
+from seem.io import load_image
+from seem.mask_codecs import _as_masks
 
 
 # ----------------------------------------------------------------------------------------------------

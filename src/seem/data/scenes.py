@@ -13,10 +13,10 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image, ImageFilter
 
 from seem.data import assets
 from seem.data.expressions import Referent, referring_expressions
+from seem.data.scene_render import Look, finish, owners, paint
 from seem.data.shapes import PATTERNS, SHAPE_CLASSES, Fill, Thing, render_thing, sample_shape_params, unit_area
 
 THING_CLASSES: tuple[str, ...] = SHAPE_CLASSES + assets.REAL_CLASSES
@@ -84,17 +84,6 @@ class Scene:
     def segment_map(self) -> np.ndarray:
         """(H, W) int64: the segment index of every pixel."""
         return np.argmax(self.masks, axis=0)
-
-
-@dataclass(frozen=True)
-class _Look:
-    """Per-scene photographic look (kept for every frame of a clip)."""
-
-    gain: np.ndarray  # (3,) exposure x white balance
-    gamma: float
-    noise: float
-    blur: float  # Gaussian radius, 0 = none
-    shadow: tuple[float, float, float]  # (dx, dy) per unit size, strength
 
 
 class SceneGenerator:
@@ -237,22 +226,22 @@ class SceneGenerator:
             hi = min(hi, _max_cutout_size(thing.cutout))
         return thing.moved(size=float(np.clip(thing.size * math.exp(rng.uniform(-0.35, 0.35)), min(lo, hi), hi)), rotation=rot)
 
-    def _look(self, rng) -> _Look:
+    def _look(self, rng) -> Look:
         if not self.config.photo_effects:
-            return _Look(np.ones(3, np.float32), 1.0, 0.0, 0.0, (0.0, 0.0, 0.0))
+            return Look(np.ones(3, np.float32), 1.0, 0.0, 0.0, (0.0, 0.0, 0.0))
         gain = (rng.uniform(0.85, 1.15) * rng.uniform(0.94, 1.06, size=3)).astype(np.float32)
         a = rng.uniform(0, 2 * np.pi)
         shadow = (0.06 * math.cos(a), 0.06 * math.sin(a), rng.uniform(0.0, 0.45) if rng.random() < 0.6 else 0.0)
-        return _Look(gain, rng.uniform(0.85, 1.15), rng.uniform(0.0, 0.025), rng.uniform(0.5, 1.0) if rng.random() < 0.15 else 0.0, shadow)
+        return Look(gain, rng.uniform(0.85, 1.15), rng.uniform(0.0, 0.025), rng.uniform(0.5, 1.0) if rng.random() < 0.15 else 0.0, shadow)
 
     # -- composition -----------------------------------------------------------------------------
-    def _compose(self, bg: assets.Background, things: list[Thing], look: _Look, rng, droppable: bool, protected: set = frozenset()) -> Scene:
+    def _compose(self, bg: assets.Background, things: list[Thing], look: Look, rng, droppable: bool, protected: set = frozenset()) -> Scene:
         cfg = self.config
         h, w = cfg.hw
         renders = [render_thing(t, (h, w), rng) for t in things]
         keep = [i for i, r in enumerate(renders) if r is not None]
         while True:
-            owner = _owners(renders, keep, (h, w))
+            owner = owners(renders, keep, (h, w))
             visible = np.bincount(owner[owner >= 0], minlength=len(things))
             background = int((owner < 0).sum())
             tiny = [i for i in keep if visible[i] < cfg.min_area]
@@ -276,8 +265,8 @@ class SceneGenerator:
                 base[sliver] = bg.layers[big][sliver]
         image = bg.composite() if base is None else base
         for i in keep:
-            _paint(image, renders[i], things[i].size, look)
-        image = _finish(image, look, rng)
+            paint(image, renders[i], things[i].size, look)
+        image = finish(image, look, rng)
         stuff_present = [s for s in range(len(bg.names)) if np.any((label == s) & (owner < 0))]
         seg = np.empty((h, w), dtype=np.int64)
         thing_slot = np.full(len(things) + 1, -1, dtype=np.int64)
@@ -324,49 +313,6 @@ def _bounce(x: float, span: float) -> float:
     """Reflect a coordinate into [0, span] (triangle wave)."""
     x = x % (2 * span)
     return 2 * span - x if x > span else x
-
-
-def _owners(renders, keep, hw) -> np.ndarray:
-    """(H, W) int64: index of the front-most kept thing at each pixel (alpha >= 0.5), -1 for background."""
-    owner = np.full(hw, -1, dtype=np.int64)
-    for i in keep:
-        alpha, _, y0, x0 = renders[i]
-        view = owner[y0 : y0 + alpha.shape[0], x0 : x0 + alpha.shape[1]]
-        view[alpha >= 0.5] = i
-    return owner
-
-
-def _paint(image: np.ndarray, render, size: float, look: _Look) -> None:
-    """Alpha-blend one thing into ``image`` (in place), after darkening a soft, offset drop shadow."""
-    alpha, rgb, y0, x0 = render
-    ah, aw = alpha.shape
-    h, w = image.shape[:2]
-    dx, dy, strength = look.shadow
-    if strength > 0:
-        ox, oy = int(round(dx * size)), int(round(dy * size))
-        pad = int(abs(ox) + abs(oy) + 4)
-        canvas = Image.new("L", (aw + 2 * pad, ah + 2 * pad), 0)
-        canvas.paste(Image.fromarray((alpha * 255).astype(np.uint8)), (pad + ox, pad + oy))
-        shade = np.asarray(canvas.filter(ImageFilter.BoxBlur(2)), dtype=np.float32) * (strength / 255.0)
-        sy0, sx0 = y0 - pad, x0 - pad
-        cy0, cx0, cy1, cx1 = max(0, sy0), max(0, sx0), min(h, sy0 + shade.shape[0]), min(w, sx0 + shade.shape[1])
-        image[cy0:cy1, cx0:cx1] *= 1.0 - shade[cy0 - sy0 : cy1 - sy0, cx0 - sx0 : cx1 - sx0, None]
-    view = image[y0 : y0 + ah, x0 : x0 + aw]
-    view += alpha[..., None] * (rgb - view)
-
-
-def _finish(image: np.ndarray, look: _Look, rng) -> np.ndarray:
-    """Photographic look: gain, sensor noise, gamma (as a lookup table), occasional blur -> uint8."""
-    image = image * look.gain
-    if look.noise > 0:
-        image += np.float32(look.noise) * rng.standard_normal(image.shape, dtype=np.float32)
-    out = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    if look.gamma != 1.0:
-        lut = np.clip(255.0 * (np.arange(256) / 255.0) ** look.gamma + 0.5, 0, 255).astype(np.uint8)
-        out = lut[out]
-    if look.blur > 0:
-        out = np.asarray(Image.fromarray(out).filter(ImageFilter.GaussianBlur(look.blur)))
-    return out
 
 
 def _position_word(cx: float, cy: float, hw) -> str:

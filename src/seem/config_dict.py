@@ -1,0 +1,56 @@
+"""``SeemConfig`` <-> plain nested dict (JSON): the ``seem_config`` metadata of our safetensors files.
+
+Unknown fields and values of the wrong type raise :class:`~seem.errors.ConfigError` naming the field
+(``config.decoder.num_queries``), so a file written by a newer version fails loudly instead of loading a
+different model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Mapping
+
+from seem.configs import SeemConfig
+from seem.errors import ConfigError
+
+
+def config_to_dict(config: SeemConfig) -> dict:
+    """A JSON-ready nested dict of a :class:`SeemConfig` (tuples become lists)."""
+    return dataclasses.asdict(config)
+
+
+def _coerce(hint: object, value: object, where: str) -> object:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where} must be a mapping, got {type(value).__name__}")
+        return _dataclass_from_dict(hint, value, where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {type(value).__name__}")
+        args = [a for a in typing.get_args(hint) if a is not Ellipsis]
+        return tuple(_coerce(args[0] if len(args) == 1 else args[i], v, f"{where}[{i}]") for i, v in enumerate(value))
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float, str, bool) and not isinstance(value, hint):
+        raise ConfigError(f"{where} must be {hint.__name__}, got {value!r}")
+    return value
+
+
+def _dataclass_from_dict(cls: type, data: Mapping, where: str) -> object:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"Unknown field(s) {unknown} in {where} ({cls.__name__}); written by a newer seem?")
+    return cls(**{k: _coerce(hints[k], v, f"{where}.{k}") for k, v in data.items()})
+
+
+def config_from_dict(data: Mapping) -> SeemConfig:
+    """Inverse of :func:`config_to_dict`; absent fields take their defaults.
+
+    Raises:
+        ConfigError: unknown fields or values of the wrong type.
+    """
+    return _dataclass_from_dict(SeemConfig, data, "config")
