@@ -25,6 +25,7 @@ _VERSIONS = {"seem_model_v1": "v1", "seem_model_v0": "v0", "seem_model_demo": "v
 _FOCAL_BACKBONES = ("focal", "focal_dw")
 _NOT_IMPLEMENTED = {"davit": "DaViT", "vit": "SAM-ViT", "sam": "SAM-ViT"}
 _MISSING = object()
+_F, _D = "MODEL.BACKBONE.FOCAL.", "MODEL.DECODER."
 
 
 class _Official:
@@ -128,6 +129,37 @@ def config_from_official(cfg: Mapping | str | os.PathLike) -> SeemConfig:
     if not isinstance(cfg, Mapping):
         raise ConfigError(f"An official config must be a mapping, got {type(cfg).__name__}")
     o = _Official(cfg)
+    model_name, backbone_name = _check_supported(o)
+    backbone = _backbone(o, backbone_name)
+    conv_dim, mask_dim = o.integer("MODEL.ENCODER.CONVS_DIM"), o.integer("MODEL.ENCODER.MASK_DIM")
+    num_heads, dim_feedforward = o.integer(_D + "NHEADS"), o.integer(_D + "DIM_FEEDFORWARD")
+    pre_norm = o.flag(_D + "PRE_NORM", DecoderConfig().pre_norm)
+    pixel_decoder = PixelDecoderConfig(
+        in_channels=backbone.out_channels,
+        conv_dim=conv_dim,
+        mask_dim=mask_dim,
+        num_encoder_layers=o.integer("MODEL.ENCODER.TRANSFORMER_ENC_LAYERS"),
+        num_heads=num_heads,
+        dim_feedforward=dim_feedforward,
+        pre_norm=pre_norm,
+        norm=o.text("MODEL.ENCODER.NORM", PixelDecoderConfig().norm),
+    )
+    dim_proj = o.integer("MODEL.DIM_PROJ")
+    text = TextConfig(
+        context_length=o.integer("MODEL.TEXT.CONTEXT_LENGTH", TextConfig().context_length),
+        width=o.integer("MODEL.TEXT.WIDTH"),
+        layers=o.integer("MODEL.TEXT.LAYERS"),
+        heads=o.integer("MODEL.TEXT.HEADS"),
+        dim_proj=dim_proj,
+        causal=o.flag("MODEL.TEXT.AUTOGRESSIVE", TextConfig().causal),  # sic: official spelling
+    )
+    decoder = _decoder(o, _VERSIONS[model_name], dim_proj=dim_proj, in_channels=conv_dim, mask_dim=mask_dim,
+                       num_heads=num_heads, dim_feedforward=dim_feedforward, pre_norm=pre_norm)
+    return _seem_config(o, backbone, pixel_decoder, text, decoder)
+
+
+def _check_supported(o: _Official) -> tuple[str, str]:
+    """``(MODEL.NAME, MODEL.BACKBONE.NAME)`` after checking that this package implements them."""
     model_name = o.text("MODEL.NAME")
     if model_name not in _VERSIONS:
         raise ConfigError(f"MODEL.NAME '{model_name}' is not a SEEM model; expected one of {sorted(_VERSIONS)}")
@@ -148,74 +180,62 @@ def config_from_official(cfg: Mapping | str | os.PathLike) -> SeemConfig:
     tokenizer = o.text("MODEL.TEXT.TOKENIZER", "clip")
     if tokenizer != "clip":
         raise ConfigError(f"MODEL.TEXT.TOKENIZER '{tokenizer}' is not supported (only 'clip')")
+    return model_name, backbone_name
 
-    F, D = "MODEL.BACKBONE.FOCAL.", "MODEL.DECODER."
-    b0, d0, i0 = BackboneConfig(), DecoderConfig(), InferenceConfig()
+
+def _backbone(o: _Official, name: str) -> BackboneConfig:
+    """``MODEL.BACKBONE.FOCAL.*`` (official ``modeling/vision/backbone/focal.py`` arguments)."""
+    b0 = BackboneConfig()
     backbone = BackboneConfig(
-        name=backbone_name,
-        embed_dim=o.integer(F + "EMBED_DIM"),
-        depths=o.integers(F + "DEPTHS"),
-        focal_levels=o.integers(F + "FOCAL_LEVELS"),
-        focal_windows=o.integers(F + "FOCAL_WINDOWS"),
-        patch_size=o.integer(F + "PATCH_SIZE", b0.patch_size),
-        mlp_ratio=o.number(F + "MLP_RATIO", b0.mlp_ratio),
-        use_conv_embed=o.flag(F + "USE_CONV_EMBED", b0.use_conv_embed),
-        use_postln=o.flag(F + "USE_POSTLN", b0.use_postln),
-        use_postln_in_modulation=o.flag(F + "USE_POSTLN_IN_MODULATION", b0.use_postln_in_modulation),
-        use_layerscale=o.flag(F + "USE_LAYERSCALE", b0.use_layerscale),
-        scaling_modulator=o.flag(F + "SCALING_MODULATOR", b0.scaling_modulator),
-        drop_path_rate=o.number(F + "DROP_PATH_RATE", b0.drop_path_rate),
+        name=name,
+        embed_dim=o.integer(_F + "EMBED_DIM"),
+        depths=o.integers(_F + "DEPTHS"),
+        focal_levels=o.integers(_F + "FOCAL_LEVELS"),
+        focal_windows=o.integers(_F + "FOCAL_WINDOWS"),
+        patch_size=o.integer(_F + "PATCH_SIZE", b0.patch_size),
+        mlp_ratio=o.number(_F + "MLP_RATIO", b0.mlp_ratio),
+        use_conv_embed=o.flag(_F + "USE_CONV_EMBED", b0.use_conv_embed),
+        use_postln=o.flag(_F + "USE_POSTLN", b0.use_postln),
+        use_postln_in_modulation=o.flag(_F + "USE_POSTLN_IN_MODULATION", b0.use_postln_in_modulation),
+        use_layerscale=o.flag(_F + "USE_LAYERSCALE", b0.use_layerscale),
+        scaling_modulator=o.flag(_F + "SCALING_MODULATOR", b0.scaling_modulator),
+        drop_path_rate=o.number(_F + "DROP_PATH_RATE", b0.drop_path_rate),
     )
     if not len(backbone.depths) == len(backbone.focal_levels) == len(backbone.focal_windows):
-        raise ConfigError(f"{F}DEPTHS, FOCAL_LEVELS and FOCAL_WINDOWS must have the same length")
-    num_heads, dim_feedforward = o.integer(D + "NHEADS"), o.integer(D + "DIM_FEEDFORWARD")
-    pre_norm = o.flag(D + "PRE_NORM", d0.pre_norm)
-    conv_dim, mask_dim, dim_proj = o.integer("MODEL.ENCODER.CONVS_DIM"), o.integer("MODEL.ENCODER.MASK_DIM"), o.integer("MODEL.DIM_PROJ")
-    pixel_decoder = PixelDecoderConfig(
-        in_channels=backbone.out_channels,
-        conv_dim=conv_dim,
-        mask_dim=mask_dim,
-        num_encoder_layers=o.integer("MODEL.ENCODER.TRANSFORMER_ENC_LAYERS"),
-        num_heads=num_heads,
-        dim_feedforward=dim_feedforward,
-        pre_norm=pre_norm,
-        norm=o.text("MODEL.ENCODER.NORM", PixelDecoderConfig().norm),
-    )
-    text = TextConfig(
-        context_length=o.integer("MODEL.TEXT.CONTEXT_LENGTH", TextConfig().context_length),
-        width=o.integer("MODEL.TEXT.WIDTH"),
-        layers=o.integer("MODEL.TEXT.LAYERS"),
-        heads=o.integer("MODEL.TEXT.HEADS"),
-        dim_proj=dim_proj,
-        causal=o.flag("MODEL.TEXT.AUTOGRESSIVE", TextConfig().causal),  # sic: official spelling
-    )
-    dec_layers = o.integer(D + "DEC_LAYERS")
+        raise ConfigError(f"{_F}DEPTHS, FOCAL_LEVELS and FOCAL_WINDOWS must have the same length")
+    return backbone
+
+
+def _decoder(o: _Official, version: str, **shared: int | bool) -> DecoderConfig:
+    """``MODEL.DECODER.*`` and ``ATTENTION_ARCH.*``; ``shared`` holds the sizes read once for several parts."""
+    d0 = DecoderConfig()
+    dec_layers = o.integer(_D + "DEC_LAYERS")
     if dec_layers < 2:
-        raise ConfigError(f"{D}DEC_LAYERS must be >= 2 (one prediction before the first layer), got {dec_layers}")
-    decoder = DecoderConfig(
-        hidden_dim=o.integer(D + "HIDDEN_DIM"),
-        num_queries=o.integer(D + "NUM_OBJECT_QUERIES"),
-        num_heads=num_heads,
-        dim_feedforward=dim_feedforward,
+        raise ConfigError(f"{_D}DEC_LAYERS must be >= 2 (one prediction before the first layer), got {dec_layers}")
+    return DecoderConfig(
+        hidden_dim=o.integer(_D + "HIDDEN_DIM"),
+        num_queries=o.integer(_D + "NUM_OBJECT_QUERIES"),
         num_layers=dec_layers - 1,
-        pre_norm=pre_norm,
-        mask_dim=mask_dim,
-        dim_proj=dim_proj,
-        in_channels=conv_dim,
-        enforce_input_proj=o.flag(D + "ENFORCE_INPUT_PROJ", d0.enforce_input_proj),
-        max_spatial_len=o.integers(D + "MAX_SPATIAL_LEN", list(d0.max_spatial_len)),
+        enforce_input_proj=o.flag(_D + "ENFORCE_INPUT_PROJ", d0.enforce_input_proj),
+        max_spatial_len=o.integers(_D + "MAX_SPATIAL_LEN", list(d0.max_spatial_len)),
         spatial_memories=o.integer("ATTENTION_ARCH.SPATIAL_MEMORIES", d0.spatial_memories),
         query_number=o.integer("ATTENTION_ARCH.QUERY_NUMBER", d0.query_number),
-        version=_VERSIONS[model_name],
+        version=version,
+        **shared,  # type: ignore[arg-type]
     )
+
+
+def _seem_config(o: _Official, backbone: BackboneConfig, pixel_decoder: PixelDecoderConfig, text: TextConfig,
+                 decoder: DecoderConfig) -> SeemConfig:
+    """The model parts plus ``MODEL.DECODER.TEST``, ``TEST.*`` and the ``INPUT`` / ``REF.INPUT`` settings."""
+    i0, s0 = InferenceConfig(), SeemConfig()
     inference = InferenceConfig(
-        object_mask_threshold=o.number(D + "TEST.OBJECT_MASK_THRESHOLD", i0.object_mask_threshold),
-        overlap_threshold=o.number(D + "TEST.OVERLAP_THRESHOLD", i0.overlap_threshold),
+        object_mask_threshold=o.number(_D + "TEST.OBJECT_MASK_THRESHOLD", i0.object_mask_threshold),
+        overlap_threshold=o.number(_D + "TEST.OVERLAP_THRESHOLD", i0.overlap_threshold),
         detections_per_image=o.integer(
-            "TEST.DETECTIONS_PER_IMAGE", o.raw(D + "TEST.DETECTIONS_PER_IMAGE", i0.detections_per_image)
+            "TEST.DETECTIONS_PER_IMAGE", o.raw(_D + "TEST.DETECTIONS_PER_IMAGE", i0.detections_per_image)
         ),
     )
-    s0 = SeemConfig()
     mean, std = o.numbers("INPUT.PIXEL_MEAN", list(s0.pixel_mean)), o.numbers("INPUT.PIXEL_STD", list(s0.pixel_std))
     if len(mean) != 3 or len(std) != 3:
         raise ConfigError("INPUT.PIXEL_MEAN and INPUT.PIXEL_STD must have 3 values (RGB)")
@@ -227,7 +247,7 @@ def config_from_official(cfg: Mapping | str | os.PathLike) -> SeemConfig:
         inference=inference,
         pixel_mean=mean,
         pixel_std=std,
-        size_divisibility=o.integer(D + "SIZE_DIVISIBILITY", s0.size_divisibility),
+        size_divisibility=o.integer(_D + "SIZE_DIVISIBILITY", s0.size_divisibility),
         test_shorter_side=o.integer("REF.INPUT.MIN_SIZE_TEST", s0.test_shorter_side),
         test_max_size=o.integer("REF.INPUT.MAX_SIZE_TEST", s0.test_max_size),
     )
