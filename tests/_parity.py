@@ -14,7 +14,7 @@ from seem.checkpoint import config_from_official, convert_official_state_dict, l
 from seem.modeling.visual_sampler import RecordedSampler
 from seem.transforms import plan_frame, preprocess_image
 
-ATOL = 1e-4  # issue 3: <= 1e-4 absolute on logits / features
+ATOL = 1e-4  # <= 1e-4 absolute on logits / features: the parity contract with the official code
 
 
 @lru_cache(maxsize=1)

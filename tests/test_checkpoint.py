@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from seem.build import build_seem
 from seem.checkpoint import (
     IGNORED_OFFICIAL_KEYS,
     config_from_official,
@@ -193,8 +194,7 @@ def test_load_strict_names_matching_registered_variant():
 
 
 def test_fixture_loads_into_full_model_strictly(official_sd):
-    build = pytest.importorskip("seem.build", reason="seem.build (build_seem) not written yet")
-    model = build.build_seem(config_from_official(FIXTURE / "config.yaml"))
+    model = build_seem(config_from_official(FIXTURE / "config.yaml"))
     load_state_dict_strict(model, convert_official_state_dict(official_sd))
     assert torch.equal(model.state_dict()["decoder.class_embed"], official_sd["sem_seg_head.predictor.class_embed"])
 

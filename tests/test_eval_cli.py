@@ -140,7 +140,7 @@ def test_coco_instances_with_hostile_values_fail_cleanly(tmp_path):
 
     with pytest.raises(ConfigError, match="'area' must be a number"):
         dataset({"segmentation": [[2, 2, 12, 2, 12, 12]], "area": "big"})
-    # NaN / enormous polygon coordinates used to go straight into pycocotools' rasteriser (killed the process)
+    # NaN / enormous polygon coordinates must not reach pycocotools' rasteriser (it would kill the process)
     for poly in ([2, 2, float("nan"), 2, 12, 12], [2, 2, 1e300, 2, 12, 12], [2, 2, 12, 2, 12]):
         ds = dataset({"segmentation": [poly + [5, 5]] if len(poly) == 5 else [poly], "area": 10})
         with pytest.raises(ConfigError, match="invalid segmentation"):
