@@ -8,7 +8,9 @@ Prints (and with ``--out`` writes as JSON):
   (``seem.train.clicker.next_click``; each round sends all clicks plus the previous mask as memory), and
   the same over instances smaller than 32 px (sqrt of area) separately.
 * CamVid val: 1-click mIoU on cars, text "car" / "pedestrian" cIoU against the union of that class
-  (only images that contain it), and semantic mIoU with the 11 class names as vocabulary.
+  (only images that contain it), semantic mIoU with the 11 class names as vocabulary, and panoptic PQ
+  for each ``--pq-thresholds`` value of ``InferenceConfig.object_mask_threshold`` (how the bundled
+  model's threshold is chosen: on this validation split, never on a benchmark).
 
 GrabCut (the published protocol) is ``seem eval interactive --dataset ../shared/benchmarks/grabcut``.
 """
@@ -16,6 +18,7 @@ GrabCut (the published protocol) is ``seem eval interactive --dataset ../shared/
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 
@@ -44,8 +47,20 @@ def voc_report(predictor: SeemPredictor) -> dict:
     return report
 
 
-def camvid_report(predictor: SeemPredictor, root: str, limit: int | None) -> dict:
+def _panoptic_at(predictor: SeemPredictor, names: list[str], things: list[str], threshold: float):
+    config = predictor.model.config
+    predictor.model.config = dataclasses.replace(
+        config, inference=dataclasses.replace(config.inference, object_mask_threshold=threshold))
+    try:
+        return predictor.segment_everything(names, kind="panoptic", thing_classes=things)
+    finally:
+        predictor.model.config = config
+
+
+def camvid_report(predictor: SeemPredictor, root: str, limit: int | None,
+                  thresholds: tuple[float, ...] = ()) -> dict:
     from seem.data.readers_coco import CocoPanopticReader
+    from seem.evaluation.panoptic import PQAccumulator
     from seem.evaluation.referring import ReferringAccumulator
     from seem.evaluation.semantic import SemanticAccumulator
 
@@ -54,6 +69,8 @@ def camvid_report(predictor: SeemPredictor, root: str, limit: int | None) -> dic
     text = {c: ReferringAccumulator() for c in ("car", "pedestrian")}
     semantic = SemanticAccumulator(len(CAMVID), ignore_index=255, class_names=CAMVID)
     car_clicks = []
+    things = [c for c, t in zip(reader.class_names, reader.thing_flags) if t]
+    pq = {t: PQAccumulator([c in things for c in CAMVID], CAMVID) for t in thresholds}
     for i in range(n):
         sample = reader[i]
         predictor.set_image(sample.image)
@@ -71,10 +88,15 @@ def camvid_report(predictor: SeemPredictor, root: str, limit: int | None) -> dic
         for m, c in zip(sample.masks, sample.class_names):
             gt_map[m] = CAMVID.index(c)
         semantic.add(predictor.segment_everything(list(CAMVID), kind="semantic").label_map, gt_map)
+        labels = [CAMVID.index(c) for c in sample.class_names]
+        for t, acc in pq.items():
+            r = _panoptic_at(predictor, list(CAMVID), things, t)
+            acc.add(r.segmentation, r.segments, sample.masks, labels)
     return {"images": n, "semantic_mIoU": semantic.summary()["mIoU"],
             "per_class_IoU": {r["name"]: round(r["IoU"], 1) for r in semantic.per_class()},
             **{f"text_{c}_cIoU": acc.summary()["cIoU"] for c, acc in text.items()},
-            "car_1click_mIoU": float(np.mean(car_clicks) * 100) if car_clicks else None}
+            "car_1click_mIoU": float(np.mean(car_clicks) * 100) if car_clicks else None,
+            "PQ_at_threshold": {t: {k: acc.summary()[k] for k in ("PQ", "SQ", "RQ")} for t, acc in pq.items()}}
 
 
 def main() -> int:
@@ -82,11 +104,17 @@ def main() -> int:
     ap.add_argument("--model", default=None, help="checkpoint path (default: the bundled model)")
     ap.add_argument("--camvid", default="../shared/datasets/camvid")
     ap.add_argument("--limit", type=int, default=None, help="CamVid val images (default all 101)")
+    ap.add_argument("--pq-thresholds", default="0.2,0.3,0.4,0.5",
+                    help="comma list of object_mask_threshold values for CamVid PQ ('' for none)")
+    ap.add_argument("--skip-voc", action="store_true")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    predictor = SeemPredictor(from_pretrained(args.model) if args.model else from_pretrained(), vocabulary_cache_dir=None)
+    model = from_pretrained(args.model) if args.model else from_pretrained()
+    predictor = SeemPredictor(model, vocabulary_cache_dir=None)
     t = time.perf_counter()
-    report = {"voc": voc_report(predictor), "camvid_val": camvid_report(predictor, args.camvid, args.limit)}
+    thresholds = tuple(float(v) for v in args.pq_thresholds.split(",") if v.strip())
+    report = {} if args.skip_voc else {"voc": voc_report(predictor)}
+    report["camvid_val"] = camvid_report(predictor, args.camvid, args.limit, thresholds)
     report["seconds"] = time.perf_counter() - t
     print(json.dumps(report, indent=1))
     if args.out:
