@@ -22,8 +22,6 @@ Only argparse is imported here at module level; data sets, the predictor and tor
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 DEFAULT_SCENES = 200  # scenes evaluated with --dataset scenes and no --limit (seeds 0..199)
 DEFAULT_CLIPS = 20  # clips evaluated with ``seem eval video --dataset scenes`` and no --limit
@@ -49,35 +47,6 @@ def _tasks(text: str) -> list[str]:
     if not names or any(n not in GENERIC_TASKS for n in names):
         raise argparse.ArgumentTypeError(f"tasks {text!r}: a comma list of {', '.join(GENERIC_TASKS)}")
     return list(dict.fromkeys(names))
-
-
-def _nothing_evaluated(report: dict) -> str | None:
-    """Why no sample was scored (every one rejected, or none usable), or None when something was."""
-    counts = []
-    for task, key in (("interactive", "num_instances"), ("referring", "num"), ("video", "num_objects")):
-        section = report.get(task)
-        if isinstance(section, dict):
-            rows = section.values() if task != "referring" else [section]
-            counts += [row.get(key, 0) for row in rows if isinstance(row, dict)]
-    if "panoptic" in report or "semantic" in report:
-        counts.append(report.get("num_images", 0) - len(report.get("errors", [])))
-    if counts and not any(c and c > 0 for c in counts):
-        errors = report.get("errors") or []
-        return f"{len(errors)} samples rejected" if errors else "no usable sample"
-    return None
-
-
-def _strict_json(x):
-    """NaN / infinite floats -> None, recursively: the report stays strict JSON (undefined metrics are null)."""
-    import math
-
-    if isinstance(x, dict):
-        return {k: _strict_json(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_strict_json(v) for v in x]
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
 
 
 def _scene_size(text: str) -> int:
@@ -222,6 +191,7 @@ def run_eval(args: argparse.Namespace) -> int:
     import seem
     from seem.cli_commands import load_predictor
     from seem.evaluation import runner
+    from seem.evaluation.report import format_table, nothing_evaluated, write_report
 
     dataset, limit = build_dataset(args)
     predictor = load_predictor(args)
@@ -238,12 +208,10 @@ def run_eval(args: argparse.Namespace) -> int:
         report = runner.run_generic(predictor, dataset, limit, progress, tasks=args.tasks)
     report = {"model": args.model or seem.DEFAULT_MODEL, "device": str(getattr(predictor, "device", args.device)),
               "precision": args.precision} | report
-    print(runner.format_table(report))
-    nothing = _nothing_evaluated(report)
+    print(format_table(report))
+    nothing = nothing_evaluated(report)
     if args.out:
-        path = Path(args.out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(_strict_json(report), indent=1, allow_nan=False), encoding="utf-8")
+        path = write_report(report, args.out)
         print(f"report written to {path}")
     if nothing:
         from seem.errors import SeemError
