@@ -120,9 +120,9 @@ def _open_frames(args: argparse.Namespace):
         if source == produced.resolve() or produced.resolve() in source.parents:
             raise ConfigError(f"{args.input} is inside this run's output ({produced}): choose another --out")
     info = probe(args.input, args.fps)
-    if info.num_frames is not None and args.frame >= info.num_frames:  # frame counts of files are estimates
-        if Path(args.input).is_dir() or args.frame >= info.num_frames + 2:
-            raise PromptError(f"--frame {args.frame} is out of range: {args.input} has {info.num_frames} frames")
+    n = info.num_frames  # a file's frame count is an estimate
+    if n is not None and args.frame >= n and (Path(args.input).is_dir() or args.frame >= n + 2):
+        raise PromptError(f"--frame {args.frame} is out of range: {args.input} has {n} frames")
     frames = read_frames(args.input, args.fps)
     first = next(frames, None)
     if first is None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -171,7 +172,8 @@ def _metric_accumulators(tasks, names, is_thing, void) -> tuple[dict, dict]:
     """Accumulators of the requested tasks; a task whose optional dependency is missing is skipped."""
     from seem.evaluation.panoptic import PQAccumulator
 
-    accs, skipped = {}, {}
+    accs: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
     things = [n for n, t in zip(names, is_thing) if t]
     for task in tasks:
         try:
