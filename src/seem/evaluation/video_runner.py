@@ -26,8 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError
-from .video import JFAccumulator
+from seem.errors import ConfigError, ImageError, PromptError
+from seem.evaluation.common import describe_dataset, num_samples, progress_bar, to_plain
+from seem.evaluation.video import JFAccumulator
 
 VIDEO_MODES: tuple[str, ...] = ("memory", "independent")
 VOID_LABEL = 255
@@ -56,8 +57,6 @@ def _read_labels(path: Path) -> np.ndarray:
     """``(H, W)`` int64 labels of an index PNG (palette ``P`` or grey ``L`` / ``I``); ConfigError otherwise.
     A grey PNG holding only 0 and 255 (or a 1-bit PNG) is DAVIS 2016's binary mask: object 1 on background."""
     from PIL import Image, UnidentifiedImageError
-
-    from ..errors import ImageError
 
     try:
         with Image.open(path) as img:
@@ -118,7 +117,7 @@ class DavisDataset:
         return len(self.sequences)
 
     def __getitem__(self, index: int) -> VideoClip:
-        from ..data.readers_common import normalize_index, read_image
+        from seem.data.readers_common import normalize_index, read_image
 
         name, paths = self.sequences[normalize_index(index, len(self), type(self).__name__)]
         frames = [read_image(p, f"{name}/{p.stem}") for p in paths]
@@ -152,7 +151,7 @@ class SceneClips:
 
     def __init__(self, num: int = 20, size: int = 256, num_frames: int = 20, start: int = 0,
                  max_objects: int | None = 3) -> None:
-        from ..data.scenes import SceneConfig, SceneGenerator
+        from seem.data.scenes import SceneConfig, SceneGenerator
 
         if int(num) < 1 or int(num_frames) < 1:
             raise ConfigError(f"need >= 1 clip and >= 1 frame, got {num} clips of {num_frames} frames")
@@ -164,8 +163,8 @@ class SceneClips:
         return self.num
 
     def __getitem__(self, index: int) -> VideoClip:
-        from ..data.readers_common import normalize_index
-        from .scenes_eval import chosen_things
+        from seem.data.readers_common import normalize_index
+        from seem.evaluation.scenes_eval import chosen_things
 
         seed = self.start + normalize_index(index, len(self), type(self).__name__)
         clip = self.generator.sample_clip(seed, num_frames=self.num_frames)
@@ -195,9 +194,9 @@ def parse_modes(mode: str | Sequence[str]) -> list[str]:
 
 def _video_segmenter(predictor, mode: str):
     try:
-        from ..video import VideoSegmenter
+        from seem.video import VideoSegmenter
     except ImportError:  # the package without its __init__ re-export
-        from ..video.segmenter import VideoSegmenter
+        from seem.video.segmenter import VideoSegmenter
     return VideoSegmenter(predictor, mode=mode)
 
 
@@ -225,18 +224,14 @@ def run_video(predictor, dataset, mode: str | Sequence[str] = "memory", limit: i
         ``run`` (scoring excluded). A clip whose segmenter raises PromptError / ImageError is recorded in
         ``errors`` and left out of that mode.
     """
-    from ..errors import ImageError, PromptError
-    from .runner import _count, _describe, _plain
-    from .scenes_eval import _progress
-
     modes = parse_modes(mode)
     factory = segmenter_factory or _video_segmenter
-    n = _count(dataset, limit)
+    n = num_samples(dataset, limit)
     accs = {m: JFAccumulator(exclude_first_last=exclude_first_last) for m in modes}
     stats = {m: {"num_frames_segmented": 0, "seconds_segment": 0.0, "missing_predictions": 0} for m in modes}
     errors: list[dict] = []
     start = time.perf_counter()
-    for i in _progress(range(n), progress, total=n, desc="clips"):
+    for i in progress_bar(range(n), progress, total=n, desc="clips"):
         clip = dataset[i]
         if not clip.object_ids:
             errors.append({"sequence": clip.name, "error": "no object on the first frame"})
@@ -244,26 +239,8 @@ def run_video(predictor, dataset, mode: str | Sequence[str] = "memory", limit: i
         for m in modes:
             acc, st = accs[m], stats[m]
             acc.set_length(clip.name, len(clip.frames))
-            seconds, frames_done, missing = 0.0, 0, 0
             try:
-                seg = factory(predictor, m)
-                for obj in clip.object_ids:
-                    seg.add_object(obj, frame_index=0, mask=clip.gt[0][obj])
-                t = time.perf_counter()
-                for k, result in seg.run(clip.frames):
-                    seconds += time.perf_counter() - t
-                    frames_done += 1
-                    masks = getattr(result, "masks", result)
-                    if clip.gt[k] is not None:
-                        void = clip.void[k] if use_void else None
-                        for obj in clip.object_ids:
-                            gt = clip.gt[k][obj]
-                            pred = masks.get(obj)
-                            if pred is None:
-                                missing += 1
-                                pred = np.zeros(gt.shape, bool)
-                            acc.add(clip.name, obj, k, np.asarray(pred, bool), gt, void)
-                    t = time.perf_counter()
+                frames_done, seconds, missing = _score_clip(factory(predictor, m), clip, acc, use_void)
             except (PromptError, ImageError) as e:
                 acc.discard(clip.name)
                 errors.append({"sequence": clip.name, "mode": m, "error": str(e)})
@@ -276,8 +253,8 @@ def run_video(predictor, dataset, mode: str | Sequence[str] = "memory", limit: i
         st = stats[m]
         fps = st["num_frames_segmented"] / st["seconds_segment"] if st["seconds_segment"] > 0 else float("nan")
         results[m] = accs[m].summary() | st | {"fps": fps}
-    return _plain({
-        "task": "video", "dataset": _describe(dataset),
+    return to_plain({
+        "task": "video", "dataset": describe_dataset(dataset),
         "protocol": {"task": "semi-supervised (first-frame masks given)", "modes": modes, "limit": limit,
                      "frames_scored": "1..N-2 (first and last frame excluded)" if exclude_first_last else "all",
                      "void": "excluded from J and F" if use_void else "scored as background (davis2017-evaluation)",
@@ -285,12 +262,25 @@ def run_video(predictor, dataset, mode: str | Sequence[str] = "memory", limit: i
         "num_sequences": n, "video": results, "errors": errors, "seconds": time.perf_counter() - start})
 
 
-def format_video(report: dict) -> list[str]:
-    """Table lines of a :func:`run_video` report: one row per mode (percent; fps in frames per second)."""
-    from .runner import _table
-
-    lines: list[str] = []
-    rows = [(m, d | {"objects": d.get("num_objects")}) for m, d in report["video"].items()]
-    _table(lines, "video object segmentation, first-frame masks given (DAVIS 2017 protocol; %, decay in points)",
-           rows, ["J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay", "objects", "fps"])
-    return lines
+def _score_clip(seg, clip: VideoClip, acc: JFAccumulator, use_void: bool) -> tuple[int, float, int]:
+    """Follow ``clip``'s first-frame objects with the segmenter ``seg``, scoring every annotated frame into
+    ``acc`` -> ``(frames segmented, seconds inside the segmenter, objects it gave no mask for)``."""
+    seconds, frames_done, missing = 0.0, 0, 0
+    for obj in clip.object_ids:
+        seg.add_object(obj, frame_index=0, mask=clip.gt[0][obj])
+    t = time.perf_counter()
+    for k, result in seg.run(clip.frames):
+        seconds += time.perf_counter() - t
+        frames_done += 1
+        masks = getattr(result, "masks", result)
+        if clip.gt[k] is not None:
+            void = clip.void[k] if use_void else None
+            for obj in clip.object_ids:
+                gt = clip.gt[k][obj]
+                pred = masks.get(obj)
+                if pred is None:
+                    missing += 1
+                    pred = np.zeros(gt.shape, bool)
+                acc.add(clip.name, obj, k, np.asarray(pred, bool), gt, void)
+        t = time.perf_counter()
+    return frames_done, seconds, missing

@@ -169,7 +169,7 @@ def register_routes(app: FastAPI, state: ServerState) -> None:  # noqa: C901 - o
     @app.post("/v1/panoptic", response_model=PanopticResponse, responses=_ERRORS, tags=["predict"])
     def panoptic(req: PanopticRequest):
         """Panoptic / semantic / instance segmentation of the whole image over a vocabulary."""
-        from seem.cli_commands import _panoptic_segments
+        from seem.outputs import panoptic_segments as _panoptic_segments
         from seem.vocabularies import COCO_PANOPTIC_CLASSES, check_vocabulary
 
         entry = state.image(req.image_id)

@@ -10,7 +10,8 @@ Objects: all ``--point`` clicks describe object 1; then each ``--box``, ``--scri
 Writes ``OUT/masks/00000.png ...`` (DAVIS palette PNGs: value = object id, 0 = background) and
 ``OUT/overlay.mp4`` (needs PyAV: ``pip install 'seem-torch[video]'``; skipped with a note without it).
 
-Only argparse is imported at module level; torch, the predictor and PyAV load when the command runs.
+Only argparse and seem.cli.common are imported at module level; torch, the predictor and PyAV load when the
+command runs.
 """
 
 from __future__ import annotations
@@ -20,21 +21,28 @@ import sys
 import time
 from pathlib import Path
 
+from seem.cli.common import (
+    add_model_arguments,
+    add_prompt_arguments,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    verbose_parent,
+)
 
-def add_video_parser(sub, common: argparse.ArgumentParser) -> None:
-    """Add ``video`` to the ``seem`` subparsers ``sub`` (``common``: the shared ``--verbose``)."""
-    from seem.cli import (
-        _add_model_arguments,
-        _non_negative_int,
-        _positive_float,
-        _positive_int,
-        parse_box,
-        parse_point,
-        parse_polygon,
-    )
+PROMPT_HELP = {
+    "point": "click of object 1; LABEL 1 = positive (default), 0 = negative; repeatable",
+    "box": "box (XYXY pixels), one object each; repeatable",
+    "scribble": "scribble mask the size of the frames, one object each; repeatable",
+    "polygon": "polygon, one object each; repeatable",
+    "mask": "object mask on frame K (used as given), one object each; repeatable",
+    "text": "referring text on frame K: one object",
+}
 
-    v = sub.add_parser(
-        "video", parents=[common], help="follow prompted objects through a video (zero-shot VOS)",
+
+def add_parser(subparsers) -> None:
+    v = subparsers.add_parser(
+        "video", parents=[verbose_parent()], help="follow prompted objects through a video (zero-shot VOS)",
         description="Segment objects marked on frame K in every frame of a video file or a folder of frames: "
         "the marked region is SEEM's referred-region prompt on every other frame. Coordinates are (x, y) "
         "pixels of the frames; boxes are XYXY.",
@@ -43,28 +51,18 @@ def add_video_parser(sub, common: argparse.ArgumentParser) -> None:
         "object id) and OUT/overlay.mp4.",
     )
     v.add_argument("input", help="video file (mp4, webm, ...) or a folder of frame images (sorted by name)")
-    v.add_argument("--frame", type=_non_negative_int, default=0, metavar="K",
+    v.add_argument("--frame", type=non_negative_int, default=0, metavar="K",
                    help="index of the frame the prompts refer to, after --fps subsampling (default 0)")
-    v.add_argument("--point", type=parse_point, action="append", default=[], metavar="X,Y[,LABEL]",
-                   help="click of object 1; LABEL 1 = positive (default), 0 = negative; repeatable")
-    v.add_argument("--box", type=parse_box, action="append", default=[], metavar="X0,Y0,X1,Y1",
-                   help="box (XYXY pixels), one object each; repeatable")
-    v.add_argument("--scribble", action="append", default=[], metavar="MASK.png",
-                   help="scribble mask the size of the frames, one object each; repeatable")
-    v.add_argument("--polygon", type=parse_polygon, action="append", default=[], metavar='"x,y x,y x,y ..."',
-                   help="polygon, one object each; repeatable")
-    v.add_argument("--mask", action="append", default=[], metavar="MASK.png",
-                   help="object mask on frame K (used as given), one object each; repeatable")
-    v.add_argument("--text", default=None, help="referring text on frame K: one object")
-    v.add_argument("--fps", type=_positive_float, default=None, metavar="N",
+    add_prompt_arguments(v, PROMPT_HELP)
+    v.add_argument("--fps", type=positive_float, default=None, metavar="N",
                    help="subsample a video file to N frames per second (by timestamps)")
     v.add_argument("--mode", choices=("memory", "independent"), default="memory",
                    help="memory: the previous frame's mask is a memory prompt (default); independent: "
                    "every frame from the reference alone (the paper's protocol)")
-    v.add_argument("--shorter-side", type=_positive_int, default=None, dest="shorter_side", metavar="PX",
+    v.add_argument("--shorter-side", type=positive_int, default=None, dest="shorter_side", metavar="PX",
                    help="resize frames to this shorter side before encoding (default: the model's, 512)")
     v.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _add_model_arguments(v)
+    add_model_arguments(v)
 
 
 def _objects(args: argparse.Namespace, size: tuple[int, int]) -> list[dict]:
@@ -108,20 +106,11 @@ def _progress(total: int | None, disable: bool):
     return tqdm(total=total, unit="frame", disable=disable, dynamic_ncols=True)
 
 
-def run_video(args: argparse.Namespace) -> int:
-    """``seem video``: read frames, follow the prompted objects, write label PNGs and an overlay video."""
-    import numpy as np
-
-    from seem import visualize
-    from seem.cli_commands import load_predictor
-    from seem.errors import ConfigError, ImageError, MissingDependencyError, PromptError
-    from seem.video import (
-        VideoSegmenter,
-        VideoWriter,
-        probe,
-        read_frames,
-        save_label_map,
-    )
+def _open_frames(args: argparse.Namespace):
+    """Check the prompts and paths, then ``(video info, first frame, the other frames)``; nothing is
+    written and no model is loaded before the input is known to be usable."""
+    from seem.errors import ConfigError, ImageError, PromptError
+    from seem.video import probe, read_frames
 
     if not (args.point or args.box or args.scribble or args.polygon or args.mask or args.text is not None):
         raise PromptError("no prompt given: use --point, --box, --scribble, --polygon, --mask or --text on frame K")
@@ -131,13 +120,38 @@ def run_video(args: argparse.Namespace) -> int:
         if source == produced.resolve() or produced.resolve() in source.parents:
             raise ConfigError(f"{args.input} is inside this run's output ({produced}): choose another --out")
     info = probe(args.input, args.fps)
-    if info.num_frames is not None and args.frame >= info.num_frames:  # frame counts of files are estimates
-        if Path(args.input).is_dir() or args.frame >= info.num_frames + 2:
-            raise PromptError(f"--frame {args.frame} is out of range: {args.input} has {info.num_frames} frames")
+    n = info.num_frames  # a file's frame count is an estimate
+    if n is not None and args.frame >= n and (Path(args.input).is_dir() or args.frame >= n + 2):
+        raise PromptError(f"--frame {args.frame} is out of range: {args.input} has {n} frames")
     frames = read_frames(args.input, args.fps)
     first = next(frames, None)
     if first is None:
         raise ImageError(f"{args.input}: no frames")
+    return info, first, frames
+
+
+def _open_writer(out: Path, fps: float):
+    """The overlay video writer, or None (with a note) when PyAV is missing."""
+    from seem.errors import MissingDependencyError
+    from seem.video import VideoWriter
+
+    try:
+        return VideoWriter(out / "overlay.mp4", fps=fps)
+    except MissingDependencyError as exc:
+        print(f"note: overlay.mp4 skipped: {exc}", file=sys.stderr)
+        return None
+
+
+def run(args: argparse.Namespace) -> int:
+    """``seem video``: read frames, follow the prompted objects, write label PNGs and an overlay video."""
+    import numpy as np
+
+    from seem import visualize
+    from seem.cli.common import load_predictor  # looked up at call time (tests substitute it)
+    from seem.video import VideoSegmenter, save_label_map
+
+    info, first, frames = _open_frames(args)
+    out = Path(args.out)
     objects = _objects(args, first.shape[:2])
 
     predictor = load_predictor(args)
@@ -157,11 +171,7 @@ def run_video(args: argparse.Namespace) -> int:
     stale = sorted((out / "masks").glob("*.png")) if (out / "masks").is_dir() else []
     for path in stale:  # masks of an earlier run into the same folder would be mistaken for this one's
         path.unlink()
-    try:
-        writer = VideoWriter(out / "overlay.mp4", fps=info.fps)
-    except MissingDependencyError as exc:
-        writer = None
-        print(f"note: overlay.mp4 skipped: {exc}", file=sys.stderr)
+    writer = _open_writer(out, info.fps)
     bar = _progress(info.num_frames, args.no_progress)
     count, start = 0, time.perf_counter()
     try:

@@ -16,14 +16,15 @@ Examples::
     seem eval video --dataset scenes --limit 20 --mode both
     seem eval video --dataset DAVIS --split val --out davis17_val.json
 
-Only argparse is imported here at module level; data sets, the predictor and torch load when a command runs.
+Only argparse and seem.cli.common are imported here at module level; data sets, the predictor and torch load
+when a command runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
+
+from seem.cli.common import add_predictor_arguments, non_negative_int, positive_int, verbose_parent
 
 DEFAULT_SCENES = 200  # scenes evaluated with --dataset scenes and no --limit (seeds 0..199)
 DEFAULT_CLIPS = 20  # clips evaluated with ``seem eval video --dataset scenes`` and no --limit
@@ -51,35 +52,6 @@ def _tasks(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _nothing_evaluated(report: dict) -> str | None:
-    """Why no sample was scored (every one rejected, or none usable), or None when something was."""
-    counts = []
-    for task, key in (("interactive", "num_instances"), ("referring", "num"), ("video", "num_objects")):
-        section = report.get(task)
-        if isinstance(section, dict):
-            rows = section.values() if task != "referring" else [section]
-            counts += [row.get(key, 0) for row in rows if isinstance(row, dict)]
-    if "panoptic" in report or "semantic" in report:
-        counts.append(report.get("num_images", 0) - len(report.get("errors", [])))
-    if counts and not any(c and c > 0 for c in counts):
-        errors = report.get("errors") or []
-        return f"{len(errors)} samples rejected" if errors else "no usable sample"
-    return None
-
-
-def _strict_json(x):
-    """NaN / infinite floats -> None, recursively: the report stays strict JSON (undefined metrics are null)."""
-    import math
-
-    if isinstance(x, dict):
-        return {k: _strict_json(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_strict_json(v) for v in x]
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
 def _scene_size(text: str) -> int:
     """Side of generated scenes: 64..4096 pixels (the scene engine needs room for its objects)."""
     try:
@@ -91,27 +63,23 @@ def _scene_size(text: str) -> int:
     return value
 
 
-def _common(p: argparse.ArgumentParser, size: int = 320, unit: str = "images", default_num: int = DEFAULT_SCENES) -> None:
-    from seem.cli import _positive_int, add_precision_argument, parse_device
-
-    p.add_argument("--limit", type=_positive_int, default=None, metavar="N",
+def _add_run_arguments(p: argparse.ArgumentParser, size: int = 320, unit: str = "images",
+                       default_num: int = DEFAULT_SCENES) -> None:
+    """What every task takes: how many samples, the scene size, the predictor, the report file, the bar."""
+    p.add_argument("--limit", type=positive_int, default=None, metavar="N",
                    help=f"evaluate the first N {unit} (scenes: seeds 0..N-1, default {default_num})")
     p.add_argument("--size", type=_scene_size, default=size, help=f"side of generated scenes in pixels, 64..4096 "
                    f"(default {size})")
-    p.add_argument("--model", default=None, help="registry name or checkpoint path (default: the bundled model)")
-    p.add_argument("--device", type=parse_device, default="auto", help="auto|cpu|cuda[:N]|mps (default: auto)")
-    p.add_argument("--threads", type=_positive_int, default=None, help="CPU threads for torch")
-    add_precision_argument(p)
+    add_predictor_arguments(p)
     p.add_argument("--out", default=None, metavar="REPORT.json", help="write the JSON report here (default: print only)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def add_eval_parser(sub, common: argparse.ArgumentParser) -> None:
-    """Add ``eval`` and its three tasks to the ``seem`` subparsers ``sub`` (``common``: shared ``--verbose``)."""
-    from seem.cli import _non_negative_int, _positive_int
-
-    ev = sub.add_parser("eval", parents=[common], help="evaluate a model on a benchmark",
-                        description="Evaluate a model on a data set: prints a metrics table, --out writes a JSON report.")
+def add_parser(subparsers) -> None:
+    """Add ``eval`` and its tasks to the ``seem`` subparsers."""
+    common = verbose_parent()
+    ev = subparsers.add_parser("eval", parents=[common], help="evaluate a model on a benchmark",
+                               description="Evaluate a model on a data set: prints a metrics table, --out writes a JSON report.")
     tasks = ev.add_subparsers(dest="eval_task", metavar="TASK")
     tasks.required = True
 
@@ -125,11 +93,11 @@ def add_eval_parser(sub, common: argparse.ArgumentParser) -> None:
     inter.add_argument("--min-area", type=float, default=0, help="COCO: leave out instances below this area (pixels)")
     inter.add_argument("--first-prompt", type=parse_first_prompts, default=["point"], dest="first_prompts",
                        metavar="point|scribble|polygon|box|all", help="first prompt(s), comma list (default: point)")
-    inter.add_argument("--max-clicks", type=_positive_int, default=20, help="clicks per object, NoC cap (default 20)")
+    inter.add_argument("--max-clicks", type=positive_int, default=20, help="clicks per object, NoC cap (default 20)")
     inter.add_argument("--ignore-value", type=int, default=128,
                        help="RITM folder: mask value of ignored pixels (default 128, GrabCut's band; -1: none)")
-    inter.add_argument("--per-scene", type=_non_negative_int, default=3, help="scenes: things per scene (0: all; default 3)")
-    _common(inter)
+    inter.add_argument("--per-scene", type=non_negative_int, default=3, help="scenes: things per scene (0: all; default 3)")
+    _add_run_arguments(inter)
 
     ref = tasks.add_parser("referring", parents=[common], help="referring text: cIoU, mIoU, precision@0.5..0.9",
                            description="Each referring expression -> predict(text=...); cIoU, mIoU and precision@t.")
@@ -138,7 +106,7 @@ def add_eval_parser(sub, common: argparse.ArgumentParser) -> None:
     ref.add_argument("--annotations", default=None, metavar="instances.json", help="RefCOCO instances JSON")
     ref.add_argument("--refs", default=None, metavar="refs.p", help="refs pickle or JSON")
     ref.add_argument("--split", default="val", help="refs split (default val)")
-    _common(ref)
+    _add_run_arguments(ref)
 
     pan = tasks.add_parser("panoptic", parents=[common], help="segment everything: PQ, semantic mIoU, mask AP",
                            description="segment_everything over the data set's classes: PQ/SQ/RQ, semantic mIoU/fwIoU/"
@@ -149,7 +117,7 @@ def add_eval_parser(sub, common: argparse.ArgumentParser) -> None:
     pan.add_argument("--panoptic-dir", default=None, metavar="D", help="folder of the panoptic PNGs")
     pan.add_argument("--tasks", type=_tasks, default=["panoptic", "semantic", "instance"],
                      help="comma list of panoptic,semantic,instance (default: all)")
-    _common(pan)
+    _add_run_arguments(pan)
 
     vid = tasks.add_parser("video", parents=[common], help="video objects from first-frame masks: J&F (DAVIS 2017)",
                            description="Semi-supervised video object segmentation: each object's first-frame mask is "
@@ -159,14 +127,14 @@ def add_eval_parser(sub, common: argparse.ArgumentParser) -> None:
                      help="'scenes' (generated clips) or a DAVIS folder (JPEGImages/ + Annotations/)")
     vid.add_argument("--mode", choices=["memory", "independent", "both"], default="memory",
                      help="segmenter mode: previous mask as memory, frames independent, or both (default memory)")
-    vid.add_argument("--frames", type=_positive_int, default=20, help="scenes: frames per clip (default 20)")
-    vid.add_argument("--per-clip", type=_non_negative_int, default=3, help="scenes: objects per clip (0: all; default 3)")
+    vid.add_argument("--frames", type=positive_int, default=20, help="scenes: frames per clip (default 20)")
+    vid.add_argument("--per-clip", type=non_negative_int, default=3, help="scenes: objects per clip (0: all; default 3)")
     vid.add_argument("--split", default=None,
                      help="DAVIS: ImageSets/2017/SPLIT.txt (default val when present, else every sequence; 'all')")
     vid.add_argument("--resolution", default="480p", help="DAVIS: 480p or Full-Resolution (default 480p)")
     vid.add_argument("--void", action="store_true",
                      help="leave void pixels (label 255) out of J and F (default: background, as davis2017-evaluation)")
-    _common(vid, size=256, unit="sequences", default_num=DEFAULT_CLIPS)
+    _add_run_arguments(vid, size=256, unit="sequences", default_num=DEFAULT_CLIPS)
 
 
 def _require(args: argparse.Namespace, names: list[str], what: str) -> None:
@@ -217,11 +185,12 @@ def build_dataset(args: argparse.Namespace):
     return CocoPanopticReader(args.images, args.panoptic_json, args.panoptic_dir), args.limit
 
 
-def run_eval(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """``seem eval TASK``: build the data set (before the model, so bad paths fail fast), run, print, save."""
     import seem
-    from seem.cli_commands import load_predictor
+    from seem.cli.common import load_predictor  # looked up at call time (tests substitute it)
     from seem.evaluation import runner
+    from seem.evaluation.report import format_table, nothing_evaluated, write_report
 
     dataset, limit = build_dataset(args)
     predictor = load_predictor(args)
@@ -238,12 +207,10 @@ def run_eval(args: argparse.Namespace) -> int:
         report = runner.run_generic(predictor, dataset, limit, progress, tasks=args.tasks)
     report = {"model": args.model or seem.DEFAULT_MODEL, "device": str(getattr(predictor, "device", args.device)),
               "precision": args.precision} | report
-    print(runner.format_table(report))
-    nothing = _nothing_evaluated(report)
+    print(format_table(report))
+    nothing = nothing_evaluated(report)
     if args.out:
-        path = Path(args.out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(_strict_json(report), indent=1, allow_nan=False), encoding="utf-8")
+        path = write_report(report, args.out)
         print(f"report written to {path}")
     if nothing:
         from seem.errors import SeemError
