@@ -232,8 +232,8 @@ class SeemPredictor:
         keywords (``predict(points=..., text=...)`` builds the :class:`Prompts` and takes the same path).
 
         Args:
-            prompts: a :class:`Prompts` (original-image pixels; see its fields), or a text (the first positional
-                argument has always been the text).
+            prompts: a :class:`Prompts` (original-image pixels; see its fields), or, as a shorthand, the text
+                (a phrase or a list of phrases), so ``predict("the dog")`` reads like ``predict(text="the dog")``.
             points, point_labels, boxes, scribbles, polygons, masks, reference, text: the fields of
                 :class:`Prompts`, when ``prompts`` is not one: ``points`` ``(N, 2)`` (x, y) clicks of one object
                 or ``(K, N, 2)`` for K objects; ``point_labels`` ``(N,)`` / ``(K, N)`` 1 = positive, 0 = negative;
