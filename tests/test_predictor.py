@@ -45,19 +45,19 @@ def test_click_round1_and_round2_with_memory(model):
 
 
 def test_click_and_box_become_the_official_region_masks(model):
-    from seem.prompts import build_region_prompts
+    from seem.prompts import Prompts
     from seem.transforms import plan_frame
 
     meta, t = case("case_c2_point_round2_neg")
     frame = plan_frame(image_uint8(meta["image"]).shape[:2], None, None, 32)
     ny, nx = meta["prompt"]["negative_click_yx"]
-    r = build_region_prompts(frame, points=[_click(meta), [nx, ny]], point_labels=[1, 0])
+    r = Prompts(points=[_click(meta), [nx, ny]], point_labels=[1, 0]).to_regions(frame)
     assert torch.equal(r.positive, t["decoder_input.spatial_query_pos_mask"][0].bool())
     assert torch.equal(r.negative, t["decoder_input.spatial_query_neg_mask"][0].bool())
 
     meta, t = case("case_d1_box")
     frame = plan_frame(image_uint8(meta["image"]).shape[:2], None, None, 32)
-    r = build_region_prompts(frame, boxes=[meta["prompt"]["box_xyxy"]])
+    r = Prompts(boxes=[meta["prompt"]["box_xyxy"]]).to_regions(frame)
     assert torch.equal(r.positive, t["decoder_input.spatial_query_pos_mask"][0].bool())
 
 
@@ -92,9 +92,9 @@ def test_reference_region_on_the_same_image_gives_the_same_tokens(model):
     p = SeemPredictor(model, shorter_side=None, seed=3)
     p.set_image(img)
     ref = p.encode_reference(img, region)
-    from seem.prompts import build_region_prompts
+    from seem.prompts import Prompts
 
-    regions = build_region_prompts(p.frame, masks=region[None])
+    regions = Prompts(masks=region[None]).to_regions(p.frame)
     with torch.inference_mode():
         direct = model.encode_visual_prompt(p.features, regions.positive, regions.negative, p.sampler())
     for a, b in zip(ref.tokens.tokens, direct.tokens):
@@ -233,11 +233,11 @@ def test_click_masks_use_the_official_interactive_resize(model):
 
 
 def test_a_negative_click_inside_a_box_carves_the_box():
-    from seem.prompts import build_region_prompts
+    from seem.prompts import Prompts
     from seem.transforms import plan_frame
 
     frame = plan_frame((64, 96), None, None, 32)
-    regions = build_region_prompts(frame, points=[[40.5, 30.5]], point_labels=[0], boxes=[[10, 10, 80, 50]])
+    regions = Prompts(points=[[40.5, 30.5]], point_labels=[0], boxes=[[10, 10, 80, 50]]).to_regions(frame)
     pos, neg = regions.positive[0].numpy(), regions.negative[0].numpy()
     assert neg[29:32, 39:42].all() and neg.sum() == 9  # the 3x3 click square is negative
     assert not (pos & neg).any() and not pos[29:32, 39:42].any()  # ... and no longer positive

@@ -28,6 +28,7 @@ from seem.checkpoint import (
 )
 from seem.config_dict import config_from_dict
 from seem.configs import SeemConfig
+from seem.device import resolve_device
 from seem.errors import CheckpointError, ConfigError, require
 from seem.registry import PretrainedVariant, get_variant, list_models, variant_for_filename
 
@@ -222,3 +223,26 @@ def build_from_pretrained(
     load_state_dict_strict(model, to_seem_state_dict(read_checkpoint(path)))
     model.eval()
     return model.to(device) if device is not None else model
+
+
+DEFAULT_MODEL = "seem_tiny"  # bundled with the package (trained offline on generated scenes)
+
+
+def from_pretrained(name_or_path: str | None = None, device: str | None = "cpu", cache_dir=None) -> Seem:
+    """A :class:`Seem` with weights, from a registry name (``seem_focalt_v1`` ...) or a checkpoint path.
+
+    ``None`` gives the bundled default, ``seem_tiny`` (no download). ``device``: ``"cpu"``, ``"cuda"``,
+    ``"auto"`` ... (see :func:`seem.device.resolve_device`).
+
+    Registry names download the official checkpoint from the Hugging Face hub repo ``xdecoder/SEEM``
+    once (``pip install 'seem-torch[hub]'``), convert it and cache a safetensors copy; local paths
+    (``.safetensors`` with our metadata, or an official ``.pt`` next to its YAML config) work offline.
+
+    Raises:
+        ConfigError: unknown name or no default model available.
+        CheckpointError: unreadable, unsafe or mismatched checkpoints.
+        SeemError: the requested accelerator is not available.
+    """
+    if name_or_path is None:
+        name_or_path = DEFAULT_MODEL
+    return build_from_pretrained(name_or_path, cache_dir=cache_dir, device=resolve_device(device))

@@ -9,59 +9,29 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .errors import ImageError, PromptError
-from .modeling.decoder import VisualPromptTokens
-from .modeling.seem import ImageFeatures, Seem, TextPrompt
-from .modeling.visual_sampler import PromptSampler, RandomSampler
-from .postprocess import select_grounding, select_visual_queries
-from .prompts import build_region_prompts
-from .structures import Prediction
-from .transforms import ImageFrame, plan_frame, preprocess_image
-from .visual_tokens import concat_visual_tokens, visual_tokens_to
-from .vocab_cache import VocabularyCache, default_vocabulary_cache_dir
+from seem.errors import ImageError, PromptError
+from seem.everything import segment_everything
+from seem.modeling.decoder import VisualPromptTokens
+from seem.modeling.seem import ImageFeatures, Seem, TextPrompt
+from seem.modeling.visual_sampler import PromptSampler, RandomSampler
+from seem.postprocess import select_grounding, select_visual_queries
+from seem.prompts import Prompts, ReferencePrompt, mask_regions
+from seem.structures import Prediction
+from seem.transforms import ImageFrame, plan_frame, preprocess_image
+from seem.vocab_cache import VocabularyCache, default_vocabulary_cache_dir
 
 PRECISIONS = ("fp32", "bf16", "bf16-all")
-# query-mask elements post-processed at the original size (1.6 GB in fp32; ~4 MP images for 101 queries)
-_EVERYTHING_BUDGET = 400_000_000
-
-
-@dataclass(frozen=True)
-class ReferencePrompt:
-    """Prompt tokens sampled from a region of *another* image (paper: "referred region").
-
-    Made by :meth:`SeemPredictor.encode_reference`; usable with any image later set on the predictor
-    (zero-shot video uses the first frame's region on every frame).
-    """
-
-    tokens: VisualPromptTokens
-
-    @property
-    def num_objects(self) -> int:
-        return self.tokens.num_objects
 
 
 def _is_rgb_uint8(image) -> bool:
     return isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3 \
         and image.shape[0] > 0 and image.shape[1] > 0
-
-
-def _texts(text) -> list[str]:
-    """``str`` or a sequence of ``str`` -> list; PromptError for anything else or a blank phrase."""
-    if text is None:
-        return []
-    texts = [text] if isinstance(text, str) else text
-    if isinstance(texts, bytes) or not isinstance(texts, Sequence) or not all(isinstance(t, str) for t in texts):
-        raise PromptError(f"text must be a string or a list of strings, got {text!r:.80}")
-    if any(not t.strip() for t in texts) or not texts:
-        raise PromptError("a text prompt is empty")
-    return list(texts)
 
 
 class SeemPredictor:
@@ -114,7 +84,7 @@ class SeemPredictor:
         if vocabulary is None and cfg.default_vocabulary:
             vocabulary = cfg.default_vocabulary
         elif vocabulary is None:
-            from .vocabularies import COCO_PANOPTIC_CLASSES, display_name
+            from seem.vocabularies import COCO_PANOPTIC_CLASSES, display_name
 
             vocabulary = [display_name(c) for c in COCO_PANOPTIC_CLASSES]
         self.set_vocabulary(vocabulary)
@@ -123,7 +93,7 @@ class SeemPredictor:
     @classmethod
     def from_pretrained(cls, name_or_path: str | None = None, device: str = "cpu", **kwargs) -> SeemPredictor:
         """A predictor for a registry name or checkpoint path (see :func:`seem.from_pretrained`)."""
-        from . import from_pretrained
+        from seem.hub import from_pretrained
 
         return cls(from_pretrained(name_or_path, device=device), **kwargs)
 
@@ -160,7 +130,7 @@ class SeemPredictor:
 
     def set_vocabulary(self, names: Sequence[str]) -> None:
         """Label space for ``Prediction.labels`` (its embeddings are computed once and cached)."""
-        from .vocabularies import check_vocabulary
+        from seem.vocabularies import check_vocabulary
 
         self.vocabulary = check_vocabulary(names)
 
@@ -169,7 +139,8 @@ class SeemPredictor:
         self.image: np.ndarray | None = None
         self.frame: ImageFrame | None = None
         self.features: ImageFeatures | None = None
-        self._everything = None  # the object queries' last-layer output on this image (segment_everything)
+        # the object queries' last-layer (class_embed, masks) on this image (seem.everything)
+        self._everything: tuple[Tensor, Tensor] | None = None
 
     @torch.inference_mode()
     def encode(self, image, *, decoder_cache: bool = True) -> tuple[ImageFrame, ImageFeatures]:
@@ -181,7 +152,7 @@ class SeemPredictor:
         Raises:
             seem.errors.ImageError: unreadable, empty, corrupt or too large (> 50 MP) images.
         """
-        from .io import load_image
+        from seem.io import load_image
 
         img = image if _is_rgb_uint8(image) else load_image(image)
         frame = plan_frame(img.shape[:2], self.shorter_side, self.max_size, self.model.config.size_divisibility)
@@ -200,7 +171,7 @@ class SeemPredictor:
         Raises:
             seem.errors.ImageError: unreadable, empty, corrupt or too large (> 50 MP) images.
         """
-        from .io import load_image
+        from seem.io import load_image
 
         img = load_image(image)
         frame, features = self.encode(img)  # already an (H, W, 3) uint8 array: not decoded again
@@ -248,28 +219,30 @@ class SeemPredictor:
             ImageError: no image set. PromptError: an empty or wrongly sized region.
         """
         frame, feats = self._require_image()
-        regions = build_region_prompts(frame, masks=np.asarray(region), mask_name="reference region")
+        regions = mask_regions(np.asarray(region), frame, "region")
         return ReferencePrompt(self.decoding_model.encode_visual_prompt(
             feats, regions.positive.to(self.device), regions.negative.to(self.device), self.sampler()))
 
     @torch.inference_mode()
-    def predict(self, text: str | Sequence[str] | None = None, points=None, point_labels=None, boxes=None,
-                scribbles=None, polygons=None, masks=None, reference: ReferencePrompt | None = None,
-                memory: Prediction | Tensor | None = None, joint_prompts: bool = True) -> Prediction:
-        """Segment the current image from any mix of prompts.
+    def predict(self, prompts: Prompts | str | Sequence[str] | None = None, points=None, point_labels=None,
+                boxes=None, scribbles=None, polygons=None, masks=None, reference: ReferencePrompt | None = None,
+                memory: Prediction | Tensor | None = None, joint_prompts: bool = True, *,
+                text: str | Sequence[str] | None = None) -> Prediction:
+        """Segment the current image from any mix of prompts: ``predict(Prompts(...))``, or the same fields as
+        keywords (``predict(points=..., text=...)`` builds the :class:`Prompts` and takes the same path).
 
         Args:
-            text: a referring phrase (one object) or a list of phrases (one object each).
-            points: ``(N, 2)`` (x, y) clicks of one object, or ``(K, N, 2)`` for K objects.
-            point_labels: ``(N,)`` / ``(K, N)``: 1 = positive, 0 = negative (default all positive).
-            boxes: ``(K, 4)`` XYXY pixels; each box is sent as its filled region (SEEM v1 has no box encoder).
-            scribbles: list of ``(H, W)`` bool stroke masks or ``(M, 2)`` polylines (rasterised 3 px wide).
-            polygons: list of ``(M, 2)`` vertex arrays (filled).
-            masks: ``(K, H, W)`` bool region masks.
-            reference: a :class:`ReferencePrompt` from another image (its objects follow the others).
-            memory: the previous round's :class:`Prediction` (or its ``logits_lowres``) for the same visual
-                objects: the mask-guided memory prompt of multi-round interaction. Pass the accumulated
-                clicks of all rounds together with it.
+            prompts: a :class:`Prompts` (original-image pixels; see its fields), or, as a shorthand, the text
+                (a phrase or a list of phrases), so ``predict("the dog")`` reads like ``predict(text="the dog")``.
+            points, point_labels, boxes, scribbles, polygons, masks, reference, text: the fields of
+                :class:`Prompts`, when ``prompts`` is not one: ``points`` ``(N, 2)`` (x, y) clicks of one object
+                or ``(K, N, 2)`` for K objects; ``point_labels`` ``(N,)`` / ``(K, N)`` 1 = positive, 0 = negative;
+                ``boxes`` ``(K, 4)`` XYXY; ``scribbles`` / ``polygons`` lists of ``(H, W)`` masks or ``(M, 2)``
+                points; ``masks`` ``(K, H, W)`` bool; ``text`` a phrase or a list (one object each);
+                ``reference`` from :meth:`encode_reference` (its objects follow the others).
+            memory: the previous round's :class:`Prediction` (or its ``logits_lowres``, ``(K, H_pad/4, W_pad/4)``
+                float) for the same visual objects: the mask-guided memory prompt of multi-round interaction.
+                Pass the accumulated clicks of all rounds together with it.
             joint_prompts: with text *and* visual prompts, the visual objects' queries also read the text
                 tokens: the paper's zero-shot composition ("learnable queries can freely interact with all
                 prompts at inference time", §3.1). ``False`` reproduces the official v1 code exactly: its
@@ -277,30 +250,46 @@ class SeemPredictor:
                 change the visual masks. No effect without both prompt types.
 
         Returns:
-            :class:`Prediction` with one mask per object (visual objects first, then one per text phrase when
-            there is no visual prompt). With text *and* visual prompts, both enter one decoder pass and the
-            mask of each visual object is chosen among its spatial queries by mask-embedding match (official
-            ``evaluate_interactive_grounding``); see ``joint_prompts``.
+            :class:`Prediction` with one mask per object, ``(K, H, W)`` bool at the original size (visual objects
+            first, then one per text phrase when there is no visual prompt). With text *and* visual prompts,
+            both enter one decoder pass and the mask of each visual object is chosen among its spatial queries
+            by mask-embedding match (official ``evaluate_interactive_grounding``); see ``joint_prompts``.
 
         Raises:
-            PromptError: no prompt, malformed or out-of-image prompts, a text longer than 77 tokens.
+            PromptError: no prompt, malformed or out-of-image prompts (naming the field), a text longer than
+                77 tokens, a bad ``memory``, a :class:`Prompts` together with prompt keywords.
             ImageError: no image set.
         """
+        fields = dict(points=points, point_labels=point_labels, boxes=boxes, scribbles=scribbles,
+                      polygons=polygons, masks=masks, reference=reference)
+        if isinstance(prompts, Prompts):
+            if text is not None or any(v is not None for v in fields.values()):
+                raise PromptError("pass prompts either as one Prompts or as keyword arguments, not both")
+        else:
+            if prompts is not None and text is not None:
+                raise PromptError("text given twice: as the first argument and as text=")
+            prompts = Prompts(text=prompts if text is None else text, **fields)
+        return self._predict(prompts, memory, joint_prompts)
+
+    def _visual_tokens(self, prompts: Prompts, sampler: PromptSampler) -> VisualPromptTokens | None:
+        """The visual objects' prompt tokens: those of the regions on this image, then the reference's."""
         frame, feats = self._require_image()
-        if reference is not None and not isinstance(reference, ReferencePrompt):
-            raise PromptError(f"reference must come from encode_reference(image, region), got {type(reference).__name__}")
-        texts = _texts(text)
-        sampler = self.sampler()
-        regions = build_region_prompts(frame, points, point_labels, boxes, scribbles, polygons, masks)
-        visual = None
+        regions = prompts.to_regions(frame)
+        parts = []
         if regions is not None:
-            visual = self.decoding_model.encode_visual_prompt(feats, regions.positive.to(self.device),
-                                                              regions.negative.to(self.device), sampler)
-        ref_tokens = visual_tokens_to(reference.tokens, self._dtype) if reference is not None else None
-        visual = concat_visual_tokens(visual, ref_tokens)
+            parts.append(ReferencePrompt(self.decoding_model.encode_visual_prompt(
+                feats, regions.positive.to(self.device), regions.negative.to(self.device), sampler)))
+        if prompts.reference is not None:
+            parts.append(prompts.reference.to(self._dtype))
+        return ReferencePrompt.concat(parts).tokens if parts else None
+
+    def _predict(self, prompts: Prompts, memory, joint_prompts: bool) -> Prediction:
+        frame, feats = self._require_image()
+        sampler = self.sampler()
+        visual = self._visual_tokens(prompts, sampler)
         if visual is not None and visual.num_objects > 1 and self.model.config.decoder.version != "v1":
             raise PromptError(f"{visual.num_objects} visual objects given: v0 models segment one visual object per call")
-        text_prompt = self.model.encode_text(texts) if texts else None
+        text_prompt = self.model.encode_text(list(prompts.text)) if prompts.text else None
         if text_prompt is not None and self._dtype != torch.float32:
             text_prompt = TextPrompt(text_prompt.tokens.to(self._dtype), text_prompt.padding, text_prompt.sentence_embeddings)
         if visual is None and text_prompt is None:
@@ -374,95 +363,7 @@ class SeemPredictor:
     @torch.inference_mode()
     def segment_everything(self, vocabulary: Sequence[str] | None = None, kind: str = "panoptic",
                            thing_classes: Sequence[str] | None = None):
-        """Open-vocabulary panoptic, semantic or instance segmentation of the current image.
-
-        Args:
-            vocabulary: class names (default: the predictor's vocabulary).
-            kind: ``"panoptic"`` -> :class:`PanopticResult`; ``"semantic"`` -> :class:`SemanticResult`;
-                ``"instance"`` -> :class:`InstanceResult`.
-            thing_classes: which names are countable things (stuff segments of one class are merged); default:
-                COCO's things for the COCO vocabulary, every class otherwise.
-
-        Post-processing follows the official ``evaluate`` path: query masks are upsampled, cropped and resized
-        to the original size before semantic / panoptic / instance inference, with the thresholds of the config.
-        Only when ``queries x H x W`` (``max(queries, classes + 1) x H x W`` for semantic) exceeds a memory budget
-        (4e8 elements: images above about 4 MP for 101 queries) does
-        inference run at the resized resolution, with labels resized to the original size afterwards (then
-        ``SemanticResult.probabilities`` are ``(C, h, w)`` at the resized size). Instances keep thing classes only.
-
-        Raises:
-            PromptError: an invalid vocabulary or ``kind``.
-            ImageError: no image set.
-        """
-        from . import postprocess as pp
-        from .structures import InstanceResult, PanopticResult, Segment, SemanticResult
-
-        if kind not in ("panoptic", "semantic", "instance"):
-            raise PromptError(f"kind must be panoptic, semantic or instance, got {kind!r}")
-        from .vocabularies import check_vocabulary
-
-        names = check_vocabulary(vocabulary) if vocabulary is not None else self.vocabulary
-        frame, feats = self._require_image()
-        if self._everything is None:  # one decoder pass per image, shared by every vocabulary and kind
-            with self.autocast(decoder=True):
-                out = self.decoding_model.decode(feats, sampler=self.sampler(), intermediate=False)
-            s, e = out.ranges["queries_object"]
-            self._everything = (out.last.class_embed[0, s:e].float(), out.last.masks[0, s:e].float())
-        class_embed, query_masks = self._everything
-        emb = self.vocabularies.get(names + ("background",))
-        logits = self.model.class_logits(class_embed, emb)
-        # official: masks to the original size first, then inference there; for very large images (query
-        # masks above the memory budget) inference runs at the resized size and labels are resized after
-        rows = max(len(query_masks), len(names) + 1) if kind == "semantic" else len(query_masks)  # + (C, H, W) scores
-        exact = rows * frame.original_size[0] * frame.original_size[1] <= _EVERYTHING_BUDGET
-        work_size = frame.original_size if exact else frame.resized_size
-        masks = pp.sem_seg_postprocess(pp.upsample_to_input(query_masks, frame.padded_size),
-                                       frame.resized_size, work_size)
-        is_thing = self._thing_flags(names, thing_classes)
-        cfg = self.model.config.inference
-
-        def to_original(x: Tensor) -> Tensor:
-            if tuple(x.shape[-2:]) == frame.original_size:
-                return x
-            return F.interpolate(x[None].float(), size=frame.original_size, mode="nearest")[0]
-
-        if kind == "semantic":
-            probs = pp.semantic_inference(logits, masks)
-            label_map = to_original(probs.argmax(0)[None])[0].long()
-            return SemanticResult(probs.cpu().numpy(), label_map.cpu().numpy(), names)
-        if kind == "panoptic":
-            pano = pp.panoptic_inference(logits, masks, is_thing, cfg.object_mask_threshold, cfg.overlap_threshold)
-            seg = to_original(pano.segmentation[None])[0].to(torch.int32)
-            segments = []
-            for d in pano.segments:
-                area = int((seg == d["id"]).sum())
-                if area:
-                    segments.append(Segment(d["id"], d["label_id"], names[d["label_id"]], d["isthing"], d["score"], area))
-            return PanopticResult(seg.cpu().numpy(), segments, names)
-        inst = pp.instance_inference(logits, masks, cfg.detections_per_image, thing_only=is_thing)
-        # one mask at a time: a (K, H, W) float copy at the original size would be 4x the boolean result
-        inst_masks = torch.stack([to_original(m[None].float())[0] > 0.5 for m in inst.masks]) if len(inst.scores) \
-            else inst.masks
-        order = inst.scores.argsort(descending=True)
-        ids = inst.label_ids[order].cpu().numpy()
-        return InstanceResult(inst_masks[order].cpu().numpy(), inst.scores[order].cpu().numpy(), ids,
-                              [names[i] for i in ids], names)
-
-    def _thing_flags(self, names: Sequence[str], thing_classes: Sequence[str] | None) -> list[bool]:
-        cfg = self.model.config
-        if thing_classes is None and cfg.default_thing_classes and set(names) <= set(cfg.default_vocabulary):
-            thing_classes = cfg.default_thing_classes
-        if thing_classes is not None:
-            things = set(thing_classes)
-            return [n in things for n in names]
-        from .vocabularies import (
-            COCO_PANOPTIC_CLASSES,
-            COCO_PANOPTIC_THING_FLAGS,
-            display_name,
-        )
-
-        coco = {display_name(c): f for c, f in zip(COCO_PANOPTIC_CLASSES, COCO_PANOPTIC_THING_FLAGS)}
-        coco.update(dict(zip(COCO_PANOPTIC_CLASSES, COCO_PANOPTIC_THING_FLAGS)))
-        if all(n in coco for n in names):
-            return [coco[n] for n in names]
-        return [True] * len(names)
+        """Open-vocabulary panoptic / semantic / instance segmentation of the current image: see
+        :func:`seem.everything.segment_everything` (results at the original size; ``PromptError`` for an invalid
+        vocabulary or ``kind``, ``ImageError`` without an image)."""
+        return segment_everything(self, vocabulary, kind, thing_classes)

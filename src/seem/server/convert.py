@@ -1,8 +1,9 @@
-"""JSON prompts -> :meth:`seem.SeemPredictor.predict` arguments, and masks -> JSON.
+"""JSON prompts -> :class:`seem.Prompts`, and masks -> JSON.
 
-Every check here names the request field in its :class:`seem.errors.PromptError` (mapped to 422 by the
-app). Coordinates are ``(x, y)`` pixels of the original image (x right, y down); a point may lie on the
-far border (``0 <= x <= width``, ``0 <= y <= height``), as the predictor accepts.
+Every check names the request field in its :class:`seem.errors.PromptError` (mapped to 422 by the app).
+The geometric checks are those of :mod:`seem.prompts.checks`, under the request's field names; what reaches
+:class:`seem.Prompts` is checked there. Coordinates are ``(x, y)`` pixels of the original image (x right,
+y down); a point may lie on the far border (``0 <= x <= width``, ``0 <= y <= height``).
 """
 
 from __future__ import annotations
@@ -13,26 +14,21 @@ import numpy as np
 
 from seem import io as seem_io
 from seem.errors import ImageError, PromptError
+from seem.prompts import Prompts, checks
 from seem.rasterize import rasterize_polygon, rasterize_polyline
-
-from .schemas import RLE
-from .store import ImageEntry, ObjectState
+from seem.server.schemas import RLE
+from seem.server.store import ImageEntry, ObjectState
 
 
 def check_inside(points: Sequence[Sequence[float]], entry: ImageEntry, field: str) -> None:
-    """PromptError naming ``field[i]`` for the first point outside the image."""
-    w, h = entry.width, entry.height
-    for i, (x, y) in enumerate(points):
-        if not (0 <= x <= w and 0 <= y <= h):
-            raise PromptError(f"{field}[{i}]: point ({x:g}, {y:g}) is outside the image (width {w}, height {h}); "
-                              "coordinates are (x, y) pixels of the original image")
+    """PromptError naming ``field[i]`` for the first point outside the image (:func:`seem.prompts.checks.check_inside`)."""
+    checks.check_inside(points, (entry.height, entry.width), field)
 
 
 def check_box(box: Sequence[float], entry: ImageEntry, field: str) -> None:
-    x0, y0, x1, y1 = box
-    check_inside([(x0, y0), (x1, y1)], entry, field)
-    if not (x0 < x1 and y0 < y1):
-        raise PromptError(f"{field}: expected [x0, y0, x1, y1] with x0 < x1 and y0 < y1, got {list(box)}")
+    """PromptError naming ``field[0]``/``field[1]`` for a corner outside the image, or ``field`` for a box with
+    no area (:func:`seem.prompts.checks.check_box`)."""
+    checks.check_box(box, (entry.height, entry.width), field)
 
 
 def rle_string_counts(counts: str, field: str) -> list[int]:
@@ -97,34 +93,34 @@ def scribble_mask(polylines: Sequence[Sequence[Sequence[float]]], entry: ImageEn
     return out
 
 
-def object_kwargs(obj: ObjectState, entry: ImageEntry) -> dict:
-    """``predict`` arguments for one session object's accumulated prompts (one object: K = 1).
+def object_prompts(obj: ObjectState, entry: ImageEntry) -> Prompts:
+    """The :class:`seem.Prompts` of one session object's accumulated prompts (one object: K = 1).
 
     Clicks are passed as they are; all strokes as one scribble mask, all polygons as one filled mask and all
     mask prompts as their union (the predictor merges region prompts of one object by union anyway).
     """
     size = (entry.height, entry.width)
-    kw: dict = {}
-    if obj.points:
-        kw["points"] = np.asarray(obj.points, dtype=np.float64)
-        kw["point_labels"] = np.asarray(obj.labels, dtype=np.int64)
-    if obj.box is not None:
-        kw["boxes"] = np.asarray([obj.box], dtype=np.float64)
-    if obj.scribbles:
-        kw["scribbles"] = [scribble_mask(obj.scribbles, entry, "scribble")]
-    if obj.polygons:
-        kw["polygons"] = [np.logical_or.reduce([polygon_mask(p, entry, "polygon") for p in obj.polygons])]
-    if obj.masks:
-        kw["masks"] = np.logical_or.reduce([decode_rle(m, size, "mask") for m in obj.masks])[None]
-    if obj.text is not None:
-        kw["text"] = obj.text
-    if obj.reference is not None:
-        kw["reference"] = obj.reference
-    return kw
+    return Prompts(
+        points=np.asarray(obj.points, dtype=np.float64) if obj.points else None,
+        point_labels=np.asarray(obj.labels, dtype=np.int64) if obj.points else None,
+        boxes=np.asarray([obj.box], dtype=np.float64) if obj.box is not None else None,
+        scribbles=[scribble_mask(obj.scribbles, entry, "scribble")] if obj.scribbles else None,
+        polygons=[np.logical_or.reduce([polygon_mask(p, entry, "polygon") for p in obj.polygons])]
+        if obj.polygons else None,
+        masks=np.logical_or.reduce([decode_rle(m, size, "mask") for m in obj.masks])[None] if obj.masks else None,
+        text=obj.text,
+        reference=obj.reference,
+    )
+
+
+def object_kwargs(obj: ObjectState, entry: ImageEntry) -> dict:
+    """:meth:`seem.SeemPredictor.predict` keyword arguments for one session object: ``{"prompts": Prompts}``."""
+    return {"prompts": object_prompts(obj, entry)}
 
 
 def has_visual(kw: dict) -> bool:
-    return any(k in kw for k in ("points", "boxes", "scribbles", "polygons", "masks", "reference"))
+    """Whether the prompts of :func:`object_kwargs` hold a visual prompt (one that ``memory`` refines)."""
+    return kw["prompts"].has_visual
 
 
 # ------------------------------------------------------------------------------------------------ outputs

@@ -16,7 +16,7 @@ import torch
 from fastapi import HTTPException
 
 from seem import io as seem_io
-from seem.predictor import ReferencePrompt
+from seem.prompts import ReferencePrompt
 
 from . import convert
 from .store import ImageEntry, ImageStore, Session, SessionStore

@@ -141,7 +141,7 @@ class ObjectState:
     """The accumulated prompts of one object and its current prediction (immutable: undo shares them).
 
     Points are ``(x, y)`` pixels of the original image; scribbles / polygons as vertex tuples; masks as
-    COCO RLE dicts (decoded when predicting); ``reference`` a :class:`seem.predictor.ReferencePrompt`.
+    COCO RLE dicts (decoded when predicting); ``reference`` a :class:`seem.prompts.ReferencePrompt`.
     """
 
     points: tuple[tuple[float, float], ...] = ()

@@ -22,8 +22,7 @@ import numpy as np
 import torch
 
 from seem.errors import ImageError, PromptError
-from seem.predictor import ReferencePrompt
-from seem.visual_tokens import concat_visual_tokens
+from seem.prompts import Prompts, ReferencePrompt
 
 MODES = ("memory", "independent")
 MAX_OBJECT_ID = 65535  # label PNGs: 8-bit palette up to 255, 16-bit gray above
@@ -47,11 +46,8 @@ def reference_from_current(predictor, masks) -> ReferencePrompt:
 
 
 def concat_references(references: list[ReferencePrompt]) -> ReferencePrompt:
-    """One :class:`ReferencePrompt` holding the objects of ``references`` in order."""
-    tokens = references[0].tokens
-    for ref in references[1:]:
-        tokens = concat_visual_tokens(tokens, ref.tokens)
-    return ReferencePrompt(tokens)
+    """One :class:`ReferencePrompt` holding the objects of ``references`` in order (:meth:`ReferencePrompt.concat`)."""
+    return ReferencePrompt.concat(references)
 
 
 @dataclass(frozen=True)
@@ -87,38 +83,29 @@ class FrameResult:
 class _Object:
     obj_id: int
     frame_index: int
-    prompts: dict
+    prompts: Prompts
     given_mask: np.ndarray | None  # a mask-only prompt is the object's mask on its reference frame
     reference: ReferencePrompt | None = None
     memory: torch.Tensor | None = None  # (1, h, w) logits of the last forward frame
     pending: tuple | None = None  # the reference frame's result, computed ahead by run()
 
 
-def _object_prompts(points, point_labels, box, scribble, polygon, mask, text) -> dict:
-    prompts: dict = {}
-    if points is not None:
-        pts = np.asarray(points, dtype=np.float64)
-        if pts.ndim == 3:
-            raise PromptError("points: one object per add_object call, give (N, 2) (x, y) clicks")
-        prompts["points"] = pts[None] if pts.ndim == 1 else pts
-        if point_labels is not None:
-            prompts["point_labels"] = np.asarray(point_labels).reshape(-1)
-    elif point_labels is not None:
-        raise PromptError("point_labels given without points")
-    if box is not None:
-        prompts["boxes"] = np.asarray(box, dtype=np.float64).reshape(1, -1)
-    if scribble is not None:
-        prompts["scribbles"] = [np.asarray(scribble)]
-    if polygon is not None:
-        prompts["polygons"] = [np.asarray(polygon)]
-    if mask is not None:
-        prompts["masks"] = np.asarray(mask)[None]
-    if text is not None:
-        if not isinstance(text, str) or not text.strip():
-            raise PromptError(f"text must be one non-empty string, got {text!r:.80}")
-        prompts["text"] = text
-    if not prompts:
+def _object_prompts(points, point_labels, box, scribble, polygon, mask, text) -> Prompts:
+    """The prompts of one object (K = 1); :class:`Prompts` checks their form now, the frame checks the rest."""
+    if all(v is None for v in (points, point_labels, box, scribble, polygon, mask, text)):
         raise PromptError("no prompt given: pass points, box, scribble, polygon, mask or text")
+    if text is not None and (not isinstance(text, str) or not text.strip()):
+        raise PromptError(f"text must be one non-empty string, got {text!r:.80}")
+    try:
+        one_click = points is not None and np.asarray(points, dtype=np.float64).ndim == 1
+    except (TypeError, ValueError):  # not numbers: Prompts names the problem
+        one_click = False
+    prompts = Prompts(points=[points] if one_click else points, point_labels=point_labels,
+                      boxes=None if box is None else [box], scribbles=None if scribble is None else [scribble],
+                      polygons=None if polygon is None else [polygon], masks=None if mask is None else [mask],
+                      text=text)
+    if prompts.points is not None and len(prompts.points) != 1:
+        raise PromptError("points: one object per add_object call, give (N, 2) (x, y) clicks")
     return prompts
 
 
@@ -169,7 +156,7 @@ class VideoSegmenter:
 
         Raises:
             PromptError: ``obj_id`` not an int in 1..65535 or already used, a negative ``frame_index`` or a frame
-                already processed, no prompt, malformed text.
+                already processed, no prompt, malformed prompts (see :class:`seem.Prompts`).
         """
         if isinstance(obj_id, bool) or not isinstance(obj_id, (int, np.integer)) or not 1 <= obj_id <= MAX_OBJECT_ID:
             raise PromptError(f"obj_id must be an integer in 1..{MAX_OBJECT_ID} (0 is background), got {obj_id!r}")
@@ -180,7 +167,8 @@ class VideoSegmenter:
         if frame_index < self._next_index:
             raise PromptError(f"frame {frame_index} was already processed (next frame: {self._next_index})")
         prompts = _object_prompts(points, point_labels, box, scribble, polygon, mask, text)
-        given = np.asarray(mask).astype(bool) if mask is not None and len(prompts) == 1 else None
+        alone = all(v is None for v in (points, box, scribble, polygon, text))
+        given = np.asarray(mask).astype(bool) if mask is not None and alone else None
         self._objects[int(obj_id)] = _Object(int(obj_id), int(frame_index), prompts, given)
 
     def reset(self) -> None:
@@ -256,7 +244,7 @@ class VideoSegmenter:
 
     def _define(self, obj: _Object) -> tuple:
         """Predict ``obj`` from its prompts on the current image; set its reference tokens and memory seed."""
-        pred = self.predictor.predict(**obj.prompts)
+        pred = self.predictor.predict(obj.prompts)
         mask = obj.given_mask if obj.given_mask is not None else pred.masks[0]
         if not mask.any():
             raise PromptError(f"object {obj.obj_id}: its prompt segments nothing on frame {obj.frame_index}")

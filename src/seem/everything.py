@@ -1,0 +1,128 @@
+"""Segment everything: open-vocabulary panoptic, semantic or instance segmentation of a predictor's image.
+
+Kept apart from the prompt path (as SAM keeps its automatic mask generator apart from ``SamPredictor``): it
+runs the decoder's object queries with no prompt, once per image, and scores them against any vocabulary.
+:meth:`seem.SeemPredictor.segment_everything` delegates here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from seem import postprocess as pp
+from seem.errors import PromptError
+from seem.structures import InstanceResult, PanopticResult, Segment, SemanticResult
+from seem.vocabularies import COCO_PANOPTIC_CLASSES, COCO_PANOPTIC_THING_FLAGS, check_vocabulary, display_name
+
+if TYPE_CHECKING:
+    from seem.configs import SeemConfig
+    from seem.predictor import SeemPredictor
+    from seem.transforms import ImageFrame
+
+KINDS = ("panoptic", "semantic", "instance")
+# query-mask elements post-processed at the original size (1.6 GB in fp32; ~4 MP images for 101 queries)
+EVERYTHING_BUDGET = 400_000_000
+
+
+def object_queries(predictor: SeemPredictor) -> tuple[Tensor, Tensor]:
+    """``(class_embed (Q, Dp), masks (Q, H_pad/4, W_pad/4))`` float32 of the object queries on the predictor's
+    image: one decoder pass per image, kept in ``predictor._everything`` and shared by every vocabulary and kind.
+
+    Raises:
+        ImageError: no image set.
+    """
+    _, feats = predictor._require_image()
+    cached = predictor._everything
+    if cached is None:
+        with predictor.autocast(decoder=True):
+            out = predictor.decoding_model.decode(feats, sampler=predictor.sampler(), intermediate=False)
+        s, e = out.ranges["queries_object"]
+        cached = predictor._everything = (out.last.class_embed[0, s:e].float(), out.last.masks[0, s:e].float())
+    return cached
+
+
+def segment_everything(predictor: SeemPredictor, vocabulary: Sequence[str] | None = None, kind: str = "panoptic",
+                       thing_classes: Sequence[str] | None = None):
+    """Open-vocabulary panoptic, semantic or instance segmentation of ``predictor``'s current image.
+
+    Args:
+        predictor: a :class:`seem.SeemPredictor` with an image set.
+        vocabulary: class names (default: the predictor's vocabulary).
+        kind: ``"panoptic"`` -> :class:`PanopticResult`; ``"semantic"`` -> :class:`SemanticResult`;
+            ``"instance"`` -> :class:`InstanceResult`; every map and mask at the original image size ``(H, W)``.
+        thing_classes: which names are countable things (stuff segments of one class are merged); default:
+            the model's own thing classes for its default vocabulary, COCO's things for COCO names, else every class.
+
+    Post-processing follows the official ``evaluate`` path: query masks are upsampled, cropped and resized to the
+    original size before semantic / panoptic / instance inference, with the thresholds of the config. Only when
+    ``queries x H x W`` (``max(queries, classes + 1) x H x W`` for semantic) exceeds :data:`EVERYTHING_BUDGET`
+    (images above about 4 MP for 101 queries) does inference run at the resized resolution, with labels resized
+    to the original size afterwards (then ``SemanticResult.probabilities`` are ``(C, h, w)`` at the resized size).
+    Instances keep thing classes only.
+
+    Raises:
+        PromptError: an invalid vocabulary or ``kind``.
+        ImageError: no image set.
+    """
+    if kind not in KINDS:
+        raise PromptError(f"kind must be panoptic, semantic or instance, got {kind!r}")
+    names = check_vocabulary(vocabulary) if vocabulary is not None else predictor.vocabulary
+    frame, _ = predictor._require_image()
+    class_embed, query_masks = object_queries(predictor)
+    emb = predictor.vocabularies.get(names + ("background",))
+    logits = predictor.model.class_logits(class_embed, emb)
+    # official: masks to the original size first, then inference there; for very large images (query
+    # masks above the memory budget) inference runs at the resized size and labels are resized after
+    rows = max(len(query_masks), len(names) + 1) if kind == "semantic" else len(query_masks)  # + (C, H, W) scores
+    exact = rows * frame.original_size[0] * frame.original_size[1] <= EVERYTHING_BUDGET
+    work_size = frame.original_size if exact else frame.resized_size
+    masks = pp.sem_seg_postprocess(pp.upsample_to_input(query_masks, frame.padded_size), frame.resized_size, work_size)
+    is_thing = thing_flags(predictor.model.config, names, thing_classes)
+    cfg = predictor.model.config.inference
+    if kind == "semantic":
+        probs = pp.semantic_inference(logits, masks)
+        label_map = _to_original(probs.argmax(0)[None], frame)[0].long()
+        return SemanticResult(probs.cpu().numpy(), label_map.cpu().numpy(), names)
+    if kind == "panoptic":
+        pano = pp.panoptic_inference(logits, masks, is_thing, cfg.object_mask_threshold, cfg.overlap_threshold)
+        seg = _to_original(pano.segmentation[None], frame)[0].to(torch.int32)
+        segments = []
+        for d in pano.segments:
+            area = int((seg == d["id"]).sum())
+            if area:
+                segments.append(Segment(d["id"], d["label_id"], names[d["label_id"]], d["isthing"], d["score"], area))
+        return PanopticResult(seg.cpu().numpy(), segments, names)
+    inst = pp.instance_inference(logits, masks, cfg.detections_per_image, thing_only=is_thing)
+    # one mask at a time: a (K, H, W) float copy at the original size would be 4x the boolean result
+    inst_masks = torch.stack([_to_original(m[None].float(), frame)[0] > 0.5 for m in inst.masks]) \
+        if len(inst.scores) else inst.masks
+    order = inst.scores.argsort(descending=True)
+    ids = inst.label_ids[order].cpu().numpy()
+    return InstanceResult(inst_masks[order].cpu().numpy(), inst.scores[order].cpu().numpy(), ids,
+                          [names[i] for i in ids], names)
+
+
+def _to_original(x: Tensor, frame: ImageFrame) -> Tensor:
+    """``(C, h, w)`` maps at the work size -> ``(C, H, W)`` at the original size (nearest; no-op when equal)."""
+    if tuple(x.shape[-2:]) == frame.original_size:
+        return x
+    return F.interpolate(x[None].float(), size=frame.original_size, mode="nearest")[0]
+
+
+def thing_flags(config: SeemConfig, names: Sequence[str], thing_classes: Sequence[str] | None) -> list[bool]:
+    """One flag per name: is it a countable thing (see ``thing_classes`` of :func:`segment_everything`)."""
+    if thing_classes is None and config.default_thing_classes and set(names) <= set(config.default_vocabulary):
+        thing_classes = config.default_thing_classes
+    if thing_classes is not None:
+        things = set(thing_classes)
+        return [n in things for n in names]
+    coco = {display_name(c): f for c, f in zip(COCO_PANOPTIC_CLASSES, COCO_PANOPTIC_THING_FLAGS)}
+    coco.update(dict(zip(COCO_PANOPTIC_CLASSES, COCO_PANOPTIC_THING_FLAGS)))
+    if all(n in coco for n in names):
+        return [coco[n] for n in names]
+    return [True] * len(names)
