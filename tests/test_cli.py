@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 import types
@@ -20,9 +21,18 @@ from PIL import Image
 from seem import cli
 from seem import io as sio
 from seem.errors import PromptError
+from seem.modeling.decoder import VisualPromptTokens
+from seem.prompts import Prompts, ReferencePrompt
+from seem.prompts.value import VISUAL_FIELDS
 from seem.structures import InstanceResult, PanopticResult, Prediction, Segment, SemanticResult
 
 H, W = 48, 64
+
+
+# one referred object, as encode_reference makes it (tokens of 3 levels, 2 tokens each)
+REFERENCE = ReferencePrompt(VisualPromptTokens(
+    [torch.zeros(2, 1, 8)] * 3, [torch.zeros(1, 2, dtype=torch.long)] * 3, [torch.zeros(1, 2, dtype=torch.bool)] * 3,
+    torch.zeros(1, 1, 4), -torch.ones(1, 1, 4)))
 
 
 class FakePredictor:
@@ -47,11 +57,12 @@ class FakePredictor:
 
     def encode_reference(self, image, region):
         self.calls.append(("encode_reference", image.shape, int(region.sum())))
-        return "REF"
+        return REFERENCE
 
-    def predict(self, **prompts):
-        self.calls.append(("predict", prompts))
-        if prompts.get("text") == "nothing":
+    def predict(self, prompts: Prompts, joint_prompts: bool = True):
+        self.calls.append(("predict", prompts, joint_prompts))
+        prompts = {f: getattr(prompts, f) for f in (*VISUAL_FIELDS, "point_labels", "text", "reference")}
+        if prompts["text"] == ("nothing",):
             raise PromptError("text 'nothing' matches no object")
         boxes = prompts.get("boxes")
         boxes = boxes if boxes is not None else np.array([[10, 8, 30, 20]])
@@ -115,18 +126,16 @@ def test_import_is_light():
 
 def test_segment_points_and_boxes_write_files(tmp_path, image_path, capsys):
     out = tmp_path / "out"
-    code, stdout, err = _run(["segment", image_path, "--point", "12,9", "--point", "40.5,30,0",
-                              "--box", "2,3,20,15", "--box", "30,10,60,40", "--format", "png,rle",
-                              "--format", "polygon", "--format", "overlay", "--out", out, "--device", "cpu",
-                              "--vocab", "cat,dog"], capsys)
+    code, stdout, err = _run(["segment", image_path, "--box", "2,3,20,15", "--box", "30,10,60,40",
+                              "--format", "png,rle", "--format", "polygon", "--format", "overlay", "--out", out,
+                              "--device", "cpu", "--vocab", "cat,dog"], capsys)
     assert code == 0, err
     fake = FakePredictor.instances[0]
     assert (fake.name, fake.device) == (None, "cpu")
     assert fake.calls[0] == ("set_vocabulary", ["cat", "dog"])
     prompts = fake.calls[-1][1]
-    np.testing.assert_array_equal(prompts["points"], [[12, 9], [40.5, 30]])
-    np.testing.assert_array_equal(prompts["point_labels"], [1, 0])
-    np.testing.assert_array_equal(prompts["boxes"], [[2, 3, 20, 15], [30, 10, 60, 40]])
+    np.testing.assert_array_equal(prompts.boxes, [[2, 3, 20, 15], [30, 10, 60, 40]])
+    assert prompts.points is None and prompts.num_visual == 2
 
     mask0 = sio.load_mask(out / "photo_mask0.png")
     assert mask0.sum() == 18 * 12 and mask0[3:15, 2:20].all()
@@ -155,11 +164,27 @@ def test_segment_default_formats_and_other_prompts(tmp_path, image_path, capsys)
     calls = FakePredictor.instances[0].calls
     assert calls[0] == ("encode_reference", (H, W, 3), 35)
     prompts = calls[-1][1]
-    assert prompts["text"] == "the cat" and prompts["reference"] == "REF"
-    np.testing.assert_array_equal(prompts["scribbles"][0], scribble)
-    assert prompts["masks"].shape == (1, H, W)
-    np.testing.assert_array_equal(prompts["polygons"][0], [[1, 1], [10, 1], [10, 10]])
+    assert prompts.text == ("the cat",) and prompts.reference is REFERENCE
+    np.testing.assert_array_equal(prompts.scribbles[0], scribble)
+    assert len(prompts.masks) == 1 and prompts.masks[0].shape == (H, W)
+    np.testing.assert_array_equal(prompts.polygons[0], [[1, 1], [10, 1], [10, 10]])
     assert sorted(p.name for p in out.iterdir()) == ["photo_mask0.png", "photo_overlay.png"]
+
+
+def test_segment_clicks_refine_one_object_and_are_checked_before_the_model_loads(tmp_path, image_path, capsys):
+    code, _, err = _run(["segment", image_path, "--point", "12,9", "--point", "40.5,30,0", "--box", "2,3,50,35",
+                         "--out", tmp_path / "o"], capsys)
+    assert code == 0, err
+    prompts = FakePredictor.instances[-1].calls[-1][1]
+    np.testing.assert_array_equal(prompts.points, [[[12, 9], [40.5, 30]]])  # (K=1, N=2, 2): one object
+    np.testing.assert_array_equal(prompts.point_labels, [[1, 0]])
+    np.testing.assert_array_equal(prompts.boxes, [[2, 3, 50, 35]])
+    before = len(FakePredictor.instances)
+    for extra, message in ((["--point", "500,9"], "points\\[0\\]"), (["--box", "2,3,20,15", "--box", "30,10,60,40",
+                           "--point", "5,5"], "different numbers of objects")):
+        code, _, err = _run(["segment", image_path, *extra, "--out", tmp_path / "o"], capsys)
+        assert code == 2 and re.search(message, err) and "Traceback" not in err, err
+    assert len(FakePredictor.instances) == before  # rejected before any model was loaded
 
 
 @pytest.mark.parametrize(

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from seem.cli.common import (
     DEFAULT_FORMATS,
@@ -15,6 +16,9 @@ from seem.cli.common import (
     report_written,
     verbose_parent,
 )
+
+if TYPE_CHECKING:
+    from seem.prompts import Prompts
 
 PROMPT_HELP = {
     "point": "click; LABEL 1 = positive (default), 0 = negative; repeatable",
@@ -56,32 +60,40 @@ def _formats(groups: list[list[str]] | None) -> list[str]:
     return list(dict.fromkeys(names))  # dedupe, keep order
 
 
-def collect_prompts(args: argparse.Namespace, size: tuple[int, int]) -> dict[str, Any]:
-    """``predict`` keyword arguments from the command line, in the frame of the image of ``size`` (H, W)."""
+def collect_prompts(args: argparse.Namespace, size: tuple[int, int]) -> Prompts:
+    """The command line's prompts as one :class:`~seem.prompts.Prompts`, checked against the image of ``size``
+    ``(H, W)`` before any model is loaded (points and boxes in original-image pixels).
+
+    Raises:
+        PromptError: an empty ``--text``, or a prompt that :class:`~seem.prompts.Prompts` rejects (the message
+            names the field, e.g. ``points[0]``).
+    """
     import numpy as np
 
     from seem import io as seem_io
     from seem.errors import PromptError
+    from seem.prompts import Prompts
+    from seem.transforms import plan_frame
 
-    prompts: dict[str, Any] = {}
+    fields: dict[str, Any] = {}
     if args.text is not None:
         if not args.text.strip():
             raise PromptError("--text is empty")
-        prompts["text"] = args.text
-        if getattr(args, "separate_prompts", False):
-            prompts["joint_prompts"] = False
+        fields["text"] = args.text
     if args.point:
         pts = np.asarray(args.point, dtype=np.float64)
-        prompts["points"] = pts[:, :2].astype(np.float32)
-        prompts["point_labels"] = pts[:, 2].astype(np.int64)
+        fields["points"] = pts[:, :2].astype(np.float32)
+        fields["point_labels"] = pts[:, 2].astype(np.int64)
     if args.box:
-        prompts["boxes"] = np.asarray(args.box, dtype=np.float32).reshape(-1, 4)
+        fields["boxes"] = np.asarray(args.box, dtype=np.float32).reshape(-1, 4)
     if args.scribble:
-        prompts["scribbles"] = [seem_io.load_mask(p, size=size) for p in args.scribble]
+        fields["scribbles"] = [seem_io.load_mask(p, size=size) for p in args.scribble]
     if args.polygon:
-        prompts["polygons"] = [np.asarray(poly, dtype=np.float32) for poly in args.polygon]
+        fields["polygons"] = [np.asarray(poly, dtype=np.float32) for poly in args.polygon]
     if args.mask:
-        prompts["masks"] = np.stack([seem_io.load_mask(p, size=size) for p in args.mask])
+        fields["masks"] = np.stack([seem_io.load_mask(p, size=size) for p in args.mask])
+    prompts = Prompts(**fields)
+    prompts.to_regions(plan_frame(size, None, None, 1))  # the image-dependent checks, in the image's own frame
     return prompts
 
 
@@ -98,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         raise PromptError("--reference-image and --reference-mask must be given together")
     image = seem_io.load_image(args.image)
     prompts = collect_prompts(args, image.shape[:2])
-    if not prompts and args.reference_image is None:
+    if prompts.is_empty and args.reference_image is None:
         raise PromptError(
             "no prompt given: use --point, --box, --scribble, --polygon, --mask, --text or "
             "--reference-image/--reference-mask (or `seem panoptic` to segment everything)"
@@ -114,9 +126,9 @@ def run(args: argparse.Namespace) -> int:
     if vocabulary is not None:
         predictor.set_vocabulary(vocabulary)
     if args.reference_image is not None:
-        prompts["reference"] = predictor.encode_reference(ref_image, ref_region)
+        prompts = dataclasses.replace(prompts, reference=predictor.encode_reference(ref_image, ref_region))
     predictor.set_image(image)
-    pred = predictor.predict(**prompts)
+    pred = predictor.predict(prompts, joint_prompts=not getattr(args, "separate_prompts", False))
 
     written = write_prediction(image, pred, formats, Path(args.out), args.image)
     if len(pred) == 0:
