@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from torch import nn
+
 from .configs import SeemConfig
 from .errors import ConfigError
 from .modeling.seem import Seem
@@ -41,6 +43,7 @@ def build_seem(config: SeemConfig) -> Seem:
         raise ConfigError(
             f"decoder mask_dim ({config.decoder.mask_dim}) != pixel decoder mask_dim ({config.pixel_decoder.mask_dim})"
         )
+    backbone: nn.Module
     if config.backbone.name == "mobilenet_v2":
         from .modeling.backbones.mobilenet import MobileNetV2
 

@@ -336,7 +336,7 @@ def save_safetensors(
     tensors: dict[str, Tensor] = {}
     for key, value in state_dict.items():
         t = value.detach().to("cpu").contiguous()
-        ident = (t.untyped_storage().data_ptr(), t.storage_offset())
+        ident = (t.untyped_storage().data_ptr(), int(t.storage_offset()))
         tensors[key] = t.clone() if ident in seen and t.numel() else t
         seen.add(ident)
     from safetensors.torch import save_file

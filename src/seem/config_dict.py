@@ -14,6 +14,11 @@ from collections.abc import Mapping
 from seem.configs import SeemConfig
 from seem.errors import ConfigError
 
+if typing.TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+_T = typing.TypeVar("_T", bound="DataclassInstance")
+
 
 def config_to_dict(config: SeemConfig) -> dict:
     """A JSON-ready nested dict of a :class:`SeemConfig` (tuples become lists)."""
@@ -22,7 +27,7 @@ def config_to_dict(config: SeemConfig) -> dict:
 
 def _coerce(hint: object, value: object, where: str) -> object:
     origin = typing.get_origin(hint)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where} must be a mapping, got {type(value).__name__}")
         return _dataclass_from_dict(hint, value, where)
@@ -38,7 +43,7 @@ def _coerce(hint: object, value: object, where: str) -> object:
     return value
 
 
-def _dataclass_from_dict(cls: type, data: Mapping, where: str) -> object:
+def _dataclass_from_dict(cls: type[_T], data: Mapping, where: str) -> _T:
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)

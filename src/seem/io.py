@@ -20,7 +20,7 @@ import io as _io
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Union
+from typing import Union, cast
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -223,7 +223,8 @@ def _array_to_mask(a: np.ndarray, name: str) -> np.ndarray:
         alpha = _alpha_or_none(a)
         if alpha is not None:
             return np.ascontiguousarray(alpha != 0)
-        a = (a[..., :1] if a.shape[2] <= 2 else a[..., :3]).any(axis=2)
+        # any() over an axis of a 3-D array is a 2-D array (numpy's stubs also allow a scalar)
+        a = cast(np.ndarray, (a[..., :1] if a.shape[2] <= 2 else a[..., :3]).any(axis=2))
     if a.ndim != 2:
         raise ImageError(f"{name}: expected a mask of shape (H, W) or (H, W, C), got {a.shape}")
     if a.shape[0] == 0 or a.shape[1] == 0:

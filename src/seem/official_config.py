@@ -124,11 +124,10 @@ def config_from_official(cfg: Mapping | str | os.PathLike) -> SeemConfig:
         ConfigError: missing size keys, malformed values, a non-SEEM model, or a backbone / pixel
             decoder that is not implemented (DaViT, SAM-ViT, MSDeformAttn).
     """
-    if isinstance(cfg, (str, os.PathLike)):
-        cfg = _load_yaml(Path(cfg))
-    if not isinstance(cfg, Mapping):
-        raise ConfigError(f"An official config must be a mapping, got {type(cfg).__name__}")
-    o = _Official(cfg)
+    loaded: object = _load_yaml(Path(cfg)) if isinstance(cfg, (str, os.PathLike)) else cfg
+    if not isinstance(loaded, Mapping):
+        raise ConfigError(f"An official config must be a mapping, got {type(loaded).__name__}")
+    o = _Official(loaded)
     model_name, backbone_name = _check_supported(o)
     backbone = _backbone(o, backbone_name)
     conv_dim, mask_dim = o.integer("MODEL.ENCODER.CONVS_DIM"), o.integer("MODEL.ENCODER.MASK_DIM")

@@ -12,6 +12,7 @@ import difflib
 import fnmatch
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from typing import Any
 
 from seem.configs import BackboneConfig, DecoderConfig, InferenceConfig, PixelDecoderConfig, SeemConfig, TextConfig
 from seem.errors import ConfigError
@@ -175,7 +176,10 @@ def variant_for_filename(filename: str) -> PretrainedVariant | None:
     return next((v for v in _VARIANTS if v.hub_filename == filename), None)
 
 
-def get_config(name: str, **overrides: object) -> SeemConfig:
-    """The config of variant ``name``, with top-level fields replaced by ``overrides``."""
+def get_config(name: str, **overrides: Any) -> SeemConfig:
+    """The config of variant ``name``, with top-level fields replaced by ``overrides``.
+
+    ``overrides`` are :class:`SeemConfig` fields of several types; ``replace`` rejects unknown names.
+    """
     config = get_variant(name).config
     return replace(config, **overrides) if overrides else config

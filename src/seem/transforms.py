@@ -91,7 +91,7 @@ def plan_frame(original_size: tuple[int, int], shorter_side: int | None, max_siz
     """The :class:`ImageFrame` for an image of ``original_size`` ``(H, W)``."""
     h, w = resized_shape(original_size[0], original_size[1], shorter_side, max_size)
     hp, wp = -(-h // divisor) * divisor, -(-w // divisor) * divisor
-    return ImageFrame(tuple(original_size), (h, w), (hp, wp))
+    return ImageFrame((original_size[0], original_size[1]), (h, w), (hp, wp))
 
 
 def preprocess_image(
@@ -103,7 +103,7 @@ def preprocess_image(
     normalisation (zeros), as ``ImageList.from_tensors`` does.
     """
     if tuple(image.shape[:2]) != frame.resized_size:
-        image = np.asarray(Image.fromarray(image).resize(frame.resized_size[::-1], Image.BICUBIC))
+        image = np.asarray(Image.fromarray(image).resize(frame.resized_size[::-1], Image.Resampling.BICUBIC))
     x = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).permute(2, 0, 1).float()
     x = (x - pixel_mean.to(x)) / pixel_std.to(x)
     out = torch.zeros(1, 3, *frame.padded_size)

@@ -57,6 +57,7 @@ class VocabularyCache:
             self._fingerprint = text_encoder_fingerprint(self.model.text_encoder)
         from .modeling.language.templates import TEMPLATES
 
+        assert self.directory is not None  # only called for a cache with a directory
         digest = hashlib.blake2b(json.dumps([self._fingerprint, list(TEMPLATES), list(key)]).encode(), digest_size=16)
         return self.directory / f"{digest.hexdigest()}.safetensors"
 

@@ -81,7 +81,7 @@ def texture_crop(name: str, hw: tuple[int, int], rng: np.random.Generator, zoom:
     return resize_gray(np.ascontiguousarray(crop), hw)
 
 
-def resize_gray(img: np.ndarray, hw: tuple[int, int], resample: int = Image.BILINEAR) -> np.ndarray:
+def resize_gray(img: np.ndarray, hw: tuple[int, int], resample: Image.Resampling = Image.Resampling.BILINEAR) -> np.ndarray:
     """Resize a float32 ``(h, w)`` array to ``hw = (H, W)`` with Pillow (mode ``F``)."""
     if img.shape == tuple(hw):
         return img.astype(np.float32, copy=False)
@@ -92,7 +92,7 @@ def resize_gray(img: np.ndarray, hw: tuple[int, int], resample: int = Image.BILI
 def smooth_noise(hw: tuple[int, int], rng: np.random.Generator, cells: tuple[int, int]) -> np.ndarray:
     """Low-frequency noise in [0, 1]: ``cells = (rows, cols)`` random values upsampled bicubically to ``hw``."""
     grid = rng.random((max(2, cells[0]), max(2, cells[1])), dtype=np.float32)
-    return np.clip(resize_gray(grid, hw, Image.BICUBIC), 0.0, 1.0)
+    return np.clip(resize_gray(grid, hw, Image.Resampling.BICUBIC), 0.0, 1.0)
 
 
 def _tint(gray: np.ndarray, rgb: np.ndarray, contrast: float) -> np.ndarray:
@@ -266,7 +266,7 @@ def sample_background(rng: np.random.Generator, hw: tuple[int, int], max_stuff: 
     h, w = hw
     n = min(int(rng.choice([1, 2, 3], p=[0.2, 0.45, 0.35])), max_stuff)
     if n == 1:
-        names = (str(rng.choice(("grass", "gravel", "wall", "water", "sand", "floor", "road", "wood"))),)
+        names: tuple[str, ...] = (str(rng.choice(("grass", "gravel", "wall", "water", "sand", "floor", "road", "wood"))),)
         label = np.zeros((h, w), dtype=np.int64)
     else:
         top = str(rng.choice(("sky", "sky", "wall")))

@@ -63,8 +63,8 @@ def _resize(arr: np.ndarray, hw: tuple[int, int], nearest: bool) -> np.ndarray:
     h, w = hw
     if arr.ndim == 2:
         img = Image.fromarray(arr.astype(np.int32), mode="I")
-        return np.asarray(img.resize((w, h), Image.NEAREST), dtype=np.int32).astype(arr.dtype)
-    return np.asarray(Image.fromarray(arr).resize((w, h), Image.NEAREST if nearest else Image.BILINEAR))
+        return np.asarray(img.resize((w, h), Image.Resampling.NEAREST), dtype=np.int32).astype(arr.dtype)
+    return np.asarray(Image.fromarray(arr).resize((w, h), Image.Resampling.NEAREST if nearest else Image.Resampling.BILINEAR))
 
 
 class RealMixture:
@@ -137,6 +137,7 @@ class RealMixture:
         return self._finish(out)
 
     def _scene(self, seed: int, rng: np.random.Generator) -> MixedSample:
+        assert self.scenes is not None  # "scenes" is drawn only when it was one of the configured sets
         scene = self.scenes.sample(seed)
         return MixedSample(scene.image, scene.masks, list(scene.class_names), [ROLE_GENERIC] * scene.num_segments,
                            list(scene.expressions), self.set_vocab["scenes"])

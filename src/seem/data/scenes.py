@@ -10,6 +10,7 @@ import; textures and cut-outs are decoded on first use and cached.
 from __future__ import annotations
 
 import math
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -165,7 +166,7 @@ class SceneGenerator:
     def _background(self, rng) -> assets.Background:
         return assets.sample_background(rng, self.config.hw, self.config.max_stuff)
 
-    def _things(self, rng, n: int, first_id: int = 0, avoid: set = frozenset(), max_frac: float = 1.0) -> list[Thing]:
+    def _things(self, rng, n: int, first_id: int = 0, avoid: AbstractSet[tuple] = frozenset(), max_frac: float = 1.0) -> list[Thing]:
         out: list[Thing] = []
         while len(out) < n:
             t = self._thing(rng, first_id + len(out), max_frac)
@@ -186,7 +187,8 @@ class SceneGenerator:
                 colour = str(rng.choice(["brown", "black", "white", "gray", "brown"]))
                 fill = self._fill(rng, colour, ("plain", "textured"), radius=size / 2)
             else:
-                gains = tuple(float(g) for g in rng.uniform(0.85, 1.15) * rng.uniform(0.92, 1.08, size=3))
+                g = rng.uniform(0.85, 1.15) * rng.uniform(0.92, 1.08, size=3)
+                gains = (float(g[0]), float(g[1]), float(g[2]))
                 fill = Fill(colour=None, rgb=(0.0, 0.0, 0.0), gains=gains)
                 size = min(size, _max_cutout_size(index))
             return Thing(object_id, cut.class_name, fill, 0.0, 0.0, size, flip=bool(rng.random() < 0.5), cutout=index)
@@ -202,7 +204,8 @@ class SceneGenerator:
         """A fill for a thing of ``radius`` pixels (the unit of pattern coordinates): pattern periods of at
         least 5 px and textures magnified at most 2x, so neither aliases nor turns blocky at creation size."""
         weights = np.array([{"plain": 4.0, "textured": 2.0}.get(p, 1.0) for p in patterns])
-        return Fill(colour=colour, rgb=tuple(float(c) for c in assets.sample_colour(colour, rng)),
+        rgb = assets.sample_colour(colour, rng)  # (3,)
+        return Fill(colour=colour, rgb=(float(rgb[0]), float(rgb[1]), float(rgb[2])),
                     pattern=str(rng.choice(patterns, p=weights / weights.sum())),
                     period=max(rng.uniform(0.25, 0.6), 5.0 / radius), angle=rng.uniform(0, np.pi),
                     texture=str(rng.choice(assets.TEXTURE_NAMES)), tex_origin=(rng.uniform(0, 512), rng.uniform(0, 512)),
@@ -235,7 +238,7 @@ class SceneGenerator:
         return Look(gain, rng.uniform(0.85, 1.15), rng.uniform(0.0, 0.025), rng.uniform(0.5, 1.0) if rng.random() < 0.15 else 0.0, shadow)
 
     # -- composition -----------------------------------------------------------------------------
-    def _compose(self, bg: assets.Background, things: list[Thing], look: Look, rng, droppable: bool, protected: set = frozenset()) -> Scene:
+    def _compose(self, bg: assets.Background, things: list[Thing], look: Look, rng, droppable: bool, protected: AbstractSet[int] = frozenset()) -> Scene:
         cfg = self.config
         h, w = cfg.hw
         renders = [render_thing(t, (h, w), rng) for t in things]

@@ -237,14 +237,14 @@ def _render_cutout(thing: Thing, hw: tuple[int, int], rng: np.random.Generator):
         return None
     bx0, by0, bx1, by1 = box
     crop = (bx0 - x0, by0 - y0, bx1 - x0, by1 - y0)
-    alpha = np.clip(np.asarray(mask_img.resize((w, h), Image.BILINEAR), dtype=np.float32), 0.0, 1.0)
+    alpha = np.clip(np.asarray(mask_img.resize((w, h), Image.Resampling.BILINEAR), dtype=np.float32), 0.0, 1.0)
     if thing.flip:
         alpha = alpha[:, ::-1]
     alpha = np.ascontiguousarray(alpha[crop[1] : crop[3], crop[0] : crop[2]])
     if rgb_img is None:  # a silhouette: painted like a shape
         u, v = _object_frame(thing, box, thing.size / 2)
         return alpha, _paint(thing.fill, u, v, rng), by0, bx0
-    rgb = np.asarray(rgb_img.resize((w, h), Image.BILINEAR), dtype=np.float32) / 255.0
+    rgb = np.asarray(rgb_img.resize((w, h), Image.Resampling.BILINEAR), dtype=np.float32) / 255.0
     if thing.flip:
         rgb = rgb[:, ::-1]
     rgb = rgb[crop[1] : crop[3], crop[0] : crop[2]] * np.asarray(thing.fill.gains, dtype=np.float32)

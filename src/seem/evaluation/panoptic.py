@@ -74,7 +74,10 @@ def _segment_pairs(pred_segments) -> list[tuple[int, int]]:
     out = []
     for s in pred_segments:
         if isinstance(s, dict):
-            out.append((int(s["id"]), int(s.get("label_id", s.get("category_id")))))
+            sid, label = int(s["id"]), s.get("label_id", s.get("category_id"))
+            if label is None:
+                raise TypeError(f"segment {s!r} has no label ('label_id' or 'category_id')")
+            out.append((sid, int(label)))
         elif hasattr(s, "id") and hasattr(s, "label_id"):
             out.append((int(s.id), int(s.label_id)))
         else:

@@ -38,7 +38,9 @@ _THING_PICK = 0x5EE4  # stream id of the generator that picks the evaluated thin
 def _train_seed_offset() -> int:
     from seem.train.config import TrainConfig
 
-    return TrainConfig.__dataclass_fields__["train_seed_offset"].default
+    offset = TrainConfig.__dataclass_fields__["train_seed_offset"].default
+    assert isinstance(offset, int)  # a plain int default, not a default_factory
+    return offset
 
 
 def chosen_things(scene, seed: int, max_objects: int | None = 3) -> list[int]:

@@ -67,7 +67,10 @@ class MultiheadAttention(nn.Module):
         w_q, _, _ = self.in_proj_weight.chunk(3)
         b_q, _, _ = self.in_proj_bias.chunk(3)
         q = F.linear(query.reshape(-1, dim), w_q, b_q) * head_dim**-0.5
-        k, v = kv if kv is not None else self.project_kv(key, value)
+        if kv is None:
+            assert key is not None and value is not None, "key and value are required when kv is not given"
+            kv = self.project_kv(key, value)
+        k, v = kv
         q = q.reshape(length, batch * heads, head_dim).transpose(0, 1)
         weights = torch.bmm(q, k)
         if attn_mask is not None:
@@ -128,7 +131,10 @@ class CrossAttentionLayer(nn.Module):
         ``kv``: the image's precomputed key/value projections (``multihead_attn.project_kv(memory + pos,
         memory)``); ``memory`` and ``pos`` are then not used.
         """
-        key = None if kv is not None else (memory if pos is None else memory + pos)
+        key = None
+        if kv is None:
+            assert memory is not None, "memory is required when kv is not given"
+            key = memory if pos is None else memory + pos
         if self.normalize_before:
             x = self.norm(tgt)
             q = x if query_pos is None else x + query_pos

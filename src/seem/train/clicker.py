@@ -77,7 +77,8 @@ def simulate_clicks(predictor, gt: np.ndarray, rounds: int) -> list[float]:
     """
     points: list[list[float]] = []
     labels: list[int] = []
-    pred, memory, out = np.zeros_like(gt, dtype=bool), None, []
+    pred, memory = np.zeros_like(gt, dtype=bool), None
+    out: list[float] = []
     for _ in range(rounds):
         c = next_click(gt, pred)
         if c is None:

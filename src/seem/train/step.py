@@ -98,11 +98,11 @@ def image_loss(model: Seem, criterion: SeemCriterion, feats: ImageFeatures, samp
         gt[:, :h, :w] = sample.masks[chosen]
         for _ in range(rounds):
             with torch.no_grad():
-                visual = model.encode_visual_prompt(feats, torch.from_numpy(pos).to(device), torch.from_numpy(neg).to(device), sampler)
-                out = model.decode(feats, visual=visual, memory_mask=memory, sampler=sampler)
+                round_visual = model.encode_visual_prompt(feats, torch.from_numpy(pos).to(device), torch.from_numpy(neg).to(device), sampler)
+                out = model.decode(feats, visual=round_visual, memory_mask=memory, sampler=sampler)
                 memory = out.last.masks[0, select_visual_queries(out)][None].detach()
-                pred = F.interpolate(memory, size=(hp, wp), mode="bilinear", align_corners=False)[0] > 0
-            pred = pred.cpu().numpy()
+                pred_mask = F.interpolate(memory, size=(hp, wp), mode="bilinear", align_corners=False)[0] > 0
+            pred = pred_mask.cpu().numpy()
             for j in range(k):
                 if iou(gt[j], pred[j]) >= STOP_IOU:
                     continue
@@ -113,15 +113,15 @@ def image_loss(model: Seem, criterion: SeemCriterion, feats: ImageFeatures, samp
     if k:
         visual = model.encode_visual_prompt(feats, torch.from_numpy(pos).to(device), torch.from_numpy(neg).to(device), sampler)
     text = None
-    grounding_masks = None
+    grounding_masks: torch.Tensor | None = None
     if sample.expressions and config.max_sentences:
         m = min(config.max_sentences, len(sample.expressions))
         picks = rng.choice(len(sample.expressions), size=m, replace=False)
         phrases = [sample.expressions[i] for i in picks]
         text = model.encode_text([p for p, _ in phrases])
-        grounding_masks = np.zeros((m, hp, wp), dtype=bool)
-        grounding_masks[:, :h, :w] = sample.masks[[i for _, i in phrases]]
-        grounding_masks = torch.from_numpy(grounding_masks).to(device)
+        grounding_np = np.zeros((m, hp, wp), dtype=bool)
+        grounding_np[:, :h, :w] = sample.masks[[i for _, i in phrases]]
+        grounding_masks = torch.from_numpy(grounding_np).to(device)
     out = model.decode(feats, visual=visual, text=text, memory_mask=memory, sampler=sampler)
     padded = np.zeros((len(sample.masks), hp, wp), dtype=bool)  # GT in the padded model frame
     padded[:, :h, :w] = sample.masks

@@ -15,10 +15,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
 from seem.errors import ConfigError, ImageError, require
+
+if TYPE_CHECKING:  # PyAV is optional and imported lazily
+    from av.container import OutputContainer
+    from av.video.stream import VideoStream
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 DEFAULT_FOLDER_FPS = 24.0  # frame rate assumed for folders of frames (DAVIS is 24 fps)
@@ -205,8 +210,8 @@ class VideoWriter:
         self.path = Path(path)
         self.codec = available_codec()
         self.fps = Fraction(fps).limit_denominator(1001)
-        self._container = None
-        self._stream = None
+        self._container: OutputContainer | None = None
+        self._stream: VideoStream | None = None
         self._size: tuple[int, int] | None = None
         self.frames = 0
 
@@ -221,6 +226,7 @@ class VideoWriter:
         h, w = rgb.shape[:2]
         rgb = np.pad(rgb, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
         frame = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        assert self._stream is not None and self._container is not None  # opened by _start with the first frame
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
         self.frames += 1
@@ -229,14 +235,16 @@ class VideoWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._size = (int(size[0]), int(size[1]))
         self._container = self._av.open(str(self.path), mode="w")
-        self._stream = self._container.add_stream(self.codec, rate=self.fps)
-        self._stream.height, self._stream.width = self._size[0] + self._size[0] % 2, self._size[1] + self._size[1] % 2
-        self._stream.pix_fmt = "yuv420p"
+        # every name in CODECS is a video codec, so PyAV returns a VideoStream
+        self._stream = stream = cast("VideoStream", self._container.add_stream(self.codec, rate=self.fps))
+        stream.height, stream.width = self._size[0] + self._size[0] % 2, self._size[1] + self._size[1] % 2
+        stream.pix_fmt = "yuv420p"
 
     def close(self) -> None:
         """Flush the encoder and close the file (no file is written when no frame was)."""
         if self._container is None:
             return
+        assert self._stream is not None  # opened together with the container
         for packet in self._stream.encode():
             self._container.mux(packet)
         self._container.close()

@@ -99,7 +99,7 @@ class FocalModulation(nn.Module):
         """``x (B, H, W, C)`` channel-last -> ``(B, H, W, C)``."""
         c = x.shape[-1]
         x = self.f(x).permute(0, 3, 1, 2).contiguous()
-        q, ctx, gates = torch.split(x, (c, c, self.focal_level + 1), dim=1)
+        q, ctx, gates = torch.split(x, [c, c, self.focal_level + 1], dim=1)
         ctx_all: Tensor | None = None
         for level, layer in enumerate(self.focal_layers):
             ctx = layer(ctx)
@@ -166,6 +166,8 @@ class FocalModulationBlock(nn.Module):
         self.drop_path = DropPath(drop_path)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.gamma_1: nn.Parameter | None
+        self.gamma_2: nn.Parameter | None
         if use_layerscale:
             self.gamma_1 = nn.Parameter(torch.full((dim,), _LAYERSCALE_INIT))
             self.gamma_2 = nn.Parameter(torch.full((dim,), _LAYERSCALE_INIT))

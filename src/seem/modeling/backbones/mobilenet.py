@@ -29,6 +29,8 @@ class FrozenBatchNorm2d(nn.BatchNorm2d):
         return self
 
     def forward(self, x: Tensor) -> Tensor:
+        # the statistics exist: track_running_stats keeps its default (True) for every instance
+        assert self.running_var is not None and self.running_mean is not None
         scale = self.weight * (self.running_var + self.eps).rsqrt()
         shift = self.bias - self.running_mean * scale
         return x * scale[None, :, None, None].to(x.dtype) + shift[None, :, None, None].to(x.dtype)

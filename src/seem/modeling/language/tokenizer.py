@@ -34,6 +34,7 @@ import gzip
 import importlib.resources
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -94,9 +95,9 @@ def bytes_to_unicode() -> dict[int, str]:
 
 
 @functools.lru_cache(maxsize=1)
-def _load_vocabulary() -> tuple[dict[str, int], dict[tuple[str, str], int]]:
+def _load_vocabulary() -> tuple[dict[str, int], dict[tuple[str, ...], int]]:
     """Read the packaged BPE file once: (token -> id, merge pair -> rank). Called lazily on first use."""
-    resource = importlib.resources.files("seem").joinpath("assets", _VOCAB_FILE)
+    resource = importlib.resources.files("seem").joinpath("assets").joinpath(_VOCAB_FILE)
     with resource.open("rb") as raw, gzip.open(raw, "rt", encoding="utf-8") as text:
         lines = text.read().split("\n")
     merges = [tuple(line.split()) for line in lines[1 : _NUM_MERGES + 1]]  # line 0 is a version header
@@ -125,8 +126,9 @@ class ClipTokenizer:
     def __init__(self) -> None:
         self._bpe_memo: dict[str, tuple[str, ...]] = {SOT_TOKEN: (SOT_TOKEN,), EOT_TOKEN: (EOT_TOKEN,)}
         self._byte_encoder = bytes_to_unicode()
-        self._pattern = None
-        self._special_split = None
+        # compiled 'regex' patterns (that package ships no type information), built on first use
+        self._pattern: Any | None = None
+        self._special_split: Any | None = None
 
     # -- public API -----------------------------------------------------------------------------------
     @property
@@ -144,15 +146,15 @@ class ClipTokenizer:
 
     def tokenize(self, text: str) -> list[int]:
         """BPE ids of one text, **without** start/end tokens ("a photo of a dog." -> [320, 1125, 539, 320, 1929, 269])."""
-        self._ensure_loaded()
+        pattern, special_split = self._ensure_loaded()
         encoder, _ = _load_vocabulary()
         ids: list[int] = []
         # HF splits the raw text on its added special tokens before any cleaning (case-sensitive).
-        for piece in self._special_split.split(text):
+        for piece in special_split.split(text):
             if piece in (SOT_TOKEN, EOT_TOKEN):
                 ids.append(encoder[piece])
             elif piece:
-                for word in self._pattern.findall(_clean(piece)):
+                for word in pattern.findall(_clean(piece)):
                     mapped = "".join(self._byte_encoder[b] for b in word.encode("utf-8"))
                     ids.extend(encoder[symbol] for symbol in self._bpe(mapped))
         return ids
@@ -209,12 +211,14 @@ class ClipTokenizer:
         return text.replace("</w>", " ").strip()
 
     # -- internals ------------------------------------------------------------------------------------
-    def _ensure_loaded(self) -> None:
-        if self._pattern is None:
+    def _ensure_loaded(self) -> tuple[Any, Any]:
+        """The pre-tokenizer pattern and the special-token splitter, compiled on the first call."""
+        if self._pattern is None or self._special_split is None:
             import regex  # third-party 'regex': needed for \p{L} / \p{N}
 
             self._pattern = regex.compile(_PATTERN, regex.IGNORECASE)
             self._special_split = regex.compile(f"({regex.escape(SOT_TOKEN)}|{regex.escape(EOT_TOKEN)})")
+        return self._pattern, self._special_split
 
     def _bpe(self, word: str) -> tuple[str, ...]:
         """Merge the byte symbols of one pre-token by ascending merge rank (CLIP's BPE); memoised."""
