@@ -12,6 +12,7 @@ from PIL import Image
 from seem.data.real_mix import ROLE_GENERIC, ROLE_PART, ROLE_REGION, ROLE_TEXT, MixConfig, RealMixture
 from seem.data.real_sets import is_validation, load_set
 from seem.errors import ConfigError
+from seem.train.pack import PackedSamples
 
 H, W = 48, 64
 
@@ -117,3 +118,41 @@ def test_a_draw_without_segments_has_no_prompt_targets():
     empty = TrainSample(np.zeros((8, 8, 3), np.uint8), np.zeros((0, 8, 8), bool), np.zeros(0, np.int64), [],
                         generic=np.zeros(0, bool), promptable=np.zeros(0, bool))
     assert empty.prompt_index().size == 0 and empty.generic_index().size == 0
+
+
+def test_pack_then_continue_training_for_minutes_writes_loadable_shards(root, tmp_path):
+    """The lent-GPU path end to end, on the CPU: `seem train-pack` draws the mixture into a file, `seem
+    train-continue` trains the bundled model from it for a few seconds and writes size-bounded shards that
+    merge into weights which differ from the bundled ones and load into the model strictly."""
+    from importlib import resources
+
+    from seem.checkpoint import read_checkpoint
+    from seem.cli import main
+    from seem.train.export import export_checkpoint
+    from seem.train.shards import INDEX
+
+    mix_cfg = tmp_path / "mix.json"
+    mix_cfg.write_text(json.dumps({"data": "mix", "data_root": str(root), "image_size": 64,
+                                   "mix_weights": [["ccp", 1.0], ["coco128", 1.0]], "copy_paste_prob": 0.0}))
+    assert main(["train-pack", str(mix_cfg), "--out", str(tmp_path / "p.npz"), "--max-mib", "0.2"]) == 0
+    pack = PackedSamples(tmp_path / "p.npz")
+    assert len(pack) >= 5 and pack.size == 64 and (tmp_path / "p.npz").stat().st_size <= 0.2 * (1 << 20)
+
+    run_cfg = tmp_path / "run.json"
+    run_cfg.write_text(json.dumps({"batch_size": 1, "steps": 100000, "max_objects": 2, "max_sentences": 1,
+                                   "max_rounds": 1, "num_points": 256, "warmup_steps": 1, "milestones": [],
+                                   "threads": 1, "checkpoint_every": 1000}))
+    shards = tmp_path / "shards"
+    assert main(["train-continue", "--pack", str(tmp_path / "p.npz"), "--config", str(run_cfg), "--minutes",
+                 "0.02", "--device", "cpu", "--out-dir", str(tmp_path / "run"), "--shards", str(shards),
+                 "--shard-mib", "12"]) == 0
+    files = sorted(shards.glob("model-*.safetensors"))
+    assert len(files) >= 2 and all(f.stat().st_size <= 12 << 20 for f in files) and (shards / INDEX).is_file()
+    merged = read_checkpoint(export_checkpoint(shards, tmp_path / "merged.safetensors"))
+    bundled = read_checkpoint(resources.files("seem") / "assets" / "seem_tiny.safetensors")
+    assert list(merged) == list(bundled)
+    changed = [k for k in bundled if not torch.equal(merged[k].float(), bundled[k].float())]
+    assert changed and any(k.startswith("decoder.") for k in changed)
+    from seem import from_pretrained
+
+    assert from_pretrained(str(tmp_path / "merged.safetensors")) is not None  # strict load

@@ -18,6 +18,9 @@ def add_parser(subparsers) -> None:
     train.add_argument("--batch-size", type=int, default=None, dest="batch_size")
     train.add_argument("--out-dir", default=None, dest="out_dir")
     train.add_argument("--threads", type=int, default=None)
+    train.add_argument("--device", default=None, help="cpu | cuda[:N] | auto (default: the config's, cpu)")
+    train.add_argument("--max-minutes", type=float, default=None, dest="max_minutes",
+                       help="stop and checkpoint after this much training time")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from seem.train.engine import Trainer
 
     config = TrainConfig.from_file(args.config, steps=args.steps, batch_size=args.batch_size,
-                                   out_dir=args.out_dir, threads=args.threads)
+                                   out_dir=args.out_dir, threads=args.threads, device=args.device,
+                                   max_minutes=args.max_minutes)
     Trainer(config).run()
     return 0

@@ -19,7 +19,9 @@ from ..errors import ConfigError
 class TrainConfig:
     model: str = "seem_tiny"  # registry name (architecture); weights start from `init`
     init: str = "imagenet"  # "imagenet" (backbone from ImageNet MobileNetV2), "none", or a checkpoint path
-    data: str = "scenes"  # "scenes" (generated on the fly) or "mix" (real photos + scenes, seem.data.real_mix)
+    data: str = "scenes"  # "scenes" (generated on the fly), "mix" (real photos + scenes, seem.data.real_mix)
+    # or "pack" (draws stored in the file `pack`, seem.train.pack: for a machine without the data sets)
+    pack: str = ""
     data_root: str = "../shared/datasets"  # folder of the real sets (data="mix")
     mix_weights: tuple[tuple[str, float], ...] = ()  # (set, weight) pairs; () = MixConfig's defaults
     copy_paste_prob: float = 0.3
@@ -50,6 +52,8 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_every: int = 200
     out_dir: str = "runs/seem_tiny"
+    device: str = "cpu"  # "cpu", "cuda[:N]" or "auto"
+    max_minutes: float = 0.0  # stop (and checkpoint) after this much wall-clock training time; 0 = no limit
 
     @classmethod
     def from_file(cls, path: str | Path | None, **overrides) -> TrainConfig:
@@ -75,8 +79,10 @@ class TrainConfig:
             raise ConfigError(f"unknown training config fields {unknown}; known: {sorted(known)}")
         if "mix_weights" in values:
             values["mix_weights"] = tuple((str(n), float(w)) for n, w in values["mix_weights"])
-        if values.get("data", "scenes") not in ("scenes", "mix"):
-            raise ConfigError(f"data must be 'scenes' or 'mix', got {values['data']!r}")
+        if values.get("data", "scenes") not in ("scenes", "mix", "pack"):
+            raise ConfigError(f"data must be 'scenes', 'mix' or 'pack', got {values['data']!r}")
+        if values.get("data") == "pack" and not values.get("pack"):
+            raise ConfigError("data 'pack' needs `pack`: the path of a file written by `seem train-pack`")
         if "milestones" in values:
             values["milestones"] = tuple(values["milestones"])
         return cls(**values)

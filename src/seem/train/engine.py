@@ -15,7 +15,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
@@ -28,6 +28,10 @@ from ..transforms import plan_frame, preprocess_image
 from .config import TrainConfig
 from .criterion import SeemCriterion
 from .step import TrainSample, image_loss
+
+if TYPE_CHECKING:
+    from seem.data.real_mix import RealMixture
+    from seem.train.pack import PackedSamples
 
 
 def _dist_info() -> tuple[int, int]:
@@ -139,7 +143,12 @@ class Trainer:
             torch.set_num_threads(config.threads)
         self.rank, self.world = setup_distributed()
         torch.manual_seed(config.seed)
-        self.model = build_model(config, model_config).train()
+        from seem.device import resolve_device
+
+        self.device = torch.device(resolve_device(config.device))
+        if self.device.type == "cuda" and self.world > 1:
+            self.device = torch.device("cuda", self.rank % torch.cuda.device_count())
+        self.model = build_model(config, model_config).to(self.device).train()
         if self.world > 1:
             for p in self.model.state_dict().values():
                 dist.broadcast(p, src=0)
@@ -147,15 +156,20 @@ class Trainer:
         self.criterion = SeemCriterion(num_points=config.num_points)
         self.step = 0
         self.out_dir = Path(config.out_dir)
-        self.mixture = None
-        if config.data == "mix":
+        self.mixture: RealMixture | PackedSamples | None = None
+        if config.data == "pack":
+            from seem.train.pack import PackedSamples
+
+            packed = PackedSamples(config.pack)
+            self.mixture, self.vocabulary = packed, packed.vocabulary
+        elif config.data == "mix":
             from ..data.real_mix import MixConfig, RealMixture
 
             mix = MixConfig(root=config.data_root, size=config.image_size, copy_paste_prob=config.copy_paste_prob)
             if config.mix_weights:
                 mix = replace(mix, weights=tuple(config.mix_weights))
-            self.mixture = RealMixture(mix)
-            self.vocabulary = self.mixture.vocabulary
+            mixture = RealMixture(mix)
+            self.mixture, self.vocabulary = mixture, mixture.vocabulary
         else:
             from ..data.scenes import SceneConfig, SceneGenerator
 
@@ -168,7 +182,7 @@ class Trainer:
         path = self.out_dir / "last.pt"
         if not path.is_file():
             return
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location=self.device, weights_only=True)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = int(state["step"])
@@ -213,7 +227,7 @@ class Trainer:
             g["lr"] = g["initial_lr"] * c.lr_factor(self.step)
         samples = self.samples(self.step)
         model = self.model
-        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if c.bf16 else nullcontext()
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if c.bf16 else nullcontext()
         with autocast:
             frame = plan_frame(samples[0].image.shape[:2], None, None, model.config.size_divisibility)
             pixel_mean, pixel_std = model.get_buffer("pixel_mean"), model.get_buffer("pixel_std")
@@ -254,7 +268,12 @@ class Trainer:
 
             progress = tqdm(total=c.steps, initial=self.step, desc="train", dynamic_ncols=True)
         window_t, window_n = time.perf_counter(), 0
+        deadline = time.monotonic() + 60.0 * c.max_minutes if c.max_minutes > 0 else float("inf")
         while self.step < c.steps:
+            if time.monotonic() >= deadline:
+                self.log(f"stopping at step {self.step}: max_minutes={c.max_minutes} reached")
+                self.save()
+                break
             parts = self.train_step()
             window_n += c.batch_size * self.world
             if progress is not None:
