@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .errors import ImageError, PromptError
-from .modeling.decoder import VisualPromptTokens
+from .modeling.decoder import QueryGroup, VisualPromptTokens
 from .modeling.seem import ImageFeatures, Seem, TextPrompt
 from .modeling.visual_sampler import PromptSampler, RandomSampler
 from .postprocess import select_grounding, select_visual_queries
@@ -316,7 +316,7 @@ class SeemPredictor:
             chosen = select_visual_queries(out)
             mode, antialias = "bicubic", False  # official evaluate_interactive_single
         else:
-            s, e = out.ranges["queries_grounding"]
+            s, e = out.ranges[QueryGroup.GROUNDING]
             _, matched = select_grounding(last.class_embed[0, s:e].float(), text_prompt.sentence_embeddings,
                                           self.model.text_encoder.logit_scale, self.model.config.inference.grounding_logit_scale_max)
             chosen = s + matched
@@ -406,7 +406,7 @@ class SeemPredictor:
         if self._everything is None:  # one decoder pass per image, shared by every vocabulary and kind
             with self.autocast(decoder=True):
                 out = self.decoding_model.decode(feats, sampler=self.sampler(), intermediate=False)
-            s, e = out.ranges["queries_object"]
+            s, e = out.ranges[QueryGroup.OBJECT]
             self._everything = (out.last.class_embed[0, s:e].float(), out.last.masks[0, s:e].float())
         class_embed, query_masks = self._everything
         emb = self.vocabularies.get(names + ("background",))
