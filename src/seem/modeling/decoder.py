@@ -33,7 +33,15 @@ __all__ = ["DecoderImageCache", "DecoderOutput", "DecoderPass", "HeadOutput", "L
 
 @dataclass(frozen=True)
 class DecoderPass:
-    """The inputs every layer step of one :meth:`SeemDecoder.forward` pass reads (see its arguments)."""
+    """The inputs every :meth:`SeemDecoder.layer_step` of one :meth:`SeemDecoder.forward` pass reads.
+
+    Attributes:
+        levels: the image's :class:`LevelFeatures` (``src`` / ``pos`` ``(h*w, B, D)`` per level).
+        mask_features: ``(B, Dm, H/4, W/4)``.
+        sampler: the source of random draws (memory prompt objects, per layer).
+        visual, memory_mask, cache, joint_prompts, intermediate: as the arguments of
+            :meth:`SeemDecoder.forward` (``memory_mask`` ``(1, K, h', w')`` logits).
+    """
 
     levels: LevelFeatures
     mask_features: Tensor
@@ -47,7 +55,6 @@ class DecoderPass:
     @property
     def batch(self) -> int:
         return int(self.levels.src[0].shape[1])
-
 
 
 class SeemDecoder(nn.Module):
