@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import torch
 
-from seem.modeling.attention_mask import QueryLayout, build_self_attention_mask
+from seem.modeling.attention_mask import QueryGroup, QueryLayout, build_self_attention_mask
 
 
 def _layout(**kw):
-    sizes = {"queries_object": 2, "queries_grounding": 2, "queries_spatial": 4, "tokens_grounding": 2,
-             "tokens_spatial": 4, "memories_spatial": 2}
+    sizes = {QueryGroup.OBJECT: 2, QueryGroup.GROUNDING: 2, QueryGroup.SPATIAL: 4, QueryGroup.GROUNDING_TOKENS: 2,
+             QueryGroup.SPATIAL_TOKENS: 4, QueryGroup.SPATIAL_MEMORY: 2}
     return QueryLayout(
         sizes=sizes,
         spatial_query_object=torch.tensor([0, 0, 1, 1]),
         spatial_token_object=torch.tensor([[0, 1, 1, -2]]),
         memory_object=torch.tensor([1, 0]),
-        padding={"tokens_grounding": torch.tensor([[False, True]]), "tokens_spatial": torch.tensor([[False, False, False, True]])},
+        padding={QueryGroup.GROUNDING_TOKENS: torch.tensor([[False, True]]), QueryGroup.SPATIAL_TOKENS: torch.tensor([[False, False, False, True]])},
         **kw,
     )
 
@@ -23,8 +23,8 @@ def _layout(**kw):
 def test_group_table_padding_and_per_object_blocks():
     layout = _layout()
     r = layout.ranges()
-    assert r == {"queries_object": (0, 2), "queries_grounding": (2, 4), "queries_spatial": (4, 8),
-                 "tokens_grounding": (8, 10), "tokens_spatial": (10, 14), "memories_spatial": (14, 16)}
+    assert r == {QueryGroup.OBJECT: (0, 2), QueryGroup.GROUNDING: (2, 4), QueryGroup.SPATIAL: (4, 8),
+                 QueryGroup.GROUNDING_TOKENS: (8, 10), QueryGroup.SPATIAL_TOKENS: (10, 14), QueryGroup.SPATIAL_MEMORY: (14, 16)}
     m = build_self_attention_mask(layout, batch_size=1)[0]
     allowed = ~m
     # object queries see only object queries
@@ -55,7 +55,7 @@ def test_without_per_object_blocks_v0():
 
 
 def test_absent_groups_shrink_the_mask():
-    layout = QueryLayout(sizes={"queries_object": 3})
+    layout = QueryLayout(sizes={QueryGroup.OBJECT: 3})
     m = build_self_attention_mask(layout, batch_size=1)
     assert m.shape == (1, 3, 3) and not m.any()
 

@@ -12,6 +12,7 @@ import torch
 from _fixture import require_fixture
 from _parity import case, compare, fixture_model, image_features, recorded_sampler, vocabulary_embeddings
 
+from seem.modeling.decoder import QueryGroup
 from seem.modeling.layers import SelfAttentionLayer
 from seem.postprocess import select_grounding, select_spatial
 
@@ -52,17 +53,17 @@ def _group(out, name, tensor):
 def test_fast_visual_prompt_round_matches_official(name):
     meta, t = case(name)
     model, visual, full, fast = _decode_both(meta, t)
-    assert "queries_object" not in fast.ranges and len(fast.predictions) == 1
-    smaskembs = _group(fast, "queries_spatial", fast.last.mask_embed)
+    assert QueryGroup.OBJECT not in fast.ranges and len(fast.predictions) == 1
+    smaskembs = _group(fast, QueryGroup.SPATIAL, fast.last.mask_embed)
     compare(t, "output.pred_smaskembs", smaskembs)
-    compare(t, "output.pred_stexts", _group(fast, "queries_spatial", fast.last.class_embed))
+    compare(t, "output.pred_stexts", _group(fast, QueryGroup.SPATIAL, fast.last.class_embed))
     k = visual.num_objects
     chosen = select_spatial(smaskembs[0], visual.positive_mean[0], torch.arange(k).repeat_interleave(smaskembs.shape[1] // k))
-    prev = _group(fast, "queries_spatial", fast.last.masks)[0, chosen][None]
+    prev = _group(fast, QueryGroup.SPATIAL, fast.last.masks)[0, chosen][None]
     assert compare(t, "output.prev_mask", prev)
     # and the same as the full pass (object queries, full-resolution intermediate masks)
-    torch.testing.assert_close(_group(fast, "queries_spatial", fast.last.masks),
-                               _group(full, "queries_spatial", full.last.masks), atol=1e-4, rtol=0)
+    torch.testing.assert_close(_group(fast, QueryGroup.SPATIAL, fast.last.masks),
+                               _group(full, QueryGroup.SPATIAL, full.last.masks), atol=1e-4, rtol=0)
 
 
 def test_fast_grounding_round_matches_official():
@@ -70,11 +71,11 @@ def test_fast_grounding_round_matches_official():
     model = fixture_model()
     text = model.encode_text([meta["text"]])
     _, _, full, fast = _decode_both(meta, t, text)
-    gtexts = _group(fast, "queries_grounding", fast.last.class_embed)
+    gtexts = _group(fast, QueryGroup.GROUNDING, fast.last.class_embed)
     assert compare(t, "output.pred_gtexts", gtexts)
     _, matched = select_grounding(gtexts[0], text.sentence_embeddings, model.text_encoder.logit_scale)
-    torch.testing.assert_close(_group(fast, "queries_grounding", fast.last.masks)[0, matched],
-                               _group(full, "queries_grounding", full.last.masks)[0, matched], atol=1e-4, rtol=0)
+    torch.testing.assert_close(_group(fast, QueryGroup.GROUNDING, fast.last.masks)[0, matched],
+                               _group(full, QueryGroup.GROUNDING, full.last.masks)[0, matched], atol=1e-4, rtol=0)
 
 
 def test_cached_generic_pass_matches_official():
@@ -82,9 +83,9 @@ def test_cached_generic_pass_matches_official():
     model = fixture_model()
     _, feats = image_features(meta["image"])
     out = model.decode(model.cache_features(feats), sampler=recorded_sampler(meta, t), intermediate=False)
-    logits = model.class_logits(_group(out, "queries_object", out.last.class_embed), vocabulary_embeddings())
+    logits = model.class_logits(_group(out, QueryGroup.OBJECT, out.last.class_embed), vocabulary_embeddings())
     assert compare(t, "output.pred_logits", logits)
-    assert compare(t, "output.pred_masks", _group(out, "queries_object", out.last.masks))
+    assert compare(t, "output.pred_masks", _group(out, QueryGroup.OBJECT, out.last.masks))
 
 
 def test_self_attention_rows_are_the_rows_of_the_full_output():

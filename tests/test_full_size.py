@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from seem import SeemPredictor, build_seem
-from seem.modeling.decoder import SeemDecoder
+from seem.modeling.decoder import QueryGroup, SeemDecoder
 from seem.registry import get_variant
 
 
@@ -37,5 +37,5 @@ def test_official_focal_t_runs_every_prompt_type_and_v0_is_a_flag():
         prompt = v0.encode_visual_prompt(p.features.levels, p.features.mask_features, torch.ones(1, 96, 128, dtype=torch.bool),
                                          torch.zeros(1, 96, 128, dtype=torch.bool), p.sampler())
         out = v0(p.features.multi_scale_features, p.features.mask_features, visual=prompt, levels=p.features.levels)
-    s, e = out.ranges["queries_spatial"]
+    s, e = out.ranges[QueryGroup.SPATIAL]
     assert e - s == config.decoder.num_queries  # v0 copies every object query for the prompted object

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from seem.modeling.decoder import DecoderOutput, HeadOutput, VisualPromptTokens
+from seem.modeling.decoder import DecoderOutput, HeadOutput, QueryGroup, VisualPromptTokens
 from seem.train.point_losses import (
     batch_dice_cost,
     batch_sigmoid_ce_cost,
@@ -88,7 +88,7 @@ Q, C, D, K, PER_OBJ, S, LAYERS = 5, 3, 8, 2, 2, 2, 2  # object/grounding queries
 NS = K * PER_OBJ
 NQ = 2 * Q + NS
 H = W = 32  # ground truth at the padded input resolution, 4x the 8x8 logits
-RANGES = {"queries_object": (0, Q), "queries_grounding": (Q, 2 * Q), "queries_spatial": (2 * Q, NQ)}
+RANGES = {QueryGroup.OBJECT: (0, Q), QueryGroup.GROUNDING: (Q, 2 * Q), QueryGroup.SPATIAL: (2 * Q, NQ)}
 
 
 def _class_logits(embed: torch.Tensor) -> torch.Tensor:
@@ -118,7 +118,7 @@ def _output(class_embed, mask_embed, masks, positive_mean, visual=True, text=Tru
     """``LAYERS + 1`` prediction sets from free tensors ``(L+1, NQ, ...)``; drop prompt groups at will."""
     preds = [HeadOutput(class_embed[i][None], mask_embed[i][None], masks[i][None]) for i in range(class_embed.shape[0])]
     vis = VisualPromptTokens([], [], [], positive_mean[None], -torch.ones_like(positive_mean)[None]) if visual else None
-    ranges = {k: v for k, v in RANGES.items() if (visual or k != "queries_spatial") and (text or k != "queries_grounding")}
+    ranges = {k: v for k, v in RANGES.items() if (visual or k != QueryGroup.SPATIAL) and (text or k != QueryGroup.GROUNDING)}
     return DecoderOutput(preds, ranges, vis)
 
 
@@ -292,7 +292,7 @@ def test_criterion_on_a_real_tiny_decoder_trains_its_parameters():
     visual = decoder.encode_visual_prompt(levels, mask_features, t.spatial_masks, torch.zeros_like(t.spatial_masks), sampler)
     out = decoder(feats, mask_features, visual=visual, text_tokens=torch.randn(3, 1, d),
                   memory_mask=torch.randn(1, 2, 16, 16), sampler=sampler, levels=levels)
-    assert set(out.ranges) == {"queries_object", "queries_grounding", "queries_spatial", "memories_spatial"}
+    assert set(out.ranges) == {QueryGroup.OBJECT, QueryGroup.GROUNDING, QueryGroup.SPATIAL, QueryGroup.SPATIAL_MEMORY}
     vocab = F.normalize(torch.randn(3, d), dim=-1)  # 2 classes + background
     scale = torch.tensor(1.0, requires_grad=True)
     losses = SeemCriterion(num_points=64)(out, lambda e: scale.exp() * F.normalize(e, dim=-1) @ vocab.t(), t, scale,

@@ -21,6 +21,7 @@ from _parity import (
     vocabulary_embeddings,
 )
 
+from seem.modeling.decoder import QueryGroup
 from seem.modeling.seem import TextPrompt
 from seem.postprocess import (
     instance_inference,
@@ -84,8 +85,8 @@ def test_generic_segmentation_matches_official():
     meta, t = case("case_a_generic")
     model, frame, feats, _, out = _decode(meta, t)
     _check_layers(model, out, t)
-    logits = model.class_logits(_group(out, "queries_object", out.last.class_embed), vocabulary_embeddings())
-    masks = _group(out, "queries_object", out.last.masks)
+    logits = model.class_logits(_group(out, QueryGroup.OBJECT, out.last.class_embed), vocabulary_embeddings())
+    masks = _group(out, QueryGroup.OBJECT, out.last.masks)
     compare(t, "output.pred_logits", logits)
     compare(t, "output.pred_masks", masks)
 
@@ -123,27 +124,27 @@ def test_grounding_matches_official():
     assert torch.equal(text.padding, t["decoder_input.grounding_nonzero_mask"].bool())
     model, frame, _, _, out = _decode(meta, t, text)
     _check_layers(model, out, t)
-    gtexts = _group(out, "queries_grounding", out.last.class_embed)
+    gtexts = _group(out, QueryGroup.GROUNDING, out.last.class_embed)
     compare(t, "output.pred_gtexts", gtexts)
     sim, matched = select_grounding(gtexts[0], text.sentence_embeddings, model.text_encoder.logit_scale)
     compare(t, "post.out_prob", sim)
     if "post.matched_id" in t:
         assert torch.equal(matched, t["post.matched_id"])
-    gmask = _group(out, "queries_grounding", out.last.masks)[0, matched]
+    gmask = _group(out, QueryGroup.GROUNDING, out.last.masks)[0, matched]
     result = sem_seg_postprocess(upsample_to_input(gmask, frame.padded_size), frame.resized_size, frame.original_size)
     compare(t, "post.grounding_mask", result)
 
 
 def _check_spatial(model, frame, visual, out, t):
-    smaskembs = _group(out, "queries_spatial", out.last.mask_embed)
+    smaskembs = _group(out, QueryGroup.SPATIAL, out.last.mask_embed)
     compare(t, "output.pred_smaskembs", smaskembs)
     compare(t, "output.pred_pspatials", visual.positive_mean)
     compare(t, "output.pred_nspatials", visual.negative_mean)
-    compare(t, "output.pred_stexts", _group(out, "queries_spatial", out.last.class_embed))
+    compare(t, "output.pred_stexts", _group(out, QueryGroup.SPATIAL, out.last.class_embed))
     k = visual.num_objects
     q_obj = torch.arange(k).repeat_interleave(smaskembs.shape[1] // k)
     chosen = select_spatial(smaskembs[0], visual.positive_mean[0], q_obj)
-    prev = _group(out, "queries_spatial", out.last.masks)[0, chosen][None]
+    prev = _group(out, QueryGroup.SPATIAL, out.last.masks)[0, chosen][None]
     compare(t, "output.prev_mask", prev)
     return prev
 
@@ -172,7 +173,7 @@ def test_text_plus_point_composition_matches_official():
     assert torch.equal(quirk.padding, t["decoder_input.grounding_nonzero_mask"].bool())
     model, frame, _, visual, out = _decode(meta, t, quirk)
     _check_layers(model, out, t)
-    compare(t, "output.pred_gtexts", _group(out, "queries_grounding", out.last.class_embed))
+    compare(t, "output.pred_gtexts", _group(out, QueryGroup.GROUNDING, out.last.class_embed))
     prev = _check_spatial(model, frame, visual, out, t)
     if "post.mask_iou" in t:
         up = F.interpolate(prev, size=frame.padded_size, mode="bilinear")

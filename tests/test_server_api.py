@@ -427,7 +427,7 @@ def test_session_ttl_and_limits(app, client, ids, monkeypatch):
     r = client.get(f"/v1/sessions/{sid}")
     assert r.status_code == 404 and "expired" in r.json()["detail"]
 
-    import seem.server.app as server_app
+    import seem.server.routes.sessions as server_app
 
     monkeypatch.setattr(server_app, "MAX_OBJECTS", 2)
     sid = client.post("/v1/sessions", json={"image_id": ids[0]}).json()["session_id"]

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from seem import postprocess as pp
 from seem.errors import PromptError
+from seem.modeling.decoder import QueryGroup
 from seem.structures import InstanceResult, PanopticResult, Segment, SemanticResult
 from seem.vocabularies import COCO_PANOPTIC_CLASSES, COCO_PANOPTIC_THING_FLAGS, check_vocabulary, display_name
 
@@ -41,7 +42,7 @@ def object_queries(predictor: SeemPredictor) -> tuple[Tensor, Tensor]:
     if cached is None:
         with predictor.autocast(decoder=True):
             out = predictor.decoding_model.decode(feats, sampler=predictor.sampler(), intermediate=False)
-        s, e = out.ranges["queries_object"]
+        s, e = out.ranges[QueryGroup.OBJECT]
         cached = predictor._everything = (out.last.class_embed[0, s:e].float(), out.last.masks[0, s:e].float())
     return cached
 

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from seem.modeling.attention_mask import QueryGroup
+
 
 def upsample_to_input(mask_logits: Tensor, padded_size: tuple[int, int], mode: str = "bilinear") -> Tensor:
     """``(..., h, w)`` logits at 1/4 resolution -> ``(..., H_pad, W_pad)`` (``align_corners=False``)."""
@@ -150,7 +152,7 @@ def spatial_query_objects(num_spatial_queries: int, num_objects: int, device: to
 def select_visual_queries(output) -> Tensor:
     """``(K,)`` query-axis index of the chosen spatial query of each visual object of a
     :class:`~seem.modeling.decoder.DecoderOutput` (last prediction set; :func:`select_spatial`)."""
-    s, e = output.ranges["queries_spatial"]
+    s, e = output.ranges[QueryGroup.SPATIAL]
     mask_embed = output.last.mask_embed[0, s:e]
     q_obj = spatial_query_objects(e - s, output.visual.num_objects, mask_embed.device)
     return s + select_spatial(mask_embed.float(), output.visual.positive_mean[0].float(), q_obj)

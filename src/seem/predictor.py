@@ -17,7 +17,7 @@ from torch import Tensor
 
 from seem.errors import ImageError, PromptError
 from seem.everything import segment_everything
-from seem.modeling.decoder import VisualPromptTokens
+from seem.modeling.decoder import QueryGroup, VisualPromptTokens
 from seem.modeling.seem import ImageFeatures, Seem, TextPrompt
 from seem.modeling.visual_sampler import PromptSampler, RandomSampler
 from seem.postprocess import select_grounding, select_visual_queries
@@ -305,7 +305,7 @@ class SeemPredictor:
             chosen = select_visual_queries(out)
             mode, antialias = "bicubic", False  # official evaluate_interactive_single
         else:
-            s, e = out.ranges["queries_grounding"]
+            s, e = out.ranges[QueryGroup.GROUNDING]
             _, matched = select_grounding(last.class_embed[0, s:e].float(), text_prompt.sentence_embeddings,
                                           self.model.text_encoder.logit_scale, self.model.config.inference.grounding_logit_scale_max)
             chosen = s + matched

@@ -22,27 +22,46 @@ their own object's.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 import torch
 from torch import Tensor
 
+
+class QueryGroup(Enum):
+    """The groups of entries on the decoder's query axis (official ``AttentionDataStruct`` variable names).
+
+    Definition order is the self-attention concatenation order (SEEM-REFERENCE.md §1.5, item 6). To add a
+    group: a member here, its rows in :data:`_ALLOWED` (and :data:`CROSS_ATTENTION_GROUPS` if it reads the
+    image, :data:`_MASKED_GROUPS` if it can hold padding), and one ``DecoderQueries.add`` call in
+    :meth:`seem.modeling.decoder.SeemDecoder.assemble_queries`.
+    """
+
+    OBJECT = "queries_object"  # generic object queries (panoptic / instance / semantic)
+    GROUNDING = "queries_grounding"  # copies of the object queries that answer the text prompt
+    SPATIAL = "queries_spatial"  # copies of the object queries that answer the visual prompt
+    GROUNDING_TOKENS = "tokens_grounding"  # text prompt tokens
+    SPATIAL_TOKENS = "tokens_spatial"  # visual prompt tokens (re-sampled from each layer's feature level)
+    SPATIAL_MEMORY = "memories_spatial"  # memory prompts: read the previous round's mask
+
+
 # Self-attention groups in the official concatenation order.
-GROUPS = ("queries_object", "queries_grounding", "queries_spatial", "tokens_grounding", "tokens_spatial", "memories_spatial")
-# Cross-attention groups (prompt tokens never cross-attend to the image).
-CROSS_ATTENTION_GROUPS = ("queries_object", "queries_grounding", "queries_spatial", "memories_spatial")
+GROUPS: tuple[QueryGroup, ...] = tuple(QueryGroup)
+# Cross-attention groups (prompt tokens never cross-attend to the image), in the official order.
+CROSS_ATTENTION_GROUPS = (QueryGroup.OBJECT, QueryGroup.GROUNDING, QueryGroup.SPATIAL, QueryGroup.SPATIAL_MEMORY)
 _ALLOWED = {
-    "queries_object": ("queries_object",),
-    "queries_grounding": ("queries_grounding", "tokens_grounding"),
-    "queries_spatial": ("queries_spatial", "tokens_spatial", "memories_spatial"),
-    "tokens_grounding": ("queries_grounding", "tokens_grounding"),
-    "tokens_spatial": ("tokens_spatial",),
-    "memories_spatial": ("memories_spatial",),
+    QueryGroup.OBJECT: (QueryGroup.OBJECT,),
+    QueryGroup.GROUNDING: (QueryGroup.GROUNDING, QueryGroup.GROUNDING_TOKENS),
+    QueryGroup.SPATIAL: (QueryGroup.SPATIAL, QueryGroup.SPATIAL_TOKENS, QueryGroup.SPATIAL_MEMORY),
+    QueryGroup.GROUNDING_TOKENS: (QueryGroup.GROUNDING, QueryGroup.GROUNDING_TOKENS),
+    QueryGroup.SPATIAL_TOKENS: (QueryGroup.SPATIAL_TOKENS,),
+    QueryGroup.SPATIAL_MEMORY: (QueryGroup.SPATIAL_MEMORY,),
 }
-_MASKED_GROUPS = ("tokens_spatial", "tokens_grounding")  # groups that may contain padding
+_MASKED_GROUPS = (QueryGroup.SPATIAL_TOKENS, QueryGroup.GROUNDING_TOKENS)  # groups that may contain padding
 # Paper §3.1: "the learnable queries can freely interact with all prompts at inference time". The official v1
 # table keeps text and visual prompts apart; ``joint_prompts`` lets each prompted query group also read the
 # other prompt type (an inference-time option, never trained).
-_JOINT_EXTRA = {"queries_spatial": ("tokens_grounding",), "queries_grounding": ("tokens_spatial",)}
+_JOINT_EXTRA = {QueryGroup.SPATIAL: (QueryGroup.GROUNDING_TOKENS,), QueryGroup.GROUNDING: (QueryGroup.SPATIAL_TOKENS,)}
 
 
 @dataclass(frozen=True)
@@ -50,20 +69,20 @@ class QueryLayout:
     """Sizes of each group (0 = absent) and, for the prompt groups, which object each entry belongs to.
 
     Attributes:
-        sizes: group name -> number of entries, for every name in :data:`GROUPS`.
+        sizes: group -> number of entries (absent or 0 = the group is not in the pass).
         spatial_query_object: ``(Ns,)`` int64, the prompted object of each spatial query.
         spatial_token_object: ``(B, Ts)`` int64, the object of each visual token; padding = -2.
         memory_object: ``(M,)`` int64, the object each memory prompt is assigned to.
-        padding: group name -> ``(B, T)`` bool, True = padding token (for ``tokens_*`` groups).
+        padding: group -> ``(B, T)`` bool, True = padding token (for the groups in ``_MASKED_GROUPS``).
     """
 
-    sizes: dict[str, int]
+    sizes: dict[QueryGroup, int]
     spatial_query_object: Tensor | None = None
     spatial_token_object: Tensor | None = None
     memory_object: Tensor | None = None
-    padding: dict[str, Tensor] | None = None
+    padding: dict[QueryGroup, Tensor] | None = None
 
-    def ranges(self, groups: tuple[str, ...] = GROUPS) -> dict[str, tuple[int, int]]:
+    def ranges(self, groups: tuple[QueryGroup, ...] = GROUPS) -> dict[QueryGroup, tuple[int, int]]:
         """Start/end index of each present group when ``groups`` are concatenated in order."""
         out, start = {}, 0
         for name in groups:
@@ -94,7 +113,7 @@ def build_self_attention_mask(
     mask = torch.ones(batch_size, total, total, dtype=torch.bool)
     padding = layout.padding or {}
 
-    def block(a: str, b: str) -> Tensor:
+    def block(a: QueryGroup, b: QueryGroup) -> Tensor:
         (a0, a1), (b0, b1) = ranges[a], ranges[b]
         return mask[:, a0:a1, b0:b1]
 
@@ -118,15 +137,15 @@ def build_self_attention_mask(
             if name in table[other]:
                 block(other, name).transpose(1, 2)[pad] = True  # padded columns
 
-    if per_object_blocks and "queries_spatial" in ranges and "tokens_spatial" in ranges:
+    if per_object_blocks and QueryGroup.SPATIAL in ranges and QueryGroup.SPATIAL_TOKENS in ranges:
         q_obj = layout.spatial_query_object.cpu()
         t_obj = layout.spatial_token_object.cpu()
-        block("queries_spatial", "queries_spatial")[:] = q_obj[:, None] != q_obj[None, :]
-        block("queries_spatial", "tokens_spatial")[:] = q_obj[None, :, None] != t_obj[:, None, :]
-        block("tokens_spatial", "tokens_spatial")[:] = t_obj[:, :, None] != t_obj[:, None, :]
-    if per_object_blocks and "memories_spatial" in ranges and "queries_spatial" in ranges:
+        block(QueryGroup.SPATIAL, QueryGroup.SPATIAL)[:] = q_obj[:, None] != q_obj[None, :]
+        block(QueryGroup.SPATIAL, QueryGroup.SPATIAL_TOKENS)[:] = q_obj[None, :, None] != t_obj[:, None, :]
+        block(QueryGroup.SPATIAL_TOKENS, QueryGroup.SPATIAL_TOKENS)[:] = t_obj[:, :, None] != t_obj[:, None, :]
+    if per_object_blocks and QueryGroup.SPATIAL_MEMORY in ranges and QueryGroup.SPATIAL in ranges:
         q_obj = layout.spatial_query_object.cpu()
         m_obj = layout.memory_object.cpu()
-        block("queries_spatial", "memories_spatial")[:] = q_obj[:, None] != m_obj[None, :]
-        block("memories_spatial", "memories_spatial")[:] = m_obj[:, None] != m_obj[None, :]
+        block(QueryGroup.SPATIAL, QueryGroup.SPATIAL_MEMORY)[:] = q_obj[:, None] != m_obj[None, :]
+        block(QueryGroup.SPATIAL_MEMORY, QueryGroup.SPATIAL_MEMORY)[:] = m_obj[:, None] != m_obj[None, :]
     return mask

@@ -18,95 +18,43 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..configs import DecoderConfig
-from .attention_mask import CROSS_ATTENTION_GROUPS, GROUPS, QueryLayout, build_self_attention_mask
-from .layers import MLP, CrossAttentionLayer, FFNLayer, SelfAttentionLayer
-from .position_encoding import PositionEmbeddingSine
-from .visual_sampler import PromptSampler, RandomSampler, mean_prompt_features, point_sample
+from seem.configs import DecoderConfig
+from seem.modeling.attention_mask import QueryGroup
+from seem.modeling.decoder_queries import DecoderQueries
+from seem.modeling.decoder_types import (DecoderImageCache, DecoderOutput, HeadOutput, LevelFeatures,
+                                         VisualPromptTokens)
+from seem.modeling.layers import MLP, CrossAttentionLayer, FFNLayer, SelfAttentionLayer
+from seem.modeling.position_encoding import PositionEmbeddingSine
+from seem.modeling.visual_sampler import PromptSampler, RandomSampler, mean_prompt_features, point_sample
+
+__all__ = ["DecoderImageCache", "DecoderOutput", "DecoderPass", "HeadOutput", "LevelFeatures", "QueryGroup",
+           "SeemDecoder", "VisualPromptTokens"]
 
 
 @dataclass(frozen=True)
-class LevelFeatures:
-    """Decoder-side image features: per level ``src``/``pos`` ``(h*w, B, D)`` and ``sizes`` ``(h, w)``.
-
-    ``src`` includes the input projection and the level embedding (official ``prepare_features``).
-    """
-
-    src: list[Tensor]
-    pos: list[Tensor]
-    sizes: list[tuple[int, int]]
-
-
-@dataclass(frozen=True)
-class VisualPromptTokens:
-    """Output of the visual sampler for K prompted objects of one image.
+class DecoderPass:
+    """The inputs every :meth:`SeemDecoder.layer_step` of one :meth:`SeemDecoder.forward` pass reads.
 
     Attributes:
-        tokens: per level ``(T_i, 1, D)`` prompt tokens (features @ spatial_token_proj + pn indicator).
-        objects: per level ``(1, T_i)`` int64 object index of each token.
-        padding: per level ``(1, T_i)`` bool (True = padding).
-        positive_mean: ``(1, K, Dm)`` mean mask feature of each object's positive pixels.
-        negative_mean: ``(1, K, Dm)`` same for negative pixels (-1 where there are none).
+        levels: the image's :class:`LevelFeatures` (``src`` / ``pos`` ``(h*w, B, D)`` per level).
+        mask_features: ``(B, Dm, H/4, W/4)``.
+        sampler: the source of random draws (memory prompt objects, per layer).
+        visual, memory_mask, cache, joint_prompts, intermediate: as the arguments of
+            :meth:`SeemDecoder.forward` (``memory_mask`` ``(1, K, h', w')`` logits).
     """
 
-    tokens: list[Tensor]
-    objects: list[Tensor]
-    padding: list[Tensor]
-    positive_mean: Tensor
-    negative_mean: Tensor
-
-    @property
-    def num_objects(self) -> int:
-        return int(self.positive_mean.shape[1])
-
-
-@dataclass(frozen=True)
-class HeadOutput:
-    """One prediction set: ``class_embed (B, Q, Dp)``, ``mask_embed (B, Q, Dm)``, ``masks (B, Q, H/4, W/4)``."""
-
-    class_embed: Tensor
-    mask_embed: Tensor
-    masks: Tensor
-
-
-@dataclass(frozen=True)
-class DecoderImageCache:
-    """Prompt-independent decoder state of one image, computed once by :meth:`SeemDecoder.build_cache`.
-
-    Queries never change the image features, so each layer's cross-attention keys and values can be
-    projected once per image; and as bilinear resizing is linear, the attention masks of intermediate
-    layers can be computed from mask features resized to each level (``mask_embed @ resize(F)`` equals
-    ``resize(mask_embed @ F)``) instead of full-resolution masks.
-
-    Attributes:
-        keys, values: per decoder layer, the projections of that layer's level: keys transposed
-            ``(B * heads, D / heads, h*w)``, values ``(B * heads, h*w, D / heads)``.
-        level_mask_features: per feature level ``(B, Dm, h, w)`` mask features bilinearly resized to it.
-    """
-
-    keys: list[Tensor]
-    values: list[Tensor]
-    level_mask_features: list[Tensor]
-
-    def select(self, index: int, num_heads: int) -> DecoderImageCache:
-        """The cache of image ``index`` of the batch (views)."""
-        rows = slice(index * num_heads, (index + 1) * num_heads)
-        return DecoderImageCache([k[rows] for k in self.keys], [v[rows] for v in self.values],
-                                 [f[index : index + 1] for f in self.level_mask_features])
-
-
-@dataclass(frozen=True)
-class DecoderOutput:
-    """All prediction sets (``num_layers + 1``) and where each query group sits on the query axis."""
-
-    predictions: list[HeadOutput]
-    ranges: dict[str, tuple[int, int]]
+    levels: LevelFeatures
+    mask_features: Tensor
+    sampler: PromptSampler
     visual: VisualPromptTokens | None = None
-    memory_objects: Tensor | None = None
+    memory_mask: Tensor | None = None
+    cache: DecoderImageCache | None = None
+    joint_prompts: bool = False
+    intermediate: bool = True
 
     @property
-    def last(self) -> HeadOutput:
-        return self.predictions[-1]
+    def batch(self) -> int:
+        return int(self.levels.src[0].shape[1])
 
 
 class SeemDecoder(nn.Module):
@@ -229,6 +177,128 @@ class SeemDecoder(nn.Module):
                    for size in levels.sizes]
         return DecoderImageCache(keys, values, resized)
 
+    # ------------------------------------------------------------------ query assembly
+    def assemble_queries(
+        self,
+        batch: int,
+        visual: VisualPromptTokens | None,
+        text_tokens: Tensor | None,
+        text_padding: Tensor | None,
+        memory: bool,
+        sampler: PromptSampler,
+        object_queries: bool = True,
+    ) -> DecoderQueries:
+        """The query groups of one pass (SEEM-REFERENCE.md §1.5 items 2-5; official ``SEEMDecoder.forward``
+        up to the first layer, ``AttentionDataStruct.set``).
+
+        Object queries are ``query_feat`` / ``query_embed`` ``(Q, B, D)``; grounding queries a full copy of
+        them, text tokens ``(T, 1, Dp)`` with a detached copy as position; spatial queries v1:
+        ``query_number`` random object queries per prompted object (one draw of ``sampler``), v0: all of them;
+        visual tokens those of level 0 (replaced per layer); memory prompts ``spatial_featured`` /
+        ``spatial_embed`` ``(M, B, D)`` when ``memory``.
+        """
+        c = self.config
+        base_content = self.query_feat.weight[:, None].repeat(1, batch, 1)
+        base_position = self.query_embed.weight[:, None].repeat(1, batch, 1)
+        queries = DecoderQueries()
+        if object_queries:
+            queries.add(QueryGroup.OBJECT, base_content, base_position)
+        if text_tokens is not None:
+            queries.add(QueryGroup.GROUNDING, base_content.clone(), base_position.clone())
+            if text_padding is None:
+                text_padding = torch.zeros(1, text_tokens.shape[0], dtype=torch.bool, device=text_tokens.device)
+            queries.add(QueryGroup.GROUNDING_TOKENS, text_tokens, text_tokens.detach().clone(), text_padding)
+        if visual is not None:
+            k = visual.num_objects
+            if c.version == "v1":
+                idx = sampler.sample_query_indices(c.num_queries, c.query_number * k).to(base_content.device)
+                queries.spatial_object = torch.arange(k).repeat_interleave(c.query_number)
+            else:  # v0: every object query is copied for the (single) prompted object
+                idx = torch.arange(c.num_queries).repeat(k)
+                queries.spatial_object = torch.arange(k).repeat_interleave(c.num_queries)
+            queries.add(QueryGroup.SPATIAL, base_content[idx], base_position[idx])
+            queries.set_visual_level(visual, 0)
+        if memory:
+            queries.add(QueryGroup.SPATIAL_MEMORY, self.spatial_featured.weight[:, None].repeat(1, batch, 1),
+                        self.spatial_embed.weight[:, None].repeat(1, batch, 1))
+        return queries
+
+    # ------------------------------------------------------------------ one layer
+    def layer_step(
+        self, index: int, queries: DecoderQueries, output: Tensor, mask_embed: Tensor, run: DecoderPass,
+        predictions: list[HeadOutput],
+    ) -> tuple[Tensor, Tensor]:
+        """Decoder layer ``index`` (official loop body of ``SEEMDecoder.forward``, Mask2Former order).
+
+        Masked cross-attention of the cross-attention groups to feature level ``index % levels`` (each query
+        reads inside its previous prediction, see :meth:`_cross_attention_mask`), self-attention over all
+        groups with the group mask, FFN, then the prediction heads: appended to ``predictions`` at full mask
+        resolution when ``run.intermediate`` or in the last layer, else only the mask embeddings.
+
+        Args:
+            output: ``(Q, B, D)`` contents of the cross-attention groups (``queries.cross_groups`` order).
+            mask_embed: ``(B, Q, Dm)`` the previous prediction's mask embeddings.
+        Returns:
+            The new ``output`` ``(Q, B, D)`` and its mask embeddings ``(B, Q, Dm)``.
+        """
+        c = self.config
+        level = index % c.num_feature_levels
+        attn_mask = self._cross_attention_mask(level, queries, mask_embed, run, predictions)
+        kv = (run.cache.keys[index], run.cache.values[index]) if run.cache is not None else None
+        output = self.transformer_cross_attention_layers[index](
+            output, run.levels.src[level], attn_mask, run.levels.pos[level], queries.cat_position(queries.cross_groups),
+            kv=kv,
+        )
+        queries.split(queries.cross_groups, output)
+
+        if run.visual is not None:
+            queries.set_visual_level(run.visual, level)
+        token_object = run.visual.objects[level] if run.visual is not None else None
+        self_mask, rows = queries.self_attention_mask(
+            run.batch, self.num_heads, token_object, c.version == "v1", run.joint_prompts, output.device
+        )
+        groups = queries.self_groups
+        output = self.transformer_self_attention_layers[index](
+            queries.cat(groups), self_mask, queries.cat_position(groups), rows=rows
+        )
+        output = self.transformer_ffn_layers[index](output)
+        queries.split(queries.kept_groups, output)
+
+        output = queries.cat(queries.cross_groups)
+        full = run.intermediate or index == c.num_layers - 1
+        return output, self._predict(output, run.mask_features, predictions, full)
+
+    def _cross_attention_mask(
+        self, level: int, queries: DecoderQueries, mask_embed: Tensor, run: DecoderPass, predictions: list[HeadOutput]
+    ) -> Tensor:
+        """``(B*heads, Q, h*w)`` bool, True = blocked: each query reads inside its previous mask (from the
+        full-resolution masks, or with ``run.intermediate`` off from ``mask_embed`` at the level's size);
+        memory prompts inside their object's previous-round mask (objects re-drawn per layer); rows that
+        would see nothing see everything (official ``attn_mask[all] = False``)."""
+        size = run.levels.sizes[level]
+        if run.intermediate:
+            attn_mask = self._attention_mask(predictions[-1].masks, size)
+        else:
+            level_features = run.cache.level_mask_features[level] if run.cache is not None else F.interpolate(
+                run.mask_features, size=size, mode="bilinear", align_corners=False)
+            attn_mask = self._level_attention_mask(mask_embed, level_features)
+        if run.memory_mask is not None and run.visual is not None:
+            memory_object = run.sampler.sample_memory_objects(run.visual.num_objects, self.config.spatial_memories)
+            queries.memory_object = memory_object.to(attn_mask.device)
+            mem = self._attention_mask(run.memory_mask, size)
+            s, e = queries.ranges()[QueryGroup.SPATIAL_MEMORY]
+            attn_mask[:, s:e] = mem[:, queries.memory_object]
+        attn_mask[attn_mask.all(dim=-1)] = False
+        return attn_mask
+
+    def _predict(self, output: Tensor, mask_features: Tensor, predictions: list[HeadOutput], full: bool) -> Tensor:
+        """Mask embeddings ``(B, Q, Dm)`` of ``output``; ``full``: also append its :class:`HeadOutput`."""
+        if full:
+            head = self.prediction_heads(output, mask_features)
+            predictions.append(head)
+            return head.mask_embed
+        return self.mask_embed(self.decoder_norm(output).transpose(0, 1))
+
     # ------------------------------------------------------------------ forward
     def forward(
         self,
@@ -245,7 +315,7 @@ class SeemDecoder(nn.Module):
         object_queries: bool = True,
         intermediate: bool = True,
     ) -> DecoderOutput:
-        """Decode one batch.
+        """Decode one batch: :meth:`assemble_queries`, a first prediction, then :meth:`layer_step` per layer.
 
         Args:
             multi_scale_features: [1/32, 1/16, 1/8] ``(B, C, h, w)`` from the pixel decoder.
@@ -257,7 +327,8 @@ class SeemDecoder(nn.Module):
             sampler: random draws (default: a fresh :class:`RandomSampler`).
             levels: precomputed :meth:`prepare_features` output (saves work across prompt rounds).
             joint_prompts: let spatial queries read text tokens and grounding queries read visual tokens
-                (see :func:`build_self_attention_mask`); False = the official v1 attention table.
+                (see :func:`~seem.modeling.attention_mask.build_self_attention_mask`); False = the official
+                v1 attention table.
             cache: :meth:`build_cache` of these features: cross-attention keys/values and level-sized mask
                 features are reused instead of recomputed (same outputs up to float rounding).
             object_queries: include the generic object queries. They attend only to themselves and the
@@ -267,136 +338,27 @@ class SeemDecoder(nn.Module):
                 False: only the last layer's :class:`HeadOutput` is returned; intermediate layers only
                 produce their attention masks, at the attention level's resolution.
 
+        Returns:
+            :class:`DecoderOutput`; its ``ranges`` locate each :class:`QueryGroup` on the query axis.
+
         Raises:
             ValueError: a prompted batch larger than one, memory without visual prompt, or nothing to decode.
         """
-        sampler = sampler or RandomSampler()
         levels = levels or self.prepare_features(multi_scale_features)
-        batch = levels.src[0].shape[1]
+        run = DecoderPass(levels, mask_features, sampler or RandomSampler(), visual, memory_mask, cache,
+                          joint_prompts, intermediate)
         prompted = visual is not None or text_tokens is not None
-        if prompted and batch != 1:
-            raise ValueError(f"prompted decoding needs one image at a time, got a batch of {batch}")
+        if prompted and run.batch != 1:
+            raise ValueError(f"prompted decoding needs one image at a time, got a batch of {run.batch}")
         if memory_mask is not None and visual is None:
             raise ValueError("a memory prompt needs the visual prompt of the same objects")
         if not object_queries and not prompted:
             raise ValueError("without object queries there is nothing to decode: give a visual or text prompt")
-        c = self.config
-        base_content = self.query_feat.weight[:, None].repeat(1, batch, 1)
-        base_position = self.query_embed.weight[:, None].repeat(1, batch, 1)
-        content: dict[str, Tensor] = {}
-        position: dict[str, Tensor] = {}
-        sizes: dict[str, int] = {}
-        if object_queries:
-            content["queries_object"], position["queries_object"] = base_content, base_position
-            sizes["queries_object"] = c.num_queries
-        layout_extra: dict = {}
-        if text_tokens is not None:
-            content["queries_grounding"] = base_content.clone()
-            position["queries_grounding"] = base_position.clone()
-            content["tokens_grounding"] = text_tokens
-            position["tokens_grounding"] = text_tokens.detach().clone()
-            sizes["queries_grounding"] = c.num_queries
-            sizes["tokens_grounding"] = text_tokens.shape[0]
-            if text_padding is None:
-                text_padding = torch.zeros(1, text_tokens.shape[0], dtype=torch.bool, device=text_tokens.device)
-            layout_extra["tokens_grounding"] = text_padding
-        k = visual.num_objects if visual is not None else 0
-        spatial_object = None
-        if visual is not None:
-            if c.version == "v1":
-                idx = sampler.sample_query_indices(c.num_queries, c.query_number * k).to(base_content.device)
-                spatial_object = torch.arange(k).repeat_interleave(c.query_number)
-            else:  # v0: every object query is copied for the (single) prompted object
-                idx = torch.arange(c.num_queries).repeat(k)
-                spatial_object = torch.arange(k).repeat_interleave(c.num_queries)
-            content["queries_spatial"] = base_content[idx]
-            position["queries_spatial"] = base_position[idx]
-            sizes["queries_spatial"] = idx.numel()
-            sizes["tokens_spatial"] = visual.tokens[0].shape[0]
-        if memory_mask is not None:
-            m = c.spatial_memories
-            content["memories_spatial"] = self.spatial_featured.weight[:, None].repeat(1, batch, 1)
-            position["memories_spatial"] = self.spatial_embed.weight[:, None].repeat(1, batch, 1)
-            sizes["memories_spatial"] = m
-
-        cross_groups = tuple(g for g in CROSS_ATTENTION_GROUPS if g in sizes)
-        self_groups = tuple(g for g in GROUPS if g in sizes)
-        # visual tokens are reset from the image features every layer: their self-attention outputs are never read
-        kept_groups = tuple(g for g in self_groups if g != "tokens_spatial")
-
-        def cat(groups, table):
-            return torch.cat([table[g] for g in groups])
-
-        def split(groups, tensor):
-            start = 0
-            for g in groups:
-                content[g] = tensor[start : start + sizes[g]]
-                start += sizes[g]
-
-        layout_sizes = {g: sizes[g] for g in GROUPS if g in sizes}
-        cross_layout = QueryLayout(sizes={g: sizes[g] for g in cross_groups})
-        ranges = cross_layout.ranges(CROSS_ATTENTION_GROUPS)
-
-        output = cat(cross_groups, content)
-        query_pos = cat(cross_groups, position)
+        queries = self.assemble_queries(run.batch, visual, text_tokens, text_padding, memory_mask is not None,
+                                        run.sampler, object_queries)
+        output = queries.cat(queries.cross_groups)
         predictions: list[HeadOutput] = []
-        if intermediate:
-            head = self.prediction_heads(output, mask_features)
-            predictions.append(head)
-            mask_embed = head.mask_embed
-        else:
-            mask_embed = self.mask_embed(self.decoder_norm(output).transpose(0, 1))
-        memory_objects = None
-        for i in range(c.num_layers):
-            level = i % c.num_feature_levels
-            if intermediate:
-                attn_mask = self._attention_mask(predictions[-1].masks, levels.sizes[level])
-            else:
-                level_features = cache.level_mask_features[level] if cache is not None else F.interpolate(
-                    mask_features, size=levels.sizes[level], mode="bilinear", align_corners=False)
-                attn_mask = self._level_attention_mask(mask_embed, level_features)
-            if memory_mask is not None:
-                memory_objects = sampler.sample_memory_objects(k, c.spatial_memories).to(attn_mask.device)
-                mem = self._attention_mask(memory_mask, levels.sizes[level])
-                s, e = ranges["memories_spatial"]
-                attn_mask[:, s:e] = mem[:, memory_objects]
-            attn_mask[attn_mask.all(dim=-1)] = False
-            kv = (cache.keys[i], cache.values[i]) if cache is not None else None
-            output = self.transformer_cross_attention_layers[i](
-                output, levels.src[level], attn_mask, levels.pos[level], query_pos, kv=kv
-            )
-            split(cross_groups, output)
-
-            if visual is not None:
-                content["tokens_spatial"] = visual.tokens[level]
-                position["tokens_spatial"] = visual.tokens[level].detach()  # as official: no gradient via the position
-                sizes["tokens_spatial"] = layout_sizes["tokens_spatial"] = visual.tokens[level].shape[0]
-                layout_extra["tokens_spatial"] = visual.padding[level]
-            layout = QueryLayout(
-                sizes=layout_sizes,
-                spatial_query_object=spatial_object,
-                spatial_token_object=visual.objects[level] if visual is not None else None,
-                memory_object=memory_objects,
-                padding=layout_extra,
-            )
-            self_mask = build_self_attention_mask(
-                layout, batch, per_object_blocks=c.version == "v1", joint_prompts=joint_prompts
-            )
-            self_mask = self_mask.to(output.device).repeat_interleave(self.num_heads, dim=0)
-            rows = None
-            if len(kept_groups) < len(self_groups):
-                rows = torch.cat([torch.arange(s, e) for g, (s, e) in layout.ranges().items() if g in kept_groups])
-                rows = rows.to(output.device)
-            output = cat(self_groups, content)
-            output = self.transformer_self_attention_layers[i](output, self_mask, cat(self_groups, position), rows=rows)
-            output = self.transformer_ffn_layers[i](output)
-            split(kept_groups, output)
-
-            output = cat(cross_groups, content)
-            if intermediate or i == c.num_layers - 1:
-                head = self.prediction_heads(output, mask_features)
-                predictions.append(head)
-                mask_embed = head.mask_embed
-            else:
-                mask_embed = self.mask_embed(self.decoder_norm(output).transpose(0, 1))
-        return DecoderOutput(predictions, ranges, visual, memory_objects)
+        mask_embed = self._predict(output, mask_features, predictions, full=intermediate)
+        for i in range(self.config.num_layers):
+            output, mask_embed = self.layer_step(i, queries, output, mask_embed, run, predictions)
+        return DecoderOutput(predictions, queries.ranges(), visual, queries.memory_object)

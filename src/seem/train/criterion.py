@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..modeling.decoder import DecoderOutput, HeadOutput
+from ..modeling.decoder import DecoderOutput, HeadOutput, QueryGroup
 from ..postprocess import grounding_similarity, spatial_query_objects
 from .matcher import match_generic, match_grounding, match_spatial
 from .point_losses import dice_loss, point_sample, sigmoid_ce_loss, uncertain_point_coords
@@ -164,9 +164,9 @@ class SeemCriterion(nn.Module):
         """
         if output.predictions[0].masks.shape[0] != 1:
             raise ValueError(f"the criterion works on one image, got a batch of {output.predictions[0].masks.shape[0]}")
-        if targets.spatial_masks is not None and (output.visual is None or "queries_spatial" not in output.ranges):
+        if targets.spatial_masks is not None and (output.visual is None or QueryGroup.SPATIAL not in output.ranges):
             raise ValueError("spatial targets given but the decoder ran without a visual prompt")
-        if targets.grounding_masks is not None and "queries_grounding" not in output.ranges:
+        if targets.grounding_masks is not None and QueryGroup.GROUNDING not in output.ranges:
             raise ValueError("grounding targets given but the decoder ran without a text prompt")
         losses: dict[str, Tensor] = {}
         for i, head in enumerate(reversed(output.predictions)):
@@ -202,7 +202,7 @@ class SeemCriterion(nn.Module):
 
     # ------------------------------------------------------------------ generic
     def _generic(self, head: HeadOutput, ranges, class_logits_fn, targets: ImageTargets, generator) -> dict[str, Tensor]:
-        s, e = ranges["queries_object"]
+        s, e = ranges[QueryGroup.OBJECT]
         masks = head.masks[0, s:e]
         logits = class_logits_fn(head.class_embed[0, s:e]).float()  # (Q, C+1)
         num_classes = logits.shape[-1] - 1
@@ -226,7 +226,7 @@ class SeemCriterion(nn.Module):
         k = visual.num_objects
         if gt_masks.shape[0] != k:
             raise ValueError(f"{gt_masks.shape[0]} spatial ground-truth masks for {k} prompted objects")
-        s, e = output.ranges["queries_spatial"]
+        s, e = output.ranges[QueryGroup.SPATIAL]
         device = head.mask_embed.device
         query_object = spatial_query_objects(e - s, k, device)
         gt_masks = gt_masks.to(device)
@@ -250,7 +250,7 @@ class SeemCriterion(nn.Module):
 
     # ------------------------------------------------------------------ text prompts
     def _grounding(self, head: HeadOutput, ranges, targets: ImageTargets, logit_scale: Tensor, generator) -> dict[str, Tensor]:
-        s, e = ranges["queries_grounding"]
+        s, e = ranges[QueryGroup.GROUNDING]
         class_embed = head.class_embed[0, s:e]
         masks = head.masks[0, s:e]
         # forward calls this only with grounding targets; ImageTargets checks the embeddings come with them
