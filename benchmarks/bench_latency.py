@@ -83,7 +83,7 @@ def attempt(row: Row, key: str, fn: Callable[[], float]) -> None:
     """``row[key] = fn()``; on an exception ``None``, with the error kept in ``row["errors"]``."""
     try:
         row[key] = fn()
-    except Exception as exc:  # noqa: BLE001 - one broken prompt path must not lose the other numbers
+    except Exception as exc:  # one broken prompt path must not lose the other numbers
         row[key] = None
         row.setdefault("errors", {})[key] = f"{type(exc).__name__}: {exc}"[:300]
 

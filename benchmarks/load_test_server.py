@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     def work(job: Job) -> None:
         try:
             job.masks = run_session(base, job, args.rounds, barrier=barrier)
-        except Exception as exc:  # noqa: BLE001 - every failure is reported
+        except Exception as exc:  # every failure is reported
             job.errors.append(f"session {job.index}: {type(exc).__name__}: {exc}")
             barrier.abort()
 
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             try:
                 alone = run_session(base, job, args.rounds, record=False)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 errors.append(f"replay of session {job.index}: {exc}")
                 continue
             for r, (a, b) in enumerate(zip(job.masks, alone)):

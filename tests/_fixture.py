@@ -8,8 +8,8 @@ The fixture directory comes from the env var ``SEEM_PARITY_FIXTURE`` (default:
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 

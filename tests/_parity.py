@@ -7,12 +7,13 @@ from functools import lru_cache
 from pathlib import Path
 
 import torch
-from _fixture import fixture_dir, load_tensors, read_png_chw
 
 from seem.build import build_seem
 from seem.checkpoint import config_from_official, convert_official_state_dict, load_state_dict_strict
 from seem.modeling.visual_sampler import RecordedSampler
 from seem.transforms import plan_frame, preprocess_image
+
+from _fixture import fixture_dir, load_tensors, read_png_chw
 
 ATOL = 1e-4  # <= 1e-4 absolute on logits / features: the parity contract with the official code
 

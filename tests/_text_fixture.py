@@ -7,18 +7,18 @@ dimension, text, class list and template list is read from it (other fixture set
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 
 import torch
 
-from _fixture import fixture_dir, require_fixture  # noqa: F401  (re-exported for the text tests)
-
 from seem.configs import TextConfig
+
+from _fixture import fixture_dir, require_fixture  # noqa: F401  (re-exported for the text tests)
 
 OFFICIAL_PREFIX = "sem_seg_head.predictor.lang_encoder."
 
 
-@lru_cache(maxsize=None)
+@cache
 def case(name: str) -> tuple[dict, dict[str, torch.Tensor]]:
     """(sidecar JSON, tensors) of ``case_<name>``, e.g. ``case('a_generic')``."""
     from safetensors.torch import load_file
@@ -41,7 +41,7 @@ def text_state_dict() -> dict[str, torch.Tensor]:
 
     out = {}
     with safe_open(str(require_fixture() / "model.safetensors"), framework="pt") as f:
-        for key in f.keys():
+        for key in f:
             if not key.startswith(OFFICIAL_PREFIX):
                 continue
             rest = key[len(OFFICIAL_PREFIX) :]

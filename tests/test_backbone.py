@@ -7,6 +7,9 @@ import re
 import pytest
 import torch
 
+from seem.configs import BackboneConfig
+from seem.modeling.backbones.focal import DropPath, FocalNet
+
 from _fixture import (
     backbone_config,
     image_names,
@@ -19,8 +22,6 @@ from _fixture import (
     require_fixture,
     strip_prefix,
 )
-from seem.configs import BackboneConfig
-from seem.modeling.backbones.focal import DropPath, FocalNet
 
 TOL = 1e-4  # README: a faithful re-implementation matches to ~1e-5
 

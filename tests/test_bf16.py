@@ -10,10 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from _fixture import require_fixture
-from _parity import case, fixture_model, image_uint8
 
 from seem import SeemPredictor, from_pretrained
+
+from _fixture import require_fixture
+from _parity import case, fixture_model, image_uint8
 
 MIN_IOU = {"bf16": 0.98, "bf16-all": 0.9}
 PRECISIONS = sorted(MIN_IOU)

@@ -8,11 +8,12 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from _fixture import fixture_dir, require_fixture
 from PIL import Image
 
 from seem.cli import main
 from seem.io import rle_to_mask
+
+from _fixture import fixture_dir, require_fixture
 
 
 @pytest.fixture(scope="module")

@@ -67,7 +67,7 @@ def test_numbered_instance_masks(tmp_path):
     root = tmp_path / "d"
     for stem in ("a", "c", "c_1"):
         _png(root / "images" / f"{stem}.jpg", _image())
-    for k, (name, rows) in enumerate([("a_1", 0), ("a_2", 1), ("a_10", 2), ("c_1", 3), ("c_2", 4)]):
+    for _k, (name, rows) in enumerate([("a_1", 0), ("a_2", 1), ("a_10", 2), ("c_1", 3), ("c_2", 4)]):
         m = np.zeros((8, 10), np.uint8)
         m[rows, :] = 255
         _png(root / "masks" / f"{name}.png", m)

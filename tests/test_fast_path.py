@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _fixture import require_fixture
-from _parity import case, compare, fixture_model, image_features, recorded_sampler, vocabulary_embeddings
 
 from seem.modeling.decoder import QueryGroup
 from seem.modeling.layers import SelfAttentionLayer
 from seem.postprocess import select_grounding, select_spatial
+
+from _fixture import require_fixture
+from _parity import case, compare, fixture_model, image_features, recorded_sampler, vocabulary_embeddings
 
 SPATIAL_CASES = ["case_c1_point_round1", "case_c2_point_round2_neg", "case_d1_box", "case_d2_scribble"]
 

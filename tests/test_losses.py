@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from seem.modeling.decoder import DecoderOutput, HeadOutput, QueryGroup, VisualPromptTokens
+from seem.train.criterion import ImageTargets, LossWeights, SeemCriterion
 from seem.train.point_losses import (
     batch_dice_cost,
     batch_sigmoid_ce_cost,
@@ -42,10 +43,12 @@ def test_point_sample_is_resolution_independent_for_block_masks():
 def test_sigmoid_ce_and_dice_match_formulas():
     logits = torch.tensor([[0.0, 2.0], [-1.0, 3.0]])
     targets = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
-    sp = lambda v: math.log1p(math.exp(v))
+    def sp(v):
+        return math.log1p(math.exp(v))
     bce = ((sp(-0.0) + sp(2.0)) / 2 + (sp(-1.0) + sp(-3.0)) / 2) / 4.0
     assert sigmoid_ce_loss(logits, targets, 4.0).item() == pytest.approx(bce, rel=1e-6)
-    s = lambda v: 1 / (1 + math.exp(-v))
+    def s(v):
+        return 1 / (1 + math.exp(-v))
     d0 = 1 - (2 * s(0.0) + 1) / (s(0.0) + s(2.0) + 1 + 1)
     d1 = 1 - (2 * s(3.0) + 1) / (s(-1.0) + s(3.0) + 1 + 1)
     assert dice_loss(logits, targets, 2.0).item() == pytest.approx((d0 + d1) / 2, rel=1e-6)
@@ -80,7 +83,6 @@ def test_uncertain_points_prefer_the_decision_boundary_and_are_deterministic():
 
 # ---------------------------------------------------------------------------------------------- criterion
 
-from seem.train.criterion import ImageTargets, LossWeights, SeemCriterion
 
 needs_scipy = pytest.mark.skipif(importlib.util.find_spec("scipy") is None, reason="matching needs SciPy")
 
@@ -138,7 +140,8 @@ def _perfect_predictions(t: ImageTargets):
     masks = torch.full((NQ, 8, 8), -8.0)
     # the best an 8x8 map can do: bilinear sampling blurs the step over one low-res pixel, so points near
     # the boundary (which importance sampling seeks out) still cost a little
-    low = lambda m: torch.where(m[::4, ::4], 8.0, -8.0)
+    def low(m):
+        return torch.where(m[::4, ::4], 8.0, -8.0)
     class_embed[:Q, C] = 12.0  # object queries: no-object ...
     for n, label in enumerate(t.labels.tolist()):  # ... except q0, q1 = segments 0, 1
         class_embed[n] = 0.0
@@ -151,7 +154,8 @@ def _perfect_predictions(t: ImageTargets):
     for k in range(K):  # first spatial query of each object matches it
         mask_embed[2 * Q + PER_OBJ * k] = positive_mean[k] * 3.0
         masks[2 * Q + PER_OBJ * k] = low(t.spatial_masks[k])
-    rep = lambda x: x.expand(LAYERS + 1, *x.shape).clone()
+    def rep(x):
+        return x.expand(LAYERS + 1, *x.shape).clone()
     return rep(class_embed), rep(mask_embed), rep(masks), positive_mean
 
 

@@ -9,17 +9,6 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from _fixture import require_fixture
-from _parity import (
-    assert_close,
-    compare,
-    assert_masks_equal,
-    case,
-    fixture_model,
-    image_features,
-    recorded_sampler,
-    vocabulary_embeddings,
-)
 
 from seem.modeling.decoder import QueryGroup
 from seem.modeling.seem import TextPrompt
@@ -31,6 +20,18 @@ from seem.postprocess import (
     sem_seg_postprocess,
     semantic_inference,
     upsample_to_input,
+)
+
+from _fixture import require_fixture
+from _parity import (
+    assert_close,
+    assert_masks_equal,
+    case,
+    compare,
+    fixture_model,
+    image_features,
+    recorded_sampler,
+    vocabulary_embeddings,
 )
 
 SPATIAL_CASES = ["case_c1_point_round1", "case_c2_point_round2_neg", "case_d1_box", "case_d2_scribble"]

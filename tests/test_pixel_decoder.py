@@ -6,6 +6,11 @@ import math
 
 import torch
 
+from seem.configs import PixelDecoderConfig
+from seem.modeling.backbones.focal import FocalNet
+from seem.modeling.pixel_decoder import PixelDecoderOutput, TransformerEncoderPixelDecoder
+from seem.modeling.position_encoding import PositionEmbeddingSine
+
 from _fixture import (
     backbone_config,
     image_names,
@@ -17,10 +22,6 @@ from _fixture import (
     require_fixture,
     strip_prefix,
 )
-from seem.configs import PixelDecoderConfig
-from seem.modeling.backbones.focal import FocalNet
-from seem.modeling.pixel_decoder import PixelDecoderOutput, TransformerEncoderPixelDecoder
-from seem.modeling.position_encoding import PositionEmbeddingSine
 
 TOL = 1e-4  # README: a faithful re-implementation matches to ~1e-5
 PREFIX = "sem_seg_head.pixel_decoder."

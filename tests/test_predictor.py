@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from _fixture import require_fixture
-from _parity import assert_close, case, fixture_model, image_uint8, recorded_sampler
 
 from seem import PromptError, SeemPredictor
 from seem.errors import ImageError
+
+from _fixture import require_fixture
+from _parity import assert_close, case, fixture_model, image_uint8, recorded_sampler
 
 
 @pytest.fixture(scope="module")

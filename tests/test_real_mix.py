@@ -99,9 +99,9 @@ def test_bsds_regions_are_class_agnostic_and_copy_paste_adds_objects(root):
 def test_one_mixed_training_step_runs_and_skips_generic_for_regions(root, tmp_path):
     from dataclasses import replace
 
-    from test_train import tiny_model_config, train_config
-
     from seem.train.engine import Trainer
+
+    from test_train import tiny_model_config, train_config
 
     config = replace(train_config(tmp_path, steps=2), data="mix", data_root=str(root),
                      mix_weights=(("bsds500", 1.0), ("ccp", 1.0)), copy_paste_prob=0.5)

@@ -8,7 +8,6 @@ import re
 
 import pytest
 import torch
-from _fixture import fixture_dir
 
 from seem.build import build_seem
 from seem.checkpoint import (
@@ -19,6 +18,8 @@ from seem.checkpoint import (
     describe_shapes,
 )
 from seem.registry import iter_variants
+
+from _fixture import fixture_dir
 
 FIXTURE = fixture_dir()
 VARIANTS = [v.name for v in iter_variants()]

@@ -20,12 +20,12 @@ pytest.importorskip("httpx")
 pytest.importorskip("pycocotools")
 pytest.importorskip("skimage")
 
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from seem import SeemPredictor, from_pretrained  # noqa: E402
-from seem.data.scenes import SceneConfig, SceneGenerator  # noqa: E402
-from seem.io import mask_to_rle, rle_to_mask  # noqa: E402
-from seem.server import create_app  # noqa: E402
+from seem import SeemPredictor, from_pretrained
+from seem.data.scenes import SceneConfig, SceneGenerator
+from seem.io import mask_to_rle, rle_to_mask
+from seem.server import create_app
 
 
 # ---------------------------------------------------------------------------------------------- fixtures
@@ -405,7 +405,7 @@ def test_concurrent_sessions(client, ids, ref, scenes):
             st = _round(client, sid, points=[expected[k][0]])
             if not np.array_equal(_mask(st["objects"][0]), expected[k][1]):
                 errors.append(f"session on image {k}: wrong mask")
-        except Exception as exc:  # noqa: BLE001 - reported below
+        except Exception as exc:  # reported below
             errors.append(repr(exc))
 
     threads = [threading.Thread(target=work, args=(i % 2,)) for i in range(6)]

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from _text_fixture import OFFICIAL_PREFIX, case, class_names, require_fixture, text_config, text_state_dict
 from seem.configs import TextConfig
 from seem.modeling.language.text_encoder import TextEmbeddings, TextEncoder
 from seem.modeling.language.tokenizer import ClipTokenizer
+
+from _text_fixture import OFFICIAL_PREFIX, case, class_names, require_fixture, text_config, text_state_dict
 
 ATOL = 1e-4  # parity tolerance (observed ~1e-6 or better); do not loosen
 

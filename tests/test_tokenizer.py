@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from _text_fixture import case, class_names, text_config
 from seem.errors import PromptError
 from seem.modeling.language.templates import TEMPLATES, clean_class_name
 from seem.modeling.language.tokenizer import EOT_ID, SOT_ID, VOCAB_SIZE, ClipTokenizer, TokenizedText
+
+from _text_fixture import case, class_names, text_config
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +79,7 @@ def test_fixture_grounding_ids(tokenizer, name):
 
 def test_fixture_templates_are_the_official_ones():
     meta, _ = case("a_generic")
-    assert TEMPLATES == tuple(meta["prompt_templates"])
+    assert tuple(meta["prompt_templates"]) == TEMPLATES
 
 
 def test_too_long_text_raises_with_count_and_limit(tokenizer):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import torch
-from _fixture import require_fixture
-from _parity import fixture_model
 
 from seem.vocab_cache import VocabularyCache, text_encoder_fingerprint
+
+from _fixture import require_fixture
+from _parity import fixture_model
 
 
 def test_disk_cache_round_trip_and_invalidation(tmp_path, monkeypatch):

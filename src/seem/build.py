@@ -6,9 +6,9 @@ from dataclasses import replace
 
 from torch import nn
 
-from .configs import SeemConfig
-from .errors import ConfigError
-from .modeling.seem import Seem
+from seem.configs import SeemConfig
+from seem.errors import ConfigError
+from seem.modeling.seem import Seem
 
 
 def build_seem(config: SeemConfig) -> Seem:
@@ -18,11 +18,11 @@ def build_seem(config: SeemConfig) -> Seem:
         ConfigError: an unsupported backbone or inconsistent widths (the official architecture concatenates
             text tokens of width ``dim_proj`` with queries of width ``hidden_dim``, so they must be equal).
     """
-    from .modeling.backbones.focal import FocalNet
-    from .modeling.decoder import SeemDecoder
-    from .modeling.language.text_encoder import TextEncoder
-    from .modeling.language.tokenizer import ClipTokenizer
-    from .modeling.pixel_decoder import TransformerEncoderPixelDecoder
+    from seem.modeling.backbones.focal import FocalNet
+    from seem.modeling.decoder import SeemDecoder
+    from seem.modeling.language.text_encoder import TextEncoder
+    from seem.modeling.language.tokenizer import ClipTokenizer
+    from seem.modeling.pixel_decoder import TransformerEncoderPixelDecoder
 
     if config.backbone.name not in ("focal", "focal_dw", "mobilenet_v2"):
         raise ConfigError(
@@ -45,7 +45,7 @@ def build_seem(config: SeemConfig) -> Seem:
         )
     backbone: nn.Module
     if config.backbone.name == "mobilenet_v2":
-        from .modeling.backbones.mobilenet import MobileNetV2
+        from seem.modeling.backbones.mobilenet import MobileNetV2
 
         backbone = MobileNetV2()
     else:

@@ -20,7 +20,7 @@ import io as _io
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Union, cast
+from typing import cast
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -36,7 +36,7 @@ from seem.mask_codecs import (  # noqa: F401  (re-exported: seem.io is where use
     save_coco_json,
 )
 
-ImageSource = Union[str, Path, bytes, np.ndarray, Image.Image]
+ImageSource = str | Path | bytes | np.ndarray | Image.Image
 
 DEFAULT_MAX_PIXELS = 50_000_000
 _16BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
@@ -299,7 +299,7 @@ def save_label_png(label_map: np.ndarray, path: str | Path) -> Path:
     larger values (up to 65535) give a 16-bit gray PNG.
     """
     labels = np.asarray(label_map)
-    if labels.ndim != 2 or not (labels.dtype.kind in "iub"):
+    if labels.ndim != 2 or labels.dtype.kind not in "iub":
         raise ImageError(f"label map: expected an integer (H, W) array, got {labels.dtype} {labels.shape}")
     lo, hi = (int(labels.min()), int(labels.max())) if labels.size else (0, 0)
     if lo < 0 or hi > 65535:

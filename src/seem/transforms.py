@@ -76,7 +76,7 @@ class ImageFrame:
         (``sem_seg_postprocess``); ``evaluate_interactive_single`` upsamples and resizes bicubically
         without antialiasing (``mode="bicubic", antialias=False``).
         """
-        from .postprocess import sem_seg_postprocess, upsample_to_input
+        from seem.postprocess import sem_seg_postprocess, upsample_to_input
 
         x = upsample_to_input(logits_lowres, self.padded_size, mode=mode)
         if antialias:

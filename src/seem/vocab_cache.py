@@ -21,7 +21,7 @@ from torch import Tensor
 
 def default_vocabulary_cache_dir() -> Path:
     """``<cache root>/seem/vocab`` (cache root: ``$SEEM_CACHE_DIR``, ``$XDG_CACHE_HOME`` or ``~/.cache``)."""
-    from .hub import default_cache_root
+    from seem.hub import default_cache_root
 
     return default_cache_root() / "seem" / "vocab"
 
@@ -55,7 +55,7 @@ class VocabularyCache:
     def _path(self, key: tuple[str, ...]) -> Path:
         if self._fingerprint is None:
             self._fingerprint = text_encoder_fingerprint(self.model.text_encoder)
-        from .modeling.language.templates import TEMPLATES
+        from seem.modeling.language.templates import TEMPLATES
 
         assert self.directory is not None  # only called for a cache with a directory
         digest = hashlib.blake2b(json.dumps([self._fingerprint, list(TEMPLATES), list(key)]).encode(), digest_size=16)

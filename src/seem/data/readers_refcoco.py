@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import math
-
 import builtins
+import math
 import pickle
 import warnings
 from dataclasses import dataclass

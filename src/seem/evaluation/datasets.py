@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError
+from seem.errors import ConfigError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 MASK_SUFFIXES = (".png", ".bmp")
@@ -113,7 +113,7 @@ class RitmFolderDataset:
         """``(H, W)`` integer values of a mask file (channel 0 of a colour mask). ImageError if unreadable."""
         from PIL import Image, UnidentifiedImageError
 
-        from ..errors import ImageError
+        from seem.errors import ImageError
 
         try:
             with Image.open(path) as img:
@@ -132,7 +132,7 @@ class RitmFolderDataset:
         return gt, (ignore if ignore.any() else None)
 
     def __getitem__(self, index: int) -> tuple[str, np.ndarray, list[Instance]]:
-        from ..data.readers_common import normalize_index, read_image
+        from seem.data.readers_common import normalize_index, read_image
 
         name, image_path, mask_paths = self._items[normalize_index(index, len(self), type(self).__name__)]
         image = read_image(image_path, name)
@@ -173,8 +173,8 @@ class CocoInstancesDataset:
     """
 
     def __init__(self, image_dir, instances_json, min_area: float = 0) -> None:
-        from ..data.readers_common import existing_dir, field, load_json
-        from ..errors import require
+        from seem.data.readers_common import existing_dir, field, load_json
+        from seem.errors import require
 
         require("pycocotools.mask", "io")  # fail now, not on the first image
         self.image_dir = existing_dir(image_dir, "COCO image directory")
@@ -210,8 +210,8 @@ class CocoInstancesDataset:
         return len(self._items)
 
     def __getitem__(self, index: int) -> tuple[str, np.ndarray, list[Instance]]:
-        from ..data.readers_common import check_size, normalize_index, read_image
-        from ..data.readers_refcoco import _decode_segmentation
+        from seem.data.readers_common import check_size, normalize_index, read_image
+        from seem.data.readers_refcoco import _decode_segmentation
 
         iid, file_name, h, w, anns = self._items[normalize_index(index, len(self), type(self).__name__)]
         image = read_image(self.image_dir / file_name, str(iid))
@@ -237,7 +237,7 @@ class SceneSamples:
     as :attr:`class_names` / :attr:`thing_flags` (for referring and panoptic evaluation)."""
 
     def __init__(self, num: int = 200, size: int = 320, start: int = 0) -> None:
-        from ..data.scenes import SceneConfig, SceneGenerator
+        from seem.data.scenes import SceneConfig, SceneGenerator
 
         if int(num) < 1:
             raise ConfigError(f"number of scenes must be >= 1, got {num}")
@@ -252,12 +252,12 @@ class SceneSamples:
         return self.num
 
     def scene(self, index: int):
-        from ..data.readers_common import normalize_index
+        from seem.data.readers_common import normalize_index
 
         return self.generator.sample(self.start + normalize_index(index, len(self), type(self).__name__))
 
     def __getitem__(self, index: int):
-        from ..data.sample import Sample
+        from seem.data.sample import Sample
 
         s = self.scene(index)
         return Sample(image=s.image, masks=s.masks, class_names=list(s.class_names), is_thing=np.asarray(s.is_thing, bool),
@@ -277,7 +277,7 @@ class SceneInstancesDataset(SceneSamples):
         self.max_objects = max_objects
 
     def __getitem__(self, index: int) -> tuple[str, np.ndarray, list[Instance]]:
-        from .scenes_eval import chosen_things
+        from seem.evaluation.scenes_eval import chosen_things
 
         s = self.scene(index)
         seed = self.start + int(index) % self.num

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..train.clicker import Click, click_square, iou, next_click
+from seem.train.clicker import Click, click_square, iou, next_click
 
 FIRST_PROMPTS: tuple[str, ...] = ("point", "scribble", "polygon", "box")
 
@@ -31,7 +31,7 @@ FIRST_PROMPTS: tuple[str, ...] = ("point", "scribble", "polygon", "box")
 def _first_region(gt: np.ndarray, ignore: np.ndarray | None, first_prompt: str,
                   rng: np.random.Generator) -> dict:
     """Predictor keyword arguments of a non-click first prompt sampled from the GT."""
-    from ..data.prompts_sim import PROMPT_SAMPLERS
+    from seem.data.prompts_sim import PROMPT_SAMPLERS
 
     target = gt & ~ignore if ignore is not None and (gt & ~ignore).any() else gt
     region = PROMPT_SAMPLERS[first_prompt](target, rng)

@@ -21,8 +21,7 @@ from torch import Tensor, nn
 from seem.configs import DecoderConfig
 from seem.modeling.attention_mask import QueryGroup
 from seem.modeling.decoder_queries import DecoderQueries
-from seem.modeling.decoder_types import (DecoderImageCache, DecoderOutput, HeadOutput, LevelFeatures,
-                                         VisualPromptTokens)
+from seem.modeling.decoder_types import DecoderImageCache, DecoderOutput, HeadOutput, LevelFeatures, VisualPromptTokens
 from seem.modeling.layers import MLP, CrossAttentionLayer, FFNLayer, SelfAttentionLayer
 from seem.modeling.position_encoding import PositionEmbeddingSine
 from seem.modeling.visual_sampler import PromptSampler, RandomSampler, mean_prompt_features, point_sample

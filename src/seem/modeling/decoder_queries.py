@@ -12,8 +12,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from seem.modeling.attention_mask import (CROSS_ATTENTION_GROUPS, GROUPS, QueryGroup, QueryLayout,
-                                          build_self_attention_mask)
+from seem.modeling.attention_mask import (
+    CROSS_ATTENTION_GROUPS,
+    GROUPS,
+    QueryGroup,
+    QueryLayout,
+    build_self_attention_mask,
+)
 from seem.modeling.decoder_types import VisualPromptTokens
 
 

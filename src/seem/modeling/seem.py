@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..configs import SeemConfig
-from .decoder import DecoderImageCache, DecoderOutput, LevelFeatures, SeemDecoder, VisualPromptTokens
-from .visual_sampler import PromptSampler
+from seem.configs import SeemConfig
+from seem.modeling.decoder import DecoderImageCache, DecoderOutput, LevelFeatures, SeemDecoder, VisualPromptTokens
+from seem.modeling.visual_sampler import PromptSampler
 
 
 @dataclass(frozen=True)

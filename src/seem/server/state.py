@@ -17,9 +17,8 @@ from fastapi import HTTPException
 
 from seem import io as seem_io
 from seem.prompts import ReferencePrompt
-
-from . import convert
-from .store import ImageEntry, ImageStore, Session, SessionStore
+from seem.server import convert
+from seem.server.store import ImageEntry, ImageStore, Session, SessionStore
 
 
 class LockedVocabularies:

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from ..errors import ConfigError
+from seem.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class TrainConfig:
                 raise ConfigError(f"training config {p} not found")
             text = p.read_text(encoding="utf-8")
             if p.suffix in (".yaml", ".yml"):
-                from ..errors import require
+                from seem.errors import require
 
                 values = require("yaml", "hub").safe_load(text) or {}
             else:

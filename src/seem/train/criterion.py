@@ -31,10 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..modeling.decoder import DecoderOutput, HeadOutput, QueryGroup
-from ..postprocess import grounding_similarity, spatial_query_objects
-from .matcher import match_generic, match_grounding, match_spatial
-from .point_losses import dice_loss, point_sample, sigmoid_ce_loss, uncertain_point_coords
+from seem.modeling.decoder import DecoderOutput, HeadOutput, QueryGroup
+from seem.postprocess import grounding_similarity, spatial_query_objects
+from seem.train.matcher import match_generic, match_grounding, match_spatial
+from seem.train.point_losses import dice_loss, point_sample, sigmoid_ce_loss, uncertain_point_coords
 
 
 @dataclass(frozen=True)

@@ -21,13 +21,13 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ..build import build_seem
-from ..modeling.seem import Seem
-from ..registry import get_variant
-from ..transforms import plan_frame, preprocess_image
-from .config import TrainConfig
-from .criterion import SeemCriterion
-from .step import TrainSample, image_loss
+from seem.build import build_seem
+from seem.modeling.seem import Seem
+from seem.registry import get_variant
+from seem.train.config import TrainConfig
+from seem.train.criterion import SeemCriterion
+from seem.train.step import TrainSample, image_loss
+from seem.transforms import plan_frame, preprocess_image
 
 if TYPE_CHECKING:
     from seem.data.real_mix import RealMixture
@@ -71,8 +71,8 @@ def build_model(config: TrainConfig, model_config=None) -> Seem:
     frozen parts."""
     model = build_seem(model_config or get_variant(config.model).config)
     if config.init == "imagenet" and model.config.backbone.name == "mobilenet_v2":
-        from ..checkpoint import read_checkpoint
-        from ..modeling.backbones.mobilenet import MobileNetV2, imagenet_weights_path, load_torchvision_weights
+        from seem.checkpoint import read_checkpoint
+        from seem.modeling.backbones.mobilenet import MobileNetV2, imagenet_weights_path, load_torchvision_weights
 
         path = imagenet_weights_path()
         if path is None:
@@ -80,7 +80,7 @@ def build_model(config: TrainConfig, model_config=None) -> Seem:
         assert isinstance(model.backbone, MobileNetV2)  # build_seem's backbone for "mobilenet_v2"
         load_torchvision_weights(model.backbone, read_checkpoint(path))
     elif config.init not in ("imagenet", "none"):
-        from ..hub import load_pretrained_weights
+        from seem.hub import load_pretrained_weights
 
         load_pretrained_weights(model, config.init)
     if config.freeze_backbone_stages and hasattr(model.backbone, "features"):
@@ -110,7 +110,7 @@ def parameter_groups(model: Seem, config: TrainConfig) -> list[dict]:
 
 def vocabulary_embeddings(model: Seem, names: tuple[str, ...], rng: np.random.Generator) -> torch.Tensor:
     """``(C + 1, Dp)``: one random template per class plus "background", with gradient (official training)."""
-    from ..modeling.language.templates import TEMPLATES, clean_class_name
+    from seem.modeling.language.templates import TEMPLATES, clean_class_name
 
     sentences = [TEMPLATES[int(rng.integers(len(TEMPLATES)))].format(clean_class_name(n, training=True)) for n in names]
     sentences.append(TEMPLATES[int(rng.integers(len(TEMPLATES)))].format("background"))
@@ -123,7 +123,7 @@ def vocabulary_embeddings(model: Seem, names: tuple[str, ...], rng: np.random.Ge
 def mixed_train_sample(draw) -> TrainSample:
     """A :class:`seem.data.real_mix.MixedSample` as a :class:`TrainSample`: labels index the draw's own
     vocabulary (-1 for segments that are not object-query targets)."""
-    from ..data.real_mix import ROLE_GENERIC, ROLE_TEXT
+    from seem.data.real_mix import ROLE_GENERIC, ROLE_TEXT
 
     generic = np.array([r == ROLE_GENERIC for r in draw.roles], dtype=bool)
     labels = np.array([draw.vocabulary.index(n) if g else -1 for n, g in zip(draw.class_names, generic)],
@@ -163,7 +163,7 @@ class Trainer:
             packed = PackedSamples(config.pack)
             self.mixture, self.vocabulary = packed, packed.vocabulary
         elif config.data == "mix":
-            from ..data.real_mix import MixConfig, RealMixture
+            from seem.data.real_mix import MixConfig, RealMixture
 
             mix = MixConfig(root=config.data_root, size=config.image_size, copy_paste_prob=config.copy_paste_prob)
             if config.mix_weights:
@@ -171,7 +171,7 @@ class Trainer:
             mixture = RealMixture(mix)
             self.mixture, self.vocabulary = mixture, mixture.vocabulary
         else:
-            from ..data.scenes import SceneConfig, SceneGenerator
+            from seem.data.scenes import SceneConfig, SceneGenerator
 
             self.scenes = SceneGenerator(SceneConfig(size=config.image_size))
             self.vocabulary = tuple(self.scenes.vocabulary)
@@ -196,7 +196,7 @@ class Trainer:
         torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "step": self.step,
                     "config": json.dumps(self.config.to_dict())}, tmp)
         tmp.replace(self.out_dir / "last.pt")
-        from ..checkpoint import save_safetensors
+        from seem.checkpoint import save_safetensors
 
         save_safetensors(self.model.state_dict(), self.out_dir / "model.safetensors",
                          {"format": "seem", "trained_steps": str(self.step)}, config=self.model.config)

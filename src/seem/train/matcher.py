@@ -19,8 +19,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..postprocess import grounding_similarity
-from .point_losses import batch_dice_cost, batch_sigmoid_ce_cost, point_sample, random_points
+from seem.postprocess import grounding_similarity
+from seem.train.point_losses import batch_dice_cost, batch_sigmoid_ce_cost, point_sample, random_points
 
 
 def _linear_sum_assignment(cost: Tensor) -> tuple[Tensor, Tensor]:

@@ -16,12 +16,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..modeling.seem import ImageFeatures, Seem
-from ..modeling.visual_sampler import RandomSampler
-from ..postprocess import select_visual_queries
-from .clicker import Click, click_square, iou, next_click
-from .config import TrainConfig
-from .criterion import ImageTargets, SeemCriterion
+from seem.modeling.seem import ImageFeatures, Seem
+from seem.modeling.visual_sampler import RandomSampler
+from seem.postprocess import select_visual_queries
+from seem.train.clicker import Click, click_square, iou, next_click
+from seem.train.config import TrainConfig
+from seem.train.criterion import ImageTargets, SeemCriterion
 
 STOP_IOU = 0.925  # official: objects at this IoU get no more clicks
 
@@ -62,7 +62,7 @@ def first_click(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def initial_prompt(mask: np.ndarray, config: TrainConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """``(positive, negative)`` regions of an object's first prompt: one click (``single_click_prob``) or one of
     the official shapes; a box may come with 1..2 negative clicks inside it and outside the object."""
-    from ..data.prompts_sim import PROMPT_KINDS, PROMPT_SAMPLERS
+    from seem.data.prompts_sim import PROMPT_KINDS, PROMPT_SAMPLERS
 
     negative = np.zeros_like(mask)
     if rng.random() < config.single_click_prob:

@@ -10,14 +10,8 @@ Importing this package loads numpy and torch only (PyAV is imported when a video
 
 from __future__ import annotations
 
-from .io import VideoInfo, VideoWriter, probe, read_frames, save_label_map
-from .segmenter import (
-    MODES,
-    FrameResult,
-    VideoSegmenter,
-    concat_references,
-    reference_from_current,
-)
+from seem.video.io import VideoInfo, VideoWriter, probe, read_frames, save_label_map
+from seem.video.segmenter import MODES, FrameResult, VideoSegmenter, concat_references, reference_from_current
 
 __all__ = [
     "MODES",

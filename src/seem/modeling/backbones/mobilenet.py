@@ -107,7 +107,7 @@ def load_torchvision_weights(model: MobileNetV2, state_dict: Mapping[str, Tensor
     Raises:
         seem.errors.CheckpointError: missing or mis-shaped feature weights.
     """
-    from ...checkpoint import load_state_dict_strict
+    from seem.checkpoint import load_state_dict_strict
 
     feats = {k: v for k, v in state_dict.items() if k.startswith("features.")}
     load_state_dict_strict(model, feats)
@@ -131,8 +131,8 @@ def imagenet_weights_path():
 
 def pretrained_mobilenet_v2() -> MobileNetV2:
     """MobileNetV2 with ImageNet weights (training-time only; raises if the weights package is absent)."""
-    from ...checkpoint import read_checkpoint
-    from ...errors import MissingDependencyError
+    from seem.checkpoint import read_checkpoint
+    from seem.errors import MissingDependencyError
 
     path = imagenet_weights_path()
     if path is None:

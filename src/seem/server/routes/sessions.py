@@ -14,8 +14,15 @@ from fastapi import FastAPI, HTTPException, Response
 from seem.errors import PromptError
 from seem.server import convert
 from seem.server.routes.common import ERRORS, elapsed_ms
-from seem.server.schemas import (MAX_OBJECTS, MAX_POINTS, MAX_TOTAL_VERTICES, PromptRound, SessionCreate, SessionInfo,
-                                 SessionState)
+from seem.server.schemas import (
+    MAX_OBJECTS,
+    MAX_POINTS,
+    MAX_TOTAL_VERTICES,
+    PromptRound,
+    SessionCreate,
+    SessionInfo,
+    SessionState,
+)
 from seem.server.state import ServerState
 from seem.server.store import ImageEntry, ObjectState, Session, Snapshot
 
