@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import torch
@@ -59,8 +60,9 @@ class SeemPredictor:
         ValueError: an unknown ``precision``.
     """
 
-    def __init__(self, model: Seem, vocabulary: Sequence[str] | None = None, *, shorter_side: int | None | str = "config",
-                 max_size: int | None | str = "config", seed: int = 0, sampler: PromptSampler | None = None,
+    def __init__(self, model: Seem, vocabulary: Sequence[str] | None = None, *,
+                 shorter_side: int | Literal["config"] | None = "config",
+                 max_size: int | Literal["config"] | None = "config", seed: int = 0, sampler: PromptSampler | None = None,
                  vocabulary_cache_dir: str | None = "default", precision: str = "fp32") -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -78,9 +80,8 @@ class SeemPredictor:
         self.max_size = cfg.test_max_size if max_size == "config" else max_size
         self.seed = seed
         self._sampler = sampler
-        if vocabulary_cache_dir == "default":
-            vocabulary_cache_dir = default_vocabulary_cache_dir()
-        self.vocabularies = VocabularyCache(model, directory=vocabulary_cache_dir)
+        cache_dir = default_vocabulary_cache_dir() if vocabulary_cache_dir == "default" else vocabulary_cache_dir
+        self.vocabularies = VocabularyCache(model, directory=cache_dir)
         if vocabulary is None and cfg.default_vocabulary:
             vocabulary = cfg.default_vocabulary
         elif vocabulary is None:
@@ -305,6 +306,7 @@ class SeemPredictor:
             chosen = select_visual_queries(out)
             mode, antialias = "bicubic", False  # official evaluate_interactive_single
         else:
+            assert text_prompt is not None  # no visual prompt: the check above leaves only a text one
             s, e = out.ranges[QueryGroup.GROUNDING]
             _, matched = select_grounding(last.class_embed[0, s:e].float(), text_prompt.sentence_embeddings,
                                           self.model.text_encoder.logit_scale, self.model.config.inference.grounding_logit_scale_max)
@@ -324,6 +326,7 @@ class SeemPredictor:
         if visual is None:
             raise PromptError("memory refines visual prompts: pass the clicks/boxes/scribbles of the objects too")
         feats = self.features
+        assert feats is not None  # _predict, the only caller, ran _require_image first
         expect = (feats.padded_size[0] // 4, feats.padded_size[1] // 4)
         if logits.ndim != 3 or logits.shape[0] != visual.num_objects:
             raise PromptError(f"memory must be (K={visual.num_objects}, h, w) logits of the same objects, got {tuple(logits.shape)}")

@@ -97,6 +97,7 @@ def interactive_curve(predictor, gt: np.ndarray, max_clicks: int = 20, ignore: n
     clicked = np.zeros_like(gt)
     if first_prompt == "point":
         first = next_click(gt, np.zeros_like(gt), None, ignore)  # DT maximum of the GT: always positive
+        assert first is not None  # an empty prediction misses all of gt, checked non-empty outside ignore above
         points.append(_click_xy(first))
         labels.append(1)
         clicked |= click_square(gt.shape, first)

@@ -121,7 +121,9 @@ class DavisDataset:
 
         name, paths = self.sequences[normalize_index(index, len(self), type(self).__name__)]
         frames = [read_image(p, f"{name}/{p.stem}") for p in paths]
-        gt, void, ids = [], [], None
+        gt: list[dict[int, np.ndarray] | None] = []
+        void: list[np.ndarray | None] = []
+        ids: list[int] | None = None
         for p, frame in zip(paths, frames):
             mpath = self.mask_dir / name / (p.stem + ".png")
             if not mpath.is_file():
@@ -137,6 +139,7 @@ class DavisDataset:
             gt.append({i: labels == i for i in ids})
             v = labels == VOID_LABEL
             void.append(v if v.any() else None)
+        assert ids is not None  # __init__ checked that frame 0 is annotated: the loop read its ids
         return VideoClip(name, frames, ids, gt, void)
 
     def describe(self) -> dict:

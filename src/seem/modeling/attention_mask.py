@@ -138,12 +138,16 @@ def build_self_attention_mask(
                 block(other, name).transpose(1, 2)[pad] = True  # padded columns
 
     if per_object_blocks and QueryGroup.SPATIAL in ranges and QueryGroup.SPATIAL_TOKENS in ranges:
+        # a layout with spatial queries and visual tokens carries their objects (DecoderQueries.self_attention_mask)
+        assert layout.spatial_query_object is not None and layout.spatial_token_object is not None
         q_obj = layout.spatial_query_object.cpu()
         t_obj = layout.spatial_token_object.cpu()
         block(QueryGroup.SPATIAL, QueryGroup.SPATIAL)[:] = q_obj[:, None] != q_obj[None, :]
         block(QueryGroup.SPATIAL, QueryGroup.SPATIAL_TOKENS)[:] = q_obj[None, :, None] != t_obj[:, None, :]
         block(QueryGroup.SPATIAL_TOKENS, QueryGroup.SPATIAL_TOKENS)[:] = t_obj[:, :, None] != t_obj[:, None, :]
     if per_object_blocks and QueryGroup.SPATIAL_MEMORY in ranges and QueryGroup.SPATIAL in ranges:
+        # as above: the layout of a pass with memory prompts carries their objects
+        assert layout.spatial_query_object is not None and layout.memory_object is not None
         q_obj = layout.spatial_query_object.cpu()
         m_obj = layout.memory_object.cpu()
         block(QueryGroup.SPATIAL, QueryGroup.SPATIAL_MEMORY)[:] = q_obj[:, None] != m_obj[None, :]

@@ -13,6 +13,7 @@ generic (prompt-free) decoding accepts any batch size.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -168,7 +169,9 @@ class SeemDecoder(nn.Module):
         keys, values = [], []
         for i, layer in enumerate(self.transformer_cross_attention_layers):
             level = i % self.config.num_feature_levels
-            k, v = layer.multihead_attn.project_kv(levels.src[level] + levels.pos[level], levels.src[level])
+            # nn.ModuleList is not generic: __init__ fills this one with CrossAttentionLayer only
+            attn = cast(CrossAttentionLayer, layer).multihead_attn
+            k, v = attn.project_kv(levels.src[level] + levels.pos[level], levels.src[level])
             keys.append(k)
             values.append(v)
         # in the dtype of the decoder's queries (the level features'), not of the (possibly fp32) mask features

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from seem.configs import SeemConfig
 from seem.modeling.decoder import DecoderImageCache, DecoderOutput, LevelFeatures, SeemDecoder, VisualPromptTokens
+from seem.modeling.language.text_encoder import TextEncoder
 from seem.modeling.visual_sampler import PromptSampler
 
 
@@ -87,7 +88,11 @@ class Seem(nn.Module):
         config: the :class:`SeemConfig` the parts were built from.
     """
 
-    def __init__(self, backbone: nn.Module, pixel_decoder: nn.Module, text_encoder: nn.Module,
+    # registered buffers (see __init__): declared so that attribute access is typed as a Tensor
+    pixel_mean: Tensor
+    pixel_std: Tensor
+
+    def __init__(self, backbone: nn.Module, pixel_decoder: nn.Module, text_encoder: TextEncoder,
                  decoder: SeemDecoder, tokenizer, config: SeemConfig) -> None:
         super().__init__()
         self.backbone = backbone
@@ -113,7 +118,8 @@ class Seem(nn.Module):
         with torch.autocast(images.device.type, enabled=False) if keep_fp32 else contextlib.nullcontext():
             out = self.pixel_decoder(self.backbone(images))
         levels = self.decoder.prepare_features(out.multi_scale_features)
-        return ImageFeatures(out.mask_features, list(out.multi_scale_features), levels, tuple(images.shape[-2:]))
+        return ImageFeatures(out.mask_features, list(out.multi_scale_features), levels,
+                             (images.shape[-2], images.shape[-1]))
 
     def cache_features(self, features: ImageFeatures) -> ImageFeatures:
         """``features`` plus the decoder's per-image cache (cross-attention keys/values of every layer and

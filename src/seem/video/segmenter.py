@@ -252,15 +252,22 @@ class VideoSegmenter:
         obj.memory = pred.logits_lowres[:1]
         return mask, float(pred.scores[0]), pred.labels[0], pred.logits_lowres[:1]
 
-    def _track(self, objs: list[_Object], memories: dict[int, torch.Tensor]) -> dict[int, tuple]:
+    def _track(self, objs: list[_Object], memories: dict[int, torch.Tensor | None]) -> dict[int, tuple]:
         """Predict ``objs`` on the current image from their references (+ memory); ``{id: (mask, score, label, logits)}``."""
         out: dict[int, tuple] = {}
         expect = tuple(s // 4 for s in self.predictor.features.padded_size)
         for group in ([objs] if self.batch_objects else [[o] for o in objs]):
-            ref = concat_references([o.reference for o in group])
+            refs: list[ReferencePrompt] = []
+            for o in group:
+                # only objects defined on an earlier frame are tracked, and _define set their reference
+                assert o.reference is not None
+                refs.append(o.reference)
+            ref = concat_references(refs)
             mem = [memories.get(o.obj_id) for o in group] if self.mode == "memory" else [None]
-            usable = all(m is not None and tuple(m.shape[-2:]) == expect for m in mem)  # else: a new frame size
-            pred = self.predictor.predict(reference=ref, memory=torch.cat(mem) if usable else None)
+            present = [m for m in mem if m is not None]
+            # every object has a memory, of this frame's size (else: a new frame size)
+            usable = len(present) == len(mem) and all(tuple(m.shape[-2:]) == expect for m in present)
+            pred = self.predictor.predict(reference=ref, memory=torch.cat(present) if usable else None)
             for i, o in enumerate(group):
                 out[o.obj_id] = (pred.masks[i], float(pred.scores[i]), pred.labels[i], pred.logits_lowres[i : i + 1])
         return out

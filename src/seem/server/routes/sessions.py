@@ -34,8 +34,10 @@ MAX_OBJECT_SHAPES = 64  # strokes + polygons accumulated by one session object
 def session_state(session: Session, latency_ms: float | None = None) -> dict:
     """The :class:`~seem.server.schemas.SessionState` response of ``session``."""
     snap, entry = session.state, session.image
-    objects = [dict(object=i, num_points=len(o.points), prompts=o.prompt_types(), **o.encoded)
-               for i, o in enumerate(snap.objects)]
+    objects = []
+    for i, o in enumerate(snap.objects):
+        assert o.encoded is not None  # prompt_round commits every object together with its encoded mask
+        objects.append(dict(object=i, num_points=len(o.points), prompts=o.prompt_types(), **o.encoded))
     return dict(session_id=session.session_id, image_id=entry.image_id, width=entry.width, height=entry.height,
                 current_object=snap.current, objects=objects, can_undo=bool(session.undo_stack),
                 can_redo=bool(session.redo_stack), latency_ms=latency_ms)
@@ -95,6 +97,8 @@ def prompt_round(state: ServerState, session: Session, req: PromptRound) -> None
                               "send new_object: true to start another")
         target = req.object
     else:
+        # a snapshot with objects names its current one: prompt_round, the only commit of objects, sets it
+        assert snap.current is not None
         target = snap.current
     old = objects[target]
     new = merge_round(state, old, req, entry)
