@@ -72,6 +72,10 @@ def test_pack_rejects_other_files(tmp_path):
     (tmp_path / "y.npz").write_bytes(b"not a zip")
     with pytest.raises(ConfigError, match="not a seem training pack"):
         PackedSamples(tmp_path / "y.npz")
+    np.savez(tmp_path / "z.npz", meta=np.array([{"format": "seem-pack-1"}], dtype=object))  # a pickled member
+    with pytest.raises(ConfigError, match="not an .npz archive of plain arrays") as info:
+        PackedSamples(tmp_path / "z.npz")
+    assert "allow_pickle" not in str(info.value)
     with pytest.raises(ConfigError, match="not found"):
         PackedSamples(tmp_path / "missing.npz")
 

@@ -47,7 +47,11 @@ def test_errors_against_the_image_name_the_field(kwargs, message):
     ({"points": [["a", 1]]}, "points must be numbers"),
     ({"points": [[1, 2, 3]]}, r"points must be \(N, 2\) or \(K, N, 2\)"),
     ({"points": [[1, 2]], "point_labels": [1, 1]}, "point_labels must hold one 1"),
-    ({"points": [[1, 2]], "point_labels": [0]}, "at least one positive click"),
+    ({"points": [[1, 2]], "point_labels": [0]}, r"point_labels\[0\]: object 0 has only negative clicks"),
+    ({"points": [[[1, 1]], [[2, 2]]], "point_labels": [[1], [0]]}, r"point_labels\[1\]: object 1 has only negative"),
+    ({"polygons": [[[1, 1], [5, 5]]]}, r"polygons\[0\]: a polygon needs at least 3 \(x, y\) vertices, got 2"),
+    ({"masks": [np.ones((2, 4, 4), bool)]}, r"masks\[0\]: expected an \(H, W\) array, got shape \(2, 4, 4\)"),
+    ({"masks": np.ones((1, 2, 4, 4), bool)}, r"masks\[0\]: expected an \(H, W\) array"),
     ({"point_labels": [1]}, "point_labels given without points"),
     ({"scribbles": []}, "scribbles is an empty list"),
     ({"scribbles": [np.zeros(3)]}, r"scribbles\[0\] must be an \(H, W\) mask or an \(M, 2\)"),
@@ -181,6 +185,19 @@ def test_predict_memory_and_reference_with_prompts_on_seem_tiny():
     two = ReferencePrompt.concat([ref, ref])
     assert two.num_objects == 2 and p.predict(reference=two).masks.shape == (2, *rgb.shape[:2])
     assert ref.to(torch.bfloat16).tokens.positive_mean.dtype == torch.bfloat16 and ref.to(torch.float32) is ref
+
+
+def test_encode_reference_checks_the_region_before_encoding(monkeypatch):
+    p, rgb = _tiny_on_photo()
+
+    def no_encoder(*args, **kwargs):
+        raise AssertionError("the image was encoded for an invalid region")
+
+    monkeypatch.setattr(p, "encode", no_encoder)
+    for region, message in ((None, "region is None"), (np.ones(5, bool), r"region\[0\]: expected an \(H, W\)"),
+                            ([[1, 2], [3]], r"region must be an \(H, W\) or \(K, H, W\) mask")):
+        with pytest.raises(PromptError, match=message):
+            p.encode_reference(rgb, region)
 
 
 def test_predict_refuses_a_prompts_mixed_with_keywords():

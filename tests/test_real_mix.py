@@ -156,3 +156,27 @@ def test_pack_then_continue_training_for_minutes_writes_loadable_shards(root, tm
     from seem import from_pretrained
 
     assert from_pretrained(str(tmp_path / "merged.safetensors")) is not None  # strict load
+
+
+def test_pack_and_continue_refuse_bad_options_before_any_work(tmp_path, capsys):
+    """Options that would only fail after drawing or training (an --out folder, a shard smaller than the
+    largest tensor, a --shards file, a missing pack, NaN minutes, an unknown device) fail first, by name."""
+    from seem.cli import main
+
+    cfg = tmp_path / "mix.json"
+    cfg.write_text(json.dumps({"data": "mix", "data_root": str(tmp_path / "no-data")}))
+    assert main(["train-pack", str(cfg), "--out", str(tmp_path)]) != 0
+    assert "--out" in capsys.readouterr().err
+    pack = tmp_path / "p.npz"
+    pack.write_bytes(b"")
+    (tmp_path / "file").write_text("")
+    for extra, needle in ((["--shard-mib", "1"], "token_embedding"), (["--shards", str(tmp_path / "file")], "--shards"),
+                          (["--pack", str(tmp_path / "none.npz")], "--pack")):
+        argv = ["train-continue", "--pack", str(pack), "--shards", str(tmp_path / "s"), "--out-dir",
+                str(tmp_path / "run"), *extra]
+        assert main(argv) != 0
+        assert needle in capsys.readouterr().err
+        assert not (tmp_path / "run").exists()
+    for bad in (["--minutes", "nan"], ["--device", "bogus"], ["--shard-mib", "-1"]):
+        assert main(["train-continue", "--pack", str(pack), "--shards", str(tmp_path / "s"), *bad]) == 2
+        assert f"argument {bad[0]}" in capsys.readouterr().err

@@ -22,7 +22,7 @@ from seem.modeling.decoder import QueryGroup, VisualPromptTokens
 from seem.modeling.seem import ImageFeatures, Seem, TextPrompt
 from seem.modeling.visual_sampler import PromptSampler, RandomSampler
 from seem.postprocess import select_grounding, select_visual_queries
-from seem.prompts import Prompts, ReferencePrompt, mask_regions
+from seem.prompts import Prompts, ReferencePrompt, checks, mask_regions
 from seem.structures import Prediction
 from seem.transforms import ImageFrame, plan_frame, preprocess_image
 from seem.vocab_cache import VocabularyCache, default_vocabulary_cache_dir
@@ -206,7 +206,18 @@ class SeemPredictor:
 
         The tokens are sampled on the reference image's features (official demo ``evaluate_referring_image``)
         and can then be decoded against any image set later.
+
+        Raises:
+            PromptError: ``region`` missing, not 2-D / 3-D arrays, empty or of another size than ``image``
+                (the form is checked before the image is encoded). ImageError: an unreadable image.
         """
+        if region is None:
+            raise PromptError("region is None: encode_reference needs an (H, W) or (K, H, W) mask of the image")
+        try:
+            region = np.asarray(region)
+        except (TypeError, ValueError):
+            raise PromptError(f"region must be an (H, W) or (K, H, W) mask, got {type(region).__name__}") from None
+        checks.region_list(region, "region")  # the form, before paying for the image encoder
         frame, feats = self.encode(image, decoder_cache=False)  # only tokens are sampled on this image
         return self.with_image(frame, feats).reference_from_current(region)
 

@@ -82,10 +82,10 @@ def collect_prompts(args: argparse.Namespace, size: tuple[int, int]) -> Prompts:
         fields["text"] = args.text
     if args.point:
         pts = np.asarray(args.point, dtype=np.float64)
-        fields["points"] = pts[:, :2].astype(np.float32)
+        fields["points"] = pts[:, :2]  # float64: a huge coordinate is "outside the image", not inf
         fields["point_labels"] = pts[:, 2].astype(np.int64)
     if args.box:
-        fields["boxes"] = np.asarray(args.box, dtype=np.float32).reshape(-1, 4)
+        fields["boxes"] = np.asarray(args.box, dtype=np.float64).reshape(-1, 4)
     if args.scribble:
         fields["scribbles"] = [seem_io.load_mask(p, size=size) for p in args.scribble]
     if args.polygon:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from seem.cli.common import verbose_parent
+from pathlib import Path
+
+from seem.cli.common import parse_device, positive_float, verbose_parent
 
 DEFAULT_INIT = "bundled"
 
@@ -20,24 +22,59 @@ def add_parser(subparsers) -> None:
     p.add_argument("--pack", required=True, help="pack file from `seem train-pack`")
     p.add_argument("--config", default=None, help="training config (JSON/YAML); options below override it")
     p.add_argument("--init", default=DEFAULT_INIT, help="weights to start from (default: the bundled model)")
-    p.add_argument("--minutes", type=float, default=8.0, help="training time (default 8)")
-    p.add_argument("--device", default="auto", help="auto | cuda[:N] | cpu (default auto)")
+    p.add_argument("--minutes", type=positive_float, default=8.0, help="training time (default 8)")
+    p.add_argument("--device", type=parse_device, default="auto", help="auto | cuda[:N] | cpu (default auto)")
     p.add_argument("--out-dir", default="runs/continue", help="checkpoints and metrics (resumes from here)")
     p.add_argument("--shards", required=True, help="folder for the weight shards and their index")
-    p.add_argument("--shard-mib", type=float, default=16.0, help="largest shard in MiB (default 16)")
+    p.add_argument("--shard-mib", type=positive_float, default=16.0, help="largest shard in MiB (default 16)")
+
+
+def _largest_export_bytes(variant: str) -> tuple[str, int]:
+    """Name and exported size (float16 as :func:`seem.train.export.export_checkpoint` writes) of the
+    variant's largest tensor, from a model built on the meta device (no memory, no weights)."""
+    import torch
+
+    from seem.build import build_seem
+    from seem.registry import get_variant
+    from seem.train.export import SMALL
+
+    with torch.device("meta"):
+        state = build_seem(get_variant(variant).config).state_dict()
+
+    def nbytes(t: torch.Tensor) -> int:
+        return t.numel() * (2 if t.is_floating_point() and t.numel() > SMALL else t.element_size())
+
+    key = max(state, key=lambda k: nbytes(state[k]))
+    return key, nbytes(state[key])
+
+
+def _check_outputs(args: argparse.Namespace, variant: str) -> None:
+    """Everything that would fail after training (shard size, output folders) fails before it."""
+    from seem.errors import ConfigError
+    from seem.train.shards import shard_capacity
+
+    key, size = _largest_export_bytes(variant)
+    capacity = shard_capacity(args.shard_mib)
+    if size > capacity:
+        raise ConfigError(f"--shard-mib {args.shard_mib}: tensor {key} alone is {size / (1 << 20):.2f} MiB and a "
+                          f"shard holds {max(capacity, 0) / (1 << 20):.2f} MiB of tensor data; raise --shard-mib")
+    for flag, folder in (("--shards", Path(args.shards)), ("--out-dir", Path(args.out_dir))):
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError(f"{flag} {folder}: exists and is not a folder")
+        parent = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
+        if not parent.is_dir():
+            raise ConfigError(f"{flag} {folder}: {parent} is not a folder")
+    if not Path(args.pack).is_file():
+        raise ConfigError(f"--pack {args.pack}: file not found")
 
 
 def run(args: argparse.Namespace) -> int:
     from importlib import resources
-    from pathlib import Path
 
-    from seem.errors import ConfigError
     from seem.train.config import TrainConfig
     from seem.train.engine import Trainer
     from seem.train.export import export_checkpoint
 
-    if args.minutes <= 0:
-        raise ConfigError(f"--minutes must be positive, got {args.minutes}")
     init = str(resources.files("seem") / "assets" / "seem_tiny.safetensors") if args.init == DEFAULT_INIT \
         else args.init
     base = TrainConfig.from_file(args.config) if args.config else TrainConfig(
@@ -46,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig.from_file(None, **{**base.to_dict(), "init": init, "data": "pack", "pack": args.pack,
                                             "device": args.device, "max_minutes": args.minutes,
                                             "out_dir": args.out_dir})
+    _check_outputs(args, config.model)
     trainer = Trainer(config)
     trainer.run()
     index = export_checkpoint(Path(args.out_dir) / "model.safetensors", args.shards, config.model,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from seem.cli.common import verbose_parent
+from seem.cli.common import non_negative_int, positive_float, verbose_parent
 
 
 def add_parser(subparsers) -> None:
@@ -15,14 +15,15 @@ def add_parser(subparsers) -> None:
         "JSON labels) until it holds MAX_MIB MiB; `seem train-continue --pack OUT` trains from it.")
     p.add_argument("config", metavar="CONFIG", help="training config (JSON/YAML) with data 'mix'")
     p.add_argument("--out", required=True, help="pack file to write (.npz)")
-    p.add_argument("--max-mib", type=float, default=64.0, help="size budget in MiB (default 64)")
-    p.add_argument("--seed-offset", type=int, default=50_000_000,
+    p.add_argument("--max-mib", type=positive_float, default=64.0, help="size budget in MiB (default 64)")
+    p.add_argument("--seed-offset", type=non_negative_int, default=50_000_000,
                    help="first draw seed (default 50,000,000: draws no CPU run of 50M draws has used)")
 
 
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
     from itertools import count
+    from pathlib import Path
 
     from seem.data.real_mix import MixConfig, RealMixture
     from seem.errors import ConfigError
@@ -34,6 +35,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.config}: data is {config.data!r}; a pack is drawn from the 'mix' data")
     if not 0 < args.max_mib <= 4096:
         raise ConfigError(f"--max-mib must be in (0, 4096], got {args.max_mib}")
+    out = Path(args.out)
+    if out.is_dir():
+        raise ConfigError(f"--out {out}: is a folder; name the pack file (e.g. {out / 'pack.npz'})")
+    if not out.parent.is_dir():
+        raise ConfigError(f"--out {out}: folder {out.parent} does not exist")
     mix = MixConfig(root=config.data_root, size=config.image_size, copy_paste_prob=config.copy_paste_prob)
     if config.mix_weights:
         mix = replace(mix, weights=tuple(config.mix_weights))

@@ -108,7 +108,7 @@ def region_list(value, field: str) -> tuple[np.ndarray, ...]:
     against the image by :func:`region_masks`).
 
     Raises:
-        PromptError: not arrays, or an empty sequence.
+        PromptError: not arrays, an empty sequence, or an item that is not 2-D (naming ``field[i]``).
     """
     try:
         if isinstance(value, np.ndarray) and value.ndim == 2:
@@ -119,6 +119,9 @@ def region_list(value, field: str) -> tuple[np.ndarray, ...]:
         raise PromptError(f"{field} must be (H, W) arrays, got {type(value).__name__}") from None
     if not items:
         raise PromptError(f"no {field} given (empty list)")
+    for i, m in enumerate(items):
+        if m.ndim != 2:
+            raise PromptError(f"{field}[{i}]: expected an (H, W) array, got shape {m.shape}")
     return tuple(items)
 
 

@@ -85,6 +85,8 @@ def _shapes(value, field: str) -> tuple[np.ndarray, ...]:
             raise PromptError(f"{field}[{i}] must be an (H, W) mask or an (M, 2) array of (x, y) points, got {s.shape}")
         if s.shape[1] == 2:
             s = checks.finite(checks.numbers(s, f"{field}[{i}]", "(M, 2) (x, y) pixels"), f"{field}[{i}]")
+            if field == "polygons" and len(s) < 3:
+                raise PromptError(f"{field}[{i}]: a polygon needs at least 3 (x, y) vertices, got {len(s)}")
         out.append(_frozen(s))
     return tuple(out)
 
@@ -155,8 +157,11 @@ class Prompts:
                 raise PromptError(f"points must be (N, 2) or (K, N, 2) (x, y) pixels, got shape {np.shape(self.points)}")
             labels = checks.point_labels(self.point_labels, pts.shape[:2])
             regions = (self.boxes, self.scribbles, self.polygons, self.masks)
-            if not (labels == 1).any(axis=1).all() and all(r is None for r in regions):
-                raise PromptError("every object needs at least one positive click (label 1) or another positive prompt")
+            negative_only = np.flatnonzero(~(labels == 1).any(axis=1))
+            if negative_only.size and all(r is None for r in regions):
+                k = int(negative_only[0])
+                raise PromptError(f"point_labels[{k}]: object {k} has only negative clicks; every object needs at "
+                                  "least one positive click (label 1) or a box, scribble, polygon or mask")
             store("points", _frozen(pts))
             store("point_labels", _frozen(labels))
         if self.boxes is not None:

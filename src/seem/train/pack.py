@@ -96,8 +96,12 @@ class PackedSamples:
         try:
             self._npz = np.load(path, allow_pickle=False)
             meta = json.loads(self._npz["meta"].tobytes().decode("utf-8"))
-        except (OSError, ValueError, KeyError) as exc:
-            raise ConfigError(f"{path} is not a seem training pack ({exc})") from None
+        except KeyError:
+            raise ConfigError(f"{path} is not a seem training pack (no 'meta' member)") from None
+        except (OSError, ValueError, UnicodeDecodeError):
+            # numpy's own messages suggest allow_pickle=True, which a pack never needs and must not get
+            raise ConfigError(f"{path} is not a seem training pack (not an .npz archive of plain arrays, "
+                              "or its metadata is not JSON)") from None
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise ConfigError(f"{path}: format {meta.get('format') if isinstance(meta, dict) else None!r}, "
                               f"expected {FORMAT!r}")

@@ -21,6 +21,11 @@ INDEX = "model.safetensors.index.json"
 _HEADER_ROOM = 64 * 1024  # safetensors JSON header (names, shapes, offsets) and metadata, an upper bound
 
 
+def shard_capacity(max_mib: float) -> int:
+    """Bytes of tensor data one shard of ``max_mib`` MiB holds (its safetensors header room taken off)."""
+    return int(max_mib * (1 << 20)) - _HEADER_ROOM
+
+
 def write_shards(state_dict: Mapping[str, Tensor], out_dir: str | Path, max_mib: float = 16.0,
                  metadata: Mapping[str, str] | None = None, config: SeemConfig | None = None) -> list[Path]:
     """Split ``state_dict`` (in key order) into files of at most ``max_mib`` MiB each; returns the index path
@@ -29,7 +34,7 @@ def write_shards(state_dict: Mapping[str, Tensor], out_dir: str | Path, max_mib:
     Raises:
         CheckpointError: a single tensor is larger than ``max_mib``.
     """
-    limit = int(max_mib * (1 << 20)) - _HEADER_ROOM
+    limit = shard_capacity(max_mib)
     groups: list[dict[str, Tensor]] = [{}]
     used = 0
     for key, t in state_dict.items():
