@@ -21,3 +21,22 @@ def pytest_sessionstart(session):
     path = fixture_dir()
     if os.environ.get("SEEM_REQUIRE_FIXTURE") == "1" and not (path / "model.safetensors").is_file():
         raise pytest.UsageError(f"SEEM_REQUIRE_FIXTURE=1 but the parity fixture is missing at {path}")
+
+
+def prompts_as_kwargs(prompts=None, memory=None, **kwargs) -> dict:
+    """What a fake predictor received, as the keyword form tests read: a :class:`seem.Prompts` (one object)
+    becomes ``points`` / ``point_labels`` lists of that object, ``boxes`` as a list, region fields as given."""
+    if prompts is None:
+        return {**kwargs, "memory": memory}
+    out = {"memory": memory}
+    if prompts.points is not None:
+        out["points"] = prompts.points[0].tolist()
+        out["point_labels"] = prompts.point_labels[0].tolist()
+    if prompts.boxes is not None:
+        out["boxes"] = prompts.boxes.tolist()
+    for name in ("scribbles", "polygons", "masks"):
+        if getattr(prompts, name) is not None:
+            out[name] = list(getattr(prompts, name))
+    if prompts.text is not None:
+        out["text"] = prompts.text[0] if len(prompts.text) == 1 else list(prompts.text)
+    return out

@@ -15,6 +15,8 @@ from seem.evaluation.datasets import CocoInstancesDataset, RitmFolderDataset
 from seem.evaluation.report import format_table
 from seem.evaluation.runner import run_interactive
 
+from conftest import prompts_as_kwargs
+
 
 def _png(path, array) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -162,10 +164,10 @@ class _FixedPredictor:
     def set_image(self, image):
         self.image = image
 
-    def predict(self, **kwargs):
+    def predict(self, prompts=None, **kwargs):
         if not self.image.any():
             raise PromptError("rejected")
-        self.calls.append(kwargs)
+        self.calls.append(prompts_as_kwargs(prompts, **kwargs))
         return SimpleNamespace(masks=self.mask[None])
 
 

@@ -13,6 +13,8 @@ from seem.evaluation.panoptic import PQAccumulator, pq
 from seem.evaluation.referring import referring_metrics
 from seem.structures import Segment
 
+from conftest import prompts_as_kwargs
+
 
 class ScriptedPredictor:
     """Records every ``predict`` call; ``respond(call_kwargs) -> (H, W) bool`` decides the mask."""
@@ -24,7 +26,8 @@ class ScriptedPredictor:
     def set_image(self, image):
         self.image = image
 
-    def predict(self, **kwargs):
+    def predict(self, prompts=None, **kwargs):
+        kwargs = prompts_as_kwargs(prompts, **kwargs)
         self.calls.append(kwargs)
         return SimpleNamespace(masks=self.respond(kwargs)[None], call=len(self.calls))
 
@@ -205,7 +208,9 @@ class OraclePredictor:
     def set_image(self, image):
         self.scene = self.scenes[np.asarray(image).tobytes()]
 
-    def predict(self, text=None, points=None, point_labels=None, memory=None, **_):
+    def predict(self, prompts=None, **kwargs):
+        kw = prompts_as_kwargs(prompts, **kwargs)
+        text, points = kw.get("text"), kw.get("points")
         s = self.scene
         if text is not None:
             k = dict(s.expressions)[text]

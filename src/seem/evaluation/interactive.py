@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from seem.prompts import Prompts
 from seem.train.clicker import Click, click_square, iou, next_click
 
 FIRST_PROMPTS: tuple[str, ...] = ("point", "scribble", "polygon", "box")
@@ -110,7 +111,7 @@ def interactive_curve(predictor, gt: np.ndarray, max_clicks: int = 20, ignore: n
         kwargs = dict(region_kwargs)
         if points:
             kwargs.update(points=[list(p) for p in points], point_labels=list(labels))
-        prediction = predictor.predict(memory=prediction, **kwargs)
+        prediction = predictor.predict(Prompts(**kwargs), memory=prediction)
         mask = np.asarray(prediction.masks[0]).astype(bool)
         curve.append(iou(mask, gt, ignore))
         if len(curve) >= max_clicks or (stop_iou is not None and curve[-1] >= stop_iou and len(curve) >= min_clicks):

@@ -27,6 +27,7 @@ import numpy as np
 
 from seem.evaluation.common import describe_dataset, num_samples, progress_bar, to_plain
 from seem.evaluation.interactive import FIRST_PROMPTS, interactive_curve, summarize
+from seem.prompts import Prompts
 
 GENERIC_TASKS: tuple[str, ...] = ("panoptic", "semantic", "instance")
 
@@ -38,9 +39,9 @@ class _CountingPredictor:
         self.predictor = predictor
         self.calls = 0
 
-    def predict(self, **kwargs):
+    def predict(self, *args, **kwargs):
         self.calls += 1
-        return self.predictor.predict(**kwargs)
+        return self.predictor.predict(*args, **kwargs)
 
 
 def _set_image(predictor, image, name: str, errors: list, task: str) -> bool:
@@ -156,7 +157,7 @@ def run_referring(predictor, dataset, limit: int | None = None, progress: bool =
             continue
         for text, k in sample.expressions:
             try:
-                pred = predictor.predict(text=text)
+                pred = predictor.predict(Prompts(text=text))
             except PromptError as e:
                 errors.append({"image": sample.image_id, "task": "referring", "text": text, "error": str(e)})
                 continue

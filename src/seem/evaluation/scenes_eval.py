@@ -31,6 +31,7 @@ from seem.evaluation.interactive import FIRST_PROMPTS, interactive_curve, summar
 from seem.evaluation.panoptic import PQAccumulator
 from seem.evaluation.referring import ReferringAccumulator
 from seem.evaluation.report import format_value
+from seem.prompts import Prompts
 
 _THING_PICK = 0x5EE4  # stream id of the generator that picks the evaluated things of a scene
 
@@ -104,7 +105,7 @@ def evaluate_scenes(predictor, seeds: Iterable[int] = range(200), size: int = 32
         if referring:
             for text, k in scene.expressions:
                 try:
-                    pred = predictor.predict(text=text)
+                    pred = predictor.predict(Prompts(text=text))
                 except PromptError as e:
                     errors.append({"seed": seed, "task": "referring", "text": text, "error": str(e)})
                     continue

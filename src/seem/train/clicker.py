@@ -71,10 +71,12 @@ def simulate_clicks(predictor, gt: np.ndarray, rounds: int) -> list[float]:
     """IoU with ``gt`` after each of ``rounds`` simulated clicks on one object of the predictor's current image.
 
     Each round adds :func:`next_click` on the current error and sends every click so far plus the previous
-    round's result as the memory prompt (``SeemPredictor.predict(points, point_labels, memory)``). Once
-    prediction and ground truth agree, later rounds repeat the last IoU. ``gt``: ``(H, W)`` bool in the
+    round's result as the memory prompt (``SeemPredictor.predict(Prompts(points, point_labels), memory)``).
+    Once prediction and ground truth agree, later rounds repeat the last IoU. ``gt``: ``(H, W)`` bool in the
     image's pixel frame.
     """
+    from seem.prompts import Prompts  # the clicker itself stays numpy-only (data generation imports it)
+
     points: list[list[float]] = []
     labels: list[int] = []
     pred, memory = np.zeros_like(gt, dtype=bool), None
@@ -86,7 +88,7 @@ def simulate_clicks(predictor, gt: np.ndarray, rounds: int) -> list[float]:
             continue
         points.append([c.x + 0.5, c.y + 0.5])
         labels.append(int(c.positive))
-        memory = predictor.predict(points=points, point_labels=labels, memory=memory)
+        memory = predictor.predict(Prompts(points=points, point_labels=labels), memory=memory)
         pred = memory.masks[0]
         out.append(iou(pred, gt))
     return out
