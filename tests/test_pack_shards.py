@@ -111,3 +111,22 @@ def test_shards_fail_loudly(tmp_path):
     (tmp_path / "s" / INDEX).write_text(json.dumps(index))
     with pytest.raises(CheckpointError, match="plain file name"):
         read_shards(tmp_path / "s")
+
+
+def test_export_averages_several_sources_and_refuses_other_architectures(tmp_path):
+    from seem.train.export import average_states
+
+    a = {"w": torch.tensor([1.0, 3.0]), "n": torch.tensor([7])}
+    b = {"w": torch.tensor([3.0, 5.0]), "n": torch.tensor([9])}
+    soup = average_states([a, b])
+    assert torch.equal(soup["w"], torch.tensor([2.0, 4.0])) and torch.equal(soup["n"], torch.tensor([7]))
+    with pytest.raises(CheckpointError, match="only weights of one architecture"):
+        average_states([a, {"w": torch.zeros(3), "n": torch.tensor([1])}])
+    state = _bundled()
+    shifted = {k: (v.float() + 1.0).to(v.dtype) if v.is_floating_point() else v for k, v in state.items()}
+    write_shards(state, tmp_path / "s1", max_mib=16)
+    write_shards(shifted, tmp_path / "s2", max_mib=16)
+    merged = read_checkpoint(export_checkpoint([tmp_path / "s1", tmp_path / "s2"], tmp_path / "soup.safetensors"))
+    key = next(k for k, v in state.items() if v.is_floating_point() and v.numel() > 4096)
+    expected = (state[key].float() + 0.5).to(torch.float16)
+    assert torch.allclose(merged[key].float(), expected.float(), atol=1e-3)

@@ -1,7 +1,10 @@
-"""Export trained weights as a compact bundled checkpoint (``python -m seem.train.export IN OUT``).
+"""Export trained weights as a compact bundled checkpoint (``python -m seem.train.export IN [IN ...] OUT``).
 
 ``IN`` is a training ``model.safetensors`` / ``last.pt`` or a folder of shards (``model.safetensors.index.json``,
 :mod:`seem.train.shards`); with ``--shard-mib N``, ``OUT`` is a folder of shards of at most N MiB each.
+Several ``IN`` of one training lineage are averaged parameter by parameter (a uniform "model soup",
+Wortsman et al., ICML 2022): runs fine-tuned from one another trade off differently between data sets,
+and their mean often keeps the better side of each.
 
 Large floating-point tensors are stored in float16 (halving the file; the model casts them back to
 float32 when loading), small ones (norms, biases, batch-norm statistics) stay float32. The registry
@@ -18,24 +21,47 @@ import torch
 SMALL = 4096  # tensors with at most this many elements keep float32
 
 
-def export_checkpoint(source: str | Path, target: str | Path, variant: str = "seem_tiny",
+def average_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The parameter-wise mean of ``states`` (float tensors averaged in float32, others taken from the first).
+
+    Raises:
+        CheckpointError: the states differ in keys or shapes (not one architecture).
+    """
+    from seem.errors import CheckpointError
+
+    first = states[0]
+    for i, other in enumerate(states[1:], 1):
+        if list(other) != list(first) or any(other[k].shape != first[k].shape for k in first):
+            raise CheckpointError(f"source {i} has other keys or shapes than source 0: only weights of one "
+                                  "architecture can be averaged")
+    if len(states) == 1:
+        return first
+    return {k: (torch.stack([s[k].float() for s in states]).mean(0).to(v.dtype) if v.is_floating_point() else v)
+            for k, v in first.items()}
+
+
+def export_checkpoint(source: str | Path | list[str | Path], target: str | Path, variant: str = "seem_tiny",
                       shard_mib: float | None = None) -> Path:
-    """Read ``source`` (a training ``model.safetensors`` or ``last.pt``, or a shard folder / index), write
-    ``target`` (a file, or with ``shard_mib`` a folder of shards and its index); returns the file or index."""
+    """Read ``source`` (a training ``model.safetensors`` or ``last.pt``, or a shard folder / index; a list of
+    them is averaged, see :func:`average_states`), write ``target`` (a file, or with ``shard_mib`` a folder of
+    shards and its index); returns the file or index."""
     from seem.checkpoint import read_checkpoint, save_safetensors
     from seem.registry import get_variant
     from seem.train.shards import INDEX, read_shards, write_shards
 
-    source = Path(source)
-    state = read_shards(source) if source.is_dir() or source.name == INDEX else read_checkpoint(source)
-    if "model" in state and isinstance(state["model"], dict):  # a training last.pt
-        state = state["model"]
+    sources = [Path(s) for s in source] if isinstance(source, (list, tuple)) else [Path(source)]
+
+    def load(path: Path) -> dict:
+        state = read_shards(path) if path.is_dir() or path.name == INDEX else read_checkpoint(path)
+        return state["model"] if "model" in state and isinstance(state["model"], dict) else state  # a last.pt
+
+    state = average_states([load(s) for s in sources])
     out = {}
     for k, v in state.items():
         if v.is_floating_point() and v.numel() > SMALL:
             v = v.to(torch.float16)
         out[k] = v.contiguous()
-    meta = {"format": "seem", "variant": variant, "source": source.name}
+    meta = {"format": "seem", "variant": variant, "source": " + ".join(f"{s.parent.name}/{s.name}" for s in sources)}
     if shard_mib is not None:
         return write_shards(out, target, shard_mib, meta, config=get_variant(variant).config)[-1]
     return save_safetensors(out, target, meta, config=get_variant(variant).config)
@@ -43,12 +69,13 @@ def export_checkpoint(source: str | Path, target: str | Path, variant: str = "se
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("source")
+    ap.add_argument("source", nargs="+", help="weights to export; several are averaged (a model soup)")
     ap.add_argument("target")
     ap.add_argument("--variant", default="seem_tiny")
     ap.add_argument("--shard-mib", type=float, default=None, help="write TARGET as a folder of shards this size")
     args = ap.parse_args(argv)
-    path = export_checkpoint(args.source, args.target, args.variant, args.shard_mib)
+    path = export_checkpoint(args.source if len(args.source) > 1 else args.source[0], args.target, args.variant,
+                             args.shard_mib)
     files = sorted(path.parent.glob("model-*.safetensors")) if args.shard_mib else [path]
     print(f"wrote {path} ({sum(f.stat().st_size for f in files) / 1e6:.1f} MB in {len(files)} file(s))")
     return 0
