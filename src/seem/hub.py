@@ -225,7 +225,7 @@ def build_from_pretrained(
     return model.to(device) if device is not None else model
 
 
-DEFAULT_MODEL = "seem_tiny"  # bundled with the package (trained offline on generated scenes)
+DEFAULT_MODEL = "seem_tiny"  # bundled with the package (trained offline on generated scenes and real photos)
 
 
 def from_pretrained(name_or_path: str | None = None, device: str | None = "cpu", cache_dir=None) -> Seem:
