@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-
 from pathlib import Path
 
 from seem.cli.common import parse_device, positive_float, verbose_parent
