@@ -24,6 +24,7 @@ from fastapi.testclient import TestClient
 
 from seem import SeemPredictor, from_pretrained
 from seem.data.scenes import SceneConfig, SceneGenerator
+from seem.errors import PromptError
 from seem.io import mask_to_rle, rle_to_mask
 from seem.server import create_app
 
@@ -169,6 +170,32 @@ def test_upload_multipart_json_and_dedupe(app, client, pngs, ids, scenes):
     assert r.json()["image_id"] == ids[1] and r.json()["cached"] is True
     assert store.encodes == encodes  # no new encoding for the same bytes
     assert np.array_equal(store.get(ids[0]).image, scenes[0].image)
+
+
+def test_cross_origin_posts_are_refused_unread_and_the_page_is_hardened(predictor, scenes):
+    """A page on another site can make a browser POST here (a form post or a no-cors fetch); the browser sends
+    its Origin, and the server refuses before decoding anything. Same-origin pages, allowed origins and
+    clients without an Origin (curl, Python) are served."""
+    app = create_app(predictor, warm=False, allowed_origins=["https://annotate.example.org"])
+    client = TestClient(app)
+    store = app.state.seem.images
+    png = _png(scenes[1].image)
+    for origin in ("https://evil.example", "null", "http://testserver.evil.example", "http://testserver:8080"):
+        r = client.post("/v1/images", files={"file": ("x.png", png, "image/png")}, headers={"Origin": origin})
+        assert r.status_code == 403 and "cross-origin request refused" in r.json()["detail"], (origin, r.text)
+        assert store.encodes == 0  # refused before the image was decoded or encoded
+        assert client.delete("/v1/sessions/anything", headers={"Origin": origin}).status_code == 403
+    for headers in ({"Origin": "http://testserver"}, {"Origin": "https://annotate.example.org"}, {}):
+        r = client.post("/v1/images", files={"file": ("x.png", png, "image/png")}, headers=headers)
+        assert r.status_code == 200, (headers, r.text)
+    assert client.get("/healthz", headers={"Origin": "https://evil.example"}).status_code == 200  # reads are fine
+    page = client.get("/")
+    for name, value in (("x-frame-options", "DENY"), ("x-content-type-options", "nosniff")):
+        assert page.headers[name] == value and client.get("/healthz").headers[name] == value
+    if page.status_code == 200:
+        csp = page.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp
+    assert "content-security-policy" not in client.get("/healthz").headers
 
 
 # ---------------------------------------------------------------------------------------------- stateless
@@ -641,3 +668,27 @@ def test_allowed_hosts_refuse_other_host_headers(predictor):
                         base_url="http://127.0.0.1")
     assert client.get("/healthz").status_code == 200
     assert client.get("/healthz", headers={"host": "evil.example"}).status_code == 400
+
+
+def test_rle_strings_are_bounded_by_the_image_size_before_parsing(client, ids):
+    """Compressed RLE from clients: parsed as pycocotools does (every run, signs, deltas), but an over-long
+    string is refused from its length alone, before any parsing; both through /v1/predict too."""
+    from pycocotools import mask as mask_utils
+
+    from seem.server.convert import decode_rle, max_rle_chars
+
+    rng = np.random.default_rng(0)
+    for t in range(60):
+        h, w = (int(v) for v in rng.integers(1, 70, 2))
+        m = rng.random((h, w)) < rng.random()
+        m[rng.integers(0, h), rng.integers(0, w)] = True
+        counts = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))["counts"].decode()
+        assert len(counts) <= max_rle_chars((h, w))
+        assert np.array_equal(decode_rle({"size": [h, w], "counts": counts}, (h, w), "m"), m), t
+    for junk, words in (("0" * (max_rle_chars((256, 256)) + 1), "no mask of 256x256 pixels needs more than"),
+                        ("\u00e9\u00e9", "non-ASCII"), ("0 0", "character ' '"), ("o", "malformed run")):
+        with pytest.raises(PromptError, match=words):
+            decode_rle({"size": [256, 256], "counts": junk}, (256, 256), "masks[0]")
+    huge = {"size": [256, 256], "counts": "1" * 2_000_000}
+    r = client.post("/v1/predict", json={"image_id": ids[0], "masks": [huge]})
+    assert r.status_code == 422 and "needs more than" in r.json()["detail"], r.text

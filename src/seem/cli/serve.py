@@ -27,6 +27,9 @@ def add_parser(subparsers) -> None:
                    help="seconds before an idle session expires (default: 1800)")
     p.add_argument("--max-sessions", type=positive_int, default=256, dest="max_sessions",
                    help="live sessions at most (default: 256)")
+    p.add_argument("--allow-origin", action="append", default=[], dest="allow_origin", metavar="ORIGIN",
+                   help="a web origin (https://host[:port]) besides this server whose pages may call the API; "
+                   "repeatable (default: none: browsers on other sites get 403 on POST/PUT/PATCH/DELETE)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,4 +39,5 @@ def run(args: argparse.Namespace) -> int:
 
     return serve(lambda: load_predictor(args), host=args.host, port=args.port, max_images=args.max_images,
                  feature_budget_mb=args.feature_budget_mb, session_ttl=args.session_ttl,
-                 max_sessions=args.max_sessions, model_name=args.model or "seem_tiny")
+                 max_sessions=args.max_sessions, model_name=args.model or "seem_tiny",
+                 allowed_origins=tuple(args.allow_origin))

@@ -15,7 +15,7 @@ def create_app(predictor: Any, *, max_images: int = 32, feature_budget_bytes: in
                session_ttl_s: float = 1800.0, max_sessions: int = 256, max_history: int = 20,
                max_upload_bytes: int = 20 * 1024 * 1024, max_pixels: int = 50_000_000,
                model_name: str | None = None, warm: bool = True, max_concurrent_inference: int = 1,
-               allowed_hosts: Sequence[str] | None = None) -> Any:
+               allowed_hosts: Sequence[str] | None = None, allowed_origins: Sequence[str] = ()) -> Any:
     """The FastAPI app serving ``predictor`` (a :class:`seem.SeemPredictor`; never given an image itself).
 
     Args:
@@ -34,6 +34,8 @@ def create_app(predictor: Any, *, max_images: int = 32, feature_budget_bytes: in
             oversubscribe the cores); raise it for a GPU.
         allowed_hosts: serve only requests whose ``Host`` header is one of these (Starlette's
             ``TrustedHostMiddleware``; ``seem serve`` on loopback passes the loopback names); None = any.
+        allowed_origins: origins besides this server's own whose pages may send state-changing requests
+            (:class:`seem.server.site_guard.SiteGuard`: other cross-origin POST/PUT/PATCH/DELETE get 403).
 
     Raises:
         seem.errors.MissingDependencyError: FastAPI is not installed.
@@ -45,6 +47,7 @@ def create_app(predictor: Any, *, max_images: int = 32, feature_budget_bytes: in
 
     from seem.server.app import register_routes
     from seem.server.middleware import BodyLimit, install_error_handlers
+    from seem.server.site_guard import SiteGuard
     from seem.server.state import Limits, ServerState
     from seem.server.store import ImageStore, SessionStore
 
@@ -69,6 +72,7 @@ def create_app(predictor: Any, *, max_images: int = 32, feature_budget_bytes: in
     install_error_handlers(app)
     register_routes(app, state)
     app.add_middleware(BodyLimit, limit=max_upload_bytes * 4 // 3 + (1 << 20))
+    app.add_middleware(SiteGuard, allowed_origins=tuple(allowed_origins))  # outside BodyLimit: refused unread
     if allowed_hosts is not None:
         from starlette.middleware.trustedhost import TrustedHostMiddleware
 
