@@ -404,6 +404,28 @@ def test_session_prompt_types(client, ids, ref, scenes):
     assert len(client.get(f"/v1/sessions/{sid}").json()["objects"]) == 5  # a failed round changes nothing
 
 
+def test_session_mask_prompts_are_kept_as_one_union_and_capped(app, client, ids, ref, scenes):
+    """Mask rounds on one object: the model sees their union (as before), but the session stores one RLE,
+    so a round decodes two masks however many were sent; the 33rd mask prompt is refused."""
+    from seem.server.routes.sessions import MAX_OBJECT_MASKS
+
+    s = scenes[0]
+    a, b = _objects(s)
+    sid = client.post("/v1/sessions", json={"image_id": ids[0]}).json()["session_id"]
+    _on(ref, s.image)
+    first = ref.predict(masks=s.masks[a][None])
+    _same(_round(client, sid, mask=mask_to_rle(s.masks[a]))["objects"][0], first)
+    st = _round(client, sid, mask=mask_to_rle(s.masks[b]))
+    _same(st["objects"][0], ref.predict(masks=(s.masks[a] | s.masks[b])[None], memory=first))
+    obj = app.state.seem.sessions.get(sid).state.objects[0]
+    assert len(obj.masks) == 1 and obj.num_masks == 2
+    assert np.array_equal(rle_to_mask(obj.masks[0]), s.masks[a] | s.masks[b])
+    for _ in range(MAX_OBJECT_MASKS - 2):
+        _round(client, sid, mask=mask_to_rle(s.masks[a]))
+    r = client.post(f"/v1/sessions/{sid}/prompts", json={"mask": mask_to_rle(s.masks[b])})
+    assert r.status_code == 422 and f"at most {MAX_OBJECT_MASKS} mask prompts" in r.json()["detail"]
+
+
 def test_sessions_are_isolated(client, ids, ref, scenes):
     sids = [client.post("/v1/sessions", json={"image_id": i}).json()["session_id"] for i in ids]
     pt = _inside(scenes[0].masks[_objects(scenes[0])[0]])

@@ -140,8 +140,9 @@ class ImageStore:
 class ObjectState:
     """The accumulated prompts of one object and its current prediction (immutable: undo shares them).
 
-    Points are ``(x, y)`` pixels of the original image; scribbles / polygons as vertex tuples; masks as
-    COCO RLE dicts (decoded when predicting); ``reference`` a :class:`seem.prompts.ReferencePrompt`.
+    Points are ``(x, y)`` pixels of the original image; scribbles / polygons as vertex tuples; ``masks`` holds
+    the union of the ``num_masks`` mask prompts sent so far as one COCO RLE dict (decoded when predicting);
+    ``reference`` a :class:`seem.prompts.ReferencePrompt`.
     """
 
     points: tuple[tuple[float, float], ...] = ()
@@ -150,6 +151,7 @@ class ObjectState:
     scribbles: tuple[tuple[tuple[float, float], ...], ...] = ()
     polygons: tuple[tuple[tuple[float, float], ...], ...] = ()
     masks: tuple[dict, ...] = ()
+    num_masks: int = 0
     text: str | None = None
     reference: Any = None
     prediction: Any = None  # seem.structures.Prediction with one mask

@@ -11,6 +11,7 @@ import time
 
 from fastapi import FastAPI, HTTPException, Response
 
+from seem import io as seem_io
 from seem.errors import PromptError
 from seem.server import convert
 from seem.server.routes.common import ERRORS, elapsed_ms
@@ -29,6 +30,7 @@ from seem.server.store import ImageEntry, ObjectState, Session, Snapshot
 MAX_OBJECT_POINTS = 4 * MAX_POINTS  # clicks accumulated by one session object
 MAX_OBJECT_VERTICES = 4 * MAX_TOTAL_VERTICES  # scribble + polygon vertices accumulated by one session object
 MAX_OBJECT_SHAPES = 64  # strokes + polygons accumulated by one session object
+MAX_OBJECT_MASKS = 32  # mask prompts accumulated by one session object (kept as their union: one RLE)
 
 
 def session_state(session: Session, latency_ms: float | None = None) -> dict:
@@ -68,8 +70,14 @@ def merge_round(state: ServerState, old: ObjectState, req: PromptRound, entry: I
         raise PromptError(f"scribble/polygon: an object accumulates at most {MAX_OBJECT_SHAPES} strokes/polygons and "
                           f"{MAX_OBJECT_VERTICES} vertices (each round redraws them all); start a new object")
     if req.mask is not None:
-        convert.decode_rle(req.mask, (entry.height, entry.width), "mask")
-        changes["masks"] = old.masks + (req.mask.model_dump(),)
+        if old.num_masks >= MAX_OBJECT_MASKS:
+            raise PromptError(f"mask: an object accumulates at most {MAX_OBJECT_MASKS} mask prompts; start a new object")
+        size = (entry.height, entry.width)
+        union = convert.decode_rle(req.mask, size, "mask")
+        if old.masks:  # the union so far: one RLE, so a round decodes two masks however many were sent
+            union |= convert.decode_rle(old.masks[0], size, "mask")
+        changes["masks"] = (seem_io.mask_to_rle(union),)
+        changes["num_masks"] = old.num_masks + 1
     if req.text is not None:
         changes["text"] = req.text
     if req.reference is not None:
