@@ -404,6 +404,25 @@ def test_session_prompt_types(client, ids, ref, scenes):
     assert len(client.get(f"/v1/sessions/{sid}").json()["objects"]) == 5  # a failed round changes nothing
 
 
+def test_prompt_bodies_are_bounded_before_json_decoding(predictor, ids, scenes):
+    """A huge prompt body (millions of points) is refused from its size, not parsed then rejected; image
+    uploads keep their own, larger limit."""
+    app = create_app(predictor, warm=False, max_prompt_bytes=64_000)
+    client = TestClient(app)
+    png = _png(scenes[0].image)
+    image_id = client.post("/v1/images", files={"file": ("x.png", png, "image/png")}).json()["image_id"]
+    many = {"image_id": image_id, "points": [[1.5, 2.5]] * 20_000}  # about 240 kB of JSON
+    r = client.post("/v1/predict", json=many)
+    assert r.status_code == 413 and "64,000-byte limit" in r.json()["detail"], r.text
+    ok = client.post("/v1/predict", json={"image_id": image_id, "points": [[10.5, 10.5]]})
+    assert ok.status_code == 200, ok.text
+    sid = client.post("/v1/sessions", json={"image_id": image_id}).json()["session_id"]
+    assert client.post(f"/v1/sessions/{sid}/prompts", json=many).status_code == 413
+    big = client.post("/v1/images", json={"data": base64.b64encode(_png(np.random.default_rng(0).integers(
+        0, 255, (200, 200, 3), dtype=np.uint8))).decode()})
+    assert big.status_code == 200, big.text  # ~160 kB of base64: over the prompt limit, under the upload one
+
+
 def test_session_mask_prompts_are_kept_as_one_union_and_capped(app, client, ids, ref, scenes):
     """Mask rounds on one object: the model sees their union (as before), but the session stores one RLE,
     so a round decodes two masks however many were sent; the 33rd mask prompt is refused."""

@@ -15,7 +15,8 @@ def create_app(predictor: Any, *, max_images: int = 32, feature_budget_bytes: in
                session_ttl_s: float = 1800.0, max_sessions: int = 256, max_history: int = 20,
                max_upload_bytes: int = 20 * 1024 * 1024, max_pixels: int = 50_000_000,
                model_name: str | None = None, warm: bool = True, max_concurrent_inference: int = 1,
-               allowed_hosts: Sequence[str] | None = None, allowed_origins: Sequence[str] = ()) -> Any:
+               allowed_hosts: Sequence[str] | None = None, allowed_origins: Sequence[str] = (),
+               max_prompt_bytes: int = 16 << 20) -> Any:
     """The FastAPI app serving ``predictor`` (a :class:`seem.SeemPredictor`; never given an image itself).
 
     Args:
@@ -34,6 +35,8 @@ def create_app(predictor: Any, *, max_images: int = 32, feature_budget_bytes: in
             oversubscribe the cores); raise it for a GPU.
         allowed_hosts: serve only requests whose ``Host`` header is one of these (Starlette's
             ``TrustedHostMiddleware``; ``seem serve`` on loopback passes the loopback names); None = any.
+        max_prompt_bytes: largest request body on every route but the image upload (413 above, before the
+            JSON is decoded): 16 MiB holds thousands of clicks and vertices and RLE masks of any sane image.
         allowed_origins: origins besides this server's own whose pages may send state-changing requests
             (:class:`seem.server.site_guard.SiteGuard`: other cross-origin POST/PUT/PATCH/DELETE get 403).
 
@@ -71,7 +74,8 @@ def create_app(predictor: Any, *, max_images: int = 32, feature_budget_bytes: in
     app.state.seem = state
     install_error_handlers(app)
     register_routes(app, state)
-    app.add_middleware(BodyLimit, limit=max_upload_bytes * 4 // 3 + (1 << 20))
+    app.add_middleware(BodyLimit, limit=max_upload_bytes * 4 // 3 + (1 << 20), prompt_limit=max_prompt_bytes,
+                       upload_paths=("/v1/images",))
     app.add_middleware(SiteGuard, allowed_origins=tuple(allowed_origins))  # outside BodyLimit: refused unread
     if allowed_hosts is not None:
         from starlette.middleware.trustedhost import TrustedHostMiddleware

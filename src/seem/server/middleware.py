@@ -57,16 +57,25 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 class BodyLimit:
-    """ASGI middleware: refuse request bodies above ``limit`` bytes with 413 before the app reads them.
+    """ASGI middleware: refuse request bodies above the limit with 413 before the app reads (or JSON-decodes)
+    them: ``limit`` bytes on ``upload_paths`` (image uploads), ``prompt_limit`` bytes elsewhere (prompt
+    bodies: clicks, strokes, RLE masks), so a huge prompt body is refused from its size alone.
 
     A declared ``Content-Length`` is checked up front; a chunked body is buffered up to the limit.
     """
 
-    def __init__(self, app, limit: int) -> None:
+    def __init__(self, app, limit: int, prompt_limit: int | None = None, upload_paths: tuple[str, ...] = ()) -> None:
         self.app, self.limit = app, int(limit)
+        self.prompt_limit = int(prompt_limit) if prompt_limit is not None else self.limit
+        self.upload_paths = tuple(upload_paths)
 
-    async def _refuse(self, send) -> None:
-        body = json.dumps({"detail": f"request body is larger than the {self.limit:,}-byte limit"}).encode()
+    def limit_for(self, path: str) -> int:
+        """The byte limit of a request to ``path``."""
+        return self.limit if not self.upload_paths or path.startswith(self.upload_paths) else self.prompt_limit
+
+    @staticmethod
+    async def _refuse(send, limit: int) -> None:
+        body = json.dumps({"detail": f"request body is larger than the {limit:,}-byte limit"}).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                                 (b"connection", b"close")]})
@@ -76,15 +85,16 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.limit_for(scope.get("path", ""))
         headers = dict(scope.get("headers") or ())
         declared = headers.get(b"content-length")
         if declared is not None:
             try:
                 size = int(declared)
             except ValueError:
-                size = self.limit + 1
-            if size > self.limit:
-                await self._refuse(send)
+                size = limit + 1
+            if size > limit:
+                await self._refuse(send, limit)
                 return
             await self.app(scope, receive, send)
             return
@@ -99,8 +109,8 @@ class BodyLimit:
                 return
             body += message.get("body", b"")
             more = message.get("more_body", False)
-            if len(body) > self.limit:
-                await self._refuse(send)
+            if len(body) > limit:
+                await self._refuse(send, limit)
                 return
         replayed = False
 
