@@ -423,6 +423,15 @@ def test_prompt_bodies_are_bounded_before_json_decoding(predictor, ids, scenes):
     assert big.status_code == 200, big.text  # ~160 kB of base64: over the prompt limit, under the upload one
 
 
+def test_vocabulary_text_is_bounded(client, ids):
+    """256 names of 158 characters kept the model thread busy for 14 s; all names together are bounded."""
+    from seem.server.schemas import MAX_VOCABULARY_CHARS
+
+    long_names = [f"{i:03d} " + "very long class name " * 7 for i in range(256)]
+    r = client.post("/v1/panoptic", json={"image_id": ids[0], "vocabulary": long_names})
+    assert r.status_code == 422 and f"at most {MAX_VOCABULARY_CHARS:,} characters" in r.json()["detail"], r.text
+
+
 def test_session_mask_prompts_are_kept_as_one_union_and_capped(app, client, ids, ref, scenes):
     """Mask rounds on one object: the model sees their union (as before), but the session stores one RLE,
     so a round decodes two masks however many were sent; the 33rd mask prompt is refused."""

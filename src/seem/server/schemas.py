@@ -23,6 +23,8 @@ MAX_TEXT_CHARS = 2_000  # cheap pre-check; the model's limit (77 tokens) is chec
 MAX_VOCABULARY = 256  # class names of one panoptic request (per-class score maps are C x H x W)
 MAX_TOTAL_VERTICES = 4_000  # scribble + polygon vertices of one request (rasterising costs vertices x rows)
 MAX_NAME_CHARS = 200
+# all names of one vocabulary together: text encoding time grows with tokens (COCO's 133 names: 1,034 chars)
+MAX_VOCABULARY_CHARS = 8_000
 
 Coord = Annotated[float, Field(allow_inf_nan=False)]
 Point = Annotated[list[Coord], Field(min_length=2, max_length=2, description="[x, y] pixels of the original image")]
@@ -143,6 +145,13 @@ class PanopticRequest(_Strict):
                                             Field(min_length=1, max_length=MAX_VOCABULARY)] | None = Field(
         None, description='class names, or "coco" for the 133 COCO panoptic classes (default: the model\'s)')
     kind: Literal["panoptic", "semantic", "instance"] = "panoptic"
+
+    @model_validator(mode="after")
+    def _check(self):
+        if isinstance(self.vocabulary, list) and sum(len(n) for n in self.vocabulary) > MAX_VOCABULARY_CHARS:
+            raise ValueError(f"vocabulary: at most {MAX_VOCABULARY_CHARS:,} characters in all names together "
+                             "(text encoding time grows with them)")
+        return self
 
 
 class CvatRequest(_Strict):
