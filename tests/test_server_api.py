@@ -432,6 +432,31 @@ def test_vocabulary_text_is_bounded(client, ids):
     assert r.status_code == 422 and f"at most {MAX_VOCABULARY_CHARS:,} characters" in r.json()["detail"], r.text
 
 
+def test_session_history_holds_no_full_size_masks(app, client):
+    """Undo keeps every round's snapshot: each holds the RLE and the low-res logits (the next round's memory),
+    not the full-size mask, so history memory does not grow with the image's pixels."""
+    import torch
+
+    h, w = 768, 1024
+    rgb = np.zeros((h, w, 3), np.uint8)
+    rgb[200:500, 300:700] = (200, 60, 40)
+    image_id = client.post("/v1/images", files={"file": ("big.png", _png(rgb), "image/png")}).json()["image_id"]
+    sid = client.post("/v1/sessions", json={"image_id": image_id}).json()["session_id"]
+    for x, y in ((500.5, 350.5), (320.5, 220.5), (680.5, 480.5)):
+        assert client.post(f"/v1/sessions/{sid}/prompts", json={"points": [[x, y]]}).status_code == 200
+    session = app.state.seem.sessions.get(sid)
+    snapshots = [*session.undo_stack, session.state]
+    assert len(snapshots) >= 4
+    arrays = [o.memory for snap in snapshots for o in snap.objects if o.memory is not None]
+    assert arrays and all(isinstance(m, torch.Tensor) and m.numel() * 64 < h * w for m in arrays)
+    for snap in snapshots:
+        for o in snap.objects:
+            for value in vars(o).values():
+                assert not (isinstance(value, np.ndarray) and value.size >= h * w)
+    st = client.post(f"/v1/sessions/{sid}/undo").json()  # undo still restores the previous mask
+    assert st["objects"][0]["area"] > 0
+
+
 def test_session_mask_prompts_are_kept_as_one_union_and_capped(app, client, ids, ref, scenes):
     """Mask rounds on one object: the model sees their union (as before), but the session stores one RLE,
     so a round decodes two masks however many were sent; the 33rd mask prompt is refused."""

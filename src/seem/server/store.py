@@ -154,7 +154,7 @@ class ObjectState:
     num_masks: int = 0
     text: str | None = None
     reference: Any = None
-    prediction: Any = None  # seem.structures.Prediction with one mask
+    memory: Any = None  # (1, h, w) low-res mask logits of the current prediction: the next round's memory
     encoded: dict | None = None  # the JSON of the mask (schemas.MaskOut fields), made once
 
     def prompt_types(self) -> list[str]:

@@ -47,7 +47,7 @@ def session_state(session: Session, latency_ms: float | None = None) -> dict:
 
 def merge_round(state: ServerState, old: ObjectState, req: PromptRound, entry: ImageEntry) -> ObjectState:
     """``old`` plus the prompts of one round (validated against the image), without a prediction."""
-    changes: dict = {"prediction": None, "encoded": None}
+    changes: dict = {"memory": None, "encoded": None}
     if req.points is not None:
         convert.check_inside(req.points, entry, "points")
         labels = req.point_labels if req.point_labels is not None else [1] * len(req.points)
@@ -111,10 +111,12 @@ def prompt_round(state: ServerState, session: Session, req: PromptRound) -> None
     old = objects[target]
     new = merge_round(state, old, req, entry)
     kw = convert.object_kwargs(new, entry)
-    memory = old.prediction if old.prediction is not None and convert.has_visual(kw) else None
+    memory = old.memory if old.memory is not None and convert.has_visual(kw) else None
     pred = state.compute(state.view(entry).predict, **kw, memory=memory)
     encoded = convert.encode_mask(pred.masks[0], pred.scores[0], pred.labels[0])
-    objects[target] = dataclasses.replace(new, prediction=pred, encoded=encoded)
+    # undo keeps every snapshot: only the low-res logits (the next round's memory) and the RLE, never the
+    # full-size mask (48 MB per round on a 7000 x 7000 image)
+    objects[target] = dataclasses.replace(new, memory=pred.logits_lowres.detach().clone(), encoded=encoded)
     session.commit(Snapshot(tuple(objects), target))
 
 
