@@ -82,7 +82,13 @@ class VocabularyCache:
         except OSError:
             pass  # a read-only cache directory only costs time
 
-    def get(self, names: Sequence[str]) -> Tensor:
+    def __contains__(self, names) -> bool:
+        """Whether ``names`` is in memory (a disk entry is not looked up)."""
+        return tuple(names) in self._entries
+
+    def get(self, names: Sequence[str], embed=None) -> Tensor:
+        """The embeddings of ``names``; computed by ``embed(names)`` (default: the model's
+        ``embed_vocabulary`` in one call) when neither memory nor disk holds them."""
         key = tuple(names)
         hit = self._entries.get(key)
         if hit is not None:
@@ -92,8 +98,11 @@ class VocabularyCache:
         path = self._path(key) if self.directory is not None else None
         emb = self._load(path, len(key)) if path is not None and path.is_file() else None
         if emb is None:
-            with torch.inference_mode():
-                emb = self.model.embed_vocabulary(list(key))
+            if embed is not None:
+                emb = embed(list(key))
+            else:
+                with torch.inference_mode():
+                    emb = self.model.embed_vocabulary(list(key))
             if path is not None:
                 self._store(path, emb)
         emb = emb.to(device)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from fastapi import HTTPException
@@ -18,6 +17,7 @@ from fastapi import HTTPException
 from seem import io as seem_io
 from seem.prompts import ReferencePrompt
 from seem.server import convert
+from seem.server.scheduler import BULK, INTERACTIVE, PriorityExecutor
 from seem.server.store import ImageEntry, ImageStore, Session, SessionStore
 
 
@@ -35,6 +35,18 @@ class LockedVocabularies:
     def get(self, names):
         with self._lock:
             return (self._cache if tuple(names) == self._default else self._requests).get(names)
+
+    def prepare(self, names, embed) -> None:
+        """Make sure a client vocabulary is cached, computing it with ``embed(names)`` *outside* the lock (in
+        short model calls, :func:`seem.server.scheduler.embed_vocabulary_sliced`), so that other requests
+        keep being served meanwhile. The predictor's own vocabulary is left to its cache."""
+        key = tuple(names)
+        with self._lock:
+            if key == self._default or key in self._requests:
+                return
+        emb = embed(list(key))
+        with self._lock:
+            self._requests.get(key, embed=lambda _: emb)
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -59,16 +71,25 @@ class ServerState:
         self.decode_lock = threading.Lock()
         # model calls run on a few long-lived worker threads rather than on uvicorn's many request threads (whose
         # per-thread torch buffers cost memory: 50-session load test peak RSS 1.75 -> 1.27 GB)
-        self._workers = ThreadPoolExecutor(max_concurrent_inference, thread_name_prefix="seem-model")
+        # queued calls run interactive first (seem.server.scheduler)
+        self._workers = PriorityExecutor(max_concurrent_inference, thread_name_prefix="seem-model")
 
-    def compute(self, fn, *args, **kwargs):
-        """Run the model call ``fn(*args, **kwargs)`` on one of the ``max_concurrent_inference`` model threads,
-        in inference mode, and return its result (exceptions propagate); other calls wait their turn."""
+    def _run(self, priority: int, fn, args, kwargs):
         def run():
             with torch.inference_mode():
                 return fn(*args, **kwargs)
 
-        return self._workers.submit(run).result()
+        return self._workers.submit(run, priority).result()
+
+    def compute(self, fn, *args, **kwargs):
+        """Run the model call ``fn(*args, **kwargs)`` on one of the ``max_concurrent_inference`` model threads,
+        in inference mode, and return its result (exceptions propagate); other calls wait their turn, and
+        interactive calls (this one) go before queued bulk calls."""
+        return self._run(INTERACTIVE, fn, args, kwargs)
+
+    def compute_bulk(self, fn, *args, **kwargs):
+        """As :meth:`compute`, queued behind every interactive call (panoptic, vocabulary slices)."""
+        return self._run(BULK, fn, args, kwargs)
 
     def view(self, entry: ImageEntry):
         """A per-request predictor on ``entry`` (shares the model; thread-safe vocabulary cache)."""

@@ -20,6 +20,7 @@ def register(app: FastAPI, state: ServerState) -> None:
     def panoptic(req: PanopticRequest):
         """Panoptic / semantic / instance segmentation of the whole image over a vocabulary."""
         from seem.outputs import panoptic_segments as _panoptic_segments
+        from seem.server.scheduler import embed_vocabulary_sliced
         from seem.vocabularies import COCO_PANOPTIC_CLASSES, check_vocabulary
 
         entry = state.image(req.image_id)
@@ -30,9 +31,13 @@ def register(app: FastAPI, state: ServerState) -> None:
             names = list(COCO_PANOPTIC_CLASSES)
         else:
             names = list(check_vocabulary(req.vocabulary, "vocabulary"))
+        if names is not None:  # a new vocabulary is embedded in short slices, so clicks interleave
+            model = state.predictor.model
+            state.vocabularies.prepare(tuple(names) + ("background",), lambda key: embed_vocabulary_sliced(
+                model, key, lambda fn: state.compute_bulk(fn)))
         view = state.view(entry)
         view._everything = entry.everything  # the object queries' decoder pass is shared by every request
-        result = state.compute(view.segment_everything, vocabulary=names, kind=req.kind)
+        result = state.compute_bulk(view.segment_everything, vocabulary=names, kind=req.kind)
         entry.everything = view._everything
         _, masks, entries = _panoptic_segments(result, (entry.height, entry.width))
         segments = [dict(id=e["pixel_value"], label_id=e["label_id"], isthing=e.get("isthing"),
