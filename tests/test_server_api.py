@@ -457,6 +457,25 @@ def test_session_history_holds_no_full_size_masks(app, client):
     assert st["objects"][0]["area"] > 0
 
 
+def test_session_histories_share_one_budget_reported_by_healthz(predictor, scenes):
+    """Session histories count against a budget (least recently used sessions dropped, never the one being
+    used); /healthz reports every store's use and budget."""
+    client = TestClient(create_app(predictor, warm=False, session_budget_bytes=60_000))
+    image_id = client.post("/v1/images", files={"file": ("x.png", _png(scenes[0].image), "image/png")}).json()["image_id"]
+    first, second = (client.post("/v1/sessions", json={"image_id": image_id}).json()["session_id"] for _ in range(2))
+    for _ in range(3):
+        assert client.post(f"/v1/sessions/{first}/prompts", json={"points": [[100.5, 100.5]]}).status_code == 200
+    health = client.get("/healthz").json()
+    memory = health["memory"]
+    assert 0 < memory["sessions_bytes"] <= 60_000 and memory["sessions_budget_bytes"] == 60_000
+    assert memory["images_bytes"] > 0 and memory["images_budget_bytes"] >= memory["images_bytes"]
+    for _ in range(3):  # the second session's history pushes the first (least recently used) out
+        assert client.post(f"/v1/sessions/{second}/prompts", json={"points": [[60.5, 60.5]]}).status_code == 200
+    assert client.get(f"/v1/sessions/{first}").status_code == 404
+    assert client.get(f"/v1/sessions/{second}").status_code == 200
+    assert client.get("/healthz").json()["memory"]["sessions_bytes"] <= 60_000
+
+
 def test_session_mask_prompts_are_kept_as_one_union_and_capped(app, client, ids, ref, scenes):
     """Mask rounds on one object: the model sees their union (as before), but the session stores one RLE,
     so a round decodes two masks however many were sent; the 33rd mask prompt is refused."""

@@ -16,7 +16,7 @@ def create_app(predictor: Any, *, max_images: int = 32, feature_budget_bytes: in
                max_upload_bytes: int = 20 * 1024 * 1024, max_pixels: int = 50_000_000,
                model_name: str | None = None, warm: bool = True, max_concurrent_inference: int = 1,
                allowed_hosts: Sequence[str] | None = None, allowed_origins: Sequence[str] = (),
-               max_prompt_bytes: int = 16 << 20) -> Any:
+               max_prompt_bytes: int = 16 << 20, session_budget_bytes: int = 512 << 20) -> Any:
     """The FastAPI app serving ``predictor`` (a :class:`seem.SeemPredictor`; never given an image itself).
 
     Args:
@@ -35,6 +35,8 @@ def create_app(predictor: Any, *, max_images: int = 32, feature_budget_bytes: in
             oversubscribe the cores); raise it for a GPU.
         allowed_hosts: serve only requests whose ``Host`` header is one of these (Starlette's
             ``TrustedHostMiddleware``; ``seem serve`` on loopback passes the loopback names); None = any.
+        session_budget_bytes: approximate bytes of all session histories (low-res logits, RLE, vertices);
+            above it the least recently used sessions are dropped. Budgets and use are in ``GET /healthz``.
         max_prompt_bytes: largest request body on every route but the image upload (413 above, before the
             JSON is decoded): 16 MiB holds thousands of clicks and vertices and RLE masks of any sane image.
         allowed_origins: origins besides this server's own whose pages may send state-changing requests
@@ -61,7 +63,8 @@ def create_app(predictor: Any, *, max_images: int = 32, feature_budget_bytes: in
     state = ServerState(
         predictor,
         ImageStore(max_images=max_images, budget_bytes=feature_budget_bytes),
-        SessionStore(max_sessions=max_sessions, ttl_s=session_ttl_s, max_history=max_history),
+        SessionStore(max_sessions=max_sessions, ttl_s=session_ttl_s, max_history=max_history,
+                     budget_bytes=session_budget_bytes),
         Limits(max_upload_bytes=max_upload_bytes, max_pixels=max_pixels),
         model_name or predictor.model.config.backbone.name,
         max_concurrent_inference=max_concurrent_inference,

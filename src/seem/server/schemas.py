@@ -248,10 +248,21 @@ class ModelInfo(BaseModel):
     config: dict
 
 
+class MemoryUse(BaseModel):
+    """Approximate bytes the server holds, against its budgets (least recently used entries are dropped)."""
+
+    images_bytes: int = Field(description="encoded image features and pixels in the image cache")
+    images_budget_bytes: int
+    sessions_bytes: int = Field(description="session histories: low-res logits, RLE masks, prompt vertices")
+    sessions_budget_bytes: int
+    vocabularies: int = Field(description="client vocabularies kept (memory-only LRU)")
+
+
 class Health(BaseModel):
     status: str
     images: int
     sessions: int
+    memory: MemoryUse
 
 
 class ErrorOut(BaseModel):

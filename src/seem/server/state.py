@@ -51,6 +51,11 @@ class LockedVocabularies:
     def __len__(self) -> int:
         return len(self._cache)
 
+    def request_entries(self) -> int:
+        """Client vocabularies held in memory."""
+        with self._lock:
+            return len(self._requests)
+
 
 @dataclasses.dataclass
 class Limits:

@@ -211,16 +211,36 @@ class Session:
         if self.state.objects:
             self.commit(Snapshot())
 
+    def history_bytes(self) -> int:
+        """Approximate bytes of the objects of every snapshot (memory logits, RLE strings, prompt vertices);
+        an object shared by several snapshots counts once. The image itself belongs to the image store."""
+        seen: set[int] = set()
+        total = 0
+        for snap in (*self.undo_stack, self.state, *self.redo_stack):
+            for obj in snap.objects:
+                if id(obj) in seen:
+                    continue
+                seen.add(id(obj))
+                total += 256 + 16 * (len(obj.points) + sum(map(len, obj.scribbles)) + sum(map(len, obj.polygons)))
+                if obj.memory is not None:
+                    total += obj.memory.element_size() * obj.memory.nelement()
+                total += sum(len(m.get("counts", "")) for m in obj.masks)
+                if obj.encoded:
+                    total += len(str(obj.encoded.get("rle", {}).get("counts", ""))) + 16 * sum(
+                        len(p) for p in obj.encoded.get("polygons", []) or [])
+        return total
+
 
 class SessionStore:
     """Sessions by id, bounded in number (the least recently used is dropped for a new one) and
     expiring after ``ttl_s`` seconds without a request. ``clock`` is injectable for tests."""
 
     def __init__(self, max_sessions: int = 256, ttl_s: float = 1800.0, max_history: int = 100,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        if max_sessions < 1 or ttl_s <= 0:
-            raise ValueError("max_sessions and ttl_s must be positive")
+                 clock: Callable[[], float] = time.monotonic, budget_bytes: int = 512 << 20) -> None:
+        if max_sessions < 1 or ttl_s <= 0 or budget_bytes < 1:
+            raise ValueError("max_sessions, ttl_s and budget_bytes must be positive")
         self.max_sessions, self.ttl_s, self.max_history, self.clock = max_sessions, ttl_s, max_history, clock
+        self.budget_bytes = budget_bytes
         self._sessions: OrderedDict[str, Session] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -256,6 +276,29 @@ class SessionStore:
     def delete(self, session_id: str) -> bool:
         with self._lock:
             return self._sessions.pop(session_id, None) is not None
+
+    def total_bytes(self) -> int:
+        """Approximate bytes of every live session's history (:meth:`Session.history_bytes`)."""
+        with self._lock:
+            sessions = list(self._sessions.values())
+        return sum(s.history_bytes() for s in sessions)
+
+    def enforce_budget(self, keep: Session) -> int:
+        """Drop least recently used sessions (never ``keep``) while the histories exceed ``budget_bytes``;
+        returns how many were dropped."""
+        dropped = 0
+        with self._lock:
+            sizes = {sid: s.history_bytes() for sid, s in self._sessions.items()}
+            total = sum(sizes.values())
+            for sid in list(self._sessions):
+                if total <= self.budget_bytes:
+                    break
+                if self._sessions[sid] is keep:
+                    continue
+                total -= sizes[sid]
+                del self._sessions[sid]
+                dropped += 1
+        return dropped
 
     def __len__(self) -> int:
         with self._lock:

@@ -34,4 +34,7 @@ def register(app: FastAPI, state: ServerState) -> None:
 
     @app.get("/healthz", response_model=Health, tags=["info"])
     def healthz():
-        return {"status": "ok", "images": len(state.images), "sessions": len(state.sessions)}
+        memory = {"images_bytes": state.images.total_bytes, "images_budget_bytes": state.images.budget_bytes,
+                  "sessions_bytes": state.sessions.total_bytes(), "sessions_budget_bytes": state.sessions.budget_bytes,
+                  "vocabularies": state.vocabularies.request_entries()}
+        return {"status": "ok", "images": len(state.images), "sessions": len(state.sessions), "memory": memory}

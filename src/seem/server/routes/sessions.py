@@ -118,6 +118,7 @@ def prompt_round(state: ServerState, session: Session, req: PromptRound) -> None
     # full-size mask (48 MB per round on a 7000 x 7000 image)
     objects[target] = dataclasses.replace(new, memory=pred.logits_lowres.detach().clone(), encoded=encoded)
     session.commit(Snapshot(tuple(objects), target))
+    state.sessions.enforce_budget(keep=session)
 
 
 def register(app: FastAPI, state: ServerState) -> None:
