@@ -51,7 +51,7 @@ def create_app(predictor: Any, *, max_images: int = 32, feature_budget_bytes: in
     from fastapi import FastAPI
 
     from seem.server.app import register_routes
-    from seem.server.middleware import BodyLimit, install_error_handlers
+    from seem.server.middleware import BodyLimit, install_allow_header, install_error_handlers
     from seem.server.site_guard import SiteGuard
     from seem.server.state import Limits, ServerState
     from seem.server.store import ImageStore, SessionStore
@@ -76,6 +76,7 @@ def create_app(predictor: Any, *, max_images: int = 32, feature_budget_bytes: in
         state.compute(_warm_up, predictor)  # on the model thread, which keeps what the first call builds
     app.state.seem = state
     install_error_handlers(app)
+    install_allow_header(app)
     register_routes(app, state)
     app.add_middleware(BodyLimit, limit=max_upload_bytes * 4 // 3 + (1 << 20), prompt_limit=max_prompt_bytes,
                        upload_paths=("/v1/images",))

@@ -122,3 +122,24 @@ class BodyLimit:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+def install_allow_header(app: FastAPI) -> None:
+    """405 answers list every method of the path in ``Allow`` (Starlette lists only the first matching
+    route's, so ``/v1/sessions/{id}`` would hide DELETE behind GET)."""
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+    from starlette.routing import Match
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            methods: set[str] = set()
+            for route in app.router.routes:
+                match, _ = route.matches({**request.scope, "method": "GET"})
+                route_methods = getattr(route, "methods", None)
+                if match != Match.NONE and route_methods:
+                    methods |= set(route_methods)
+            if methods:
+                headers["Allow"] = ", ".join(sorted(methods))
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers or None)
