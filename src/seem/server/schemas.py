@@ -49,7 +49,8 @@ class RLE(_Strict):
 
 
 class Reference(_Strict):
-    """A region of another uploaded image (the "referred region" prompt): give ``mask`` or ``polygon``."""
+    """A region of another uploaded image (the "referred region" prompt): exactly one of ``mask`` or
+    ``polygon`` (422 otherwise)."""
 
     image_id: ImageId
     mask: RLE | None = None
@@ -73,7 +74,8 @@ class ImageUpload(_Strict):
     """JSON alternative to the multipart upload: the encoded file (PNG, JPEG, ...) as base64 (a
     ``data:image/...;base64,`` prefix is accepted)."""
 
-    data: Annotated[str, Field(min_length=1)]
+    data: Annotated[str, Field(min_length=1, description="standard base64 (RFC 4648, padded) of the file's bytes, "
+                               "optionally after a data:image/...;base64, prefix; 422 when it does not decode")]
 
 
 class SessionCreate(_Strict):
@@ -90,7 +92,7 @@ class PromptRound(_Strict):
     new_object: bool = Field(False, description="start a new object (its index is the number of objects so far)")
     points: Annotated[list[Point], Field(min_length=1, max_length=MAX_POINTS)] | None = None
     point_labels: Annotated[list[PointLabel], Field(max_length=MAX_POINTS)] | None = Field(
-        None, description="one 1/0 per point (default: all 1)")
+        None, description="one 1/0 per point, as many as points (422 otherwise; default: all 1)")
     box: Box | None = None
     scribble: Annotated[list[Polyline], Field(min_length=1, max_length=MAX_SHAPES)] | None = Field(
         None, description="strokes of this object: a list of polylines [[x, y], ...]")
@@ -123,7 +125,8 @@ class PredictRequest(_Strict):
 
     image_id: ImageId
     points: Annotated[list[Point], Field(min_length=1, max_length=MAX_POINTS)] | None = None
-    point_labels: Annotated[list[PointLabel], Field(max_length=MAX_POINTS)] | None = None
+    point_labels: Annotated[list[PointLabel], Field(max_length=MAX_POINTS)] | None = Field(
+        None, description="one 1/0 per point, as many as points (422 otherwise; default: all 1)")
     boxes: Annotated[list[Box], Field(min_length=1, max_length=MAX_SHAPES)] | None = None
     scribbles: Annotated[list[Polyline], Field(min_length=1, max_length=MAX_SHAPES)] | None = None
     polygons: Annotated[list[Polygon], Field(min_length=1, max_length=MAX_SHAPES)] | None = None
@@ -155,7 +158,8 @@ class PanopticRequest(_Strict):
 
 
 class CvatRequest(_Strict):
-    """CVAT interactor call: positive / negative clicks and an optional bounding box of one object."""
+    """CVAT interactor call: positive / negative clicks and an optional bounding box of one object; at least
+    one positive point or an ``obj_bbox`` (422 otherwise), at most 512 points in all."""
 
     image_id: ImageId
     pos_points: Annotated[list[Point], Field(max_length=MAX_POINTS)] = []
