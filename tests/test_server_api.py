@@ -786,3 +786,34 @@ def test_rle_strings_are_bounded_by_the_image_size_before_parsing(client, ids):
     huge = {"size": [256, 256], "counts": "1" * 2_000_000}
     r = client.post("/v1/predict", json={"image_id": ids[0], "masks": [huge]})
     assert r.status_code == 422 and "needs more than" in r.json()["detail"], r.text
+
+
+def test_session_undo_depth_follows_max_history_including_zero():
+    """``max_history`` bounds the undo stack exactly; 0 keeps no undo steps (a bare ``[:-0]`` slice kept all)."""
+    from seem.server.store import Session, SessionStore, Snapshot
+
+    for depth in (0, 1, 3):
+        s = Session("s", None, max_history=depth)  # type: ignore[arg-type]
+        for k in range(6):
+            s.commit(Snapshot(current=k))
+        assert len(s.undo_stack) == depth and s.state.current == 5
+        assert [u.current for u in s.undo_stack] == list(range(5 - depth, 5))
+        for k in reversed(range(5 - depth, 5)):
+            assert s.undo() and s.state.current == k
+        assert not s.undo()
+    with pytest.raises(ValueError, match="max_history"):
+        SessionStore(max_history=-1)
+
+
+def test_rle_run_count_is_checked_before_int64_arrays(client, ids):
+    """A string of terminators within the character limit of a large image still cannot describe more runs
+    than pixels + 1: refused from a count over its bytes, before the int64 working arrays exist."""
+    from seem.server.convert import decode_rle, max_rle_chars
+
+    h, w = 40, 50
+    assert h * w + 2 <= max_rle_chars((h, w))
+    with pytest.raises(PromptError, match=r"2,002 runs; a mask of this size has at most 2,001"):
+        decode_rle({"size": [h, w], "counts": "1" * (h * w + 2)}, (h, w), "masks[0]")
+    r = client.post("/v1/predict", json={"image_id": ids[0], "masks": [{"size": [256, 256],
+                                                                         "counts": "1" * (256 * 256 + 2)}]})
+    assert r.status_code == 422 and "65,538 runs" in r.json()["detail"], r.text

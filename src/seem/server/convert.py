@@ -38,7 +38,7 @@ def max_rle_chars(size: tuple[int, int]) -> int:
     return (n + 1) * -(-(n.bit_length() + 2) // 5)
 
 
-def rle_string_counts(counts: str, field: str) -> list[int]:
+def rle_string_counts(counts: str, field: str, max_runs: int | None = None) -> list[int]:
     """Run lengths of a COCO compressed RLE string (pycocotools ``rleFrString``, vectorised with numpy).
 
     Client RLE is parsed here and checked (non-negative runs summing to H*W) before decoding: pycocotools'
@@ -48,9 +48,14 @@ def rle_string_counts(counts: str, field: str) -> list[int]:
     if not counts:
         return []
     try:
-        c = np.frombuffer(counts.encode("ascii"), dtype=np.uint8).astype(np.int64) - 48
+        raw = np.frombuffer(counts.encode("ascii"), dtype=np.uint8)
     except UnicodeEncodeError:
         raise PromptError(f"{field}: invalid RLE counts (non-ASCII character)") from None
+    if max_runs is not None:  # one byte per character so far: refuse too many runs before any int64 array
+        runs = int(np.count_nonzero(((raw - 48) & 0x20) == 0))
+        if runs > max_runs:
+            raise PromptError(f"{field}: invalid RLE ({runs:,} runs; a mask of this size has at most {max_runs:,})")
+    c = raw.astype(np.int64) - 48
     bad = np.flatnonzero((c < 0) | (c >= 64))
     if bad.size:
         raise PromptError(f"{field}: invalid RLE counts (character {counts[bad[0]]!r} at {bad[0]})")
@@ -83,7 +88,7 @@ def decode_rle(rle: RLE | dict, size: tuple[int, int], field: str) -> np.ndarray
         raise PromptError(f"{field}: RLE counts has {len(counts):,} {what}; no mask of {size[0]}x{size[1]} pixels "
                           f"needs more than {limit if isinstance(counts, str) else size[0] * size[1] + 1:,}")
     if isinstance(counts, str):
-        counts = rle_string_counts(counts, field)
+        counts = rle_string_counts(counts, field, max_runs=size[0] * size[1] + 1)
     try:  # uncompressed runs: validated (sum, signs) and decoded with numpy by seem.io
         mask = seem_io.rle_to_mask({"size": list(size), "counts": list(counts)})
     except ImageError as exc:

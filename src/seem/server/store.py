@@ -188,7 +188,8 @@ class Session:
     def commit(self, state: Snapshot) -> None:
         """A new state (a prompt round): the old one becomes undoable, redo is cleared."""
         self.undo_stack.append(self.state)
-        del self.undo_stack[: -self.max_history]
+        # max_history 0 means no undo; a bare [:-0] slice would delete nothing and keep every round
+        del self.undo_stack[: max(0, len(self.undo_stack) - self.max_history)]
         self.redo_stack.clear()
         self.state = state
 
@@ -239,6 +240,8 @@ class SessionStore:
                  clock: Callable[[], float] = time.monotonic, budget_bytes: int = 512 << 20) -> None:
         if max_sessions < 1 or ttl_s <= 0 or budget_bytes < 1:
             raise ValueError("max_sessions, ttl_s and budget_bytes must be positive")
+        if max_history < 0:
+            raise ValueError(f"max_history must be >= 0 (0 keeps no undo steps), got {max_history}")
         self.max_sessions, self.ttl_s, self.max_history, self.clock = max_sessions, ttl_s, max_history, clock
         self.budget_bytes = budget_bytes
         self._sessions: OrderedDict[str, Session] = OrderedDict()
