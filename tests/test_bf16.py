@@ -87,3 +87,24 @@ def test_bf16_matches_fp32_on_the_demo_prompts(precision):
         _agree(preds, image, scribbles=[scribble])
         _agree(preds, image, text="the person")
         _agree(preds, image, text="the person", points=[[443, 161]])
+
+
+def test_bf16_encoder_copy_computes_what_autocast_does():
+    """The bf16 modes encode with a copy whose conv/linear weights are stored in bf16 (no per-image weight
+    casts): features equal those of the fp32 model under autocast bit for bit; fp32 and MobileNetV2 (an
+    fp32-only backbone) encode with the model itself."""
+    require_fixture()
+    model = fixture_model()
+    image = np.random.default_rng(0).integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    autocast, copied = (SeemPredictor(model, precision="bf16", vocabulary_cache_dir=None) for _ in range(2))
+    autocast._encoding_model = model
+    a, b = autocast.encode(image)[1], copied.encode(image)[1]
+    assert copied.encoding_model is not model and copied.encoding_model.decoder is model.decoder
+    assert {p.dtype for m in copied.encoding_model.backbone.modules() if isinstance(m, torch.nn.Linear)
+            for p in m.parameters()} == {torch.bfloat16}
+    assert next(model.backbone.parameters()).dtype == torch.float32  # the model itself is unchanged
+    assert torch.equal(a.mask_features, b.mask_features)
+    assert all(torch.equal(x, y) for x, y in zip(a.multi_scale_features, b.multi_scale_features))
+    assert SeemPredictor(model, vocabulary_cache_dir=None).encoding_model is model
+    tiny = from_pretrained("seem_tiny")
+    assert SeemPredictor(tiny, precision="bf16", vocabulary_cache_dir=None).encoding_model is tiny

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from seem.errors import ImageError, PromptError
 from seem.everything import segment_everything
+from seem.modeling.bf16 import bf16_conv_linear_copy
 from seem.modeling.decoder import QueryGroup, VisualPromptTokens
 from seem.modeling.seem import ImageFeatures, Seem, TextPrompt
 from seem.modeling.visual_sampler import PromptSampler, RandomSampler
@@ -69,6 +70,7 @@ class SeemPredictor:
         self.precision = precision
         self._dtype = torch.bfloat16 if precision == "bf16-all" else torch.float32  # the decoder's dtype
         self._decoding_model: Seem | None = None
+        self._encoding_model: Seem | None = None
         if not isinstance(model, Seem):
             raise TypeError(
                 f"SeemPredictor needs a built Seem model, got {type(model).__name__}; "
@@ -116,6 +118,19 @@ class SeemPredictor:
             self._decoding_model = Seem(m.backbone, m.pixel_decoder, m.text_encoder, decoder, m.tokenizer, m.config).eval()
         return self._decoding_model
 
+    @property
+    def encoding_model(self) -> Seem:
+        """The model images are encoded with: ``model`` in fp32 or with an fp32-only backbone (MobileNetV2);
+        in the bf16 modes ``model`` with :func:`~seem.modeling.bf16.bf16_conv_linear_copy` of its backbone and
+        pixel decoder (made on first use): the same numbers as autocast, without casting weights per image."""
+        m = self.model
+        if self.precision == "fp32" or not getattr(m.backbone, "supports_bf16", True):
+            return m
+        if self._encoding_model is None:
+            backbone, pixel_decoder = (bf16_conv_linear_copy(part) for part in (m.backbone, m.pixel_decoder))
+            self._encoding_model = Seem(backbone, pixel_decoder, m.text_encoder, m.decoder, m.tokenizer, m.config).eval()
+        return self._encoding_model
+
     def autocast(self, decoder: bool = False):
         """The precision context of the image encoder (``decoder=False``) or of decoder calls: bf16 autocast,
         or nothing for fp32."""
@@ -159,7 +174,7 @@ class SeemPredictor:
         frame = plan_frame(img.shape[:2], self.shorter_side, self.max_size, self.model.config.size_divisibility)
         x = preprocess_image(img, frame, self.model.pixel_mean, self.model.pixel_std).to(self.device)
         with self.autocast():
-            features = self.model.encode_image(x)
+            features = self.encoding_model.encode_image(x)
             # mask features stay fp32 in every mode: mask logits (and their borders) keep fp32 precision
             features = features.to(self._dtype, torch.float32)
             if decoder_cache:
@@ -186,8 +201,8 @@ class SeemPredictor:
         the vocabulary cache; only ``frame``, ``features`` and ``image`` (the ``(H, W, 3)`` uint8 original,
         optional) are its own, and ``segment_everything``'s per-image state starts empty. ``self`` is not
         changed. Thread-safe to use one view per request/thread (a server's pattern), provided the shared
-        :attr:`vocabularies` cache is guarded by the caller (it is a plain LRU dict) and the bf16 decoder
-        copy was made before (touch :attr:`decoding_model` once).
+        :attr:`vocabularies` cache is guarded by the caller (it is a plain LRU dict) and the bf16 copies were
+        made before (touch :attr:`decoding_model` and :attr:`encoding_model` once).
         """
         view = copy.copy(self)
         view.frame, view.features, view.image = frame, features, image
@@ -381,3 +396,4 @@ class SeemPredictor:
         :func:`seem.everything.segment_everything` (results at the original size; ``PromptError`` for an invalid
         vocabulary or ``kind``, ``ImageError`` without an image)."""
         return segment_everything(self, vocabulary, kind, thing_classes)
+

@@ -57,7 +57,7 @@ def create_app(predictor: Any, *, max_images: int = 32, feature_budget_bytes: in
     from seem.server.store import ImageStore, SessionStore
 
     if warm:
-        _ = predictor.decoding_model  # made lazily otherwise: not thread-safe
+        _ = predictor.decoding_model, predictor.encoding_model  # made lazily otherwise: not thread-safe
         predictor.vocabularies.get(tuple(predictor.vocabulary) + ("background",))
 
     state = ServerState(

@@ -98,7 +98,9 @@ class FocalModulation(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """``x (B, H, W, C)`` channel-last -> ``(B, H, W, C)``."""
         c = x.shape[-1]
-        x = self.f(x).permute(0, 3, 1, 2).contiguous()
+        # (B, C, H, W) views of the channel-last projection: convs read them as channels_last, which spares
+        # the full-size NCHW copy (the official layout) and gives the same values
+        x = self.f(x).permute(0, 3, 1, 2)
         q, ctx, gates = torch.split(x, [c, c, self.focal_level + 1], dim=1)
         ctx_all: Tensor | None = None
         for level, layer in enumerate(self.focal_layers):
@@ -110,7 +112,7 @@ class FocalModulation(nn.Module):
         ctx_all = global_term if ctx_all is None else ctx_all + global_term
         if self.scaling_modulator:
             ctx_all = ctx_all / (self.focal_level + 1)
-        out = (q * self.h(ctx_all)).permute(0, 2, 3, 1).contiguous()
+        out = (q * self.h(ctx_all)).permute(0, 2, 3, 1)
         if self.ln is not None:
             out = self.ln(out)
         return self.proj(out)
@@ -118,7 +120,7 @@ class FocalModulation(nn.Module):
 
 def _dwconv_residual(x: Tensor, conv: nn.Conv2d) -> Tensor:
     """``x + conv(x)`` for channel-last ``x (B, H, W, C)`` and a depth-wise conv on ``(B, C, H, W)``."""
-    y = x.permute(0, 3, 1, 2).contiguous()
+    y = x.permute(0, 3, 1, 2)  # channels_last view: no copy, the conv keeps that layout
     y = y + conv(y)
     return y.permute(0, 2, 3, 1).contiguous()
 
