@@ -94,10 +94,10 @@ class DecoderQueries:
         self.add(QueryGroup.SPATIAL_TOKENS, tokens, tokens.detach(), visual.padding[level])
 
     def self_attention_mask(
-        self, batch: int, num_heads: int, spatial_token_object: Tensor | None, per_object_blocks: bool,
+        self, batch: int, spatial_token_object: Tensor | None, per_object_blocks: bool,
         joint_prompts: bool, device: torch.device,
     ) -> tuple[Tensor, Tensor | None]:
-        """The self-attention mask ``(B * heads, N, N)`` bool (True = blocked, see
+        """The self-attention mask ``(B, 1, N, N)`` bool, the same for every head (True = blocked, see
         :func:`~seem.modeling.attention_mask.build_self_attention_mask`) over :attr:`self_groups`, and the
         int64 rows of :attr:`kept_groups` in it (None = every row)."""
         layout = QueryLayout(
@@ -108,7 +108,7 @@ class DecoderQueries:
             padding=self.padding,
         )
         mask = build_self_attention_mask(layout, batch, per_object_blocks=per_object_blocks, joint_prompts=joint_prompts)
-        mask = mask.to(device).repeat_interleave(num_heads, dim=0)
+        mask = mask.to(device)[:, None]
         kept = self.kept_groups
         if len(kept) == len(self.self_groups):
             return mask, None
