@@ -154,8 +154,9 @@ class Seem(nn.Module):
         tok = self.tokenizer.encode(list(texts), context_length=self.config.text.context_length)
         device = self.pixel_mean.device
         ids, attn = tok.input_ids.to(device), tok.attention_mask.to(device)
-        emb = self.text_encoder(ids, attn)
-        valid = attn.bool()
+        # trim: the causal encoder runs only up to the longest prompt (padding columns change nothing)
+        emb = self.text_encoder(ids, attn, trim=True)
+        valid = emb.attention_mask
         tokens = emb.token_embeddings[valid][:, None]
         if official_sign_mask:
             padding = (tokens.sum(-1) < 0).t()
