@@ -42,7 +42,7 @@ from seem.modeling.int8 import Int8Linear, Int8MultiheadAttention
 from seem.modeling.layers import CrossAttentionLayer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_latency import cpu_name, load_model, test_image  # noqa: E402
+from bench_latency import cpu_name, load_model, test_image
 
 COPY_MB = 256
 ROUNDS = ("click", "box", "text")
