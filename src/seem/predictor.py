@@ -18,8 +18,8 @@ from torch import Tensor
 
 from seem.errors import ImageError, PromptError
 from seem.everything import segment_everything
-from seem.modeling.bf16 import bf16_conv_linear_copy
 from seem.modeling.decoder import QueryGroup, VisualPromptTokens
+from seem.modeling.precision import decoding_copy, encoding_copy
 from seem.modeling.seem import ImageFeatures, Seem, TextPrompt
 from seem.modeling.visual_sampler import PromptSampler, RandomSampler
 from seem.postprocess import select_grounding, select_visual_queries
@@ -28,7 +28,7 @@ from seem.structures import Prediction
 from seem.transforms import ImageFrame, plan_frame, preprocess_image
 from seem.vocab_cache import VocabularyCache, default_vocabulary_cache_dir
 
-PRECISIONS = ("fp32", "bf16", "bf16-all")
+PRECISIONS = ("fp32", "bf16", "bf16-all", "int8")
 
 
 def _is_rgb_uint8(image) -> bool:
@@ -48,13 +48,9 @@ class SeemPredictor:
         sampler: inject a :class:`PromptSampler` (e.g. a ``RecordedSampler``) instead of ``seed``.
         vocabulary_cache_dir: where vocabulary embeddings persist between processes (default
             ``~/.cache/seem/vocab``, see :mod:`seem.vocab_cache`); ``None`` keeps them in memory only.
-        precision: ``"fp32"`` (default, the official numerics); ``"bf16"``: the image encoder (and the
-            decoder's per-image cache) runs under ``torch.autocast`` with bfloat16, prompt rounds stay fp32
-            (masks agree with fp32 at IoU >= 0.98 on the parity and demo prompts, tested); ``"bf16-all"``: the
-            decoder too runs on a bfloat16 copy of its weights (:attr:`decoding_model`) with bf16 image
-            features, about 2x faster prompt rounds on a CPU (they are bound by reading weights), at the cost
-            of mask borders moving slightly more (IoU >= 0.9 against fp32 on the same prompts). Text encoder,
-            label scores, mask logits and post-processing stay fp32 in every mode.
+        precision: ``"fp32"`` (default, the official numerics), ``"bf16"`` (bf16 image encoder), ``"bf16-all"``
+            (bf16 decoder too) or ``"int8"`` (int8 decoder weights, bf16 image cache); what each computes in
+            which dtype, and how closely its masks agree with fp32: :mod:`seem.modeling.precision`.
 
     Raises:
         TypeError: ``model`` is not a built :class:`Seem`.
@@ -69,6 +65,8 @@ class SeemPredictor:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.precision = precision
         self._dtype = torch.bfloat16 if precision == "bf16-all" else torch.float32  # the decoder's dtype
+        # the per-image cache's dtype (int8: bf16 image keys/values and mask features, fp32 activations)
+        self._cache_dtype = torch.bfloat16 if precision in ("bf16-all", "int8") else torch.float32
         self._decoding_model: Seem | None = None
         self._encoding_model: Seem | None = None
         if not isinstance(model, Seem):
@@ -107,28 +105,25 @@ class SeemPredictor:
 
     @property
     def decoding_model(self) -> Seem:
-        """The model the decoder runs on: ``model`` itself in fp32; in bf16 a :class:`Seem` sharing ``model``'s
-        encoders with a bfloat16 copy of its decoder (made on first use: later changes to ``model``'s decoder
-        weights are not seen by it)."""
-        if self._dtype == torch.float32:
+        """The model the decoder runs on: ``model`` itself in fp32 and bf16; in bf16-all (int8) a :class:`Seem`
+        sharing ``model``'s encoders with a bfloat16 (int8, :func:`~seem.modeling.int8.quantize_decoder`) copy of
+        its decoder, made on first use: later changes to ``model``'s decoder weights are not seen by it."""
+        if self.precision in ("fp32", "bf16"):
             return self.model
         if self._decoding_model is None:
-            m = self.model
-            decoder = copy.deepcopy(m.decoder).to(self._dtype).eval()
-            self._decoding_model = Seem(m.backbone, m.pixel_decoder, m.text_encoder, decoder, m.tokenizer, m.config).eval()
+            self._decoding_model = decoding_copy(self.model, self.precision)
         return self._decoding_model
 
     @property
     def encoding_model(self) -> Seem:
         """The model images are encoded with: ``model`` in fp32 or with an fp32-only backbone (MobileNetV2);
-        in the bf16 modes ``model`` with :func:`~seem.modeling.bf16.bf16_conv_linear_copy` of its backbone and
-        pixel decoder (made on first use): the same numbers as autocast, without casting weights per image."""
+        in the bf16 modes :func:`~seem.modeling.precision.encoding_copy` (made on first use): the numbers
+        autocast gives, without casting the encoder's weights for every image."""
         m = self.model
-        if self.precision == "fp32" or not getattr(m.backbone, "supports_bf16", True):
+        if self.precision not in ("bf16", "bf16-all") or not getattr(m.backbone, "supports_bf16", True):
             return m
         if self._encoding_model is None:
-            backbone, pixel_decoder = (bf16_conv_linear_copy(part) for part in (m.backbone, m.pixel_decoder))
-            self._encoding_model = Seem(backbone, pixel_decoder, m.text_encoder, m.decoder, m.tokenizer, m.config).eval()
+            self._encoding_model = encoding_copy(m)
         return self._encoding_model
 
     def autocast(self, decoder: bool = False):
@@ -175,7 +170,10 @@ class SeemPredictor:
         x = preprocess_image(img, frame, self.model.pixel_mean, self.model.pixel_std).to(self.device)
         with self.autocast():
             features = self.encoding_model.encode_image(x)
-            # mask features stay fp32 in every mode: mask logits (and their borders) keep fp32 precision
+            if self.precision == "int8":  # the cache from the fp32 weights, stored in bf16 (see the class doc)
+                features = self.model.cache_features(features) if decoder_cache else features
+                return frame, features.with_cache_dtype(self._cache_dtype)
+            # mask features stay fp32 in the other modes: mask logits (and their borders) keep fp32 precision
             features = features.to(self._dtype, torch.float32)
             if decoder_cache:
                 features = self.decoding_model.cache_features(features)
@@ -322,11 +320,12 @@ class SeemPredictor:
         if visual is None and text_prompt is None:
             raise PromptError("no prompt given: pass text, points, boxes, scribbles, polygons, masks or reference")
         memory_mask = self._memory(memory, visual)
-        # object queries never see prompts: a prompt round runs only the prompt side
+        # object queries never see prompts: a prompt round runs only the prompt side, and computes
+        # full-resolution mask logits only for the queries it returns
         with self.autocast(decoder=True):
             out = self.decoding_model.decode(feats, visual=visual, text=text_prompt, memory_mask=memory_mask,
                                              sampler=sampler, joint_prompts=joint_prompts, object_queries=False,
-                                             intermediate=False)
+                                             intermediate=False, final_masks=False)
         last = out.last
         if visual is not None:
             chosen = select_visual_queries(out)
@@ -338,7 +337,8 @@ class SeemPredictor:
                                           self.model.text_encoder.logit_scale, self.model.config.inference.grounding_logit_scale_max)
             chosen = s + matched
             mode, antialias = "bilinear", True  # official evaluate_grounding
-        return self._prediction(frame, last.masks[0, chosen].float(), last.class_embed[0, chosen].float(), mode, antialias)
+        logits = self.decoding_model.decoder.mask_logits(last.mask_embed[:, chosen], feats.mask_features)[0]
+        return self._prediction(frame, logits.float(), last.class_embed[0, chosen].float(), mode, antialias)
 
     def _memory(self, memory, visual: VisualPromptTokens | None) -> Tensor | None:
         if memory is None:

@@ -12,6 +12,7 @@ Three frames:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,23 +69,44 @@ class ImageFrame:
         return out.reshape(*lead, *self.padded_size)
 
     def logits_to_original(self, logits_lowres: Tensor, mode: str = "bilinear", antialias: bool = True) -> Tensor:
-        """``(K, H_pad/4, W_pad/4)`` mask logits -> ``(K, H, W)`` logits in the original frame.
+        """``(K, H_pad/4, W_pad/4)`` mask logits -> ``(K, H, W)`` float32 logits in the original frame.
 
         Upsample to the padded size with ``mode``, crop the padding, resize to the original size with
         bicubic interpolation. The official paths differ in the details, so both are offered:
         ``evaluate``/``evaluate_grounding`` upsample bilinearly and resize with antialiasing
         (``sem_seg_postprocess``); ``evaluate_interactive_single`` upsamples and resizes bicubically
         without antialiasing (``mode="bicubic", antialias=False``).
-        """
-        from seem.postprocess import sem_seg_postprocess, upsample_to_input
 
-        x = upsample_to_input(logits_lowres, self.padded_size, mode=mode)
-        if antialias:
-            return sem_seg_postprocess(x, self.resized_size, self.original_size)
-        x = x[:, : self.resized_size[0], : self.resized_size[1]]
-        if tuple(x.shape[-2:]) == tuple(self.original_size):
-            return x
-        return F.interpolate(x[None], size=self.original_size, mode="bicubic", align_corners=False)[0]
+        Every step is linear and separable, so the whole chain is one ``(H, H_pad/4)`` matrix for the rows
+        and one ``(W, W_pad/4)`` for the columns (:func:`resampling_matrix`, built by ``F.interpolate`` itself
+        and cached per size): two small matrix products instead of interpolating at the padded size, with
+        the same values up to float rounding.
+        """
+        rows = resampling_matrix(logits_lowres.shape[-2], self.padded_size[0], self.resized_size[0],
+                                 self.original_size[0], mode, antialias).to(logits_lowres.device)
+        cols = resampling_matrix(logits_lowres.shape[-1], self.padded_size[1], self.resized_size[1],
+                                 self.original_size[1], mode, antialias, transposed=True).to(logits_lowres.device)
+        return rows @ logits_lowres.float() @ cols
+
+
+def _interpolation_matrix(n_in: int, n_out: int, mode: str, antialias: bool) -> Tensor:
+    """``(n_out, n_in)``: what ``F.interpolate(..., mode, align_corners=False, antialias)`` does along one axis,
+    read off by interpolating the ``n_in`` unit vectors (the height axis stays 1 -> 1, which is exact)."""
+    basis = torch.eye(n_in).view(1, n_in, 1, n_in)
+    out = F.interpolate(basis, size=(1, n_out), mode=mode, align_corners=False, antialias=antialias)
+    return out[0, :, 0, :].t().contiguous()
+
+
+@functools.lru_cache(maxsize=32)
+def resampling_matrix(n_low: int, n_pad: int, n_resized: int, n_original: int, mode: str, antialias: bool,
+                      transposed: bool = False) -> Tensor:
+    """``(n_original, n_low)`` float32 matrix (``transposed``: ``(n_low, n_original)``, contiguous) of one axis of :meth:`ImageFrame.logits_to_original`: upsample
+    ``n_low -> n_pad`` with ``mode``, keep the first ``n_resized``, then bicubic to ``n_original`` (with
+    ``antialias``; none when the sizes are equal). Cached (a few hundred KB each)."""
+    m = _interpolation_matrix(n_low, n_pad, mode, False)[:n_resized]
+    if n_resized != n_original:
+        m = _interpolation_matrix(n_resized, n_original, "bicubic", antialias) @ m
+    return m.t().contiguous() if transposed else m
 
 
 def plan_frame(original_size: tuple[int, int], shorter_side: int | None, max_size: int | None, divisor: int) -> ImageFrame:

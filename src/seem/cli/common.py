@@ -124,9 +124,10 @@ def verbose_parent() -> argparse.ArgumentParser:
 
 
 def add_precision_argument(p: argparse.ArgumentParser) -> None:
-    """``--precision fp32|bf16|bf16-all`` (see :class:`seem.predictor.SeemPredictor`)."""
-    p.add_argument("--precision", choices=("fp32", "bf16", "bf16-all"), default="fp32",
-                   help="fp32 (default); bf16: bf16 image encoder; bf16-all: bf16 decoder too (faster prompts)")
+    """``--precision fp32|bf16|bf16-all|int8`` (see :class:`seem.predictor.SeemPredictor`)."""
+    p.add_argument("--precision", choices=("fp32", "bf16", "bf16-all", "int8"), default="fp32",
+                   help="fp32 (default); bf16: bf16 image encoder; bf16-all: bf16 decoder too (faster prompts); "
+                   "int8: int8 decoder weights, bf16 image cache (fastest prompts)")
 
 
 def add_predictor_arguments(p: argparse.ArgumentParser) -> None:

@@ -44,6 +44,10 @@ class QueryGroup(Enum):
     SPATIAL_TOKENS = "tokens_spatial"  # visual prompt tokens (re-sampled from each layer's feature level)
     SPATIAL_MEMORY = "memories_spatial"  # memory prompts: read the previous round's mask
 
+    # members are singletons: hash by identity, in C (Enum's own __hash__ is a Python call per dict lookup,
+    # thousands per prompt round)
+    __hash__ = object.__hash__
+
 
 # Self-attention groups in the official concatenation order.
 GROUPS: tuple[QueryGroup, ...] = tuple(QueryGroup)

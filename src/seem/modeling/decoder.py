@@ -39,7 +39,7 @@ class DecoderPass:
         levels: the image's :class:`LevelFeatures` (``src`` / ``pos`` ``(h*w, B, D)`` per level).
         mask_features: ``(B, Dm, H/4, W/4)``.
         sampler: the source of random draws (memory prompt objects, per layer).
-        visual, memory_mask, cache, joint_prompts, intermediate: as the arguments of
+        visual, memory_mask, cache, joint_prompts, intermediate, final_masks: as the arguments of
             :meth:`SeemDecoder.forward` (``memory_mask`` ``(1, K, h', w')`` logits).
     """
 
@@ -51,6 +51,7 @@ class DecoderPass:
     cache: DecoderImageCache | None = None
     joint_prompts: bool = False
     intermediate: bool = True
+    final_masks: bool = True
 
     @property
     def batch(self) -> int:
@@ -145,24 +146,36 @@ class SeemDecoder(nn.Module):
         return VisualPromptTokens(tokens, objects, padding, pos_mean[None], neg_mean[None])
 
     # ------------------------------------------------------------------ heads
-    def prediction_heads(self, output: Tensor, mask_features: Tensor) -> HeadOutput:
-        """``output`` ``(Q, B, D)`` -> class/mask embeddings and mask logits at 1/4 resolution."""
+    def prediction_heads(self, output: Tensor, mask_features: Tensor, masks: bool = True) -> HeadOutput:
+        """``output`` ``(Q, B, D)`` -> class/mask embeddings and (``masks``) mask logits at 1/4 resolution."""
         d = self.decoder_norm(output).transpose(0, 1)
         mask_embed = self.mask_embed(d)
-        # mask logits in the dtype of the mask features, also under autocast (bf16 logits would move mask borders)
+        if masks:
+            logits = self.mask_logits(mask_embed, mask_features)
+        else:
+            logits = mask_embed.new_empty((*mask_embed.shape[:2], 0, 0))
+        return HeadOutput(d @ self.class_embed, mask_embed, logits)
+
+    @staticmethod
+    def mask_logits(mask_embed: Tensor, mask_features: Tensor) -> Tensor:
+        """``(B, Q, Dm)`` mask embeddings x ``(B, Dm, H/4, W/4)`` mask features -> ``(B, Q, H/4, W/4)`` logits,
+        computed in the dtype of the mask features, also under autocast (bf16 logits would move mask borders)."""
+        b, dm, h, w = mask_features.shape
         with torch.autocast(mask_features.device.type, enabled=False):
-            masks = torch.einsum("bqc,bchw->bqhw", mask_embed.to(mask_features.dtype), mask_features)
-        return HeadOutput(d @ self.class_embed, mask_embed, masks)
+            m = torch.bmm(mask_embed.to(mask_features.dtype), mask_features.reshape(b, dm, h * w))
+        return m.view(b, -1, h, w)
 
     def _attention_mask(self, masks: Tensor, size: tuple[int, int]) -> Tensor:
-        """Mask logits ``(B, Q, h, w)`` -> ``(B*heads, Q, size)`` bool, True = outside the mask (blocked)."""
+        """Mask logits ``(B, Q, h, w)`` -> ``(B, Q, size)`` bool, True = outside the mask (blocked); the same for
+        every head."""
         m = F.interpolate(masks, size=size, mode="bilinear", align_corners=False)
-        return (m.sigmoid().flatten(2) < 0.5).repeat_interleave(self.num_heads, dim=0).detach()
+        return (m.sigmoid().flatten(2) < 0.5).detach()
 
     def _level_attention_mask(self, mask_embed: Tensor, level_mask_features: Tensor) -> Tensor:
         """Same as :meth:`_attention_mask` of the full-resolution masks, computed at the level's size."""
-        m = torch.einsum("bqc,bchw->bqhw", mask_embed, level_mask_features.to(mask_embed.dtype))
-        return (m.sigmoid().flatten(2) < 0.5).repeat_interleave(self.num_heads, dim=0).detach()
+        b, dm = level_mask_features.shape[:2]
+        m = torch.bmm(mask_embed.to(level_mask_features.dtype), level_mask_features.reshape(b, dm, -1))
+        return (m.sigmoid() < 0.5).detach()
 
     def build_cache(self, levels: LevelFeatures, mask_features: Tensor) -> DecoderImageCache:
         """Precompute the per-image part of every decoder pass (see :class:`DecoderImageCache`)."""
@@ -248,7 +261,7 @@ class SeemDecoder(nn.Module):
         attn_mask = self._cross_attention_mask(level, queries, mask_embed, run, predictions)
         kv = (run.cache.keys[index], run.cache.values[index]) if run.cache is not None else None
         output = self.transformer_cross_attention_layers[index](
-            output, run.levels.src[level], attn_mask, run.levels.pos[level], queries.cat_position(queries.cross_groups),
+            output, run.levels.src[level], attn_mask[:, None], run.levels.pos[level], queries.cat_position(queries.cross_groups),
             kv=kv,
         )
         queries.split(queries.cross_groups, output)
@@ -257,7 +270,7 @@ class SeemDecoder(nn.Module):
             queries.set_visual_level(run.visual, level)
         token_object = run.visual.objects[level] if run.visual is not None else None
         self_mask, rows = queries.self_attention_mask(
-            run.batch, self.num_heads, token_object, c.version == "v1", run.joint_prompts, output.device
+            run.batch, token_object, c.version == "v1", run.joint_prompts, output.device
         )
         groups = queries.self_groups
         output = self.transformer_self_attention_layers[index](
@@ -267,13 +280,14 @@ class SeemDecoder(nn.Module):
         queries.split(queries.kept_groups, output)
 
         output = queries.cat(queries.cross_groups)
-        full = run.intermediate or index == c.num_layers - 1
-        return output, self._predict(output, run.mask_features, predictions, full)
+        last = index == c.num_layers - 1
+        full = run.intermediate or last
+        return output, self._predict(output, run.mask_features, predictions, full, masks=run.final_masks or not last)
 
     def _cross_attention_mask(
         self, level: int, queries: DecoderQueries, mask_embed: Tensor, run: DecoderPass, predictions: list[HeadOutput]
     ) -> Tensor:
-        """``(B*heads, Q, h*w)`` bool, True = blocked: each query reads inside its previous mask (from the
+        """``(B, Q, h*w)`` bool, True = blocked (the same for every head): each query reads inside its previous mask (from the
         full-resolution masks, or with ``run.intermediate`` off from ``mask_embed`` at the level's size);
         memory prompts inside their object's previous-round mask (objects re-drawn per layer); rows that
         would see nothing see everything (official ``attn_mask[all] = False``)."""
@@ -293,10 +307,12 @@ class SeemDecoder(nn.Module):
         attn_mask[attn_mask.all(dim=-1)] = False
         return attn_mask
 
-    def _predict(self, output: Tensor, mask_features: Tensor, predictions: list[HeadOutput], full: bool) -> Tensor:
-        """Mask embeddings ``(B, Q, Dm)`` of ``output``; ``full``: also append its :class:`HeadOutput`."""
+    def _predict(self, output: Tensor, mask_features: Tensor, predictions: list[HeadOutput], full: bool,
+                 masks: bool = True) -> Tensor:
+        """Mask embeddings ``(B, Q, Dm)`` of ``output``; ``full``: also append its :class:`HeadOutput` (with mask
+        logits when ``masks``)."""
         if full:
-            head = self.prediction_heads(output, mask_features)
+            head = self.prediction_heads(output, mask_features, masks)
             predictions.append(head)
             return head.mask_embed
         return self.mask_embed(self.decoder_norm(output).transpose(0, 1))
@@ -316,6 +332,7 @@ class SeemDecoder(nn.Module):
         cache: DecoderImageCache | None = None,
         object_queries: bool = True,
         intermediate: bool = True,
+        final_masks: bool = True,
     ) -> DecoderOutput:
         """Decode one batch: :meth:`assemble_queries`, a first prediction, then :meth:`layer_step` per layer.
 
@@ -339,6 +356,8 @@ class SeemDecoder(nn.Module):
             intermediate: compute every layer's predictions at full mask resolution (training, parity).
                 False: only the last layer's :class:`HeadOutput` is returned; intermediate layers only
                 produce their attention masks, at the attention level's resolution.
+            final_masks: False: the last prediction set has empty ``masks`` (the caller computes the masks of
+                the queries it returns with :meth:`mask_logits`, the prompt rounds' path).
 
         Returns:
             :class:`DecoderOutput`; its ``ranges`` locate each :class:`QueryGroup` on the query axis.
@@ -348,7 +367,7 @@ class SeemDecoder(nn.Module):
         """
         levels = levels or self.prepare_features(multi_scale_features)
         run = DecoderPass(levels, mask_features, sampler or RandomSampler(), visual, memory_mask, cache,
-                          joint_prompts, intermediate)
+                          joint_prompts, intermediate, final_masks)
         prompted = visual is not None or text_tokens is not None
         if prompted and run.batch != 1:
             raise ValueError(f"prompted decoding needs one image at a time, got a batch of {run.batch}")
@@ -360,7 +379,7 @@ class SeemDecoder(nn.Module):
                                         run.sampler, object_queries)
         output = queries.cat(queries.cross_groups)
         predictions: list[HeadOutput] = []
-        mask_embed = self._predict(output, mask_features, predictions, full=intermediate)
+        mask_embed = self._predict(output, mask_features, predictions, full=intermediate, masks=True)
         for i in range(self.config.num_layers):
             output, mask_embed = self.layer_step(i, queries, output, mask_embed, run, predictions)
         return DecoderOutput(predictions, queries.ranges(), visual, queries.memory_object)

@@ -37,6 +37,8 @@ class DecoderQueries:
         self.padding: dict[QueryGroup, Tensor] = {}
         self.spatial_object: Tensor | None = None
         self.memory_object: Tensor | None = None
+        # self-attention masks of this pass by layout (the same for every layer reading one level)
+        self._masks: dict[tuple, tuple[Tensor | None, Tensor | None, tuple[Tensor | None, Tensor | None]]] = {}
 
     def add(self, group: QueryGroup, content: Tensor, position: Tensor, padding: Tensor | None = None) -> None:
         """Put ``group`` on the query axis (or replace it): ``content`` / ``position`` ``(N, B, D)``."""
@@ -94,12 +96,24 @@ class DecoderQueries:
         self.add(QueryGroup.SPATIAL_TOKENS, tokens, tokens.detach(), visual.padding[level])
 
     def self_attention_mask(
-        self, batch: int, num_heads: int, spatial_token_object: Tensor | None, per_object_blocks: bool,
+        self, batch: int, spatial_token_object: Tensor | None, per_object_blocks: bool,
         joint_prompts: bool, device: torch.device,
-    ) -> tuple[Tensor, Tensor | None]:
-        """The self-attention mask ``(B * heads, N, N)`` bool (True = blocked, see
+    ) -> tuple[Tensor | None, Tensor | None]:
+        """The self-attention mask ``(B, 1, N, N)`` bool, the same for every head (True = blocked, see
         :func:`~seem.modeling.attention_mask.build_self_attention_mask`) over :attr:`self_groups`, and the
-        int64 rows of :attr:`kept_groups` in it (None = every row)."""
+        int64 rows of :attr:`kept_groups` in it (None = every row). The mask is None when it blocks nothing
+        in the kept rows (one object without padding: the fused attention then runs unmasked)."""
+        key = (tuple(self.sizes[g] for g in self.self_groups), id(spatial_token_object), id(self.memory_object),
+               batch, per_object_blocks, joint_prompts)
+        if key not in self._masks:  # the entry holds the keyed tensors, so their ids are not reused meanwhile
+            self._masks[key] = (spatial_token_object, self.memory_object, self._self_attention_mask(
+                batch, spatial_token_object, per_object_blocks, joint_prompts, device))
+        return self._masks[key][2]
+
+    def _self_attention_mask(
+        self, batch: int, spatial_token_object: Tensor | None, per_object_blocks: bool,
+        joint_prompts: bool, device: torch.device,
+    ) -> tuple[Tensor | None, Tensor | None]:
         layout = QueryLayout(
             sizes={g: self.sizes[g] for g in self.self_groups},
             spatial_query_object=self.spatial_object,
@@ -108,9 +122,10 @@ class DecoderQueries:
             padding=self.padding,
         )
         mask = build_self_attention_mask(layout, batch, per_object_blocks=per_object_blocks, joint_prompts=joint_prompts)
-        mask = mask.to(device).repeat_interleave(num_heads, dim=0)
         kept = self.kept_groups
-        if len(kept) == len(self.self_groups):
-            return mask, None
-        rows = torch.cat([torch.arange(s, e) for g, (s, e) in layout.ranges().items() if g in kept])
-        return mask, rows.to(device)
+        rows = None
+        if len(kept) != len(self.self_groups):
+            rows = torch.cat([torch.arange(s, e) for g, (s, e) in layout.ranges().items() if g in kept])
+        blocks = mask if rows is None else mask[:, rows]
+        out = mask.to(device)[:, None] if bool(blocks.any()) else None
+        return out, None if rows is None else rows.to(device)

@@ -49,7 +49,8 @@ class VisualPromptTokens:
 
 @dataclass(frozen=True)
 class HeadOutput:
-    """One prediction set: ``class_embed (B, Q, Dp)``, ``mask_embed (B, Q, Dm)``, ``masks (B, Q, H/4, W/4)``."""
+    """One prediction set: ``class_embed (B, Q, Dp)``, ``mask_embed (B, Q, Dm)``, ``masks (B, Q, H/4, W/4)``
+    (empty, ``(B, Q, 0, 0)``, in the last set of a pass decoded with ``final_masks=False``)."""
 
     class_embed: Tensor
     mask_embed: Tensor
@@ -67,8 +68,8 @@ class DecoderImageCache:
     ``resize(mask_embed @ F)``) instead of full-resolution masks.
 
     Attributes:
-        keys, values: per decoder layer, the projections of that layer's level: keys transposed
-            ``(B * heads, D / heads, h*w)``, values ``(B * heads, h*w, D / heads)``.
+        keys, values: per decoder layer, the projections of that layer's level, ``(B * heads, h*w, D / heads)``
+            each (any float dtype: the decoder casts its queries to it).
         level_mask_features: per feature level ``(B, Dm, h, w)`` mask features bilinearly resized to it.
     """
 

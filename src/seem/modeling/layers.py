@@ -11,6 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+# PyTorch >= 2.5 gives fully blocked rows zero weights inside scaled_dot_product_attention (older: NaN)
+_SDPA_SAFE_SOFTMAX = tuple(int(p) for p in torch.__version__.split(".")[:2] if p.isdigit()) >= (2, 5)
+
 
 class MultiheadAttention(nn.Module):
     """Multi-head attention with ``nn.MultiheadAttention``-compatible parameters.
@@ -33,30 +36,43 @@ class MultiheadAttention(nn.Module):
         nn.init.xavier_uniform_(self.in_proj_weight)
         nn.init.zeros_(self.out_proj.bias)
 
+    def project_q(self, query: Tensor) -> Tensor:
+        """Query projection of ``(N, D)`` rows (scaling is left to the attention)."""
+        w_q, _, _ = self.in_proj_weight.chunk(3)
+        b_q, _, _ = self.in_proj_bias.chunk(3)
+        return F.linear(query, w_q, b_q)
+
+    def project_kv_rows(self, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
+        """Key and value projections of ``(N, D)`` rows."""
+        _, w_k, w_v = self.in_proj_weight.chunk(3)
+        _, b_k, b_v = self.in_proj_bias.chunk(3)
+        return F.linear(key, w_k, b_k), F.linear(value, w_v, b_v)
+
     def project_kv(self, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
-        """Key/value projections, split per head: ``(S, B, D)`` -> transposed keys ``(B * num_heads, D / num_heads,
-        S)`` and values ``(B * num_heads, S, D / num_heads)``, both contiguous (what the batched products read).
+        """Key/value projections, split per head: ``(S, B, D)`` -> keys and values ``(B * num_heads, S, D / num_heads)``,
+        both contiguous (the layout ``scaled_dot_product_attention`` reads best).
 
         They depend only on ``key``/``value``: the decoder computes them once per image for the image
         features (:class:`seem.modeling.decoder.DecoderImageCache`) and reuses them for every prompt.
         """
         batch, dim = key.shape[1], key.shape[2]
         head_dim = dim // self.num_heads
-        _, w_k, w_v = self.in_proj_weight.chunk(3)
-        _, b_k, b_v = self.in_proj_bias.chunk(3)
         # 2-D products: a 3-D bf16 linear falls back to a batched matmul that copies the weight per row
-        k = F.linear(key.reshape(-1, dim), w_k, b_k).reshape(-1, batch * self.num_heads, head_dim).permute(1, 2, 0)
-        v = F.linear(value.reshape(-1, dim), w_v, b_v).reshape(-1, batch * self.num_heads, head_dim).transpose(0, 1)
+        k, v = self.project_kv_rows(key.reshape(-1, dim), value.reshape(-1, dim))
+        k = k.reshape(-1, batch * self.num_heads, head_dim).transpose(0, 1)
+        v = v.reshape(-1, batch * self.num_heads, head_dim).transpose(0, 1)
         return k.contiguous(), v.contiguous()
 
     def forward(self, query: Tensor, key: Tensor | None, value: Tensor | None, attn_mask: Tensor | None = None,
                 kv: tuple[Tensor, Tensor] | None = None) -> Tensor:
-        """Attend.
+        """Attend with ``torch.nn.functional.scaled_dot_product_attention`` (fused mask, softmax and product).
 
         Args:
             query: ``(L, B, D)``; key, value: ``(S, B, D)`` (ignored when ``kv`` is given).
-            attn_mask: ``(B * num_heads, L, S)`` or ``(L, S)`` bool, ``True`` = may NOT attend.
-            kv: precomputed :meth:`project_kv` of the keys and values.
+            attn_mask: bool, ``True`` = may NOT attend: ``(B * num_heads, L, S)``, ``(B, 1, L, S)`` (the same
+                for every head) or ``(L, S)``.
+            kv: precomputed :meth:`project_kv` of the keys and values, in any float dtype: the query is cast
+                to it for the attention, and the result back to the query's dtype.
 
         Returns:
             ``(L, B, D)``.
@@ -64,23 +80,23 @@ class MultiheadAttention(nn.Module):
         length, batch, dim = query.shape
         heads = self.num_heads
         head_dim = dim // heads
-        w_q, _, _ = self.in_proj_weight.chunk(3)
-        b_q, _, _ = self.in_proj_bias.chunk(3)
-        q = F.linear(query.reshape(-1, dim), w_q, b_q) * head_dim**-0.5
+        q = self.project_q(query.reshape(-1, dim))
         if kv is None:
             assert key is not None and value is not None, "key and value are required when kv is not given"
             kv = self.project_kv(key, value)
         k, v = kv
-        q = q.reshape(length, batch * heads, head_dim).transpose(0, 1)
-        weights = torch.bmm(q, k)
+        q = q.reshape(length, batch, heads, head_dim).permute(1, 2, 0, 3).to(k.dtype)
+        k = k.view(batch, heads, -1, head_dim)
+        v = v.view(batch, heads, -1, head_dim)
+        mask = None
         if attn_mask is not None:
-            weights = weights.masked_fill(attn_mask, float("-inf"))
-            weights = torch.softmax(weights, dim=-1)
-            # safe softmax: rows with every key blocked attend to nothing
-            weights = weights.masked_fill(attn_mask.all(dim=-1, keepdim=True), 0.0)
-        else:
-            weights = torch.softmax(weights, dim=-1)
-        out = torch.bmm(weights.to(v.dtype), v).transpose(0, 1).reshape(length * batch, dim)
+            mask = attn_mask.view(batch, heads, length, -1) if attn_mask.dim() == 3 else attn_mask
+            mask = ~mask
+        # safe softmax (PyTorch >= 2.5): a row with every key blocked attends to nothing
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        if mask is not None and not _SDPA_SAFE_SOFTMAX:
+            out = out.masked_fill(~mask.any(dim=-1, keepdim=True), 0.0)
+        out = out.permute(2, 0, 1, 3).reshape(length * batch, dim).to(query.dtype)
         return self.out_proj(out).view(length, batch, dim)
 
 

@@ -53,6 +53,15 @@ class ImageFeatures:
         return ImageFeatures(self.mask_features.to(mdt), [m.to(dtype) for m in self.multi_scale_features], levels,
                              self.padded_size, c)
 
+    def with_cache_dtype(self, dtype: torch.dtype) -> ImageFeatures:
+        """The decoder's per-image cache and ``mask_features`` in ``dtype`` (the bulk of a prompt round's reads);
+        ``levels`` (sampled for visual prompt tokens) and ``multi_scale_features`` unchanged."""
+        c = self.cache
+        if c is not None:
+            c = DecoderImageCache([k.to(dtype) for k in c.keys], [v.to(dtype) for v in c.values],
+                                  [f.to(dtype) for f in c.level_mask_features])
+        return ImageFeatures(self.mask_features.to(dtype), self.multi_scale_features, self.levels, self.padded_size, c)
+
     def select(self, index: int) -> ImageFeatures:
         """The features of image ``index`` of the batch, as a batch of one (views, no copy)."""
         i = slice(index, index + 1)
@@ -145,8 +154,9 @@ class Seem(nn.Module):
         tok = self.tokenizer.encode(list(texts), context_length=self.config.text.context_length)
         device = self.pixel_mean.device
         ids, attn = tok.input_ids.to(device), tok.attention_mask.to(device)
-        emb = self.text_encoder(ids, attn)
-        valid = attn.bool()
+        # trim: the causal encoder runs only up to the longest prompt (padding columns change nothing)
+        emb = self.text_encoder(ids, attn, trim=True)
+        valid = emb.attention_mask
         tokens = emb.token_embeddings[valid][:, None]
         if official_sign_mask:
             padding = (tokens.sum(-1) < 0).t()
@@ -175,14 +185,16 @@ class Seem(nn.Module):
     def decode(self, features: ImageFeatures, visual: VisualPromptTokens | None = None,
                text: TextPrompt | None = None, memory_mask: Tensor | None = None,
                sampler: PromptSampler | None = None, joint_prompts: bool = False,
-               object_queries: bool = True, intermediate: bool = True) -> DecoderOutput:
+               object_queries: bool = True, intermediate: bool = True, final_masks: bool = True) -> DecoderOutput:
         """Run the SEEM decoder on cached image features with any mix of prompts.
 
         ``joint_prompts=True`` lets the visual queries read the text tokens (and the text queries the visual
         tokens) in self-attention; the official v1 layout keeps them apart. ``object_queries=False`` drops
         the generic object queries from a prompted pass and ``intermediate=False`` returns only the last
         layer's predictions (see :meth:`SeemDecoder.forward`): the fast interactive path, with the same
-        prompt outputs. ``features.cache`` (from :meth:`cache_features`) is used when present.
+        prompt outputs; ``final_masks=False`` leaves the last layer's mask logits to the caller
+        (:meth:`SeemDecoder.mask_logits` of the queries it returns). ``features.cache`` (from
+        :meth:`cache_features`) is used when present.
         """
         return self.decoder(
             features.multi_scale_features,
@@ -197,4 +209,5 @@ class Seem(nn.Module):
             cache=features.cache,
             object_queries=object_queries,
             intermediate=intermediate,
+            final_masks=final_masks,
         )

@@ -54,13 +54,18 @@ class RandomSampler:
     """
 
     def __init__(self, seed: int | None = None) -> None:
+        self._last_masks: Tensor | None = None
+        self._last_points = torch.empty(3, 0)
         if seed is None:
             self._points = self._queries = self._memories = None
         else:
             self._points, self._queries, self._memories = (torch.Generator().manual_seed(seed + i) for i in range(3))
 
     def sample_points(self, masks: Tensor, max_len: int) -> Tensor:
-        points = _normalised_nonzero(masks)
+        # the decoder samples the same region masks once per level: their pixels are listed once
+        if self._last_masks is not masks:
+            self._last_masks, self._last_points = masks, _normalised_nonzero(masks)
+        points = self._last_points
         n = points.shape[1]
         if n <= max_len:
             return points
