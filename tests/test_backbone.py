@@ -7,7 +7,7 @@ import re
 import pytest
 import torch
 
-from seem.configs import BackboneConfig
+from seem.configs import FocalNetConfig
 from seem.modeling.backbones.focal import DropPath, FocalNet
 
 from _fixture import (
@@ -78,12 +78,12 @@ def test_backbone_keys_equal_official_keys():
 
 
 # Official Focal-T (configs/seem/focalt_unicl_lang_v1.yaml) and Focal-L (focall_unicl_lang_v1.yaml) backbones.
-FOCAL_T = BackboneConfig(name="focal_dw", embed_dim=96, depths=(2, 2, 6, 2), focal_levels=(3, 3, 3, 3))
-FOCAL_L = BackboneConfig(name="focal", embed_dim=192, depths=(2, 2, 18, 2), focal_levels=(4, 4, 4, 4))
+FOCAL_T = FocalNetConfig(name="focal_dw", embed_dim=96, depths=(2, 2, 6, 2), focal_levels=(3, 3, 3, 3))
+FOCAL_L = FocalNetConfig(name="focal", embed_dim=192, depths=(2, 2, 18, 2), focal_levels=(4, 4, 4, 4))
 
 
 @pytest.mark.parametrize("config", [FOCAL_T, FOCAL_L], ids=["focal_t", "focal_l"])
-def test_official_sizes_shapes_and_key_patterns(config: BackboneConfig):
+def test_official_sizes_shapes_and_key_patterns(config: FocalNetConfig):
     torch.manual_seed(0)
     model = FocalNet(config).eval()
     with torch.no_grad():
