@@ -76,6 +76,8 @@ def _check_layers(kind, model, out, t):
     key = f"decoder.layer{len(out.predictions) - 1}.masks"
     if key in t:
         assert_close(out.last.masks[:, : t[key].shape[1]], t[key], key)
+    if QueryGroup.OBJECT in out.ranges:  # official pred_captions: the object queries' last class embeddings
+        compare(t, "output.pred_captions", _group(out, QueryGroup.OBJECT, out.last.class_embed))
 
 
 def _group(out, name, tensor):

@@ -66,7 +66,8 @@ def check_config(config: SeemConfig) -> None:
     )
     for name_a, a, name_b, b in pairs:
         if a != b:
-            raise ConfigError(f"{name_a} ({a}) must equal {name_b} ({b})")
+            raise ConfigError(f"{name_a} {a if isinstance(a, tuple) else f'({a})'} must equal {name_b} "
+                              f"{b if isinstance(b, tuple) else f'({b})'}")
     if c.pixel_decoder.name not in PIXEL_DECODERS:
         raise ConfigError(
             f"pixel decoder '{c.pixel_decoder.name}' is not implemented (supported: {', '.join(PIXEL_DECODERS)})"
