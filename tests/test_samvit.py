@@ -213,3 +213,18 @@ def test_gather_sampler_equals_grid_sample_and_stays_finite_in_bf16():
     torch.testing.assert_close(half.float(), reference, atol=0.05, rtol=0.02)
     with pytest.raises(ValueError, match="unknown deformable sampling method"):
         ms_deform_attn_sample(value, sizes, locations, weights, method="cuda")
+
+
+def test_a_vitb_checkpoint_in_a_vitl_model_is_named_in_the_error():
+    """The converter's error reads the ViT sizes back from the keys (``ViTConfig.describe_shapes``)."""
+    from seem.checkpoint import check_state_dict
+    from seem.errors import CheckpointError
+
+    with torch.device("meta"):
+        large = build_seem(registry.get_variant("seem_samvitl_v1").config)
+        base = build_seem(registry.get_variant("seem_samvitb_v1").config).state_dict()
+    with pytest.raises(CheckpointError) as err:
+        check_state_dict(large, base)
+    msg = str(err.value)
+    assert "backbone embed_dim 768 (model: 1024)" in msg and "vit depth 12 (model: 24)" in msg
+    assert "It matches the registered variant(s) seem_samvitb_v1;" in msg
