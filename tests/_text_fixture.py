@@ -1,7 +1,8 @@
 """Locate and read the official-code parity fixture for the language side (tests only).
 
-The fixture directory is ``$SEEM_PARITY_FIXTURE`` or ``<repo>/../shared/reference/seem_v1_tiny``; every
-dimension, text, class list and template list is read from it (other fixture sets differ).
+The fixture directory of ``kind`` (``"focal"``: ``$SEEM_PARITY_FIXTURE`` or ``../shared/reference/seem_v1_tiny``;
+``"samvit"``: ``$SEEM_PARITY_FIXTURE_SAMVIT``, see ``_fixture.py``); every dimension, text, class list and template
+list is read from it (other fixture sets differ).
 """
 
 from __future__ import annotations
@@ -19,28 +20,28 @@ OFFICIAL_PREFIX = "sem_seg_head.predictor.lang_encoder."
 
 
 @cache
-def case(name: str) -> tuple[dict, dict[str, torch.Tensor]]:
+def case(name: str, kind: str = "focal") -> tuple[dict, dict[str, torch.Tensor]]:
     """(sidecar JSON, tensors) of ``case_<name>``, e.g. ``case('a_generic')``."""
     from safetensors.torch import load_file
 
-    path = require_fixture()
+    path = require_fixture(kind)
     meta = json.loads((path / f"case_{name}.json").read_text())
     return meta, load_file(str(path / f"case_{name}.safetensors"))
 
 
-def text_config() -> TextConfig:
+def text_config(kind: str = "focal") -> TextConfig:
     """TextConfig from the fixture's ``config.json`` (``MODEL.TEXT`` and ``MODEL.DIM_PROJ``)."""
     from seem.official_config import config_from_official
 
-    return config_from_official(json.loads((require_fixture() / "config.json").read_text())).text
+    return config_from_official(json.loads((require_fixture(kind) / "config.json").read_text())).text
 
 
-def text_state_dict() -> dict[str, torch.Tensor]:
+def text_state_dict(kind: str = "focal") -> dict[str, torch.Tensor]:
     """The fixture's language-encoder weights, renamed to :class:`TextEncoder` keys."""
     from safetensors import safe_open
 
     out = {}
-    with safe_open(str(require_fixture() / "model.safetensors"), framework="pt") as f:
+    with safe_open(str(require_fixture(kind) / "model.safetensors"), framework="pt") as f:
         for key in f.keys():  # noqa: SIM118 - safetensors handles are not iterable
             if not key.startswith(OFFICIAL_PREFIX):
                 continue

@@ -1,8 +1,8 @@
 """Test-session setup.
 
 * Every cache (converted checkpoints, vocabulary embeddings) goes to a temporary directory, not $HOME.
-* ``SEEM_REQUIRE_FIXTURE=1`` (set by ``.ci/run``) turns a missing parity fixture into a failure instead of
-  skipped parity tests, so CI cannot go green without proving parity.
+* ``SEEM_REQUIRE_FIXTURE=1`` (set by ``.ci/run``) turns a missing parity fixture (any kind: Focal or SAM-ViT)
+  into a failure instead of skipped parity tests, so CI cannot go green without proving parity.
 """
 
 from __future__ import annotations
@@ -16,11 +16,18 @@ os.environ.setdefault("SEEM_CACHE_DIR", tempfile.mkdtemp(prefix="seem-test-cache
 
 
 def pytest_sessionstart(session):
-    from _fixture import fixture_dir
+    from _fixture import KINDS, fixture_dir
 
-    path = fixture_dir()
-    if os.environ.get("SEEM_REQUIRE_FIXTURE") == "1" and not (path / "model.safetensors").is_file():
-        raise pytest.UsageError(f"SEEM_REQUIRE_FIXTURE=1 but the parity fixture is missing at {path}")
+    for kind in KINDS:
+        path = fixture_dir(kind)
+        if os.environ.get("SEEM_REQUIRE_FIXTURE") == "1" and not (path / "model.safetensors").is_file():
+            raise pytest.UsageError(f"SEEM_REQUIRE_FIXTURE=1 but the {kind} parity fixture is missing at {path}")
+
+
+@pytest.fixture(params=["focal", "samvit"])
+def kind(request) -> str:
+    """Parity-fixture kind (see ``tests/_fixture.py``): the Focal and the SAM-ViT fixture."""
+    return request.param
 
 
 def prompts_as_kwargs(prompts=None, memory=None, **kwargs) -> dict:

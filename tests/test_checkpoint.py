@@ -404,13 +404,40 @@ def test_official_values_may_be_strings():
     assert config.inference.object_mask_threshold == 0.4 and config.inference.detections_per_image == 50
 
 
+def _samvit_excerpt(size: str, **edits: str) -> str:
+    """The values of the official configs/seem/samvit{b,l}_unicl_lang_v1.yaml (SAM ViT, MSDeformAttn decoder)."""
+    backbone = FOCALT_V1_EXCERPT[FOCALT_V1_EXCERPT.index("  BACKBONE:"): FOCALT_V1_EXCERPT.index("  ENCODER:")]
+    text = FOCALT_V1_EXCERPT.replace(backbone, f"  BACKBONE:\n    NAME: vit\n    VIT: {{SIZE: {size}}}\n").replace(
+        "{NAME: transformer_encoder_fpn,",
+        "{NAME: transformer_encoder_deform, DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES: [res3, res4, res5], "
+        "COMMON_STRIDE: 4,",
+    ).replace("SIZE_DIVISIBILITY: 32", "SIZE_DIVISIBILITY: 1024").replace("MIN_SIZE_TEST: 512", "MIN_SIZE_TEST: 1000")
+    for old, new in edits.items():
+        assert old in text
+        text = text.replace(old, new)
+    return text
+
+
+def test_official_samvit_values_equal_registry():
+    yaml = pytest.importorskip("yaml")
+    assert config_from_official(yaml.safe_load(_samvit_excerpt("base"))) == get_variant("seem_samvitb_v1").config
+    assert config_from_official(yaml.safe_load(_samvit_excerpt("large"))) == get_variant("seem_samvitl_v1").config
+    for edits, message in (
+        ({"SIZE: base": "SIZE: giant"}, "MODEL.BACKBONE.VIT.SIZE 'giant' is not one of"),
+        ({"[res3, res4, res5]": "[res2, res3, res4]"}, "DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES must be"),
+        ({"COMMON_STRIDE: 4": "COMMON_STRIDE: 8"}, "COMMON_STRIDE must be 4"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            config_from_official(yaml.safe_load(_samvit_excerpt("base", **edits)))
+
+
 @pytest.mark.parametrize(
     ("edits", "message"),
     [
         ({"NAME: focal_dw": "NAME: davit"}, "'davit' (DaViT) is not implemented yet"),
-        ({"NAME: focal_dw": "NAME: vit"}, "'vit' (SAM-ViT) is not implemented yet"),
+        ({"NAME: focal_dw": "NAME: vit"}, "missing the key MODEL.BACKBONE.VIT.SIZE"),
         ({"NAME: focal_dw": "NAME: resnet"}, "Unknown MODEL.BACKBONE.NAME 'resnet'"),
-        ({"NAME: transformer_encoder_fpn": "NAME: transformer_encoder_deform"}, "is not implemented yet"),
+        ({"NAME: transformer_encoder_fpn": "NAME: transformer_encoder_msda"}, "'transformer_encoder_msda' is not implemented"),
         ({"NAME: seem_model_v1": "NAME: xdecoder_model"}, "is not a SEEM model"),
         ({"    HIDDEN_DIM: 512\n": ""}, "missing the key MODEL.DECODER.HIDDEN_DIM"),
         ({"DEC_LAYERS: 10": "DEC_LAYERS: ten"}, "MODEL.DECODER.DEC_LAYERS must be an integer"),

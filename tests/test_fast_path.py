@@ -2,7 +2,7 @@
 
 ``Seem.cache_features`` + ``decode(object_queries=False, intermediate=False)`` is what every
 ``SeemPredictor.predict`` round runs. Its last-layer outputs are compared with the official golden tensors
-(tolerance 1e-4, as the layer-by-layer parity tests) and with the full decoder pass.
+(tolerance 1e-4, as the layer-by-layer parity tests) and with the full decoder pass, on both fixtures (``kind``).
 """
 
 from __future__ import annotations
@@ -21,20 +21,20 @@ SPATIAL_CASES = ["case_c1_point_round1", "case_c2_point_round2_neg", "case_d1_bo
 
 
 @pytest.fixture(autouse=True)
-def _fixture_present():
-    require_fixture()
+def _fixture_present(kind):
+    require_fixture(kind)
     with torch.no_grad():
         yield
 
 
-def _decode_both(meta, t, text=None):
+def _decode_both(kind, meta, t, text=None):
     """(full decoder pass, fast pass) on the case's image with the official draws replayed in each."""
-    model = fixture_model()
-    _, feats = image_features(meta["image"])
+    model = fixture_model(kind)
+    _, feats = image_features(meta["image"], kind)
     cached = model.cache_features(feats)
     outs = []
     for fast in (False, True):
-        sampler = recorded_sampler(meta, t)
+        sampler = recorded_sampler(meta, t, kind=kind)
         visual = None
         if "decoder_input.spatial_query_pos_mask" in t:
             visual = model.encode_visual_prompt(feats, t["decoder_input.spatial_query_pos_mask"][0].bool(),
@@ -51,9 +51,9 @@ def _group(out, name, tensor):
 
 
 @pytest.mark.parametrize("name", SPATIAL_CASES)
-def test_fast_visual_prompt_round_matches_official(name):
-    meta, t = case(name)
-    model, visual, full, fast = _decode_both(meta, t)
+def test_fast_visual_prompt_round_matches_official(kind, name):
+    meta, t = case(name, kind)
+    model, visual, full, fast = _decode_both(kind, meta, t)
     assert QueryGroup.OBJECT not in fast.ranges and len(fast.predictions) == 1
     smaskembs = _group(fast, QueryGroup.SPATIAL, fast.last.mask_embed)
     compare(t, "output.pred_smaskembs", smaskembs)
@@ -67,11 +67,11 @@ def test_fast_visual_prompt_round_matches_official(name):
                                _group(full, QueryGroup.SPATIAL, full.last.masks), atol=1e-4, rtol=0)
 
 
-def test_fast_grounding_round_matches_official():
-    meta, t = case("case_b_grounding")
-    model = fixture_model()
+def test_fast_grounding_round_matches_official(kind):
+    meta, t = case("case_b_grounding", kind)
+    model = fixture_model(kind)
     text = model.encode_text([meta["text"]])
-    _, _, full, fast = _decode_both(meta, t, text)
+    _, _, full, fast = _decode_both(kind, meta, t, text)
     gtexts = _group(fast, QueryGroup.GROUNDING, fast.last.class_embed)
     assert compare(t, "output.pred_gtexts", gtexts)
     _, matched = select_grounding(gtexts[0], text.sentence_embeddings, model.text_encoder.logit_scale)
@@ -79,12 +79,12 @@ def test_fast_grounding_round_matches_official():
                                _group(full, QueryGroup.GROUNDING, full.last.masks)[0, matched], atol=1e-4, rtol=0)
 
 
-def test_cached_generic_pass_matches_official():
-    meta, t = case("case_a_generic")
-    model = fixture_model()
-    _, feats = image_features(meta["image"])
-    out = model.decode(model.cache_features(feats), sampler=recorded_sampler(meta, t), intermediate=False)
-    logits = model.class_logits(_group(out, QueryGroup.OBJECT, out.last.class_embed), vocabulary_embeddings())
+def test_cached_generic_pass_matches_official(kind):
+    meta, t = case("case_a_generic", kind)
+    model = fixture_model(kind)
+    _, feats = image_features(meta["image"], kind)
+    out = model.decode(model.cache_features(feats), sampler=recorded_sampler(meta, t, kind=kind), intermediate=False)
+    logits = model.class_logits(_group(out, QueryGroup.OBJECT, out.last.class_embed), vocabulary_embeddings(kind))
     assert compare(t, "output.pred_logits", logits)
     assert compare(t, "output.pred_masks", _group(out, QueryGroup.OBJECT, out.last.masks))
 
@@ -100,9 +100,9 @@ def test_self_attention_rows_are_the_rows_of_the_full_output():
         torch.testing.assert_close(layer(x, mask, pos, rows=rows), layer(x, mask, pos)[rows], atol=1e-6, rtol=0)
 
 
-def test_decoding_nothing_without_object_queries_is_refused():
-    model = fixture_model()
-    _, feats = image_features(case("case_a_generic")[0]["image"])
+def test_decoding_nothing_without_object_queries_is_refused(kind):
+    model = fixture_model(kind)
+    _, feats = image_features(case("case_a_generic", kind)[0]["image"], kind)
     with pytest.raises(ValueError, match="nothing to decode"):
         model.decode(feats, object_queries=False)
 

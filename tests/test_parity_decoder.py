@@ -1,7 +1,8 @@
 """Parity of the SEEM decoder, output selection and post-processing with the official implementation.
 
-Every case of the golden fixture (``$SEEM_PARITY_FIXTURE``) is rebuilt from the PNGs, prompts and config,
-with the official random draws replayed, and compared layer by layer (tolerance 1e-4 absolute).
+Every case of both golden fixtures (``kind``: Focal ``$SEEM_PARITY_FIXTURE`` and SAM-ViT
+``$SEEM_PARITY_FIXTURE_SAMVIT``, see ``_fixture.py``) is rebuilt from the PNGs, prompts and config, with the
+official random draws replayed, and compared layer by layer (tolerance 1e-4 absolute).
 """
 
 from __future__ import annotations
@@ -38,16 +39,16 @@ SPATIAL_CASES = ["case_c1_point_round1", "case_c2_point_round2_neg", "case_d1_bo
 
 
 @pytest.fixture(autouse=True)
-def _fixture_present():
-    require_fixture()
+def _fixture_present(kind):
+    require_fixture(kind)
     with torch.no_grad():
         yield
 
 
-def _decode(meta, t, text: TextPrompt | None = None):
-    model = fixture_model()
-    frame, feats = image_features(meta["image"])
-    sampler = recorded_sampler(meta, t)
+def _decode(kind, meta, t, text: TextPrompt | None = None):
+    model = fixture_model(kind)
+    frame, feats = image_features(meta["image"], kind)
+    sampler = recorded_sampler(meta, t, kind=kind)
     visual = None
     with torch.no_grad():
         if "decoder_input.spatial_query_pos_mask" in t:
@@ -61,8 +62,8 @@ def _decode(meta, t, text: TextPrompt | None = None):
     return model, frame, feats, visual, out
 
 
-def _check_layers(model, out, t):
-    vocab = vocabulary_embeddings()
+def _check_layers(kind, model, out, t):
+    vocab = vocabulary_embeddings(kind)
     for i, pred in enumerate(out.predictions):
         for name, value in (
             ("class_embed", pred.class_embed),
@@ -75,6 +76,8 @@ def _check_layers(model, out, t):
     key = f"decoder.layer{len(out.predictions) - 1}.masks"
     if key in t:
         assert_close(out.last.masks[:, : t[key].shape[1]], t[key], key)
+    if QueryGroup.OBJECT in out.ranges:  # official pred_captions: the object queries' last class embeddings
+        compare(t, "output.pred_captions", _group(out, QueryGroup.OBJECT, out.last.class_embed))
 
 
 def _group(out, name, tensor):
@@ -82,11 +85,11 @@ def _group(out, name, tensor):
     return tensor[:, s:e]
 
 
-def test_generic_segmentation_matches_official():
-    meta, t = case("case_a_generic")
-    model, frame, feats, _, out = _decode(meta, t)
-    _check_layers(model, out, t)
-    logits = model.class_logits(_group(out, QueryGroup.OBJECT, out.last.class_embed), vocabulary_embeddings())
+def test_generic_segmentation_matches_official(kind):
+    meta, t = case("case_a_generic", kind)
+    model, frame, feats, _, out = _decode(kind, meta, t)
+    _check_layers(kind, model, out, t)
+    logits = model.class_logits(_group(out, QueryGroup.OBJECT, out.last.class_embed), vocabulary_embeddings(kind))
     masks = _group(out, QueryGroup.OBJECT, out.last.masks)
     compare(t, "output.pred_logits", logits)
     compare(t, "output.pred_masks", masks)
@@ -115,16 +118,16 @@ def test_generic_segmentation_matches_official():
     assert torch.equal(inst.masks[order], t["post.instances.pred_masks"][ref_order].bool())
 
 
-def test_grounding_matches_official():
-    meta, t = case("case_b_grounding")
-    model = fixture_model()
+def test_grounding_matches_official(kind):
+    meta, t = case("case_b_grounding", kind)
+    model = fixture_model(kind)
     with torch.no_grad():
         text = model.encode_text([meta["text"]])
     compare(t, "decoder_input.grounding_tokens", text.tokens)
     compare(t, "text.class_emb", text.sentence_embeddings)
     assert torch.equal(text.padding, t["decoder_input.grounding_nonzero_mask"].bool())
-    model, frame, _, _, out = _decode(meta, t, text)
-    _check_layers(model, out, t)
+    model, frame, _, _, out = _decode(kind, meta, t, text)
+    _check_layers(kind, model, out, t)
     gtexts = _group(out, QueryGroup.GROUNDING, out.last.class_embed)
     compare(t, "output.pred_gtexts", gtexts)
     sim, matched = select_grounding(gtexts[0], text.sentence_embeddings, model.text_encoder.logit_scale)
@@ -151,10 +154,10 @@ def _check_spatial(model, frame, visual, out, t):
 
 
 @pytest.mark.parametrize("name", SPATIAL_CASES)
-def test_visual_prompt_matches_official(name):
-    meta, t = case(name)
-    model, frame, _, visual, out = _decode(meta, t)
-    _check_layers(model, out, t)
+def test_visual_prompt_matches_official(kind, name):
+    meta, t = case(name, kind)
+    model, frame, _, visual, out = _decode(kind, meta, t)
+    _check_layers(kind, model, out, t)
     prev = _check_spatial(model, frame, visual, out, t)
     if "post.pred_mask_ori" in t:  # official evaluate_interactive_single: bicubic up, crop, bicubic resize
         up = F.interpolate(prev, size=frame.padded_size, mode="bicubic")
@@ -163,17 +166,17 @@ def test_visual_prompt_matches_official(name):
         assert_masks_equal(logits.sigmoid() > 0.5, t["post.pred_mask_ori"], logits, 0.0, "post.pred_mask_ori")
 
 
-def test_text_plus_point_composition_matches_official():
-    meta, t = case("case_f_text_plus_point")
-    model = fixture_model()
+def test_text_plus_point_composition_matches_official(kind):
+    meta, t = case("case_f_text_plus_point", kind)
+    model = fixture_model(kind)
     with torch.no_grad():
         text = model.encode_text([meta["text"]])
         quirk = model.encode_text([meta["text"]], official_sign_mask=True)
     compare(t, "decoder_input.grounding_tokens", text.tokens)
     assert not text.padding.any()  # our default: every real token takes part
     assert torch.equal(quirk.padding, t["decoder_input.grounding_nonzero_mask"].bool())
-    model, frame, _, visual, out = _decode(meta, t, quirk)
-    _check_layers(model, out, t)
+    model, frame, _, visual, out = _decode(kind, meta, t, quirk)
+    _check_layers(kind, model, out, t)
     compare(t, "output.pred_gtexts", _group(out, QueryGroup.GROUNDING, out.last.class_embed))
     prev = _check_spatial(model, frame, visual, out, t)
     if "post.mask_iou" in t:
@@ -185,12 +188,14 @@ def test_text_plus_point_composition_matches_official():
         assert abs(float(iou) - float(t["post.mask_iou"][0])) < 1e-3
 
 
-def test_reference_source_tokens_match_official():
-    meta, t = case("case_e_visual_reference")
-    model = fixture_model()
-    _, feats = image_features(meta["source_image"])
-    sampler = recorded_sampler(meta, t, prefix="source.sampling.")
-    region = t["source.prompt_mask"][0].bool()
+def test_reference_source_tokens_match_official(kind):
+    meta, t = case("case_e_visual_reference", kind)
+    model = fixture_model(kind)
+    frame, feats = image_features(meta["source_image"], kind)
+    sampler = recorded_sampler(meta, t, prefix="source.sampling.", kind=kind)
+    region = frame.mask_to_model(t["source.prompt_mask"][0].bool())  # image size -> zero-padded model frame
+    if "source.decoder_input.spatial_query_pos_mask" in t:
+        assert torch.equal(region, t["source.decoder_input.spatial_query_pos_mask"][0].bool())
     with torch.no_grad():
         tokens = model.encode_visual_prompt(feats, region, torch.zeros_like(region), sampler)
     compare(t, "refimg.spatial_query_pos", tokens.positive_mean)

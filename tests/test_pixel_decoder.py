@@ -1,4 +1,5 @@
-"""Pixel decoder (transformer encoder + FPN) and sine position encoding: parity with the official code."""
+"""Pixel decoders (transformer encoder + FPN; MSDeformAttn) and sine position encoding: parity with the official
+code on both golden fixtures (``kind``: the Focal one has the FPN decoder, the SAM-ViT one the deformable one)."""
 
 from __future__ import annotations
 
@@ -6,19 +7,21 @@ import math
 
 import torch
 
+from seem.build import build_pixel_decoder
 from seem.configs import PixelDecoderConfig
-from seem.modeling.backbones.focal import FocalNet
+from seem.modeling.msdeform_pixel_decoder import MSDeformAttnPixelDecoder
 from seem.modeling.pixel_decoder import PixelDecoderOutput, TransformerEncoderPixelDecoder
 from seem.modeling.position_encoding import PositionEmbeddingSine
+from seem.official_config import config_from_official
 
 from _fixture import (
-    backbone_config,
+    fixture_backbone,
+    fixture_pixel_decoder,
     image_names,
     load_official_config,
     load_tensors,
     max_abs_diff,
     model_input,
-    pixel_decoder_config,
     require_fixture,
     strip_prefix,
 )
@@ -43,25 +46,20 @@ def _compare(out: PixelDecoderOutput, expected: dict[str, torch.Tensor], tag: st
 
 
 def _fixture_modules(path):
-    cfg = load_official_config(path)
     weights = load_tensors(path / "model.safetensors")
-    backbone = FocalNet(backbone_config(cfg)).eval()
-    backbone.load_state_dict(strip_prefix(weights, "backbone."), strict=True)
-    decoder = TransformerEncoderPixelDecoder(pixel_decoder_config(cfg)).eval()
-    decoder.load_state_dict(strip_prefix(weights, PREFIX), strict=True)
-    return backbone, decoder
+    return fixture_backbone(path, weights), fixture_pixel_decoder(path, weights)
 
 
-def test_pixel_decoder_keys_equal_official_keys():
-    path = require_fixture()
-    decoder = TransformerEncoderPixelDecoder(pixel_decoder_config(load_official_config(path)))
+def test_pixel_decoder_keys_equal_official_keys(kind):
+    path = require_fixture(kind)
+    decoder = build_pixel_decoder(config_from_official(load_official_config(path)))
     official = {k: tuple(v.shape) for k, v in strip_prefix(load_tensors(path / "model.safetensors"), PREFIX).items()}
     assert {k: tuple(v.shape) for k, v in decoder.state_dict().items()} == official
 
 
-def test_pixel_decoder_matches_official_outputs():
+def test_pixel_decoder_matches_official_outputs(kind):
     """Fed the stored official backbone features (isolates the pixel decoder) and, end to end, our own backbone."""
-    path = require_fixture()
+    path = require_fixture(kind)
     backbone, decoder = _fixture_modules(path)
     names = image_names(path)
     assert names, "fixture has no features_<image>.safetensors"
@@ -73,11 +71,35 @@ def test_pixel_decoder_matches_official_outputs():
             isolated = decoder(stored_backbone)
             end_to_end = decoder(backbone(model_input(path, name)))
         diffs.update(_compare(isolated, expected, f"{name}.from_official_backbone"))
+        if isinstance(decoder, MSDeformAttnPixelDecoder):
+            diffs.update(_compare_deform_internals(decoder, stored_backbone, expected, name))
         diffs.update(_compare(end_to_end, expected, f"{name}.end_to_end"))
         strides = [t.shape[-1] for t in isolated.multi_scale_features]
         assert strides == sorted(strides), "multi_scale_features must go from coarse (1/32) to fine (1/8)"
     bad = {k: v for k, v in diffs.items() if v > TOL}
     assert not bad, f"pixel decoder differs from the official outputs: {bad} (all: {diffs})"
+
+
+def _compare_deform_internals(decoder, features, expected, tag):
+    """The deformable encoder's inputs, levels, reference layout, layer-0 sampling and each layer's output."""
+    with torch.no_grad():
+        levels, outs, _ = decoder.encode(features)
+        sizes = [tuple(t.shape[-2:]) for t in levels]
+        src = torch.cat([t.flatten(2).transpose(1, 2) for t in levels], 1)
+        pos = torch.cat([decoder.pe_layer(t).flatten(2).transpose(1, 2) + decoder.transformer.level_embed[i]
+                         for i, t in enumerate(levels)], 1)
+        ref = decoder.transformer.reference_points(sizes, src.device)
+        locations, weights = decoder.transformer.encoder.layers[0].self_attn.sampling(src + pos, ref, sizes)
+    key = "pixel_decoder.encoder."
+    assert torch.equal(torch.tensor(sizes), expected[key + "spatial_shapes"])
+    starts = torch.tensor([0, *torch.tensor([h * w for h, w in sizes]).cumsum(0)[:-1].tolist()])
+    assert torch.equal(starts, expected[key + "level_start_index"])
+    diffs = {f"{tag}.input_proj.{i}": max_abs_diff(t, expected[f"{key}input_proj.{i}"]) for i, t in enumerate(levels)}
+    diffs.update({f"{tag}.layer{i}": max_abs_diff(o, expected[f"{key}layer{i}"])
+                  for i, o in enumerate(outs) if f"{key}layer{i}" in expected})
+    diffs[f"{tag}.sampling_locations"] = max_abs_diff(locations, expected[key + "layer0.self_attn.sampling_locations"])
+    diffs[f"{tag}.attention_weights"] = max_abs_diff(weights, expected[key + "layer0.self_attn.attention_weights"])
+    return diffs
 
 
 def test_official_size_shapes_and_key_names():

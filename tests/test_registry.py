@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 
+from seem.configs import ViTConfig
 from seem.errors import ConfigError
 from seem.registry import (
     PretrainedVariant,
@@ -16,13 +17,14 @@ from seem.registry import (
     variant_for_filename,
 )
 
-NAMES = ["seem_focall_v0", "seem_focall_v1", "seem_focalt_v0", "seem_focalt_v1", "seem_tiny"]
+NAMES = ["seem_focall_v0", "seem_focall_v1", "seem_focalt_v0", "seem_focalt_v1", "seem_samvitb_v1", "seem_samvitl_v1",
+         "seem_tiny"]
 
 
 def test_list_models_and_pattern():
     assert list_models() == NAMES
     assert list_models("*focalt*") == ["seem_focalt_v0", "seem_focalt_v1"]
-    assert list_models("*_v1") == ["seem_focall_v1", "seem_focalt_v1"]
+    assert list_models("*_v1") == ["seem_focall_v1", "seem_focalt_v1", "seem_samvitb_v1", "seem_samvitl_v1"]
     assert list_models("nothing*") == []
 
 
@@ -65,6 +67,22 @@ def test_backbone_values():
     assert dataclasses.replace(v0, decoder=dataclasses.replace(v0.decoder, version="v1")) == v1
 
 
+def test_samvit_values():
+    """configs/seem/samvit{b,l}_unicl_lang_v1.yaml: D2ViT sizes per VIT.SIZE, the MSDeformAttn pixel decoder
+    (FFN hard-coded 1024), inputs padded to 1024 (the ViT's position grid), REF.INPUT 1000 / 1024."""
+    for name, sizes in (("seem_samvitb_v1", (768, 12, 12, (2, 5, 8, 11))),
+                        ("seem_samvitl_v1", (1024, 24, 16, (5, 11, 17, 23)))):
+        c = get_variant(name).config
+        b = c.backbone
+        assert isinstance(b, ViTConfig)
+        assert (b.name, b.embed_dim, b.depth, b.num_heads, b.global_attn_indexes) == ("vit", *sizes)
+        assert (b.window_size, b.patch_size, b.image_size, b.neck_out_dims) == (14, 16, 1024, (128, 256, 512, 1024))
+        assert b.out_channels == (128, 256, 512, 1024)
+        p = c.pixel_decoder
+        assert (p.name, p.dim_feedforward, p.num_points, p.num_heads) == ("transformer_encoder_deform", 1024, 4, 8)
+        assert (c.size_divisibility, c.test_shorter_side, c.test_max_size) == (1024, 1000, 1024)
+
+
 def test_unknown_name_suggests_close_matches():
     with pytest.raises(ConfigError) as err:
         get_variant("seem_focal_v1")
@@ -79,7 +97,8 @@ def test_variants_are_frozen_and_overridable():
     v = get_variant("seem_focalt_v1")
     with pytest.raises(dataclasses.FrozenInstanceError):
         v.name = "other"  # type: ignore[misc]
-    assert [x.name for x in iter_variants()] == ["seem_focalt_v1", "seem_focall_v1", "seem_focalt_v0", "seem_focall_v0", "seem_tiny"]
+    assert [x.name for x in iter_variants()] == ["seem_focalt_v1", "seem_focall_v1", "seem_samvitb_v1", "seem_samvitl_v1",
+                                                 "seem_focalt_v0", "seem_focall_v0", "seem_tiny"]
     assert get_config("seem_focalt_v1", size_divisibility=64).size_divisibility == 64
     assert get_config("seem_focalt_v1") is v.config
     assert variant_for_filename("other.pt") is None

@@ -1,4 +1,5 @@
-"""TextEncoder: parity with the official language encoder on the golden fixture, plus behaviour tests."""
+"""TextEncoder: parity with the official language encoder on both golden fixtures (``text_kind``), plus behaviour
+tests."""
 
 from __future__ import annotations
 
@@ -9,16 +10,22 @@ from seem.configs import TextConfig
 from seem.modeling.language.text_encoder import TextEmbeddings, TextEncoder
 from seem.modeling.language.tokenizer import ClipTokenizer
 
+from _fixture import KINDS
 from _text_fixture import OFFICIAL_PREFIX, case, class_names, require_fixture, text_config, text_state_dict
 
 ATOL = 1e-4  # parity tolerance (observed ~1e-6 or better); do not loosen
 
 
+@pytest.fixture(scope="module", params=KINDS)
+def text_kind(request) -> str:
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def encoder() -> TextEncoder:
-    require_fixture()
-    model = TextEncoder(text_config()).eval()
-    model.load_state_dict(text_state_dict(), strict=True)
+def encoder(text_kind) -> TextEncoder:
+    require_fixture(text_kind)
+    model = TextEncoder(text_config(text_kind)).eval()
+    model.load_state_dict(text_state_dict(text_kind), strict=True)
     return model
 
 
@@ -32,24 +39,24 @@ def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return (a.float() - b.float()).abs().max().item()
 
 
-def test_parameter_names_are_the_official_ones():
-    require_fixture()
-    official = text_state_dict()  # already renamed; strict load below proves the mapping is complete
-    ours = TextEncoder(text_config()).state_dict()
+def test_parameter_names_are_the_official_ones(text_kind):
+    require_fixture(text_kind)
+    official = text_state_dict(text_kind)  # already renamed; strict load below proves the mapping is complete
+    ours = TextEncoder(text_config(text_kind)).state_dict()
     assert set(ours) == set(official)
     assert all(ours[k].shape == official[k].shape for k in ours)
     assert any(k.startswith("transformer.resblocks.0.attn.in_proj_weight") for k in ours)
     assert OFFICIAL_PREFIX == "sem_seg_head.predictor.lang_encoder."
 
 
-def test_logit_scale(encoder):
-    _, tensors = case("a_generic")
+def test_logit_scale(encoder, text_kind):
+    _, tensors = case("a_generic", text_kind)
     assert _max_diff(encoder.logit_scale.detach(), tensors["logit_scale"]) == 0.0
 
 
 @pytest.mark.parametrize("name", ["b_grounding", "f_text_plus_point"])
-def test_token_and_sentence_embeddings(encoder, name):
-    _, tensors = case(name)
+def test_token_and_sentence_embeddings(encoder, text_kind, name):
+    _, tensors = case(name, text_kind)
     with torch.no_grad():
         out = encoder(tensors["text.input_ids"], tensors["text.attention_mask"])
     assert isinstance(out, TextEmbeddings)
@@ -60,8 +67,8 @@ def test_token_and_sentence_embeddings(encoder, name):
     assert _max_diff(tokens, tensors["decoder_input.grounding_tokens"]) < ATOL
 
 
-def test_vocabulary_embeddings(encoder, tokenizer):
-    meta, tensors = case("a_generic")
+def test_vocabulary_embeddings(encoder, tokenizer, text_kind):
+    meta, tensors = case("a_generic", text_kind)
     emb = encoder.embed_vocabulary(class_names(meta), tokenizer, templates=meta["prompt_templates"])
     assert emb.dtype == torch.float32 and not emb.requires_grad
     assert _max_diff(emb, tensors["text.class_embeddings"]) < ATOL
@@ -71,17 +78,17 @@ def test_vocabulary_embeddings(encoder, tokenizer):
     assert _max_diff(small, emb) < 1e-6
 
 
-def test_vocabulary_applies_official_name_cleanup(encoder, tokenizer):
+def test_vocabulary_applies_official_name_cleanup(encoder, tokenizer, text_kind):
     plain = encoder.embed_vocabulary(["wall"], tokenizer, templates=["a photo of a {}."])
     coco = encoder.embed_vocabulary(["wall-other-merged"], tokenizer, templates=["a photo of a {}."])
     assert torch.equal(plain, coco)
-    assert encoder.embed_vocabulary([], tokenizer).shape == (0, text_config().dim_proj)
+    assert encoder.embed_vocabulary([], tokenizer).shape == (0, text_config(text_kind).dim_proj)
 
 
 @pytest.mark.parametrize("name", ["a_generic", "b_grounding", "f_text_plus_point"])
-def test_class_logits(encoder, name):
-    _, text = case("a_generic")  # the default vocabulary of every case
-    _, tensors = case(name)
+def test_class_logits(encoder, text_kind, name):
+    _, text = case("a_generic", text_kind)  # the default vocabulary of every case
+    _, tensors = case(name, text_kind)
     layers = sorted({k.split(".")[1] for k in tensors if k.endswith(".class_logits")})
     assert layers
     with torch.no_grad():
@@ -90,16 +97,16 @@ def test_class_logits(encoder, name):
             assert _max_diff(logits, tensors[f"decoder.{layer}.class_logits"]) < ATOL
 
 
-def test_grounding_similarity(encoder):
-    _, tensors = case("b_grounding")
+def test_grounding_similarity(encoder, text_kind):
+    _, tensors = case("b_grounding", text_kind)
     with torch.no_grad():
         prob = encoder.grounding_similarity(tensors["output.pred_gtexts"][0], tensors["text.class_emb"])
     assert _max_diff(prob, tensors["post.out_prob"]) < ATOL
     assert torch.equal(prob.argmax(dim=0), tensors["post.matched_id"])
 
 
-def test_grounding_similarity_clamps_scale(encoder):
-    q = torch.randn(4, text_config().dim_proj)
+def test_grounding_similarity_clamps_scale(encoder, text_kind):
+    q = torch.randn(4, text_config(text_kind).dim_proj)
     with torch.no_grad():
         low = encoder.grounding_similarity(q, q[:1], max_scale=2.0)
     assert low.max().item() == pytest.approx(2.0, abs=1e-5)  # cos(q0, q0) = 1 times the clamped scale
@@ -144,8 +151,8 @@ def test_random_model_shapes_and_noncausal_mask():
         model(torch.zeros(1, 78, dtype=torch.int64))
 
 
-def test_embeddings_follow_parameter_dtype(encoder, tokenizer):
-    model = TextEncoder(text_config()).eval()
+def test_embeddings_follow_parameter_dtype(encoder, tokenizer, text_kind):
+    model = TextEncoder(text_config(text_kind)).eval()
     model.load_state_dict(encoder.state_dict())
     model = model.to(torch.bfloat16)
     tokens = tokenizer.encode(["zebra on the left"])

@@ -20,8 +20,8 @@ __version__ = "0.1.0"
 # name -> module: resolved on first use (PEP 562), so `seem --help` and `import seem.cli` do not load torch
 _EXPORTS = {
     "build_seem": "seem.build",
-    **dict.fromkeys(("BackboneConfig", "DecoderConfig", "InferenceConfig", "PixelDecoderConfig", "SeemConfig",
-                     "TextConfig"), "seem.configs"),
+    **dict.fromkeys(("BackboneConfig", "DecoderConfig", "FocalNetConfig", "InferenceConfig", "MobileNetV2Config",
+                     "PixelDecoderConfig", "SeemConfig", "TextConfig", "ViTConfig"), "seem.configs"),
     "resolve_device": "seem.device",
     **dict.fromkeys(("CheckpointError", "ConfigError", "ImageError", "PromptError", "SeemError"), "seem.errors"),
     "DEFAULT_MODEL": "seem.hub", "from_pretrained": "seem.hub",
@@ -33,7 +33,17 @@ _EXPORTS = {
 
 if TYPE_CHECKING:
     from seem.build import build_seem
-    from seem.configs import BackboneConfig, DecoderConfig, InferenceConfig, PixelDecoderConfig, SeemConfig, TextConfig
+    from seem.configs import (
+        BackboneConfig,
+        DecoderConfig,
+        FocalNetConfig,
+        InferenceConfig,
+        MobileNetV2Config,
+        PixelDecoderConfig,
+        SeemConfig,
+        TextConfig,
+        ViTConfig,
+    )
     from seem.device import resolve_device
     from seem.errors import CheckpointError, ConfigError, ImageError, PromptError, SeemError
     from seem.hub import DEFAULT_MODEL, from_pretrained
@@ -57,9 +67,9 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "DEFAULT_MODEL", "BackboneConfig", "CheckpointError", "ConfigError", "DecoderConfig", "ImageError",
-    "InferenceConfig", "InstanceResult", "PanopticResult", "PixelDecoderConfig", "Prediction", "PromptError",
-    "Prompts", "ReferencePrompt",
-    "Seem", "SeemConfig", "SeemError", "SeemPredictor", "Segment", "SemanticResult", "TextConfig",
+    "DEFAULT_MODEL", "BackboneConfig", "CheckpointError", "ConfigError", "DecoderConfig", "FocalNetConfig",
+    "ImageError", "InferenceConfig", "InstanceResult", "MobileNetV2Config", "PanopticResult", "PixelDecoderConfig",
+    "Prediction", "PromptError", "Prompts", "ReferencePrompt",
+    "Seem", "SeemConfig", "SeemError", "SeemPredictor", "Segment", "SemanticResult", "TextConfig", "ViTConfig",
     "build_seem", "from_pretrained", "resolve_device",
 ]

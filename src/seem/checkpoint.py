@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import re
 import tempfile
 from collections import Counter
 from collections.abc import Mapping
@@ -22,9 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from seem.config_dict import config_to_dict
-from seem.configs import (
-    SeemConfig,
-)
+from seem.configs import BACKBONE_CONFIG_TYPES, SeemConfig
 from seem.errors import CheckpointError
 from seem.official_config import config_from_official  # noqa: F401  (re-exported)
 
@@ -119,27 +116,13 @@ def _abbreviated(lines: list[str]) -> list[str]:
 def describe_shapes(shapes: Mapping[str, tuple[int, ...]]) -> dict[str, object]:
     """Infer architecture sizes (backbone, decoder, text encoder) from key names and shapes.
 
-    Works on this package's names (and on official ``backbone.*`` names, which are the same).
+    Works on this package's names (and on official ``backbone.*`` names, which are the same). The backbone
+    part comes from the ``describe_shapes`` of each backbone config type (:data:`seem.configs.BACKBONE_CONFIG_TYPES`).
     Only sizes that can be read from the given keys are returned.
     """
     info: dict[str, object] = {}
-    if "backbone.patch_embed.proj.weight" in shapes:
-        info["backbone embed_dim"] = shapes["backbone.patch_embed.proj.weight"][0]
-    blocks: dict[int, int] = {}
-    levels: set[int] = set()
-    for key in shapes:
-        m = re.match(r"backbone\.layers\.(\d+)\.blocks\.(\d+)\.", key)
-        if m:
-            stage, block = int(m.group(1)), int(m.group(2))
-            blocks[stage] = max(blocks.get(stage, 0), block + 1)
-        m = re.match(r"backbone\.layers\.0\.blocks\.0\.modulation\.focal_layers\.(\d+)\.", key)
-        if m:
-            levels.add(int(m.group(1)))
-    if blocks:
-        info["backbone depths"] = tuple(blocks.get(i, 0) for i in range(max(blocks) + 1))
-        info["backbone name"] = "focal_dw" if "backbone.layers.0.blocks.0.dw1.weight" in shapes else "focal"
-    if levels:
-        info["focal levels"] = len(levels)
+    for config_type in BACKBONE_CONFIG_TYPES:
+        info.update(config_type.describe_shapes(shapes))
     if "decoder.query_feat.weight" in shapes:
         info["decoder queries"], info["decoder hidden_dim"] = shapes["decoder.query_feat.weight"][:2]
     if "text_encoder.transformer.positional_embedding" in shapes:
@@ -149,12 +132,8 @@ def describe_shapes(shapes: Mapping[str, tuple[int, ...]]) -> dict[str, object]:
 
 def describe_config(config: SeemConfig) -> dict[str, object]:
     """The sizes of :func:`describe_shapes` as a config declares them."""
-    b = config.backbone
     return {
-        "backbone embed_dim": b.embed_dim,
-        "backbone depths": tuple(b.depths),
-        "backbone name": b.name,
-        "focal levels": b.focal_levels[0],
+        **config.backbone.describe(),
         "decoder queries": config.decoder.num_queries,
         "decoder hidden_dim": config.decoder.hidden_dim,
         "text width": config.text.width,

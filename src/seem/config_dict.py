@@ -8,16 +8,18 @@ different model.
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from collections.abc import Mapping
 
-from seem.configs import SeemConfig
+from seem.configs import FocalNetConfig, MobileNetV2Config, SeemConfig
 from seem.errors import ConfigError
 
 if typing.TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
 _T = typing.TypeVar("_T", bound="DataclassInstance")
+_FOCAL_FIELDS = frozenset(f.name for f in dataclasses.fields(FocalNetConfig)) - {"name"}
 
 
 def config_to_dict(config: SeemConfig) -> dict:
@@ -25,8 +27,28 @@ def config_to_dict(config: SeemConfig) -> dict:
     return dataclasses.asdict(config)
 
 
+def _union_member(hint: object, value: Mapping, where: str) -> type:
+    """The dataclass of a ``FocalNetConfig | ViTConfig | ...`` field named by ``value["name"]`` (the first
+    member when no name is given, as the field's default is)."""
+    members = [a for a in typing.get_args(hint) if isinstance(a, type) and dataclasses.is_dataclass(a)]
+    if "name" not in value:
+        return members[0]
+    for member in members:
+        if value["name"] in getattr(member, "NAMES", ()):
+            return member
+    names = sorted(n for m in members for n in getattr(m, "NAMES", ()))
+    raise ConfigError(f"{where}.name {value['name']!r} is not one of {names}")
+
+
 def _coerce(hint: object, value: object, where: str) -> object:
     origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where} must be a mapping, got {type(value).__name__}")
+        member = _union_member(hint, value, where)
+        if member is MobileNetV2Config:  # files written before the split carry FocalNet fields it never used
+            value = {k: v for k, v in value.items() if k not in _FOCAL_FIELDS}
+        return _dataclass_from_dict(member, value, where)
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where} must be a mapping, got {type(value).__name__}")

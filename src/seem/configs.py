@@ -3,21 +3,31 @@
 Each field mirrors one key of the official YAML configs (``configs/seem/*_v1.yaml``); the key is named
 in the comment so that :func:`seem.official_config.config_from_official` stays a plain table. Change a
 variant with :func:`dataclasses.replace`; only :mod:`seem.build` turns configs into modules.
+
+The backbone config is one dataclass per backbone family (:class:`FocalNetConfig`, :class:`MobileNetV2Config`,
+:class:`ViTConfig`), told apart by ``name``; each states the channels of the ``res2..res5`` maps it produces
+and how to read its sizes back from a checkpoint's keys (``describe_shapes``, for the converter's messages).
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import ClassVar
+
+STRIDES = (4, 8, 16, 32)  # res2..res5, for every backbone
 
 
 @dataclass(frozen=True)
-class BackboneConfig:
-    """Image backbone (official ``MODEL.BACKBONE``).
+class FocalNetConfig:
+    """FocalNet image backbone (official ``MODEL.BACKBONE.FOCAL``, ``modeling/vision/backbone/focal*.py``).
 
-    ``name`` is ``"focal_dw"`` (FocalNet with depth-wise convs, SEEM Focal-T), ``"focal"`` (Focal-L) or
-    ``"mobilenet_v2"`` (the bundled ``seem_tiny``; the focal fields are then unused).
-    Outputs ``res2..res5`` at strides 4/8/16/32.
+    ``name`` is ``"focal_dw"`` (FocalNet with depth-wise convs, SEEM Focal-T) or ``"focal"`` (Focal-L).
+    Outputs ``res2..res5`` at strides 4/8/16/32 with ``embed_dim * 2**i`` channels.
     """
+
+    NAMES: ClassVar[tuple[str, ...]] = ("focal", "focal_dw")
 
     name: str = "focal_dw"
     embed_dim: int = 96  # FOCAL.EMBED_DIM
@@ -36,23 +46,144 @@ class BackboneConfig:
     @property
     def out_channels(self) -> tuple[int, ...]:
         """Channels of res2..res5."""
-        if self.name == "mobilenet_v2":
-            return (24, 32, 96, 1280)
         return tuple(self.embed_dim * 2**i for i in range(len(self.depths)))
+
+    def describe(self) -> dict[str, object]:
+        """The sizes :meth:`describe_shapes` reads from a checkpoint, as this config declares them."""
+        return {"backbone name": self.name, "backbone embed_dim": self.embed_dim,
+                "backbone depths": tuple(self.depths), "focal levels": self.focal_levels[0]}
+
+    @staticmethod
+    def describe_shapes(shapes: Mapping[str, tuple[int, ...]]) -> dict[str, object]:
+        """Sizes readable from ``backbone.*`` keys of a FocalNet checkpoint (empty when it holds none)."""
+        blocks: dict[int, int] = {}
+        levels: set[int] = set()
+        for key in shapes:
+            m = re.match(r"backbone\.layers\.(\d+)\.blocks\.(\d+)\.", key)
+            if m:
+                stage, block = int(m.group(1)), int(m.group(2))
+                blocks[stage] = max(blocks.get(stage, 0), block + 1)
+            m = re.match(r"backbone\.layers\.0\.blocks\.0\.modulation\.focal_layers\.(\d+)\.", key)
+            if m:
+                levels.add(int(m.group(1)))
+        if not blocks:
+            return {}
+        info: dict[str, object] = {}
+        if "backbone.patch_embed.proj.weight" in shapes:
+            info["backbone embed_dim"] = shapes["backbone.patch_embed.proj.weight"][0]
+        info["backbone depths"] = tuple(blocks.get(i, 0) for i in range(max(blocks) + 1))
+        info["backbone name"] = "focal_dw" if "backbone.layers.0.blocks.0.dw1.weight" in shapes else "focal"
+        if levels:
+            info["focal levels"] = len(levels)
+        return info
+
+
+@dataclass(frozen=True)
+class MobileNetV2Config:
+    """MobileNetV2 (torchvision layout) of the bundled ``seem_tiny``; it has no size options."""
+
+    NAMES: ClassVar[tuple[str, ...]] = ("mobilenet_v2",)
+
+    name: str = "mobilenet_v2"
+
+    @property
+    def out_channels(self) -> tuple[int, ...]:
+        """Channels of res2..res5 (``features[3, 6, 13, 18]``)."""
+        return (24, 32, 96, 1280)
+
+    def describe(self) -> dict[str, object]:
+        return {"backbone name": self.name}
+
+    @staticmethod
+    def describe_shapes(shapes: Mapping[str, tuple[int, ...]]) -> dict[str, object]:
+        """``{"backbone name": "mobilenet_v2"}`` for torchvision-style ``backbone.features.*`` keys."""
+        return {"backbone name": "mobilenet_v2"} if "backbone.features.18.0.weight" in shapes else {}
+
+
+# official D2ViT sizes per MODEL.BACKBONE.VIT.SIZE: (embed dim, depth, heads, global-attention blocks)
+VIT_SIZES: dict[str, tuple[int, int, int, tuple[int, ...]]] = {
+    "base": (768, 12, 12, (2, 5, 8, 11)),
+    "large": (1024, 24, 16, (5, 11, 17, 23)),
+    "huge": (1280, 32, 16, (7, 15, 23, 31)),
+}
+
+
+@dataclass(frozen=True)
+class ViTConfig:
+    """SAM's ViT image encoder with a SimpleFPN neck (official ``modeling/vision/backbone/vit.py::D2ViT``).
+
+    Defaults are ViT-B (``VIT.SIZE: base``); the official code hard-codes the sizes per ``SIZE`` and
+    ``image_size = 1024`` (see :data:`VIT_SIZES`). Outputs ``res2..res5`` (strides 4/8/16/32) with
+    ``neck_out_dims`` channels.
+    """
+
+    NAMES: ClassVar[tuple[str, ...]] = ("vit",)
+
+    name: str = "vit"
+    embed_dim: int = 768  # ViT width
+    depth: int = 12  # number of transformer blocks
+    num_heads: int = 12
+    global_attn_indexes: tuple[int, ...] = (2, 5, 8, 11)  # blocks with global attention; the others use windows
+    window_size: int = 14  # window attention size in tokens
+    patch_size: int = 16
+    image_size: int = 1024  # the absolute position embedding covers image_size / patch_size tokens per side
+    mlp_ratio: float = 4.0
+    qkv_bias: bool = True
+    use_rel_pos: bool = True  # decomposed relative positions in every attention
+    neck_out_dims: tuple[int, ...] = (128, 256, 512, 1024)  # SimpleFPN channels of res2..res5
+
+    @property
+    def out_channels(self) -> tuple[int, ...]:
+        """Channels of res2..res5 (the SimpleFPN outputs)."""
+        return tuple(self.neck_out_dims)
+
+    def describe(self) -> dict[str, object]:
+        return {"backbone name": self.name, "backbone embed_dim": self.embed_dim, "vit depth": self.depth,
+                "vit global blocks": tuple(self.global_attn_indexes)}
+
+    @staticmethod
+    def describe_shapes(shapes: Mapping[str, tuple[int, ...]]) -> dict[str, object]:
+        """Sizes readable from ``backbone.*`` keys of a SAM-ViT checkpoint (empty when it holds none).
+
+        Global blocks are those whose relative-position table is longer than a window's (``2 * 14 - 1``).
+        """
+        if "backbone.pos_embed" not in shapes:
+            return {}
+        rel = {int(m.group(1)): shapes[k][0] for k in shapes
+               if (m := re.match(r"backbone\.blocks\.(\d+)\.attn\.rel_pos_h$", k))}
+        info: dict[str, object] = {"backbone name": "vit", "backbone embed_dim": shapes["backbone.pos_embed"][-1]}
+        if rel:
+            info["vit depth"] = max(rel) + 1
+            shortest = min(rel.values())
+            info["vit global blocks"] = tuple(i for i in sorted(rel) if rel[i] > shortest)
+        return info
+
+
+BackboneConfig = FocalNetConfig | MobileNetV2Config | ViTConfig  # any backbone family; ``name`` tells which
+BACKBONE_CONFIG_TYPES: tuple[type[FocalNetConfig], type[MobileNetV2Config], type[ViTConfig]] = (FocalNetConfig, MobileNetV2Config, ViTConfig)
 
 
 @dataclass(frozen=True)
 class PixelDecoderConfig:
-    """Transformer-encoder + FPN pixel decoder (official ``transformer_encoder_fpn``, ``MODEL.ENCODER``)."""
+    """Pixel decoder (official ``MODEL.ENCODER``); ``name`` chooses which one.
 
-    in_channels: tuple[int, ...] = (96, 192, 384, 768)  # channels of res2..res5
+    ``"transformer_encoder_fpn"`` (Focal / DaViT / MobileNetV2): a transformer encoder on res5 and an FPN
+    (:mod:`seem.modeling.pixel_decoder`). ``"transformer_encoder_deform"`` (SAM-ViT): a multi-scale deformable
+    attention encoder on res3..res5 plus one FPN level (:mod:`seem.modeling.msdeform_pixel_decoder`).
+    """
+
+    NAMES: ClassVar[tuple[str, ...]] = ("transformer_encoder_fpn", "transformer_encoder_deform")
+
+    name: str = "transformer_encoder_fpn"  # ENCODER.NAME
+    in_channels: tuple[int, ...] = (96, 192, 384, 768)  # channels of res2..res5 (= the backbone's out_channels)
     conv_dim: int = 512  # ENCODER.CONVS_DIM
     mask_dim: int = 512  # ENCODER.MASK_DIM
     num_encoder_layers: int = 6  # ENCODER.TRANSFORMER_ENC_LAYERS
     num_heads: int = 8  # DECODER.NHEADS (shared with the decoder in the official code)
-    dim_feedforward: int = 2048  # DECODER.DIM_FEEDFORWARD (shared)
-    pre_norm: bool = False  # DECODER.PRE_NORM (shared)
+    dim_feedforward: int = 2048  # DECODER.DIM_FEEDFORWARD (shared); the deformable encoder hard-codes 1024
+    pre_norm: bool = False  # DECODER.PRE_NORM (shared; the deformable encoder is always post-norm)
     norm: str = "GN"  # ENCODER.NORM: GroupNorm(32, C) after the FPN convs
+    num_points: int = 4  # deformable attention: sampling points per head and level (official enc_n_points)
 
 
 @dataclass(frozen=True)
@@ -103,14 +234,16 @@ class InferenceConfig:
 class SeemConfig:
     """A whole SEEM model. ``pixel_mean``/``pixel_std`` are in 0-255 RGB units (official ``INPUT``)."""
 
-    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    backbone: BackboneConfig = field(default_factory=FocalNetConfig)
     pixel_decoder: PixelDecoderConfig = field(default_factory=PixelDecoderConfig)
     text: TextConfig = field(default_factory=TextConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)  # INPUT.PIXEL_MEAN
     pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)  # INPUT.PIXEL_STD
-    size_divisibility: int = 32  # DECODER.SIZE_DIVISIBILITY: zero-pad (after normalisation) to this
+    # DECODER.SIZE_DIVISIBILITY: zero-pad (after normalisation) to a multiple of this; 1024 for SAM-ViT, whose
+    # position embedding is made for one input size
+    size_divisibility: int = 32
     test_shorter_side: int = 512  # demo / RefCOCO resize of the shorter side (REF.INPUT.MIN_SIZE_TEST)
     test_max_size: int = 1024  # REF.INPUT.MAX_SIZE_TEST
     # label space the model was trained with, used when the user gives none (empty: COCO's 133 classes)

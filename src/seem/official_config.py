@@ -12,20 +12,24 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from seem.configs import (
+    VIT_SIZES,
     BackboneConfig,
     DecoderConfig,
+    FocalNetConfig,
     InferenceConfig,
     PixelDecoderConfig,
     SeemConfig,
     TextConfig,
+    ViTConfig,
 )
 from seem.errors import ConfigError, require
 
 _VERSIONS = {"seem_model_v1": "v1", "seem_model_v0": "v0", "seem_model_demo": "v0"}
-_FOCAL_BACKBONES = ("focal", "focal_dw")
-_NOT_IMPLEMENTED = {"davit": "DaViT", "vit": "SAM-ViT", "sam": "SAM-ViT"}
+_BACKBONES = ("focal", "focal_dw", "vit")
+_NOT_IMPLEMENTED = {"davit": "DaViT"}
 _MISSING = object()
-_F, _D = "MODEL.BACKBONE.FOCAL.", "MODEL.DECODER."
+_F, _V, _D = "MODEL.BACKBONE.FOCAL.", "MODEL.BACKBONE.VIT.", "MODEL.DECODER."
+_DEFORM_FFN = 1024  # transformer_encoder_deform.py::from_config hard-codes its encoder FFN width
 
 
 class _Official:
@@ -115,31 +119,34 @@ def config_from_official(cfg: Mapping | str | os.PathLike) -> SeemConfig:
     """Convert an official SEEM config (YAML path or parsed dict) to a :class:`SeemConfig`.
 
     Reads ``MODEL.NAME`` (``seem_model_v1`` -> ``"v1"``; ``seem_model_v0``/``seem_model_demo`` -> ``"v0"``),
-    ``MODEL.BACKBONE`` (``focal``/``focal_dw``), ``MODEL.ENCODER``, ``MODEL.TEXT``, ``MODEL.DIM_PROJ``,
+    ``MODEL.BACKBONE`` (``focal``/``focal_dw``: ``FOCAL.*``; ``vit``: ``VIT.SIZE``), ``MODEL.ENCODER``
+    (``transformer_encoder_fpn`` or ``transformer_encoder_deform``), ``MODEL.TEXT``, ``MODEL.DIM_PROJ``,
     ``MODEL.DECODER`` (``num_layers = DEC_LAYERS - 1``), ``ATTENTION_ARCH``, ``MODEL.DECODER.TEST``,
     ``TEST.DETECTIONS_PER_IMAGE``, ``INPUT.PIXEL_MEAN/STD`` and ``REF.INPUT``. Numbers may be strings.
     Sizes are required; flags and thresholds absent from the file keep the defaults of :mod:`seem.configs`.
 
     Raises:
         ConfigError: missing size keys, malformed values, a non-SEEM model, or a backbone / pixel
-            decoder that is not implemented (DaViT, SAM-ViT, MSDeformAttn).
+            decoder that is not implemented (DaViT).
     """
     loaded: object = _load_yaml(Path(cfg)) if isinstance(cfg, (str, os.PathLike)) else cfg
     if not isinstance(loaded, Mapping):
         raise ConfigError(f"An official config must be a mapping, got {type(loaded).__name__}")
     o = _Official(loaded)
     model_name, backbone_name = _check_supported(o)
-    backbone = _backbone(o, backbone_name)
+    backbone = _vit(o) if backbone_name == "vit" else _focal(o, backbone_name)
     conv_dim, mask_dim = o.integer("MODEL.ENCODER.CONVS_DIM"), o.integer("MODEL.ENCODER.MASK_DIM")
     num_heads, dim_feedforward = o.integer(_D + "NHEADS"), o.integer(_D + "DIM_FEEDFORWARD")
     pre_norm = o.flag(_D + "PRE_NORM", DecoderConfig().pre_norm)
+    encoder_name = o.text("MODEL.ENCODER.NAME")
     pixel_decoder = PixelDecoderConfig(
+        name=encoder_name,
         in_channels=backbone.out_channels,
         conv_dim=conv_dim,
         mask_dim=mask_dim,
         num_encoder_layers=o.integer("MODEL.ENCODER.TRANSFORMER_ENC_LAYERS"),
         num_heads=num_heads,
-        dim_feedforward=dim_feedforward,
+        dim_feedforward=_DEFORM_FFN if encoder_name == "transformer_encoder_deform" else dim_feedforward,
         pre_norm=pre_norm,
         norm=o.text("MODEL.ENCODER.NORM", PixelDecoderConfig().norm),
     )
@@ -166,26 +173,64 @@ def _check_supported(o: _Official) -> tuple[str, str]:
     if backbone_name in _NOT_IMPLEMENTED:
         raise ConfigError(
             f"Backbone '{backbone_name}' ({_NOT_IMPLEMENTED[backbone_name]}) is not implemented yet; "
-            f"supported: {', '.join(_FOCAL_BACKBONES)}"
+            f"supported: {', '.join(_BACKBONES)}"
         )
-    if backbone_name not in _FOCAL_BACKBONES:
-        raise ConfigError(f"Unknown MODEL.BACKBONE.NAME '{backbone_name}'; supported: {', '.join(_FOCAL_BACKBONES)}")
+    if backbone_name not in _BACKBONES:
+        raise ConfigError(f"Unknown MODEL.BACKBONE.NAME '{backbone_name}'; supported: {', '.join(_BACKBONES)}")
     encoder_name = o.text("MODEL.ENCODER.NAME")
-    if encoder_name != "transformer_encoder_fpn":
+    if encoder_name not in PixelDecoderConfig.NAMES:
         raise ConfigError(
-            f"Pixel decoder MODEL.ENCODER.NAME '{encoder_name}' is not implemented yet "
-            "(only 'transformer_encoder_fpn'; the MSDeformAttn decoder of the SAM-ViT configs is not)"
+            f"Pixel decoder MODEL.ENCODER.NAME '{encoder_name}' is not implemented; "
+            f"supported: {', '.join(PixelDecoderConfig.NAMES)}"
         )
+    if encoder_name == "transformer_encoder_deform":
+        _check_deform(o)
     tokenizer = o.text("MODEL.TEXT.TOKENIZER", "clip")
     if tokenizer != "clip":
         raise ConfigError(f"MODEL.TEXT.TOKENIZER '{tokenizer}' is not supported (only 'clip')")
     return model_name, backbone_name
 
 
-def _backbone(o: _Official, name: str) -> BackboneConfig:
+def _check_deform(o: _Official) -> None:
+    """The deformable pixel decoder's fixed layout: 3 transformer levels res3..res5 and a stride-4 FPN level."""
+    levels = o.raw("MODEL.ENCODER.DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES", ["res3", "res4", "res5"])
+    if not isinstance(levels, (list, tuple)) or sorted(str(v) for v in levels) != ["res3", "res4", "res5"]:
+        raise ConfigError(
+            f"MODEL.ENCODER.DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES must be [res3, res4, res5], got {levels!r}"
+        )
+    stride = o.integer("MODEL.ENCODER.COMMON_STRIDE", 4)
+    if stride != 4:
+        raise ConfigError(f"MODEL.ENCODER.COMMON_STRIDE must be 4 (one FPN level on res2), got {stride}")
+
+
+def _vit(o: _Official) -> ViTConfig:
+    """``MODEL.BACKBONE.VIT.SIZE`` (official ``D2ViT`` hard-codes the sizes per SIZE, see :data:`VIT_SIZES`).
+
+    ``VIT.{EMBED_DIM, DEPTH, NUM_HEADS, GLOBAL_ATTN_INDEXES, NECK_OUT_DIMS, IMAGE_SIZE}`` are not official keys;
+    when present (reduced test configs) they override the sizes of ``SIZE``.
+    """
+    size = o.text(_V + "SIZE")
+    if size not in VIT_SIZES:
+        raise ConfigError(f"{_V}SIZE '{size}' is not one of {sorted(VIT_SIZES)}")
+    dim, depth, heads, global_blocks = VIT_SIZES[size]
+    v0 = ViTConfig()
+    vit = ViTConfig(
+        embed_dim=o.integer(_V + "EMBED_DIM", dim),
+        depth=o.integer(_V + "DEPTH", depth),
+        num_heads=o.integer(_V + "NUM_HEADS", heads),
+        global_attn_indexes=o.integers(_V + "GLOBAL_ATTN_INDEXES", list(global_blocks)),
+        neck_out_dims=o.integers(_V + "NECK_OUT_DIMS", list(v0.neck_out_dims)),
+        image_size=o.integer(_V + "IMAGE_SIZE", v0.image_size),
+    )
+    if len(vit.neck_out_dims) != 4 or vit.embed_dim % vit.num_heads:
+        raise ConfigError(f"{_V}NECK_OUT_DIMS needs 4 widths and EMBED_DIM must be divisible by NUM_HEADS")
+    return vit
+
+
+def _focal(o: _Official, name: str) -> FocalNetConfig:
     """``MODEL.BACKBONE.FOCAL.*`` (official ``modeling/vision/backbone/focal.py`` arguments)."""
-    b0 = BackboneConfig()
-    backbone = BackboneConfig(
+    b0 = FocalNetConfig()
+    backbone = FocalNetConfig(
         name=name,
         embed_dim=o.integer(_F + "EMBED_DIM"),
         depths=o.integers(_F + "DEPTHS"),

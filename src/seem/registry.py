@@ -14,7 +14,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from seem.configs import BackboneConfig, DecoderConfig, InferenceConfig, PixelDecoderConfig, SeemConfig, TextConfig
+from seem.configs import (
+    VIT_SIZES,
+    DecoderConfig,
+    FocalNetConfig,
+    InferenceConfig,
+    MobileNetV2Config,
+    PixelDecoderConfig,
+    SeemConfig,
+    TextConfig,
+    ViTConfig,
+)
 from seem.errors import ConfigError
 
 HUB_REPO = "xdecoder/SEEM"
@@ -40,7 +50,7 @@ class PretrainedVariant:
     official_config: str = ""  # the official YAML whose values ``config`` reproduces
 
 
-def _focal_config(backbone: BackboneConfig, version: str) -> SeemConfig:
+def _focal_config(backbone: FocalNetConfig, version: str) -> SeemConfig:
     """A SEEM config around a FocalNet backbone; all other values are the official v0/v1 ones
     (pixel decoder 512/6 layers, decoder 512 / 8 heads / 2048 FFN / DEC_LAYERS 10 / 101 queries,
     text 512 x 12 layers, OBJECT_MASK_THRESHOLD 0.8, DETECTIONS_PER_IMAGE 100), i.e. the defaults
@@ -52,11 +62,29 @@ def _focal_config(backbone: BackboneConfig, version: str) -> SeemConfig:
     )
 
 
+def _samvit_config(size: str) -> SeemConfig:
+    """A SEEM v1 config around SAM's ViT (``VIT.SIZE: size``) as in configs/seem/samvit{b,l}_unicl_lang_v1.yaml:
+    the MSDeformAttn pixel decoder (512 wide, 6 layers, FFN 1024 hard-coded by the official code), inputs padded
+    to 1024 x 1024 (``SIZE_DIVISIBILITY: 1024``, the ViT's position grid) after resizing the shorter side to
+    1000 with the longer side at most 1024 (``REF.INPUT``); decoder and text encoder as the Focal v1 ones."""
+    dim, depth, heads, global_blocks = VIT_SIZES[size]
+    backbone = ViTConfig(embed_dim=dim, depth=depth, num_heads=heads, global_attn_indexes=global_blocks)
+    return SeemConfig(
+        backbone=backbone,
+        pixel_decoder=PixelDecoderConfig(name="transformer_encoder_deform", in_channels=backbone.out_channels,
+                                         dim_feedforward=1024),
+        decoder=DecoderConfig(version="v1"),
+        size_divisibility=1024,
+        test_shorter_side=1000,
+        test_max_size=1024,
+    )
+
+
 # FOCAL values of configs/seem/focalt_unicl_lang_{v0,v1}.yaml and focall_unicl_lang_{v0,v1}.yaml.
-_FOCAL_T = BackboneConfig(
+_FOCAL_T = FocalNetConfig(
     name="focal_dw", embed_dim=96, depths=(2, 2, 6, 2), focal_levels=(3, 3, 3, 3), focal_windows=(3, 3, 3, 3)
 )
-_FOCAL_L = BackboneConfig(
+_FOCAL_L = FocalNetConfig(
     name="focal", embed_dim=192, depths=(2, 2, 18, 2), focal_levels=(4, 4, 4, 4), focal_windows=(3, 3, 3, 3)
 )
 
@@ -89,7 +117,7 @@ SEEM_TINY_THING_CLASSES: tuple[str, ...] = tuple(c for c in SEEM_TINY_CLASSES if
 # The bundled model: SEEM's architecture, small. Text width != hidden is fine: lang_proj maps
 # width -> dim_proj, and dim_proj must equal the decoder's hidden size (tokens join the queries).
 SEEM_TINY = SeemConfig(
-    backbone=BackboneConfig(name="mobilenet_v2"),
+    backbone=MobileNetV2Config(),
     pixel_decoder=PixelDecoderConfig(
         in_channels=(24, 32, 96, 1280), conv_dim=128, mask_dim=128, num_encoder_layers=1, num_heads=4,
         dim_feedforward=256,
@@ -121,6 +149,22 @@ _VARIANTS: tuple[PretrainedVariant, ...] = (
         hub_filename="seem_focall_v1.pt",
         description="SEEM v1, FocalNet-L backbone, ~342M params; multi-object interactive.",
         official_config="configs/seem/focall_unicl_lang_v1.yaml",
+    ),
+    PretrainedVariant(
+        name="seem_samvitb_v1",
+        config=_samvit_config("base"),
+        hub_filename="seem_samvitb_v1.pt",
+        description="SEEM v1, SAM ViT-B image encoder + SimpleFPN, MSDeformAttn pixel decoder, ~216M params; "
+        "inputs padded to 1024x1024.",
+        official_config="configs/seem/samvitb_unicl_lang_v1.yaml",
+    ),
+    PretrainedVariant(
+        name="seem_samvitl_v1",
+        config=_samvit_config("large"),
+        hub_filename="seem_samvitl_v1.pt",
+        description="SEEM v1, SAM ViT-L image encoder + SimpleFPN, MSDeformAttn pixel decoder, ~441M params; "
+        "inputs padded to 1024x1024.",
+        official_config="configs/seem/samvitl_unicl_lang_v1.yaml",
     ),
     PretrainedVariant(
         name="seem_focalt_v0",

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seem.configs import BackboneConfig
+from seem.configs import STRIDES, FocalNetConfig
 
 _VARIANTS = ("focal", "focal_dw")
 _LAYERSCALE_INIT = 1e-4  # official ``layerscale_value``
@@ -263,7 +263,7 @@ class FocalNet(nn.Module):
 
     Args:
         config: ``config.name`` selects ``"focal_dw"`` (Focal-T) or ``"focal"`` (Focal-L); see
-            :class:`seem.configs.BackboneConfig`. Patch norm is always on and all four stages are output
+            :class:`seem.configs.FocalNetConfig`. Patch norm is always on and all four stages are output
             (official ``PATCH_NORM: True``, ``OUT_INDICES: [0, 1, 2, 3]`` in every SEEM config).
 
     ``forward(images)`` takes ``(B, 3, H, W)`` float, normalised RGB, ``H`` and ``W`` multiples of 32 (other sizes
@@ -272,7 +272,10 @@ class FocalNet(nn.Module):
     passed through its LayerNorm ``norm{i}``.
     """
 
-    def __init__(self, config: BackboneConfig) -> None:
+    strides = STRIDES
+    supports_bf16 = True
+
+    def __init__(self, config: FocalNetConfig) -> None:
         super().__init__()
         if config.name not in _VARIANTS:
             raise ValueError(f"FocalNet: unknown backbone name {config.name!r}; expected one of {_VARIANTS}")
@@ -322,9 +325,9 @@ class FocalNet(nn.Module):
         self.apply(_init_weights)
 
     @property
-    def out_channels(self) -> dict[str, int]:
-        """Channels of each output, ``{"res2": C0, ..., "res5": 8 * C0}``."""
-        return {f"res{i + 2}": c for i, c in enumerate(self.num_features)}
+    def out_channels(self) -> tuple[int, ...]:
+        """Channels of res2..res5: ``(C0, 2 * C0, 4 * C0, 8 * C0)``."""
+        return tuple(self.num_features)
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         """``images (B, 3, H, W)`` float normalised -> ``{"res2".."res5"}``, each ``(B, C_i, H/2**(i+2), W/2**(i+2))``."""

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 
 from torch import Tensor, nn
 
+from seem.configs import STRIDES
+
 OUT_CHANNELS = (24, 32, 96, 1280)
 TAPS = (3, 6, 13, 18)
 # (expand ratio t, output channels c, repeats n, first stride s): torchvision's inverted residual setting
@@ -69,6 +71,7 @@ class MobileNetV2(nn.Module):
     """``forward(images (B, 3, H, W), normalised with the ImageNet mean/std) -> {"res2".."res5"}``."""
 
     out_channels = OUT_CHANNELS
+    strides = STRIDES
     # the image encoder stays fp32 under bf16 autocast (Seem.encode_image): depthwise convolutions gain nothing
     # from bf16, and rounding its features cost the demo prompts up to 0.13 mask IoU against fp32
     supports_bf16 = False
