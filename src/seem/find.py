@@ -27,8 +27,8 @@ from torch import Tensor
 
 from seem import postprocess as pp
 from seem.errors import PromptError
-from seem.object_queries import object_queries
 from seem.mask_ops import mask_nms, masks_to_boxes
+from seem.object_queries import object_queries
 from seem.structures import FindResult, PhraseInstances
 from seem.vocabularies import check_vocabulary
 

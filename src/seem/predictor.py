@@ -20,10 +20,10 @@ from seem.automatic import EverythingConfig
 from seem.errors import ImageError, PromptError
 from seem.everything import segment_everything
 from seem.find import FindConfig, find_instances
-from seem.object_queries import object_queries
 from seem.modeling.decoder import QueryGroup, VisualPromptTokens
 from seem.modeling.seem import ImageFeatures, Seem, TextPrompt
 from seem.modeling.visual_sampler import PromptSampler, RandomSampler
+from seem.object_queries import object_queries
 from seem.postprocess import select_grounding, select_visual_queries
 from seem.prompts import Prompts, ReferencePrompt, checks, mask_regions
 from seem.structures import FindResult, Prediction

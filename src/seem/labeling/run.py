@@ -63,7 +63,7 @@ class ShardStats:
         return self.labelled / self.seconds if self.seconds > 0 else 0.0
 
 
-def label_shard(predictor, job: LabelJob, ranks: Ranks = Ranks(), progress: bool = True,
+def label_shard(predictor, job: LabelJob, ranks: Ranks | None = None, progress: bool = True,
                 after_image: Callable[[int], None] | None = None) -> ShardStats:
     """Label this rank's images that have no part file yet.
 
@@ -78,6 +78,7 @@ def label_shard(predictor, job: LabelJob, ranks: Ranks = Ranks(), progress: bool
     """
     from seem import io as seem_io
 
+    ranks = ranks or Ranks()
     store = PartStore(job.out)
     todo = [i for i in job.shard(ranks) if not store.done(i)]
     skipped = len(job.shard(ranks)) - len(todo)
