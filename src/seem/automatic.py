@@ -14,7 +14,7 @@ resolution the decoder predicts at); masks are returned at the original size.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -135,28 +135,33 @@ def _query_candidates(predictor: SeemPredictor, names: tuple[str, ...], cfg: Eve
     return out.masks[-1].any(0) if len(out.masks[-1]) else covered
 
 
-def _point_candidates(predictor: SeemPredictor, points: np.ndarray, cfg: EverythingConfig,
-                      out: _Candidates) -> None:
-    """Decodes ``points`` ``(M, 2)`` (x, y) in batches, one single-click object each, into ``out``."""
+def _point_candidates(predictor: SeemPredictor, batch: np.ndarray, cfg: EverythingConfig, out: _Candidates) -> None:
+    """Decodes the grid points ``batch`` ``(M, 2)`` (x, y) in one pass, one single-click object each, into ``out``."""
     frame = predictor.frame
     assert frame is not None
-    for i in range(0, len(points), cfg.points_per_batch):
-        batch = points[i:i + cfg.points_per_batch]
-        pred = predictor.predict(points=batch[:, None, :])
-        mask_score, stability = _lowres_quality(frame, pred.logits_lowres, cfg.stability_offset)
-        label_p = torch.as_tensor(pred.scores) / mask_score.clamp(min=1e-6)  # scores = p(label) x mask score
-        out.add(cfg, torch.from_numpy(pred.masks), mask_score * stability, stability,
-                torch.as_tensor(pred.label_ids), label_p.clamp(0, 1), batch)
+    pred = predictor.predict(points=batch[:, None, :])
+    mask_score, stability = _lowres_quality(frame, pred.logits_lowres, cfg.stability_offset)
+    label_p = torch.as_tensor(pred.scores) / mask_score.clamp(min=1e-6)  # scores = p(label) x mask score
+    out.add(cfg, torch.from_numpy(pred.masks), mask_score * stability, stability,
+            torch.as_tensor(pred.label_ids), label_p.clamp(0, 1), batch)
+
+
+def _in_inference_mode(fn: Callable[[], None]) -> None:
+    with torch.inference_mode():
+        fn()
 
 
 def everything_masks(predictor: SeemPredictor, vocabulary: Sequence[str] | None = None,
-                     config: EverythingConfig = EverythingConfig()) -> EverythingResult:
+                     config: EverythingConfig = EverythingConfig(),
+                     run: Callable[[Callable[[], None]], None] | None = None) -> EverythingResult:
     """Class-agnostic masks of every object and region of ``predictor``'s current image (see the module docstring).
 
     Args:
         predictor: a :class:`seem.SeemPredictor` with an image set.
         vocabulary: names for each mask's best label (default: the predictor's vocabulary).
         config: grid, batching, thresholds (:class:`EverythingConfig`).
+        run: runs each model step ``fn()`` (the object queries, then one per batch of points) under
+            ``torch.inference_mode``; default: calls it so. A server passes its bulk queue, so clicks are served between the steps of a long call.
 
     Returns:
         :class:`EverythingResult`: ``masks`` ``(N, H, W)`` bool at the original size, best score first, with
@@ -171,14 +176,17 @@ def everything_masks(predictor: SeemPredictor, vocabulary: Sequence[str] | None 
     if view is not predictor:
         view.vocabulary = names
         view._everything = predictor._everything
+    step = run or _in_inference_mode
     cands = _Candidates([], [], [], [], [], [])
-    covered = _query_candidates(view, names, config, cands)
+    covered: list[Tensor] = []
+    step(lambda: covered.append(_query_candidates(view, names, config, cands)))
     grid = point_grid(config.points_per_side, frame.original_size)
     cols = np.minimum(grid[:, 0].astype(int), frame.original_size[1] - 1)
     rows = np.minimum(grid[:, 1].astype(int), frame.original_size[0] - 1)
-    missed = grid[~covered.numpy()[rows, cols]]
-    if len(missed):
-        _point_candidates(view, missed, config, cands)
+    missed = grid[~covered[0].numpy()[rows, cols]]
+    for i in range(0, len(missed), config.points_per_batch):
+        batch = missed[i:i + config.points_per_batch]
+        step(lambda batch=batch: _point_candidates(view, batch, config, cands))
     predictor._everything = view._everything
     return _select(cands, names, config, frame.original_size)
 

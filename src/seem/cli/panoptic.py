@@ -14,7 +14,8 @@ def add_parser(subparsers) -> None:
     pan.add_argument("image", nargs="+", metavar="IMAGE",
                      help="input image(s): files, folders, globs ('photos/*.jpg') or list files (one path a line)")
     pan.add_argument("--vocab", required=True, metavar="SPEC", help="coco | FILE (one name a line) | 'a,b,c'")
-    pan.add_argument("--kind", choices=("panoptic", "semantic", "instance"), default="panoptic")
+    pan.add_argument("--kind", choices=("panoptic", "semantic", "instance", "everything"), default="panoptic",
+                     help="everything: class-agnostic masks of every object and region, each with its best label")
     add_model_arguments(pan)
 
 
