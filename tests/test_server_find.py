@@ -8,19 +8,20 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from seem import SeemPredictor, from_pretrained
+from seem.automatic import EverythingConfig
+
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 pytest.importorskip("pycocotools")
 pytest.importorskip("skimage")
 imgviz = pytest.importorskip("imgviz")
 
-from fastapi.testclient import TestClient
+from fastapi.testclient import TestClient  # noqa: E402
 
-from seem import SeemPredictor, from_pretrained
-from seem.automatic import EverythingConfig
-from seem.io import rle_to_mask
-from seem.server import create_app
-from seem.server.schemas import MAX_SHAPES
+from seem.io import rle_to_mask  # noqa: E402
+from seem.server import create_app  # noqa: E402
+from seem.server.schemas import MAX_SHAPES  # noqa: E402
 
 
 def _predictor(model) -> SeemPredictor:

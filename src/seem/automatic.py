@@ -14,6 +14,7 @@ resolution the decoder predicts at); masks are returned at the original size.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -185,8 +186,7 @@ def everything_masks(predictor: SeemPredictor, vocabulary: Sequence[str] | None 
     rows = np.minimum(grid[:, 1].astype(int), frame.original_size[0] - 1)
     missed = grid[~covered[0].numpy()[rows, cols]]
     for i in range(0, len(missed), config.points_per_batch):
-        batch = missed[i:i + config.points_per_batch]
-        step(lambda batch=batch: _point_candidates(view, batch, config, cands))
+        step(functools.partial(_point_candidates, view, missed[i:i + config.points_per_batch], config, cands))
     predictor._everything = view._everything
     return _select(cands, names, config, frame.original_size)
 

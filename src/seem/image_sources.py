@@ -28,7 +28,7 @@ def _from_list(path: Path) -> Iterator[Path]:
             line = line.strip()
             if line and not line.startswith("#"):
                 p = Path(line)
-                yield p if p.is_absolute() else path.parent / p
+                yield p if p.is_absolute() else Path(os.path.normpath(path.parent / p))
 
 
 def _one(spec: str) -> Iterator[Path]:
