@@ -145,7 +145,8 @@ def find_instances(predictor: SeemPredictor, texts: str | Sequence[str], config:
     probs, owner = _phrase_logits(predictor, class_embed, phrases, ctx)
     groups = []
     for k, phrase in enumerate(phrases):
-        candidates = torch.nonzero(owner == k).flatten()
+        # score = p(phrase) x mask score <= p(phrase): queries below the threshold are not upsampled at all
+        candidates = torch.nonzero((owner == k) & (probs[:, k] >= config.score_threshold)).flatten()
         masks, mask_scores = _query_masks(predictor, query_masks, candidates)
         scores = probs[candidates, k].float() * mask_scores
         ok = (scores >= config.score_threshold) & masks.flatten(1).any(1)
