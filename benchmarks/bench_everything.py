@@ -14,7 +14,6 @@ import argparse
 import json
 import time
 
-import numpy as np
 import torch
 
 from seem import SeemPredictor, from_pretrained

@@ -29,7 +29,7 @@ from seem import postprocess as pp
 from seem.errors import PromptError
 from seem.mask_ops import mask_nms, masks_to_boxes
 from seem.object_queries import object_queries
-from seem.structures import FindResult, PhraseInstances
+from seem.structures import FindResult, PhraseInstances, Prediction
 from seem.vocabularies import check_vocabulary
 
 if TYPE_CHECKING:
@@ -156,3 +156,15 @@ def find_instances(predictor: SeemPredictor, texts: str | Sequence[str], config:
         groups.append(PhraseInstances(phrase, masks.cpu().numpy(), scores.cpu().numpy().astype(np.float32),
                                       masks_to_boxes(masks).numpy(), candidates[keep].cpu().numpy().astype(np.int64)))
     return FindResult(groups)
+
+
+def instances_prediction(predictor: SeemPredictor, phrase: str) -> Prediction:
+    """``predict(text=phrase, all_instances=True)``: the instances of :func:`find_instances` (default settings) as
+    a :class:`Prediction`: K masks all labelled ``phrase`` (``vocabulary == (phrase,)``), ``logits_lowres`` the
+    ``(K, H_pad/4, W_pad/4)`` logits of their object queries."""
+    group = find_instances(predictor, phrase).groups[0]
+    _, query_masks = object_queries(predictor)
+    n = len(group)
+    return Prediction(masks=group.masks, scores=group.scores, labels=[group.phrase] * n,
+                      label_ids=np.zeros(n, dtype=np.int64), vocabulary=(group.phrase,),
+                      logits_lowres=query_masks[torch.as_tensor(group.queries, dtype=torch.long)].float().cpu())

@@ -19,11 +19,10 @@ from torch import Tensor
 from seem.automatic import EverythingConfig
 from seem.errors import ImageError, PromptError
 from seem.everything import segment_everything
-from seem.find import FindConfig, find_instances
+from seem.find import FindConfig, find_instances, instances_prediction
 from seem.modeling.decoder import QueryGroup, VisualPromptTokens
 from seem.modeling.seem import ImageFeatures, Seem, TextPrompt
 from seem.modeling.visual_sampler import PromptSampler, RandomSampler
-from seem.object_queries import object_queries
 from seem.postprocess import select_grounding, select_visual_queries
 from seem.prompts import Prompts, ReferencePrompt, checks, mask_regions
 from seem.structures import FindResult, Prediction
@@ -289,19 +288,11 @@ class SeemPredictor:
                 raise PromptError("text given twice: as the first argument and as text=")
             prompts = Prompts(text=prompts if text is None else text, **fields)
         if all_instances:
-            return self._all_instances(prompts, memory)
+            if prompts.has_visual or memory is not None or not prompts.text or len(prompts.text) != 1:
+                raise PromptError("all_instances=True takes exactly one text phrase and no other prompt or memory; "
+                                  "use find([...]) for several phrases")
+            return instances_prediction(self, prompts.text[0])
         return self._predict(prompts, memory, joint_prompts)
-
-    def _all_instances(self, prompts: Prompts, memory) -> Prediction:
-        if prompts.has_visual or memory is not None or not prompts.text or len(prompts.text) != 1:
-            raise PromptError("all_instances=True takes exactly one text phrase and no other prompt or memory; "
-                              "use find([...]) for several phrases")
-        group = self.find(prompts.text[0]).groups[0]
-        _, query_masks = object_queries(self)
-        n = len(group)
-        return Prediction(masks=group.masks, scores=group.scores, labels=[group.phrase] * n,
-                          label_ids=np.zeros(n, dtype=np.int64), vocabulary=(group.phrase,),
-                          logits_lowres=query_masks[torch.as_tensor(group.queries, dtype=torch.long)].float().cpu())
 
     def _visual_tokens(self, prompts: Prompts, sampler: PromptSampler) -> VisualPromptTokens | None:
         """The visual objects' prompt tokens: those of the regions on this image, then the reference's."""
@@ -389,7 +380,6 @@ class SeemPredictor:
         config = FindConfig(score_threshold, nms_threshold, max_instances)
         return find_instances(self, texts, config, context)
 
-    # ------------------------------------------------------------------ segment everything
     @torch.inference_mode()
     def segment_everything(self, vocabulary: Sequence[str] | None = None, kind: str = "panoptic",
                            thing_classes: Sequence[str] | None = None, config: EverythingConfig | None = None):
