@@ -112,6 +112,26 @@ def positive_float(text: str) -> float:
     return value
 
 
+def unit_float(text: str) -> float:
+    """A number in [0, 1] (thresholds)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number in [0, 1]")
+    return value
+
+
+def add_find_arguments(p: argparse.ArgumentParser) -> None:
+    """``--text`` (repeatable), ``--score-threshold``, ``--nms-threshold``, ``--max-instances``."""
+    p.add_argument("--text", action="append", default=[], metavar="PHRASE",
+                   help="a phrase to find every instance of, e.g. car; repeatable (one decoder pass for all)")
+    p.add_argument("--score-threshold", type=unit_float, default=0.3, help="keep instances scoring >= this (0.3)")
+    p.add_argument("--nms-threshold", type=unit_float, default=0.5, help="mask NMS IoU threshold (0.5)")
+    p.add_argument("--max-instances", type=positive_int, default=100, help="at most this many per phrase (100)")
+
+
 # ----------------------------------------------------------------------------------------------------
 # Argument groups
 # ----------------------------------------------------------------------------------------------------

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from seem.cli.common import add_predictor_arguments, verbose_parent
-from seem.cli.find import add_find_arguments, unit_float
+from seem.cli.common import add_find_arguments, add_predictor_arguments, unit_float, verbose_parent
 
 
 def _formats(text: str) -> tuple[str, ...]:
