@@ -227,3 +227,57 @@ def test_page_prompts_end_to_end(browser, server_url, voc):
         page.screenshot(path=os.environ["SEEM_BROWSER_SCREENSHOT"])
     assert not errors, f"JavaScript errors on the page: {errors}"
     page.close()
+
+
+def test_page_find_all_and_everything(browser, server_url, voc):
+    import httpx
+
+    from seem.io import rle_to_mask
+
+    path, data = voc
+    height, width = data["rgb"].shape[:2]
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(server_url + "/")
+    for sel in ("#find-all", "#everything-go"):
+        assert page.locator(sel).count() == 1, f"{sel} missing from the page"
+    page.set_input_files("#file", str(path))
+    page.wait_for_function("(w) => document.querySelector('#canvas').width === w"
+                           " && document.body.classList.contains('has-image')", arg=width, timeout=TIMEOUT_MS)
+    image_id = page.evaluate("() => state.imageId")
+
+    def union(masks) -> np.ndarray:
+        out = np.zeros((height, width), dtype=bool)
+        for m in masks:
+            out |= rle_to_mask(m["rle"])
+        return out
+
+    # "find all": every instance of each phrase, as the API gives them, painted and listed; no session object
+    page.check("#find-all")
+    page.fill("#text", "person, chair")
+    found = _round(page, lambda: page.click("#text-go"))
+    api = httpx.post(server_url + "/v1/find", json={"image_id": image_id, "texts": ["person", "chair"]},
+                     timeout=120).json()
+    instances = [m for g in api["groups"] for m in g["instances"]]
+    assert len(instances) >= 1, "the API found no person on the photo"
+    assert page.locator("#segments li").count() == len(instances)
+    assert page.locator("#objects li").count() == 0
+    np.testing.assert_array_equal(found, union(instances))
+    assert "person:" in page.text_content("#status")
+
+    # "everything": class-agnostic masks over the whole photo
+    everything = _round(page, lambda: page.click("#everything-go"))
+    api = httpx.post(server_url + "/v1/everything", json={"image_id": image_id}, timeout=120).json()
+    assert len(api["masks"]) >= 2
+    assert page.locator("#segments li").count() == len(api["masks"])
+    np.testing.assert_array_equal(everything, union(api["masks"]))
+    assert everything.mean() > 0.2, "the everything masks cover little of the photo"
+
+    # back to referring text: one session object
+    page.uncheck("#find-all")
+    page.fill("#text", "person")
+    _round(page, lambda: page.click("#text-go"))
+    assert page.locator("#objects li").count() == 1
+    assert not errors, f"JavaScript errors on the page: {errors}"
+    page.close()

@@ -15,8 +15,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from seem import postprocess as pp
+from seem.automatic import EverythingConfig, everything_masks
 from seem.errors import PromptError
-from seem.modeling.decoder import QueryGroup
+from seem.object_queries import object_queries
 from seem.structures import InstanceResult, PanopticResult, Segment, SemanticResult
 from seem.vocabularies import COCO_PANOPTIC_CLASSES, COCO_PANOPTIC_THING_FLAGS, check_vocabulary, display_name
 
@@ -25,37 +26,22 @@ if TYPE_CHECKING:
     from seem.predictor import SeemPredictor
     from seem.transforms import ImageFrame
 
-KINDS = ("panoptic", "semantic", "instance")
+KINDS = ("panoptic", "semantic", "instance", "everything")
 # query-mask elements post-processed at the original size (1.6 GB in fp32; ~4 MP images for 101 queries)
 EVERYTHING_BUDGET = 400_000_000
 
 
-def object_queries(predictor: SeemPredictor) -> tuple[Tensor, Tensor]:
-    """``(class_embed (Q, Dp), masks (Q, H_pad/4, W_pad/4))`` float32 of the object queries on the predictor's
-    image: one decoder pass per image, kept in ``predictor._everything`` and shared by every vocabulary and kind.
-
-    Raises:
-        ImageError: no image set.
-    """
-    _, feats = predictor._require_image()
-    cached = predictor._everything
-    if cached is None:
-        with predictor.autocast(decoder=True):
-            out = predictor.decoding_model.decode(feats, sampler=predictor.sampler(), intermediate=False)
-        s, e = out.ranges[QueryGroup.OBJECT]
-        cached = predictor._everything = (out.last.class_embed[0, s:e].float(), out.last.masks[0, s:e].float())
-    return cached
-
-
 def segment_everything(predictor: SeemPredictor, vocabulary: Sequence[str] | None = None, kind: str = "panoptic",
-                       thing_classes: Sequence[str] | None = None):
+                       thing_classes: Sequence[str] | None = None, config: EverythingConfig | None = None):
     """Open-vocabulary panoptic, semantic or instance segmentation of ``predictor``'s current image.
 
     Args:
         predictor: a :class:`seem.SeemPredictor` with an image set.
         vocabulary: class names (default: the predictor's vocabulary).
         kind: ``"panoptic"`` -> :class:`PanopticResult`; ``"semantic"`` -> :class:`SemanticResult`;
-            ``"instance"`` -> :class:`InstanceResult`; every map and mask at the original image size ``(H, W)``.
+            ``"instance"`` -> :class:`InstanceResult`; ``"everything"`` -> :class:`EverythingResult`, class-agnostic
+            masks of every object and region with their best label (:func:`seem.automatic.everything_masks`,
+            settings in ``config``); every map and mask at the original image size ``(H, W)``.
         thing_classes: which names are countable things (stuff segments of one class are merged); default:
             the model's own thing classes for its default vocabulary, COCO's things for COCO names, else every class.
 
@@ -71,7 +57,9 @@ def segment_everything(predictor: SeemPredictor, vocabulary: Sequence[str] | Non
         ImageError: no image set.
     """
     if kind not in KINDS:
-        raise PromptError(f"kind must be panoptic, semantic or instance, got {kind!r}")
+        raise PromptError(f"kind must be panoptic, semantic, instance or everything, got {kind!r}")
+    if kind == "everything":
+        return everything_masks(predictor, vocabulary, config or EverythingConfig())
     names = check_vocabulary(vocabulary) if vocabulary is not None else predictor.vocabulary
     frame, _ = predictor._require_image()
     class_embed, query_masks = object_queries(predictor)

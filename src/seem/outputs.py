@@ -59,8 +59,8 @@ def write_prediction(image: np.ndarray, pred: Any, formats: list[str], out: Path
 
 
 def panoptic_segments(result: Any, size: tuple[int, int]):
-    """``(label_map, masks (K,H,W), entries)`` for a Panoptic-, Semantic- or InstanceResult."""
-    from seem.structures import InstanceResult, PanopticResult, SemanticResult
+    """``(label_map, masks (K,H,W), entries)`` for a Panoptic-, Semantic-, Instance- or EverythingResult."""
+    from seem.structures import EverythingResult, InstanceResult, PanopticResult, SemanticResult
 
     if isinstance(result, PanopticResult):
         label_map = np.asarray(result.segmentation)
@@ -86,7 +86,7 @@ def panoptic_segments(result: Any, size: tuple[int, int]):
              "score": round(float(share[c][label_small == c].mean()) if (label_small == c).any() else 0.0, 6)}
             for c, m in zip(present, masks if masks is not None else [])
         ]
-    elif isinstance(result, InstanceResult):
+    elif isinstance(result, (InstanceResult, EverythingResult)):
         masks = np.asarray(result.masks, dtype=bool)
         scores = np.asarray(result.scores, dtype=np.float64).reshape(-1)
         label_map = np.zeros(size, dtype=np.int32)

@@ -16,15 +16,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from seem.automatic import EverythingConfig
 from seem.errors import ImageError, PromptError
 from seem.everything import segment_everything
+from seem.find import FindConfig, find_instances, instances_prediction
 from seem.modeling.decoder import QueryGroup, VisualPromptTokens
 from seem.modeling.precision import decoding_copy, encoding_copy
 from seem.modeling.seem import ImageFeatures, Seem, TextPrompt
 from seem.modeling.visual_sampler import PromptSampler, RandomSampler
 from seem.postprocess import select_grounding, select_visual_queries
 from seem.prompts import Prompts, ReferencePrompt, checks, mask_regions
-from seem.structures import Prediction
+from seem.structures import FindResult, Prediction
 from seem.transforms import ImageFrame, plan_frame, preprocess_image
 from seem.vocab_cache import VocabularyCache, default_vocabulary_cache_dir
 
@@ -252,7 +254,7 @@ class SeemPredictor:
     def predict(self, prompts: Prompts | str | Sequence[str] | None = None, points=None, point_labels=None,
                 boxes=None, scribbles=None, polygons=None, masks=None, reference: ReferencePrompt | None = None,
                 memory: Prediction | Tensor | None = None, joint_prompts: bool = True, *,
-                text: str | Sequence[str] | None = None) -> Prediction:
+                text: str | Sequence[str] | None = None, all_instances: bool = False) -> Prediction:
         """Segment the current image from any mix of prompts: ``predict(Prompts(...))``, or the same fields as
         keywords (``predict(points=..., text=...)`` builds the :class:`Prompts` and takes the same path).
 
@@ -273,6 +275,8 @@ class SeemPredictor:
                 prompts at inference time", §3.1). ``False`` reproduces the official v1 code exactly: its
                 attention table sends the two prompt types to separate query groups, so the text does not
                 change the visual masks. No effect without both prompt types.
+            all_instances: one text phrase alone -> every instance of it (:meth:`find`, default thresholds), not
+                the one referred object: K >= 0 masks labelled with the phrase, their object queries' logits.
 
         Returns:
             :class:`Prediction` with one mask per object, ``(K, H, W)`` bool at the original size (visual objects
@@ -294,6 +298,10 @@ class SeemPredictor:
             if prompts is not None and text is not None:
                 raise PromptError("text given twice: as the first argument and as text=")
             prompts = Prompts(text=prompts if text is None else text, **fields)
+        if all_instances:
+            if prompts.has_visual or memory is not None or not prompts.text or len(prompts.text) != 1:
+                raise PromptError("all_instances=True takes one text phrase alone; find([...]) takes several")
+            return instances_prediction(self, prompts.text[0])
         return self._predict(prompts, memory, joint_prompts)
 
     def _visual_tokens(self, prompts: Prompts, sampler: PromptSampler) -> VisualPromptTokens | None:
@@ -343,26 +351,10 @@ class SeemPredictor:
     def _memory(self, memory, visual: VisualPromptTokens | None) -> Tensor | None:
         if memory is None:
             return None
-        if isinstance(memory, Prediction):
-            logits = memory.logits_lowres
-        elif isinstance(memory, (Tensor, np.ndarray)):
-            logits = torch.as_tensor(memory)
-        else:
-            raise PromptError(f"memory must be the previous Prediction or its logits_lowres, got {type(memory).__name__}")
-        if visual is None:
-            raise PromptError("memory refines visual prompts: pass the clicks/boxes/scribbles of the objects too")
         feats = self.features
         assert feats is not None  # _predict, the only caller, ran _require_image first
         expect = (feats.padded_size[0] // 4, feats.padded_size[1] // 4)
-        if logits.ndim != 3 or logits.shape[0] != visual.num_objects:
-            raise PromptError(f"memory must be (K={visual.num_objects}, h, w) logits of the same objects, got {tuple(logits.shape)}")
-        if tuple(logits.shape[-2:]) != expect:
-            raise PromptError(
-                f"memory is {tuple(logits.shape[-2:])} logits, this image needs {expect}: "
-                "memory must come from a prediction on the same image"
-            )
-        if not torch.isfinite(logits).all():
-            raise PromptError("memory contains NaN or infinite logits")
+        logits = checks.memory_logits(memory, None if visual is None else visual.num_objects, expect)
         return logits.to(self.device, self._dtype)[None]
 
     def _labels(self, class_embed: Tensor) -> tuple[Tensor, Tensor]:
@@ -388,12 +380,21 @@ class SeemPredictor:
             vocabulary=self.vocabulary,
         )
 
-    # ------------------------------------------------------------------ segment everything
+    # ------------------------------------------------------------------ find / segment everything
+    @torch.inference_mode()
+    def find(self, texts: str | Sequence[str], *, score_threshold: float = 0.3, nms_threshold: float = 0.5,
+             max_instances: int = 100, context: Sequence[str] | str | None = "vocabulary") -> FindResult:
+        """Every instance of each phrase (``"car"`` or ``["car", "person"]``) from one decoder pass
+        (:func:`seem.find.find_instances`): a :class:`FindResult`, one group per phrase (masks ``(N, H, W)`` bool,
+        original size; scores ``(N,)``; boxes ``(N, 4)`` XYXY pixels). ``PromptError``: no / blank / duplicate
+        phrases, thresholds outside [0, 1]; ``ImageError``: no image."""
+        config = FindConfig(score_threshold, nms_threshold, max_instances)
+        return find_instances(self, texts, config, context)
+
     @torch.inference_mode()
     def segment_everything(self, vocabulary: Sequence[str] | None = None, kind: str = "panoptic",
-                           thing_classes: Sequence[str] | None = None):
-        """Open-vocabulary panoptic / semantic / instance segmentation of the current image: see
-        :func:`seem.everything.segment_everything` (results at the original size; ``PromptError`` for an invalid
-        vocabulary or ``kind``, ``ImageError`` without an image)."""
-        return segment_everything(self, vocabulary, kind, thing_classes)
-
+                           thing_classes: Sequence[str] | None = None, config: EverythingConfig | None = None):
+        """Open-vocabulary panoptic / semantic / instance segmentation, or ``kind="everything"`` (class-agnostic
+        masks of every region, ``config``: :class:`seem.automatic.EverythingConfig`): :func:`seem.everything.
+        segment_everything` (original size; ``PromptError``: bad vocabulary / kind / config; ``ImageError``)."""
+        return segment_everything(self, vocabulary, kind, thing_classes, config)

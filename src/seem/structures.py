@@ -82,3 +82,79 @@ class InstanceResult:
     label_ids: np.ndarray
     labels: list[str] = field(default_factory=list)
     vocabulary: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PhraseInstances:
+    """Every instance of one phrase found by :meth:`seem.SeemPredictor.find`, best first.
+
+    Attributes:
+        phrase: the phrase as given.
+        masks: ``(N, H, W)`` bool, original image size (N may be 0).
+        scores: ``(N,)`` float32 in [0, 1]: p(phrase) over the phrases + "background" times the mean mask
+            probability inside the mask (the official instance score), descending.
+        boxes: ``(N, 4)`` float32 XYXY pixels of the original image (tight boxes of the masks).
+        queries: ``(N,)`` int64 index of the object query each instance comes from.
+    """
+
+    phrase: str
+    masks: np.ndarray
+    scores: np.ndarray
+    boxes: np.ndarray
+    queries: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    def __len__(self) -> int:
+        return int(self.masks.shape[0])
+
+
+@dataclass(frozen=True)
+class FindResult:
+    """One :class:`PhraseInstances` group per phrase of a :meth:`seem.SeemPredictor.find` call, in order."""
+
+    groups: list[PhraseInstances]
+
+    def __getitem__(self, phrase: str) -> PhraseInstances:
+        for g in self.groups:
+            if g.phrase == phrase:
+                return g
+        raise KeyError(phrase)
+
+    def __iter__(self):
+        return iter(self.groups)
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    @property
+    def phrases(self) -> list[str]:
+        return [g.phrase for g in self.groups]
+
+
+@dataclass(frozen=True)
+class EverythingResult:
+    """Class-agnostic masks of every object and region (``segment_everything(kind="everything")``), best first.
+
+    Attributes:
+        masks: ``(N, H, W)`` bool, original image size; they may overlap (SAM's automatic masks do too).
+        scores: ``(N,)`` float32: mean mask probability inside the mask x its stability score.
+        stability_scores: ``(N,)`` float32, SAM's stability score (IoU of the masks at logit +-1).
+        boxes: ``(N, 4)`` float32 XYXY pixels.
+        labels / label_ids / label_scores: each mask's best vocabulary name, its index and probability.
+        sources: ``"query"`` (an object query) or ``"point"`` (a grid point prompt) per mask.
+        points: ``(N, 2)`` float64 ``(x, y)`` of the grid point that made the mask (NaN for object queries).
+        vocabulary: the label space.
+    """
+
+    masks: np.ndarray
+    scores: np.ndarray
+    stability_scores: np.ndarray
+    boxes: np.ndarray
+    labels: list[str]
+    label_ids: np.ndarray
+    label_scores: np.ndarray
+    sources: list[str]
+    points: np.ndarray
+    vocabulary: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return int(self.masks.shape[0])

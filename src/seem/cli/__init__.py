@@ -1,4 +1,4 @@
-"""The ``seem`` command line: ``seem segment | panoptic | convert | train | train-pack | train-continue | eval | serve | video | export``.
+"""The ``seem`` command line: ``seem segment | panoptic | find | label | convert | train | train-pack | train-continue | eval | serve | video | export``.
 
 Each command is a module of this package with ``add_parser(subparsers)`` and ``run(args) -> int``; they
 import :mod:`seem.cli.common` and library code only, and load the heavy parts (predictor, torch, FastAPI)
@@ -17,13 +17,28 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from seem.cli import convert, evaluate, export, panoptic, segment, serve, train, train_continue, train_pack, video
+from seem.cli import (
+    convert,
+    evaluate,
+    export,
+    find,
+    label,
+    panoptic,
+    segment,
+    serve,
+    train,
+    train_continue,
+    train_pack,
+    video,
+)
 from seem.cli.common import verbose_parent
 
 # command name -> module, in the order ``seem --help`` lists them
 COMMANDS = {
     "segment": segment,
     "panoptic": panoptic,
+    "find": find,
+    "label": label,
     "convert": convert,
     "train": train,
     "train-pack": train_pack,

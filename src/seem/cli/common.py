@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +112,26 @@ def positive_float(text: str) -> float:
     return value
 
 
+def unit_float(text: str) -> float:
+    """A number in [0, 1] (thresholds)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number in [0, 1]")
+    return value
+
+
+def add_find_arguments(p: argparse.ArgumentParser) -> None:
+    """``--text`` (repeatable), ``--score-threshold``, ``--nms-threshold``, ``--max-instances``."""
+    p.add_argument("--text", action="append", default=[], metavar="PHRASE",
+                   help="a phrase to find every instance of, e.g. car; repeatable (one decoder pass for all)")
+    p.add_argument("--score-threshold", type=unit_float, default=0.3, help="keep instances scoring >= this (0.3)")
+    p.add_argument("--nms-threshold", type=unit_float, default=0.5, help="mask NMS IoU threshold (0.5)")
+    p.add_argument("--max-instances", type=positive_int, default=100, help="at most this many per phrase (100)")
+
+
 # ----------------------------------------------------------------------------------------------------
 # Argument groups
 # ----------------------------------------------------------------------------------------------------
@@ -174,6 +194,37 @@ def load_predictor(args: argparse.Namespace) -> Any:
     precision = getattr(args, "precision", "fp32")
     kwargs = {} if precision == "fp32" else {"precision": precision}
     return SeemPredictor.from_pretrained(args.model, device=device, **kwargs)
+
+
+def for_each_image(paths: Sequence[Path], fn: Callable[[Path, Any, str], None], first: Any = None) -> int:
+    """Run ``fn(path, image, name)`` for each image (``image`` ``(H, W, 3)`` uint8; ``name`` a file name whose
+    stem is distinct among ``paths``, for output files). ``first``: the first image, already decoded.
+
+    With one image an error propagates (the command's exit status 2); with several, an image that fails
+    (unreadable, a prompt outside it) prints ``error: PATH: message`` and the others go on. Returns 0, or 2
+    when an image failed.
+    """
+    import sys
+
+    from seem import io as seem_io
+    from seem.errors import SeemError
+    from seem.image_sources import output_stems
+
+    names = [stem + p.suffix for stem, p in zip(output_stems(paths), paths)]
+    if len(paths) == 1:
+        fn(paths[0], first if first is not None else seem_io.load_image(paths[0]), names[0])
+        return 0
+    failed = 0
+    for i, (path, name) in enumerate(zip(paths, names)):
+        try:
+            fn(path, first if (i == 0 and first is not None) else seem_io.load_image(path), name)
+        except (SeemError, OSError) as exc:
+            failed += 1
+            print(f"error: {path}: {exc}", file=sys.stderr)
+    if failed:
+        print(f"{failed} of {len(paths)} images failed", file=sys.stderr)
+        return 2
+    return 0
 
 
 def report_written(written: Sequence[Path]) -> None:

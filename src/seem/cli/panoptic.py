@@ -11,43 +11,48 @@ from seem.cli.common import add_model_arguments, report_written, verbose_parent
 def add_parser(subparsers) -> None:
     pan = subparsers.add_parser("panoptic", parents=[verbose_parent()], help="segment everything in a vocabulary",
                                 description="Panoptic, semantic or instance segmentation over a vocabulary.")
-    pan.add_argument("image", help="input image file")
+    pan.add_argument("image", nargs="+", metavar="IMAGE",
+                     help="input image(s): files, folders, globs ('photos/*.jpg') or list files (one path a line)")
     pan.add_argument("--vocab", required=True, metavar="SPEC", help="coco | FILE (one name a line) | 'a,b,c'")
-    pan.add_argument("--kind", choices=("panoptic", "semantic", "instance"), default="panoptic")
+    pan.add_argument("--kind", choices=("panoptic", "semantic", "instance", "everything"), default="panoptic",
+                     help="everything: class-agnostic masks of every object and region, each with its best label")
     add_model_arguments(pan)
 
 
 def run(args: argparse.Namespace) -> int:
-    """``seem panoptic``: label every pixel (or every instance) with the vocabulary."""
-    import numpy as np
-
-    from seem import io as seem_io
-    from seem.cli.common import load_predictor  # looked up at call time (tests substitute it)
-    from seem.outputs import panoptic_segments, save_overlay, write_json
+    """``seem panoptic``: label every pixel (or every instance) of each image with the vocabulary."""
+    from seem.cli.common import for_each_image, load_predictor  # looked up at call time (tests substitute it)
+    from seem.image_sources import expand_images
     from seem.vocabularies import parse_vocabulary
 
     vocabulary = parse_vocabulary(args.vocab)
-    image = seem_io.load_image(args.image)
+    paths = expand_images(args.image)
     predictor = load_predictor(args)
     predictor.set_vocabulary(vocabulary)
+    return for_each_image(paths, lambda path, image, name: _one(args, predictor, vocabulary, path, image, name))
+
+
+def _one(args: argparse.Namespace, predictor, vocabulary: list[str], path: Path, image, name: str) -> None:
+    import numpy as np
+
+    from seem import io as seem_io
+    from seem.outputs import panoptic_segments, save_overlay, write_json
+
     predictor.set_image(image)
     result = predictor.segment_everything(vocabulary=vocabulary, kind=args.kind)
-
     label_map, masks, entries = panoptic_segments(result, image.shape[:2])
-    out, stem = Path(args.out), Path(args.image).stem
+    out, stem = Path(args.out), Path(name).stem
     label_png = seem_io.save_label_png(label_map, out / f"{stem}_{args.kind}.png")
     info = {
-        "image": str(args.image), "kind": args.kind, "height": int(image.shape[0]), "width": int(image.shape[1]),
+        "image": str(path), "kind": args.kind, "height": int(image.shape[0]), "width": int(image.shape[1]),
         "label_png": label_png.name, "vocabulary": list(vocabulary), "segments": entries,
     }
     written = [label_png, write_json(out / f"{stem}_{args.kind}.json", info)]
     labels = [e["label"] for e in entries]
     scores = np.array([e["score"] for e in entries], dtype=np.float64)
     written.append(save_overlay(image, masks, labels, scores, out / f"{stem}_{args.kind}_overlay.png"))
-
     if not entries:
         print("no segment found")
     for e in entries:
         print(f"segment {e['pixel_value']}: {e['label']}  score={e['score']:.3f}  area={e['area']} px")
     report_written(written)
-    return 0

@@ -39,7 +39,8 @@ def add_parser(subparsers) -> None:
         "with the k-th polygon ...), so their counts must agree. --text alone gives one object; the "
         "reference region adds its own.",
     )
-    seg.add_argument("image", help="input image file")
+    seg.add_argument("image", nargs="+", metavar="IMAGE",
+                     help="input image(s): files, folders, globs ('photos/*.jpg') or list files (one path a line)")
     add_prompt_arguments(seg, PROMPT_HELP)
     seg.add_argument(
         "--separate-prompts",
@@ -98,22 +99,24 @@ def collect_prompts(args: argparse.Namespace, size: tuple[int, int]) -> Prompts:
 
 
 def run(args: argparse.Namespace) -> int:
-    """``seem segment``: predict one mask per prompted object and write the chosen formats."""
+    """``seem segment``: predict one mask per prompted object of each image and write the chosen formats."""
     from seem import io as seem_io
-    from seem.cli.common import load_predictor  # looked up at call time (tests substitute it)
+    from seem.cli.common import for_each_image, load_predictor  # looked up at call time (tests substitute it)
     from seem.errors import PromptError
+    from seem.image_sources import expand_images
     from seem.outputs import write_prediction
     from seem.vocabularies import parse_vocabulary
 
     formats = _formats(args.formats)
     if (args.reference_image is None) != (args.reference_mask is None):
         raise PromptError("--reference-image and --reference-mask must be given together")
-    image = seem_io.load_image(args.image)
-    prompts = collect_prompts(args, image.shape[:2])
+    paths = expand_images(args.image)
+    first = seem_io.load_image(paths[0])
+    prompts = collect_prompts(args, first.shape[:2])  # checked on the first image before the model loads
     if prompts.is_empty and args.reference_image is None:
         raise PromptError(
             "no prompt given: use --point, --box, --scribble, --polygon, --mask, --text or "
-            "--reference-image/--reference-mask (or `seem panoptic` to segment everything)"
+            "--reference-image/--reference-mask (or `seem panoptic` / `seem find` to segment everything)"
         )
     vocabulary = parse_vocabulary(args.vocab) if args.vocab is not None else None
     if args.reference_image is not None:
@@ -125,15 +128,19 @@ def run(args: argparse.Namespace) -> int:
     predictor = load_predictor(args)
     if vocabulary is not None:
         predictor.set_vocabulary(vocabulary)
-    if args.reference_image is not None:
-        prompts = dataclasses.replace(prompts, reference=predictor.encode_reference(ref_image, ref_region))
-    predictor.set_image(image)
-    pred = predictor.predict(prompts, joint_prompts=not getattr(args, "separate_prompts", False))
+    reference = predictor.encode_reference(ref_image, ref_region) if args.reference_image is not None else None
 
-    written = write_prediction(image, pred, formats, Path(args.out), args.image)
-    if len(pred) == 0:
-        print("no mask predicted")
-    for i in range(len(pred)):
-        print(f"mask {i}: {pred.labels[i]}  score={float(pred.scores[i]):.3f}  area={int(pred.masks[i].sum())} px")
-    report_written(written)
-    return 0
+    def one(path, image, name) -> None:
+        image_prompts = prompts if image is first else collect_prompts(args, image.shape[:2])
+        if reference is not None:
+            image_prompts = dataclasses.replace(image_prompts, reference=reference)
+        predictor.set_image(image)
+        pred = predictor.predict(image_prompts, joint_prompts=not getattr(args, "separate_prompts", False))
+        written = write_prediction(image, pred, formats, Path(args.out), name)
+        if len(pred) == 0:
+            print("no mask predicted")
+        for i in range(len(pred)):
+            print(f"mask {i}: {pred.labels[i]}  score={float(pred.scores[i]):.3f}  area={int(pred.masks[i].sum())} px")
+        report_written(written)
+
+    return for_each_image(paths, one, first=first)

@@ -144,3 +144,34 @@ def region_masks(masks: Sequence[np.ndarray], image_size: tuple[int, int], field
             raise PromptError(f"{field}[{i}]: the mask is empty (no pixel set)")
         out.append(m)
     return np.stack(out)
+
+
+def memory_logits(memory, num_objects: int | None, expect: tuple[int, int]):
+    """The previous round's mask logits for the memory prompt: ``memory`` is a
+    :class:`~seem.structures.Prediction` (its ``logits_lowres``) or an ``(K, h, w)`` float tensor / array; returns
+    it as a float tensor after checking it against ``num_objects`` visual objects (None: no visual prompt) and
+    the image's low-res size ``expect`` ``(H_pad/4, W_pad/4)``.
+
+    Raises:
+        PromptError: not logits, no visual prompt to refine, another object count or size, NaN / inf values.
+    """
+    import torch
+
+    if hasattr(memory, "logits_lowres"):
+        logits = memory.logits_lowres
+    elif isinstance(memory, (torch.Tensor, np.ndarray)):
+        logits = torch.as_tensor(memory)
+    else:
+        raise PromptError(f"memory must be the previous Prediction or its logits_lowres, got {type(memory).__name__}")
+    if num_objects is None:
+        raise PromptError("memory refines visual prompts: pass the clicks/boxes/scribbles of the objects too")
+    if logits.ndim != 3 or logits.shape[0] != num_objects:
+        raise PromptError(f"memory must be (K={num_objects}, h, w) logits of the same objects, got {tuple(logits.shape)}")
+    if tuple(logits.shape[-2:]) != tuple(expect):
+        raise PromptError(
+            f"memory is {tuple(logits.shape[-2:])} logits, this image needs {tuple(expect)}: "
+            "memory must come from a prediction on the same image"
+        )
+    if not torch.isfinite(logits).all():
+        raise PromptError("memory contains NaN or infinite logits")
+    return logits

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from seem.server.routes import cvat, images, info, page, panoptic, predict, sessions
+from seem.server.routes import cvat, find, images, info, page, panoptic, predict, sessions
 from seem.server.routes.page import STATIC_DIR
 from seem.server.state import ServerState
 
 __all__ = ["RESOURCES", "STATIC_DIR", "register_routes"]
 
 # Registration order: the order of the paths in the OpenAPI document.
-RESOURCES = (images, predict, panoptic, cvat, sessions, info, page)
+RESOURCES = (images, predict, panoptic, find, cvat, sessions, info, page)
 
 
 def register_routes(app: FastAPI, state: ServerState) -> None:

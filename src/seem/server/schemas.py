@@ -157,6 +157,50 @@ class PanopticRequest(_Strict):
         return self
 
 
+Unit = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+Phrase = Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS)]
+
+
+def _check_names_chars(names, field: str) -> None:
+    if isinstance(names, list) and sum(len(n) for n in names) > MAX_VOCABULARY_CHARS:
+        raise ValueError(f"{field}: at most {MAX_VOCABULARY_CHARS:,} characters in all names together "
+                         "(text encoding time grows with them)")
+
+
+class FindRequest(_Strict):
+    """Every instance of each phrase (:meth:`seem.SeemPredictor.find`): one group of instances per phrase, from
+    one decoder pass for all phrases. Phrases must be distinct and non-blank (422 otherwise)."""
+
+    image_id: ImageId
+    texts: Annotated[list[Phrase], Field(min_length=1, max_length=MAX_SHAPES)]
+    score_threshold: Unit = Field(0.3, description="keep instances scoring at least this")
+    nms_threshold: Unit = Field(0.5, description="mask IoU above which the lower-scored instance is dropped")
+    max_instances: Annotated[int, Field(ge=1, le=100)] = Field(100, description="at most this many per phrase")
+
+    @model_validator(mode="after")
+    def _check(self):
+        _check_names_chars(self.texts, "texts")
+        return self
+
+
+class EverythingRequest(_Strict):
+    """Everything mode (``segment_everything(kind="everything")``): class-agnostic masks of every object and
+    region, each with its best label over ``vocabulary``."""
+
+    image_id: ImageId
+    vocabulary: Literal["coco"] | Annotated[list[Phrase], Field(min_length=1, max_length=MAX_VOCABULARY)] | None = \
+        Field(None, description='names for the labels, or "coco" (default: the model\'s vocabulary)')
+    points_per_side: Annotated[int, Field(ge=1, le=32)] = Field(16, description="an n x n grid of point prompts")
+    score_threshold: Unit = Field(0.15, description="keep masks scoring at least this (mask probability x stability)")
+    stability_threshold: Unit = Field(0.3, description="SAM's stability score threshold")
+    nms_threshold: Unit = Field(0.7, description="mask IoU above which the lower-scored mask is dropped")
+
+    @model_validator(mode="after")
+    def _check(self):
+        _check_names_chars(self.vocabulary, "vocabulary")
+        return self
+
+
 class CvatRequest(_Strict):
     """CVAT interactor call: positive / negative clicks and an optional bounding box of one object; at least
     one positive point or an ``obj_bbox`` (422 otherwise), at most 512 points in all."""
@@ -214,6 +258,27 @@ class PanopticResponse(BaseModel):
     kind: str
     vocabulary_size: int
     segments: list[SegmentOut]
+    latency_ms: float
+
+
+class PhraseGroupOut(BaseModel):
+    phrase: str
+    instances: list[MaskOut] = Field(description="best first; each instance's label is the phrase")
+
+
+class FindResponse(BaseModel):
+    groups: list[PhraseGroupOut] = Field(description="one group per phrase, in the order of the request")
+    latency_ms: float
+
+
+class EverythingMaskOut(MaskOut):
+    stability_score: float
+    label_score: float = Field(description="probability of the label")
+    source: Literal["query", "point"] = Field(description="made by an object query or by a grid point prompt")
+
+
+class EverythingResponse(BaseModel):
+    masks: list[EverythingMaskOut]
     latency_ms: float
 
 

@@ -365,7 +365,8 @@ document.querySelectorAll(".tool").forEach((b) => b.addEventListener("click", ()
 $("#text-form").addEventListener("submit", (ev) => {
   ev.preventDefault();
   const text = el.text.value.trim();
-  if (text) round({ text }, []);
+  if (text && $("#find-all").checked) findAll(text);  // find.js
+  else if (text) round({ text }, []);
 });
 $("#undo").addEventListener("click", () => history("undo"));
 $("#redo").addEventListener("click", () => history("redo"));

