@@ -300,7 +300,7 @@ class SeemPredictor:
             prompts = Prompts(text=prompts if text is None else text, **fields)
         if all_instances:
             if prompts.has_visual or memory is not None or not prompts.text or len(prompts.text) != 1:
-                raise PromptError("all_instances=True takes one text phrase alone; find([...]) takes several")
+                raise PromptError("all_instances=True takes exactly one text phrase alone; find([...]) several")
             return instances_prediction(self, prompts.text[0])
         return self._predict(prompts, memory, joint_prompts)
 
