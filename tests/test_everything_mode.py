@@ -85,3 +85,18 @@ def test_table_of_an_everything_result(result):
     label_map, masks, entries = panoptic_segments(result, (375, 500))
     assert len(entries) == len(result) and masks.shape == result.masks.shape
     assert label_map.max() == len(result)
+
+
+def test_candidate_masks_stay_within_their_byte_budget(predictor, result):
+    """Original-size candidates are bounded by ``max_candidate_bytes`` (reduced by NMS, then the best that fit,
+    as they accumulate): a budget of 3 masks gives at most 3, best first, led by the unbounded run's best."""
+    import dataclasses
+
+    per_mask = 375 * 500  # bool masks at the original size
+    small = dataclasses.replace(CONFIG, max_candidate_bytes=3 * per_mask)
+    r = predictor.segment_everything(kind="everything", config=small)
+    assert len(result) > 3 and 1 <= len(r) <= 3 and np.all(np.diff(r.scores) <= 0)
+    np.testing.assert_array_equal(r.masks[0], result.masks[0])
+    assert r.scores[0] == pytest.approx(result.scores[0])
+    with pytest.raises(PromptError, match="max_candidate_bytes"):
+        EverythingConfig(max_candidate_bytes=0)

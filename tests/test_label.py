@@ -171,3 +171,23 @@ def test_vocabulary_mode_bad_images_and_usage(folder, tmp_path):
     assert len(inst["images"]) == 2 and not (tmp_path / "o" / "panoptic.json").exists()
     r = _label([broken, "--vocab", "a,b", "--text", "car", "--out", tmp_path / "p"])
     assert r.returncode == 2 and "either --text" in r.stderr
+
+
+def test_an_output_folder_is_continued_only_by_the_same_job(folder, single, tmp_path):
+    """Part files are keyed by image index: a rerun with other phrases, another vocabulary or other images
+    into the same folder must be refused, not mislabel or skip images; the same arguments continue it."""
+    before = _outputs(single)
+    for args in (["--text", "dog", "--text", "cat"], ["--vocab", "person,car"],
+                 ["--text", "person", "--text", "car", "--format", "coco"]):
+        r = _label([folder, *args, "--out", single])
+        assert r.returncode != 0 and "other settings" in r.stderr and "another --out" in r.stderr, (args, r.stderr)
+    r = _label([sorted(folder.iterdir())[0], "--text", "person", "--text", "car", "--out", single])
+    assert r.returncode != 0 and "other images" in r.stderr, r.stderr
+    r = _label([folder, "--text", "person", "--text", "car", "--out", single])
+    assert r.returncode == 0 and f"{N_IMAGES} already done" in r.stdout, (r.stdout, r.stderr)
+    assert _outputs(single) == before
+    stray = tmp_path / "stray"
+    (stray / "parts").mkdir(parents=True)
+    (stray / "parts" / "00000000.json").write_text("{}")
+    r = _label([folder, "--text", "person", "--out", stray])
+    assert r.returncode != 0 and "unrecorded job" in r.stderr, r.stderr

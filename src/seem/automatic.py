@@ -51,6 +51,9 @@ class EverythingConfig:
         nms_threshold: mask IoU above which the lower-scored of two masks is dropped (SAM's ``box_nms_thresh``).
         min_area: drop masks smaller than this many pixels of the original image.
         max_masks: at most this many masks, best first.
+        max_candidate_bytes: memory for the original-size candidate masks held before the final NMS. Past it
+            the candidates are reduced as they come (mask NMS, then the best that fit), which bounds memory on
+            large images and dense grids; a single NMS over all candidates can keep a few other masks.
     """
 
     points_per_side: int = 16
@@ -62,6 +65,7 @@ class EverythingConfig:
     nms_threshold: float = 0.7
     min_area: int = 16
     max_masks: int = 256
+    max_candidate_bytes: int = 1 << 30
 
     def __post_init__(self) -> None:
         if not 1 <= self.points_per_side <= 64:
@@ -73,6 +77,8 @@ class EverythingConfig:
                 raise PromptError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
         if self.min_area < 0 or self.max_masks < 1 or self.stability_offset < 0:
             raise PromptError("min_area and stability_offset must be >= 0 and max_masks >= 1")
+        if self.max_candidate_bytes < 1:
+            raise PromptError(f"max_candidate_bytes must be >= 1, got {self.max_candidate_bytes}")
 
 
 @dataclass
@@ -94,6 +100,17 @@ class _Candidates:
                             ("label_scores", label_scores)):
             getattr(self, name).append(value[ok])
         self.points.append(points[ok.numpy()])
+        if sum(m.numel() for m in self.masks) > cfg.max_candidate_bytes:
+            self.compact(cfg)
+
+    def compact(self, cfg: EverythingConfig) -> None:
+        """Keep the masks that survive mask NMS, at most ``max_masks`` and as many as fit the byte budget."""
+        masks, scores = torch.cat(self.masks), torch.cat(self.scores).float()
+        fit = max(1, cfg.max_candidate_bytes // max(1, masks[0].numel()))
+        keep = mask_nms(masks, scores, cfg.nms_threshold, min(cfg.max_masks, fit))
+        for name in ("masks", "scores", "stability", "label_ids", "label_scores"):
+            setattr(self, name, [torch.cat(getattr(self, name))[keep]])
+        self.points = [np.concatenate(self.points)[keep.numpy()]]
 
 
 def _lowres_quality(frame: ImageFrame, logits_lowres: Tensor, offset: float) -> tuple[Tensor, Tensor]:

@@ -6,6 +6,8 @@ are held at a time, the rest lives in the part files.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import sys
 import time
@@ -50,6 +52,36 @@ class LabelJob:
     def shard(self, ranks: Ranks) -> range:
         return range(ranks.rank, len(self.images), ranks.world_size)
 
+    def manifest(self) -> dict:
+        """What the part files of this job depend on: the settings and the image list (in order)."""
+        images = [str(Path(p).resolve()) for p in self.images]
+        return json.loads(json.dumps({"spec": dataclasses.asdict(self.spec), "images": images}))
+
+    def claim_output(self) -> None:
+        """Record this job in ``OUT/job.json``, or check that the job already recorded there is this one.
+
+        Part files are keyed by image index, so continuing another job's output (other phrases, vocabulary,
+        formats or images) would label images with the wrong names or skip them.
+
+        Raises:
+            SeemError: ``OUT`` holds the parts of a job with other settings or images.
+        """
+        path = self.out / "job.json"
+        mine = self.manifest()
+        if path.is_file():
+            try:
+                theirs = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                theirs = None
+            if theirs != mine:
+                what = "images" if isinstance(theirs, dict) and theirs.get("spec") == mine["spec"] else "settings"
+                raise SeemError(f"{self.out} holds the output of a seem label job with other {what} ({path}); "
+                                "continue it with the same arguments, or use another --out")
+            return
+        if PartStore(self.out).dir.is_dir() and any(PartStore(self.out).dir.glob("*.json")):
+            raise SeemError(f"{self.out} holds part files of an unrecorded job; use another --out")
+        atomic_write_bytes(path, json.dumps(mine, indent=1).encode())
+
 
 @dataclass(frozen=True)
 class ShardStats:
@@ -75,10 +107,14 @@ def label_shard(predictor, job: LabelJob, ranks: Ranks | None = None, progress: 
     Returns:
         counts and time; an image that cannot be read or labelled prints ``error: PATH: message`` and is left
         without a part (a later run retries it).
+
+    Raises:
+        SeemError: ``job.out`` holds another job's output (:meth:`LabelJob.claim_output`).
     """
     from seem import io as seem_io
 
     ranks = ranks or Ranks()
+    job.claim_output()
     store = PartStore(job.out)
     todo = [i for i in job.shard(ranks) if not store.done(i)]
     skipped = len(job.shard(ranks)) - len(todo)
