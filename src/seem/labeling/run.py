@@ -53,9 +53,10 @@ class LabelJob:
         return range(ranks.rank, len(self.images), ranks.world_size)
 
     def manifest(self) -> dict:
-        """What the part files of this job depend on: the settings and the image list (in order)."""
-        images = [str(Path(p).resolve()) for p in self.images]
-        return json.loads(json.dumps({"spec": dataclasses.asdict(self.spec), "images": images}))
+        """What the part files of this job depend on: the settings and the image list, in order, by their
+        COCO file names (relative to the images' common folder, so ranks that mount a shared file system at
+        different paths agree)."""
+        return json.loads(json.dumps({"spec": dataclasses.asdict(self.spec), "images": list(self.file_names)}))
 
     def claim_output(self) -> None:
         """Record this job in ``OUT/job.json``, or check that the job already recorded there is this one.
