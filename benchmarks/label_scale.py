@@ -13,11 +13,11 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
+
+from seem.labeling.distributed import label_command
 
 REPO = Path(__file__).resolve().parents[1]
 TEXTS = ["--text", "person", "--text", "car"]
@@ -29,15 +29,7 @@ def _env() -> dict[str, str]:
 
 
 def _cmd(src: Path, out: Path, nproc: int) -> list[str]:
-    if nproc == 1:
-        head = [sys.executable, "-m", "seem.cli", "label"]
-    else:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        head = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_addr",
-                "127.0.0.1", "--master_port", str(port), "-m", "seem.cli", "label"]
-    return head + [str(src), *TEXTS, "--out", str(out), "--threads", "1", "--no-progress"]
+    return label_command(nproc) + [str(src), *TEXTS, "--out", str(out), "--threads", "1", "--no-progress"]
 
 
 def _run(src: Path, out: Path, nproc: int) -> tuple[float, str]:

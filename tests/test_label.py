@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +14,7 @@ from PIL import Image
 
 from seem.errors import ImageError
 from seem.image_sources import expand_images, output_stems
-from seem.labeling.distributed import Ranks, ranks_from_env
+from seem.labeling.distributed import Ranks, label_command, ranks_from_env
 from seem.labeling.parts import PartStore
 
 pytest.importorskip("pycocotools")
@@ -75,14 +73,7 @@ def test_ranks_from_env():
 def _label(args, env_extra=None, nproc: int = 1) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get(
         "PYTHONPATH", ""), **(env_extra or {})}
-    if nproc == 1:
-        cmd = [sys.executable, "-m", "seem.cli", "label"]
-    else:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_addr",
-               "127.0.0.1", "--master_port", str(port), "-m", "seem.cli", "label"]
+    cmd = label_command(nproc)
     return subprocess.run(cmd + [str(a) for a in args] + ["--threads", "1", "--no-progress"], env=env,
                           capture_output=True, text=True, timeout=600)
 

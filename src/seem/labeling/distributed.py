@@ -60,3 +60,20 @@ class ProcessGroup:
         if self._dist is not None and self._dist.is_initialized():
             self._dist.destroy_process_group()
         self._dist = None
+
+
+def label_command(nproc: int = 1, python: str | None = None) -> list[str]:
+    """The argv prefix that runs ``seem label`` on this machine: ``python -m seem.cli label`` for one process,
+    else ``torchrun`` (``torch.distributed.run``) with ``nproc`` local processes on a free loopback port.
+    Append the ``seem label`` arguments."""
+    import socket
+    import sys
+
+    python = python or sys.executable
+    if nproc == 1:
+        return [python, "-m", "seem.cli", "label"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return [python, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_addr", "127.0.0.1",
+            "--master_port", str(port), "-m", "seem.cli", "label"]

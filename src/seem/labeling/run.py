@@ -79,7 +79,8 @@ class LabelJob:
                 raise SeemError(f"{self.out} holds the output of a seem label job with other {what} ({path}); "
                                 "continue it with the same arguments, or use another --out")
             return
-        if PartStore(self.out).dir.is_dir() and any(PartStore(self.out).dir.glob("*.json")):
+        parts = PartStore(self.out).dir
+        if parts.is_dir() and any(parts.glob("*.json")):
             raise SeemError(f"{self.out} holds part files of an unrecorded job; use another --out")
         atomic_write_bytes(path, json.dumps(mine, indent=1).encode())
 
