@@ -28,6 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_latency import DTYPES, load_model, matmul_gflops_per_s, test_image
 from seem import SeemPredictor
+from seem.modeling.precision import encoding_copy
 from seem.transforms import plan_frame, preprocess_image
 
 STAGES = ("pre", "backbone", "pixel decoder", "cache")
@@ -83,12 +84,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=512, help="shorter image side, pixels")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--direct", action="store_true",
+                        help="also time each precision with the pixel decoder's convs direct (no Winograd), same run")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     image = test_image(args.size)
     print(f"image {image.shape[1]}x{image.shape[0]}, {torch.get_num_threads()} threads, torch {torch.__version__}")
-    header = f"{'model':16} {'precision':9} " + " ".join(f"{s:>13}" for s in STAGES)
+    header = f"{'model':16} {'precision':15} " + " ".join(f"{s:>13}" for s in STAGES)
     print(header + f" {'total ms':>9} {'GFLOP':>6} {'GFLOP/s':>8} {'peak':>6} {'% peak':>6}")
     for name in args.models.split(","):
         model = load_model(name)
@@ -96,13 +99,19 @@ def main(argv: list[str] | None = None) -> int:
         total_flop = sum(flops.values())
         peaks = {dt: matmul_gflops_per_s(dt, 5) for dt in {DTYPES[p] for p in args.precisions.split(",")}}
         for precision in args.precisions.split(","):
-            pred = SeemPredictor(model, vocabulary=["object"], shorter_side=args.size, max_size=None,
-                                 vocabulary_cache_dir=None, precision=precision)
-            ms = stage_times(pred, image, args.repeats)
-            rate = total_flop / (ms["total"] / 1000)
-            peak = peaks[DTYPES[precision]]
-            print(f"{name:16} {precision:9} " + " ".join(f"{ms[s]:13.0f}" for s in STAGES)
-                  + f" {ms['total']:9.0f} {total_flop:6.0f} {rate:8.0f} {peak:6.0f} {100 * rate / peak:6.0f}")
+            for direct in (False, True) if args.direct else (False,):
+                pred = SeemPredictor(model, vocabulary=["object"], shorter_side=args.size, max_size=None,
+                                     vocabulary_cache_dir=None, precision=precision)
+                if direct:  # the same encoder copy, every conv left direct
+                    bf16 = precision in ("bf16", "bf16-all") and getattr(model.backbone, "supports_bf16", True)
+                    pred._encoding_model = encoding_copy(model, torch.bfloat16 if bf16 else torch.float32,
+                                                         winograd_min_channels=1 << 30)
+                ms = stage_times(pred, image, args.repeats)
+                rate = total_flop / (ms["total"] / 1000)
+                peak = peaks[DTYPES[precision]]
+                label = precision + (" direct" if direct else "")
+                print(f"{name:16} {label:15} " + " ".join(f"{ms[s]:13.0f}" for s in STAGES)
+                      + f" {ms['total']:9.0f} {total_flop:6.0f} {rate:8.0f} {peak:6.0f} {100 * rate / peak:6.0f}")
         print(f"{'':26} GFLOP: " + ", ".join(f"{s} {v:.1f}" for s, v in flops.items()))
     return 0
 

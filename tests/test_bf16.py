@@ -94,7 +94,7 @@ def test_bf16_matches_fp32_on_the_demo_prompts(precision):
 def test_bf16_encoder_copy_computes_what_autocast_does():
     """The bf16 modes encode with a copy whose conv/linear weights are stored in bf16 (no per-image weight
     casts): features equal those of the fp32 model under autocast bit for bit; fp32 and MobileNetV2 (an
-    fp32-only backbone) encode with the model itself."""
+    fp32-only backbone) encode with the model's own weights."""
     require_fixture()
     model = fixture_model()
     image = np.random.default_rng(0).integers(0, 256, (96, 128, 3), dtype=np.uint8)
@@ -107,6 +107,9 @@ def test_bf16_encoder_copy_computes_what_autocast_does():
     assert next(model.backbone.parameters()).dtype == torch.float32  # the model itself is unchanged
     assert torch.equal(a.mask_features, b.mask_features)
     assert all(torch.equal(x, y) for x, y in zip(a.multi_scale_features, b.multi_scale_features))
-    assert SeemPredictor(model, vocabulary_cache_dir=None).encoding_model is model
+    assert SeemPredictor(model, vocabulary_cache_dir=None).encoding_model.backbone is model.backbone
     tiny = from_pretrained("seem_tiny")
-    assert SeemPredictor(tiny, precision="bf16", vocabulary_cache_dir=None).encoding_model is tiny
+    tiny_encoder = SeemPredictor(tiny, precision="bf16", vocabulary_cache_dir=None).encoding_model
+    assert tiny_encoder.backbone is tiny.backbone  # MobileNetV2: fp32 only, the model's own weights
+    ptrs = {p.data_ptr() for p in tiny.parameters()}
+    assert all(p.data_ptr() in ptrs for p in tiny_encoder.parameters())

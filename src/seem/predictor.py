@@ -118,14 +118,14 @@ class SeemPredictor:
 
     @property
     def encoding_model(self) -> Seem:
-        """The model images are encoded with: ``model`` in fp32 or with an fp32-only backbone (MobileNetV2);
-        in the bf16 modes :func:`~seem.modeling.precision.encoding_copy` (made on first use): the numbers
-        autocast gives, without casting the encoder's weights for every image."""
-        m = self.model
-        if self.precision not in ("bf16", "bf16-all") or not getattr(m.backbone, "supports_bf16", True):
-            return m
+        """The model images are encoded with, made on first use (:func:`~seem.modeling.precision.encoding_copy`):
+        ``model``'s weights with Winograd 3x3 convs in the pixel decoder; in the bf16 modes (unless the backbone
+        is fp32-only, MobileNetV2) bf16 copies of the encoder's weights: the numbers autocast gives, without
+        casting the weights for every image."""
         if self._encoding_model is None:
-            self._encoding_model = encoding_copy(m)
+            m = self.model
+            bf16 = self.precision in ("bf16", "bf16-all") and getattr(m.backbone, "supports_bf16", True)
+            self._encoding_model = encoding_copy(m, torch.bfloat16 if bf16 else torch.float32)
         return self._encoding_model
 
     def autocast(self, decoder: bool = False):

@@ -72,10 +72,13 @@ class ConvNormAct(nn.Conv2d):
 
     def forward(self, x: Tensor) -> Tensor:
         """``(B, C_in, H, W)`` -> ``(B, C_out, H, W)``."""
-        x = super().forward(x)
+        return self.activate(super().forward(x))
+
+    def activate(self, y: Tensor) -> Tensor:
+        """The norm and ReLU after the conv (also run after a Winograd conv: :mod:`seem.modeling.winograd`)."""
         if self.norm is not None:
-            x = self.norm(x)
-        return F.relu(x) if self.relu else x
+            y = self.norm(y)
+        return F.relu(y) if self.relu else y
 
 
 class TransformerEncoderLayer(nn.Module):
