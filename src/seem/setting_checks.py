@@ -77,4 +77,4 @@ def config_of(cls: type[_C], value: Any, field: str = "config") -> _C:
             raise PromptError(f"{field}: unknown field(s) {', '.join(unknown)} of {cls.__name__} "
                               f"(fields: {', '.join(known)})")
         return cls(**value)
-    raise PromptTypeError(f"{field} must be a {cls.__name__} or a mapping of its fields, got {type(value).__name__}")
+    raise PromptTypeError(f"{field} must be {cls.__name__}(...) or a mapping of its fields, got {type(value).__name__}")
