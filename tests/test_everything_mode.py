@@ -100,3 +100,51 @@ def test_candidate_masks_stay_within_their_byte_budget(predictor, result):
     assert r.scores[0] == pytest.approx(result.scores[0])
     with pytest.raises(PromptError, match="max_candidate_bytes"):
         EverythingConfig(max_candidate_bytes=0)
+
+
+# ---------------------------------------------------------------------------------------------- input validation
+def _bad_fields():
+    """Each field of EverythingConfig with values of the wrong type (TypeError) or not finite (ValueError)."""
+    import dataclasses
+
+    for f in dataclasses.fields(EverythingConfig):
+        if f.type == "int":
+            yield from ((f.name, v, TypeError) for v in (2.5, float("nan"), True, "8", None))
+        else:
+            yield from ((f.name, v, TypeError) for v in ("0.3", True, None, [0.3]))
+            yield from ((f.name, v, ValueError) for v in (float("nan"), float("inf"), -float("inf")))
+
+
+@pytest.mark.parametrize("name, value, error", list(_bad_fields()))
+def test_config_rejects_wrong_types_and_non_finite_values(name, value, error):
+    with pytest.raises(error, match=name) as info:
+        EverythingConfig(**{name: value})
+    assert isinstance(info.value, PromptError)  # a PromptError too: the server's 422, the CLI's message
+
+
+def test_config_accepts_numpy_numbers_as_python_ones():
+    c = EverythingConfig(points_per_side=np.int64(4), max_masks=np.int32(8), score_threshold=np.float32(0.25),
+                         nms_threshold=1)
+    assert type(c.points_per_side) is int and type(c.max_masks) is int and c.points_per_side == 4
+    assert type(c.score_threshold) is float and c.score_threshold == 0.25 and type(c.nms_threshold) is float
+    assert c == EverythingConfig(points_per_side=4, max_masks=8, score_threshold=0.25, nms_threshold=1.0)
+
+
+def test_config_as_a_mapping(predictor):
+    as_dict = predictor.segment_everything(kind="everything", config={"points_per_side": 2})
+    as_config = predictor.segment_everything(kind="everything", config=EverythingConfig(points_per_side=2))
+    np.testing.assert_array_equal(as_dict.masks, as_config.masks)
+    with pytest.raises(PromptError, match="'points_per_sid'"):
+        predictor.segment_everything(kind="everything", config={"points_per_sid": 8})
+    with pytest.raises(TypeError, match="points_per_side"):
+        predictor.segment_everything(kind="everything", config={"points_per_side": 2.5})
+    for bad in ("fast", [("points_per_side", 8)], 8):
+        with pytest.raises(TypeError, match=r"config must be EverythingConfig\(\.\.\.\) or a mapping"):
+            predictor.segment_everything(kind="everything", config=bad)
+
+
+@pytest.mark.parametrize("kind", ["panoptic", "semantic", "instance"])
+def test_config_only_with_kind_everything(predictor, kind):
+    for config in (EverythingConfig(), {"points_per_side": 8}):
+        with pytest.raises(ValueError, match=f"config.*kind={kind!r}"):
+            predictor.segment_everything(kind=kind, config=config)

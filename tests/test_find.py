@@ -8,6 +8,7 @@ import torch
 
 from seem import SeemPredictor, from_pretrained
 from seem.errors import ImageError, PromptError
+from seem.find import FindConfig, find_instances
 from seem.mask_ops import mask_iou_matrix, mask_nms, masks_to_boxes, point_grid, stability_score
 
 
@@ -141,3 +142,60 @@ def test_find_rejects_bad_thresholds_and_needs_an_image(predictor):
     fresh = SeemPredictor(predictor.model, vocabulary_cache_dir=None)
     with pytest.raises(ImageError, match="no image"):
         fresh.find("car")
+
+
+# ---------------------------------------------------------------------------------------------- input validation
+@pytest.mark.parametrize("kwargs, error", [
+    (dict(max_instances=2.5), TypeError), (dict(max_instances=True), TypeError), (dict(max_instances="5"), TypeError),
+    (dict(max_instances=float("nan")), TypeError), (dict(score_threshold="0.3"), TypeError),
+    (dict(score_threshold=True), TypeError), (dict(nms_threshold=None), TypeError),
+    (dict(score_threshold=float("nan")), ValueError), (dict(nms_threshold=float("inf")), ValueError),
+])
+def test_find_rejects_wrong_types_and_non_finite_settings(predictor, kwargs, error):
+    (name,) = kwargs
+    with pytest.raises(error, match=name) as info:
+        predictor.find("person", **kwargs)
+    assert isinstance(info.value, PromptError)
+    with pytest.raises(error, match=name):
+        FindConfig(**kwargs)
+
+
+def test_find_config_accepts_numpy_numbers_and_a_mapping(predictor):
+    c = FindConfig(np.float32(0.5), 1, np.int64(3))
+    assert (type(c.score_threshold), type(c.nms_threshold), type(c.max_instances)) == (float, float, int)
+    assert c == FindConfig(0.5, 1.0, 3)
+    with torch.inference_mode():  # as predictor.find calls it
+        by_mapping = find_instances(predictor, "person", {"score_threshold": 0.5})["person"]
+    np.testing.assert_array_equal(by_mapping.masks, predictor.find("person", score_threshold=0.5)["person"].masks)
+    with pytest.raises(PromptError, match="'threshold'"):
+        find_instances(predictor, "person", {"threshold": 0.5})
+    with pytest.raises(TypeError, match="config"):
+        find_instances(predictor, "person", 0.5)
+
+
+@pytest.mark.parametrize("texts", [{"person"}, frozenset({"person", "chair"}), {"person": 1}, (t for t in ["person"]),
+                                   b"person", np.array(["person"]), None])
+def test_find_texts_must_be_a_phrase_or_an_ordered_list(predictor, texts):
+    with pytest.raises(TypeError, match="texts: expected a phrase or a list of phrases") as info:
+        predictor.find(texts)
+    assert isinstance(info.value, PromptError)
+
+
+@pytest.mark.parametrize("texts, message", [("", "texts: the phrase '' is blank"), ("  ", "texts: the phrase '  ' is blank"),
+                                            ([], r"texts: no phrase given \(an empty list\)"),
+                                            ((), r"texts: no phrase given \(an empty tuple\)")])
+def test_find_rejects_empty_phrases(predictor, texts, message):
+    with pytest.raises(PromptError, match=message):
+        predictor.find(texts)
+
+
+@pytest.mark.parametrize("value", [1, 0, "yes", None, np.int64(1)])
+def test_predict_all_instances_must_be_a_bool(predictor, value):
+    with pytest.raises(TypeError, match="all_instances must be True or False") as info:
+        predictor.predict(text="person", all_instances=value)
+    assert isinstance(info.value, PromptError)
+
+
+def test_predict_all_instances_takes_numpy_bools(predictor):
+    np.testing.assert_array_equal(predictor.predict(text="person", all_instances=np.bool_(True)).masks,
+                                  predictor.predict(text="person", all_instances=True).masks)

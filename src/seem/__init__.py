@@ -23,7 +23,8 @@ _EXPORTS = {
     **dict.fromkeys(("BackboneConfig", "DecoderConfig", "FocalNetConfig", "InferenceConfig", "MobileNetV2Config",
                      "PixelDecoderConfig", "SeemConfig", "TextConfig", "ViTConfig"), "seem.configs"),
     "resolve_device": "seem.device",
-    **dict.fromkeys(("CheckpointError", "ConfigError", "ImageError", "PromptError", "SeemError"), "seem.errors"),
+    **dict.fromkeys(("CheckpointError", "ConfigError", "ImageError", "PromptError", "PromptTypeError", "SeemError"),
+                   "seem.errors"),
     "DEFAULT_MODEL": "seem.hub", "from_pretrained": "seem.hub",
     "Seem": "seem.modeling.seem",
     "SeemPredictor": "seem.predictor",
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
         ViTConfig,
     )
     from seem.device import resolve_device
-    from seem.errors import CheckpointError, ConfigError, ImageError, PromptError, SeemError
+    from seem.errors import CheckpointError, ConfigError, ImageError, PromptError, PromptTypeError, SeemError
     from seem.hub import DEFAULT_MODEL, from_pretrained
     from seem.modeling.seem import Seem
     from seem.predictor import SeemPredictor
@@ -69,7 +70,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "DEFAULT_MODEL", "BackboneConfig", "CheckpointError", "ConfigError", "DecoderConfig", "FocalNetConfig",
     "ImageError", "InferenceConfig", "InstanceResult", "MobileNetV2Config", "PanopticResult", "PixelDecoderConfig",
-    "Prediction", "PromptError", "Prompts", "ReferencePrompt",
+    "Prediction", "PromptError", "PromptTypeError", "Prompts", "ReferencePrompt",
     "Seem", "SeemConfig", "SeemError", "SeemPredictor", "Segment", "SemanticResult", "TextConfig", "ViTConfig",
     "build_seem", "from_pretrained", "resolve_device",
 ]

@@ -15,9 +15,9 @@ resolution the decoder predicts at); masks are returned at the original size.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -28,6 +28,7 @@ from seem import postprocess as pp
 from seem.errors import PromptError
 from seem.mask_ops import mask_nms, masks_to_boxes, point_grid, stability_score
 from seem.object_queries import object_queries
+from seem.setting_checks import config_of, number_fields
 from seem.structures import EverythingResult
 from seem.vocabularies import check_vocabulary
 
@@ -54,6 +55,11 @@ class EverythingConfig:
         max_candidate_bytes: memory for the original-size candidate masks held before the final NMS. Past it
             the candidates are reduced as they come (mask NMS, then the best that fit), which bounds memory on
             large images and dense grids; a single NMS over all candidates can keep a few other masks.
+
+    Raises:
+        PromptTypeError (a PromptError and a TypeError): an ``int`` field that is not an integer (``2.5``,
+            ``True``; NumPy integers are fine) or a ``float`` field that is not a real number (``"0.3"``).
+        PromptError: NaN, an infinity or a value outside its range, naming the field.
     """
 
     points_per_side: int = 16
@@ -68,6 +74,7 @@ class EverythingConfig:
     max_candidate_bytes: int = 1 << 30
 
     def __post_init__(self) -> None:
+        number_fields(self)  # types first (stored as int / float), then the ranges
         if not 1 <= self.points_per_side <= 64:
             raise PromptError(f"points_per_side must lie in [1, 64], got {self.points_per_side}")
         if not 1 <= self.points_per_batch <= 256:
@@ -75,10 +82,9 @@ class EverythingConfig:
         for name in ("query_threshold", "score_threshold", "stability_threshold", "nms_threshold"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise PromptError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
-        if self.min_area < 0 or self.max_masks < 1 or self.stability_offset < 0:
-            raise PromptError("min_area and stability_offset must be >= 0 and max_masks >= 1")
-        if self.max_candidate_bytes < 1:
-            raise PromptError(f"max_candidate_bytes must be >= 1, got {self.max_candidate_bytes}")
+        for name, least in (("stability_offset", 0), ("min_area", 0), ("max_masks", 1), ("max_candidate_bytes", 1)):
+            if getattr(self, name) < least:
+                raise PromptError(f"{name} must be >= {least}, got {getattr(self, name)}")
 
 
 @dataclass
@@ -170,14 +176,15 @@ def _in_inference_mode(fn: Callable[[], None]) -> None:
 
 
 def everything_masks(predictor: SeemPredictor, vocabulary: Sequence[str] | None = None,
-                     config: EverythingConfig = EverythingConfig(),
+                     config: EverythingConfig | Mapping[str, Any] | None = None,
                      run: Callable[[Callable[[], None]], None] | None = None) -> EverythingResult:
     """Class-agnostic masks of every object and region of ``predictor``'s current image (see the module docstring).
 
     Args:
         predictor: a :class:`seem.SeemPredictor` with an image set.
         vocabulary: names for each mask's best label (default: the predictor's vocabulary).
-        config: grid, batching, thresholds (:class:`EverythingConfig`).
+        config: grid, batching, thresholds: an :class:`EverythingConfig`, a mapping of some of its fields
+            (``{"points_per_side": 8}`` is ``EverythingConfig(points_per_side=8)``) or None for the defaults.
         run: runs each model step ``fn()`` (the object queries, then one per batch of points) under
             ``torch.inference_mode``; default: calls it so. A server passes its bulk queue, so clicks are served between the steps of a long call.
 
@@ -186,8 +193,11 @@ def everything_masks(predictor: SeemPredictor, vocabulary: Sequence[str] | None 
         scores, stability scores, XYXY boxes, labels and where each mask came from.
 
     Raises:
-        PromptError: an invalid vocabulary. ImageError: no image set.
+        PromptError: an invalid vocabulary; a ``config`` mapping with unknown keys (named) or values out of range.
+        PromptTypeError (a PromptError and a TypeError): ``config`` neither an EverythingConfig nor a mapping,
+            or a field of the wrong type (named). ImageError: no image set.
     """
+    config = config_of(EverythingConfig, config)
     frame, feats = predictor._require_image()
     names = check_vocabulary(vocabulary) if vocabulary is not None else tuple(predictor.vocabulary)
     view = predictor if tuple(predictor.vocabulary) == names else predictor.with_image(frame, feats, predictor.image)

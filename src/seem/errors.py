@@ -15,6 +15,11 @@ class PromptError(SeemError, ValueError):
     """A prompt is invalid: outside the image, empty, malformed, or a text longer than the context."""
 
 
+class PromptTypeError(PromptError, TypeError):
+    """A prompt or setting of the wrong type (a string threshold, a float count, a set of phrases): a
+    :class:`PromptError` that is also a :class:`TypeError`, so either ``except`` catches it."""
+
+
 class CheckpointError(SeemError):
     """A checkpoint cannot be loaded: wrong variant (missing/unexpected keys), bad shapes, unsafe pickle."""
 

@@ -7,8 +7,8 @@ runs the decoder's object queries with no prompt, once per image, and scores the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -32,7 +32,8 @@ EVERYTHING_BUDGET = 400_000_000
 
 
 def segment_everything(predictor: SeemPredictor, vocabulary: Sequence[str] | None = None, kind: str = "panoptic",
-                       thing_classes: Sequence[str] | None = None, config: EverythingConfig | None = None):
+                       thing_classes: Sequence[str] | None = None,
+                       config: EverythingConfig | Mapping[str, Any] | None = None):
     """Open-vocabulary panoptic, semantic or instance segmentation of ``predictor``'s current image.
 
     Args:
@@ -44,6 +45,8 @@ def segment_everything(predictor: SeemPredictor, vocabulary: Sequence[str] | Non
             settings in ``config``); every map and mask at the original image size ``(H, W)``.
         thing_classes: which names are countable things (stuff segments of one class are merged); default:
             the model's own thing classes for its default vocabulary, COCO's things for COCO names, else every class.
+        config: ``kind="everything"`` only: an :class:`EverythingConfig`, a mapping of some of its fields
+            (``{"points_per_side": 8}``, unknown keys rejected by name) or None for the defaults.
 
     Post-processing follows the official ``evaluate`` path: query masks are upsampled, cropped and resized to the
     original size before semantic / panoptic / instance inference, with the thresholds of the config. Only when
@@ -53,13 +56,18 @@ def segment_everything(predictor: SeemPredictor, vocabulary: Sequence[str] | Non
     Instances keep thing classes only.
 
     Raises:
-        PromptError: an invalid vocabulary or ``kind``.
+        PromptError: an invalid vocabulary or ``kind``; a ``config`` with another kind than ``"everything"``
+            (it would be ignored), a ``config`` mapping with unknown keys or values out of range.
+        PromptTypeError (a PromptError and a TypeError): ``config`` neither an EverythingConfig nor a mapping,
+            or one of its fields of the wrong type (named).
         ImageError: no image set.
     """
     if kind not in KINDS:
         raise PromptError(f"kind must be panoptic, semantic, instance or everything, got {kind!r}")
     if kind == "everything":
-        return everything_masks(predictor, vocabulary, config or EverythingConfig())
+        return everything_masks(predictor, vocabulary, config)
+    if config is not None:
+        raise PromptError(f"config (EverythingConfig) applies to kind='everything' only, got it with kind={kind!r}")
     names = check_vocabulary(vocabulary) if vocabulary is not None else predictor.vocabulary
     frame, _ = predictor._require_image()
     class_embed, query_masks = object_queries(predictor)

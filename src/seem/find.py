@@ -17,18 +17,19 @@ group does not depend on the other phrases of the call: ``find(["car", "person"]
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from seem import postprocess as pp
-from seem.errors import PromptError
+from seem.errors import PromptError, PromptTypeError
 from seem.mask_ops import mask_nms, masks_to_boxes
 from seem.object_queries import object_queries
+from seem.setting_checks import config_of, number_fields
 from seem.structures import FindResult, PhraseInstances, Prediction
 from seem.vocabularies import check_vocabulary
 
@@ -46,6 +47,11 @@ class FindConfig:
         score_threshold: keep instances scoring at least this (score in [0, 1], see :class:`PhraseInstances`).
         nms_threshold: drop an instance whose mask IoU with a better one of the same phrase is above this.
         max_instances: at most this many instances per phrase (the official ``detections_per_image`` is 100).
+
+    Raises:
+        PromptTypeError (a PromptError and a TypeError): a threshold that is not a real number (``"0.3"``,
+            ``True``) or a ``max_instances`` that is not an integer (``2.5``; NumPy integers are fine).
+        PromptError: NaN, an infinity or a value outside its range, naming the field.
     """
 
     score_threshold: float = 0.3
@@ -53,6 +59,7 @@ class FindConfig:
     max_instances: int = 100
 
     def __post_init__(self) -> None:
+        number_fields(self)  # types first (stored as int / float), then the ranges
         if not 0.0 <= self.score_threshold <= 1.0:
             raise PromptError(f"score_threshold must lie in [0, 1], got {self.score_threshold}")
         if not 0.0 <= self.nms_threshold <= 1.0:
@@ -62,19 +69,28 @@ class FindConfig:
 
 
 def check_phrases(texts: str | Sequence[str], field: str = "texts") -> tuple[str, ...]:
-    """A phrase or a list of phrases -> a tuple of distinct, non-blank phrases.
+    """A phrase or a list (tuple, any sequence) of phrases -> a tuple of distinct, non-blank phrases, in order.
 
     Raises:
-        PromptError: an empty list, blank or non-string phrases, duplicates, more than :data:`MAX_PHRASES`.
+        PromptTypeError (a PromptError and a TypeError): neither a str nor a sequence, e.g. a set, a dict or a
+            generator (their order would decide the order of the groups), None or bytes.
+        PromptError: an empty string or list, blank or non-string phrases, duplicates, more than
+            :data:`MAX_PHRASES`.
     """
-    names = [texts] if isinstance(texts, str) else texts
-    try:
-        count = len(names)
-    except TypeError:
-        raise PromptError(f"{field}: expected a phrase or a list of phrases, got {type(texts).__name__}") from None
+    if isinstance(texts, str):
+        if not texts.strip():
+            raise PromptError(f"{field}: the phrase {texts!r} is blank; expected a non-blank phrase")
+        texts = [texts]
+    elif isinstance(texts, (bytes, bytearray)) or not isinstance(texts, Sequence):
+        unordered = isinstance(texts, Iterable) and not isinstance(texts, (bytes, bytearray))
+        raise PromptTypeError(f"{field}: expected a phrase or a list of phrases (str, list or tuple of str), got "
+                              f"{type(texts).__name__}" + ("; its order is not fixed, pass a list" if unordered else ""))
+    count = len(texts)
+    if not count:
+        raise PromptError(f"{field}: no phrase given (an empty {type(texts).__name__})")
     if count > MAX_PHRASES:
         raise PromptError(f"{field}: {count} phrases, at most {MAX_PHRASES} in one call")
-    return check_vocabulary(names, field)
+    return check_vocabulary(texts, field)
 
 
 def _phrase_logits(predictor: SeemPredictor, class_embed: Tensor, phrases: tuple[str, ...],
@@ -118,14 +134,16 @@ def _query_masks(predictor: SeemPredictor, query_masks: Tensor, index: Tensor) -
     return torch.stack(masks), torch.stack(scores).float()
 
 
-def find_instances(predictor: SeemPredictor, texts: str | Sequence[str], config: FindConfig = FindConfig(),
+def find_instances(predictor: SeemPredictor, texts: str | Sequence[str],
+                   config: FindConfig | Mapping[str, Any] | None = None,
                    context: Sequence[str] | None | str = "vocabulary") -> FindResult:
     """Every instance of each phrase on ``predictor``'s current image, from one decoder pass.
 
     Args:
         predictor: a :class:`seem.SeemPredictor` with an image set.
-        texts: a phrase (``"car"``) or a list of phrases; one group of instances per phrase, in order.
-        config: score threshold, mask NMS threshold and the most instances per phrase.
+        texts: a phrase (``"car"``) or a list / tuple of phrases; one group of instances per phrase, in order.
+        config: score threshold, mask NMS threshold and the most instances per phrase: a :class:`FindConfig`,
+            a mapping of some of its fields (``{"score_threshold": 0.5}``) or None for the defaults.
         context: names that compete with the phrases for each query (see the module docstring):
             ``"vocabulary"`` (default) the predictor's vocabulary, a list of names, or None for none.
 
@@ -134,10 +152,14 @@ def find_instances(predictor: SeemPredictor, texts: str | Sequence[str], config:
         float32 descending, ``boxes`` ``(N, 4)`` float32 XYXY pixels.
 
     Raises:
-        PromptError: no phrase, blank / duplicate phrases, an invalid context.
+        PromptError: no phrase, blank / duplicate phrases, an invalid context, a ``config`` mapping with unknown
+            keys (named) or values out of range.
+        PromptTypeError (a PromptError and a TypeError): ``texts`` neither a str nor a list / tuple (a set, a
+            generator), ``config`` neither a FindConfig nor a mapping, or a field of the wrong type (named).
         ImageError: no image set.
     """
     phrases = check_phrases(texts)
+    config = config_of(FindConfig, config)
     ctx = tuple(predictor.vocabulary) if isinstance(context, str) and context == "vocabulary" else (
         None if context is None else check_vocabulary(context, "context"))
     predictor._require_image()

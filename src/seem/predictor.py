@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -72,10 +72,8 @@ class SeemPredictor:
         self._decoding_model: Seem | None = None
         self._encoding_model: Seem | None = None
         if not isinstance(model, Seem):
-            raise TypeError(
-                f"SeemPredictor needs a built Seem model, got {type(model).__name__}; "
-                "use SeemPredictor.from_pretrained(name_or_path) for a name or a checkpoint path"
-            )
+            raise TypeError(f"SeemPredictor needs a built Seem model, got {type(model).__name__}; "
+                            "use SeemPredictor.from_pretrained(name_or_path) for a name or a checkpoint path")
         self.model = model.eval()
         cfg = model.config
         self.shorter_side = cfg.test_shorter_side if shorter_side == "config" else shorter_side
@@ -287,7 +285,7 @@ class SeemPredictor:
         Raises:
             PromptError: no prompt, malformed or out-of-image prompts (naming the field), a text longer than
                 77 tokens, a bad ``memory``, a :class:`Prompts` together with prompt keywords.
-            ImageError: no image set.
+            PromptTypeError (a PromptError and a TypeError): ``all_instances`` not a bool. ImageError: no image set.
         """
         fields = dict(points=points, point_labels=point_labels, boxes=boxes, scribbles=scribbles,
                       polygons=polygons, masks=masks, reference=reference)
@@ -298,7 +296,7 @@ class SeemPredictor:
             if prompts is not None and text is not None:
                 raise PromptError("text given twice: as the first argument and as text=")
             prompts = Prompts(text=prompts if text is None else text, **fields)
-        if all_instances:
+        if checks.flag(all_instances, "all_instances"):
             if prompts.has_visual or memory is not None or not prompts.text or len(prompts.text) != 1:
                 raise PromptError("all_instances=True takes exactly one text phrase alone; find([...]) several")
             return instances_prediction(self, prompts.text[0])
@@ -387,14 +385,16 @@ class SeemPredictor:
         """Every instance of each phrase (``"car"`` or ``["car", "person"]``) from one decoder pass
         (:func:`seem.find.find_instances`): a :class:`FindResult`, one group per phrase (masks ``(N, H, W)`` bool,
         original size; scores ``(N,)``; boxes ``(N, 4)`` XYXY pixels). ``PromptError``: no / blank / duplicate
-        phrases, thresholds outside [0, 1]; ``ImageError``: no image."""
-        config = FindConfig(score_threshold, nms_threshold, max_instances)
-        return find_instances(self, texts, config, context)
+        phrases, thresholds outside [0, 1] or NaN; ``PromptTypeError`` (also a ``TypeError``): ``texts`` not a str /
+        list / tuple of str, a threshold not a number, ``max_instances`` not an integer; ``ImageError``: no image."""
+        return find_instances(self, texts, FindConfig(score_threshold, nms_threshold, max_instances), context)
 
     @torch.inference_mode()
     def segment_everything(self, vocabulary: Sequence[str] | None = None, kind: str = "panoptic",
-                           thing_classes: Sequence[str] | None = None, config: EverythingConfig | None = None):
+                           thing_classes: Sequence[str] | None = None,
+                           config: EverythingConfig | Mapping[str, Any] | None = None):
         """Open-vocabulary panoptic / semantic / instance segmentation, or ``kind="everything"`` (class-agnostic
-        masks of every region, ``config``: :class:`seem.automatic.EverythingConfig`): :func:`seem.everything.
-        segment_everything` (original size; ``PromptError``: bad vocabulary / kind / config; ``ImageError``)."""
+        masks of every region; ``config``: an :class:`seem.automatic.EverythingConfig` or a mapping of its fields):
+        :func:`seem.everything.segment_everything` (original size; ``PromptError``: bad vocabulary / kind / config
+        values, a config with another kind; ``PromptTypeError``: a config or field of the wrong type; ``ImageError``)."""
         return segment_everything(self, vocabulary, kind, thing_classes, config)

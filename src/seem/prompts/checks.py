@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from seem.errors import PromptError
+from seem.errors import PromptError, PromptTypeError
 
 
 def numbers(value, field: str, shape_hint: str) -> np.ndarray:
@@ -88,6 +88,13 @@ def texts(text) -> tuple[str, ...] | None:
     if any(not t.strip() for t in items) or not items:
         raise PromptError("a text prompt is empty")
     return tuple(items)
+
+
+def flag(value, field: str) -> bool:
+    """``value`` as a Python ``bool``; PromptTypeError for anything else (``1``, ``"yes"``, ``None``)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise PromptTypeError(f"{field} must be True or False, got {value!r:.60} ({type(value).__name__})")
+    return bool(value)
 
 
 def point_labels(labels, shape: tuple[int, int]) -> np.ndarray:
