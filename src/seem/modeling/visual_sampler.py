@@ -54,8 +54,9 @@ class RandomSampler:
     """
 
     def __init__(self, seed: int | None = None) -> None:
-        self._last_masks: Tensor | None = None
-        self._last_points = torch.empty(3, 0)
+        # the pixel lists of the last two region masks (a pass samples its positive and negative masks once
+        # per level, alternating); holding the masks keeps their ids from being reused meanwhile
+        self._listed: list[tuple[Tensor, Tensor]] = []
         if seed is None:
             self._points = self._queries = self._memories = None
         else:
@@ -63,9 +64,10 @@ class RandomSampler:
 
     def sample_points(self, masks: Tensor, max_len: int) -> Tensor:
         # the decoder samples the same region masks once per level: their pixels are listed once
-        if self._last_masks is not masks:
-            self._last_masks, self._last_points = masks, _normalised_nonzero(masks)
-        points = self._last_points
+        points = next((p for m, p in self._listed if m is masks), None)
+        if points is None:
+            points = _normalised_nonzero(masks)
+            self._listed = [*self._listed[-1:], (masks, points)]
         n = points.shape[1]
         if n <= max_len:
             return points
@@ -139,15 +141,15 @@ def point_sample(features: Tensor, points_yx: Tensor) -> Tensor:
     y, x = pts[..., 0] * (h - 1), pts[..., 1] * (w - 1)
     y0, x0 = y.floor(), x.floor()
     wy1, wx1 = y - y0, x - x0
-    flat = features.reshape(b, c, h * w)
-    out = torch.zeros(b, c, pts.shape[1], dtype=torch.float32, device=features.device)
-    for dy, wy in ((0, 1 - wy1), (1, wy1)):
-        for dx, wx in ((0, 1 - wx1), (1, wx1)):
-            yy, xx = y0 + dy, x0 + dx
-            valid = (yy >= 0) & (yy <= h - 1) & (xx >= 0) & (xx <= w - 1)
-            index = (yy.clamp(0, h - 1) * w + xx.clamp(0, w - 1)).long()
-            values = torch.gather(flat, 2, index[:, None, :].expand(b, c, -1)).float()
-            out += values * (wy * wx * valid)[:, None, :]
+    # the four neighbours (y0, x0), (y0, x0 + 1), (y0 + 1, x0), (y0 + 1, x0 + 1) in one gather: (B, 4, P)
+    offsets = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]], device=features.device)
+    yy, xx = y0[:, None, :] + offsets[:, 0, None], x0[:, None, :] + offsets[:, 1, None]
+    wy = torch.stack([1 - wy1, 1 - wy1, wy1, wy1], dim=1)
+    wx = torch.stack([1 - wx1, wx1, 1 - wx1, wx1], dim=1)
+    valid = (yy >= 0) & (yy <= h - 1) & (xx >= 0) & (xx <= w - 1)
+    index = (yy.clamp(0, h - 1) * w + xx.clamp(0, w - 1)).long().flatten(1)  # (B, 4P)
+    values = torch.gather(features.reshape(b, c, h * w), 2, index[:, None, :].expand(b, c, -1)).float()
+    out = (values.view(b, c, 4, -1) * (wy * wx * valid)[:, None]).sum(2)
     return out.to(features.dtype)
 
 
