@@ -49,6 +49,17 @@ def test_fp32_winograd_equals_the_direct_conv(tf, size, channels_last):
         assert _rel(y, ref) < 2e-5, f"{tf.m}x{tf.m} tiles, {size}: rel error {_rel(y, ref):.2e}"
 
 
+def test_chunks_of_tile_rows_give_the_same_result():
+    """Bounded memory: one row of tiles at a time (and uneven last chunks) computes the same numbers."""
+    gen = torch.Generator().manual_seed(1)
+    x, w = torch.randn(2, 16, 23, 17, generator=gen), torch.randn(8, 16, 3, 3, generator=gen)
+    u = transform_weight(w, F4X4_3X3, torch.float32)
+    whole = winograd_conv3x3(x, u, None, F4X4_3X3, chunk_bytes=1 << 40)
+    for chunk in (1, 3 * 36 * 2 * 5 * 24 * 4):  # one row of tiles; three rows (6 tile rows: 3 + 3)
+        assert torch.equal(winograd_conv3x3(x, u, None, F4X4_3X3, chunk_bytes=chunk), whole)
+    assert _rel(whole, F.conv2d(x.double(), w.double(), padding=1)) < 2e-5
+
+
 def test_bf16_products_stay_within_bf16_error():
     """F(2x2, 3x3) with bf16 tile products: within 3 % of the largest output, the order of a direct bf16 conv
     (which is within ~1 %)."""

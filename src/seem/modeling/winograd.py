@@ -86,8 +86,11 @@ def _combine(coefs: tuple[float, ...], terms: list[Tensor], out: Tensor) -> Tens
     return out
 
 
+CHUNK_BYTES = 32 << 20  # tile-domain operand + product held at once: bounds the extra memory on large images
+
+
 def winograd_conv3x3(x: Tensor, u: Tensor, bias: Tensor | None, tf: WinogradTransform,
-                     out_dtype: torch.dtype | None = None, sum_dtype: torch.dtype | None = None) -> Tensor:
+                     out_dtype: torch.dtype | None = None, chunk_bytes: int = CHUNK_BYTES) -> Tensor:
     """``F.conv2d(x, w, bias, padding=1)`` for a 3x3 ``w`` given as ``u = transform_weight(w, tf, dtype)``.
 
     Args:
@@ -96,6 +99,8 @@ def winograd_conv3x3(x: Tensor, u: Tensor, bias: Tensor | None, tf: WinogradTran
         bias: ``(C_out,)`` or None.
         tf: the transform ``u`` was made with.
         out_dtype: dtype of the result (default ``x.dtype``).
+        chunk_bytes: rows of tiles are transformed and multiplied a chunk at a time, each chunk's tile-domain
+            input and product within about this many bytes (at least one row of tiles).
 
     Returns:
         ``(B, C_out, H, W)`` in channels_last memory format.
@@ -103,31 +108,50 @@ def winograd_conv3x3(x: Tensor, u: Tensor, bias: Tensor | None, tf: WinogradTran
     b, c, h, w = x.shape
     m, a = tf.m, tf.alpha
     th, tw = -(-h // m), -(-w // m)
-    out_dtype = out_dtype or x.dtype
+    k_out = u.shape[-1]
     # NHWC, zero border of 1 (the conv's padding) plus what completes the last tile
     xp = F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, tw * m + 1 - w, 1, th * m + 1 - h))
-    rows = [xp[:, k:k + m * th:m] for k in range(a)]
-    v = torch.empty(a, a, b, th, tw, c, dtype=u.dtype, device=x.device)
-    t = torch.empty(b, th, xp.shape[2], c, dtype=sum_dtype or x.dtype, device=x.device)
-    for j in range(a):  # B^T d B: rows, then columns, written straight into the batched-GEMM operand
-        _combine(tf.bt[j], rows, t)
+    y = torch.empty(b, th, m, tw, m, k_out, dtype=out_dtype or x.dtype, device=x.device)
+    row_bytes = a * a * b * tw * (c + k_out) * u.element_size()
+    step = max(1, chunk_bytes // row_bytes)
+    for r0 in range(0, th, step):
+        r1 = min(th, r0 + step)
+        v = _input_tiles(xp[:, m * r0:m * r1 + 2], tf, tw, u.dtype)
+        prod = torch.bmm(v.view(a * a, -1, c), u).view(a, a, b, r1 - r0, tw, k_out)
+        _output_tiles(prod, tf, y[:, r0:r1])
+    out = y.view(b, th * m, tw * m, k_out)[:, :h, :w]
+    if not out.is_contiguous():  # cropped: partial last tiles
+        out = out.contiguous()
+    if bias is not None:
+        out.add_(bias.to(out.dtype))
+    return out.permute(0, 3, 1, 2)
+
+
+def _input_tiles(xp: Tensor, tf: WinogradTransform, tw: int, dtype: torch.dtype) -> Tensor:
+    """``B^T d B`` of every tile of the padded NHWC rows ``xp`` ``(B, m*rows + 2, m*tw + 2, C)``: rows, then
+    columns, written straight into the batched-GEMM operand ``(a, a, B, rows, tw, C)``."""
+    m, a = tf.m, tf.alpha
+    b, rows_px, _, c = xp.shape
+    rows = (rows_px - 2) // m
+    strided = [xp[:, k:k + m * rows:m] for k in range(a)]
+    v = torch.empty(a, a, b, rows, tw, c, dtype=dtype, device=xp.device)
+    t = torch.empty(b, rows, xp.shape[2], c, dtype=xp.dtype, device=xp.device)
+    for j in range(a):
+        _combine(tf.bt[j], strided, t)
         cols = [t[:, :, k:k + m * tw:m] for k in range(a)]
         for i in range(a):
             _combine(tf.bt[i], cols, v[j, i])
-    k_out = u.shape[-1]
-    prod = torch.bmm(v.view(a * a, b * th * tw, c), u).view(a, a, b, th, tw, k_out)
-    y = torch.empty(b, th, m, tw, m, k_out, dtype=out_dtype, device=x.device)
-    s = torch.empty(a, b, th, tw, k_out, dtype=sum_dtype or prod.dtype, device=x.device)
-    for j in range(m):  # A^T M A into the interleaved output tiles
+    return v
+
+
+def _output_tiles(prod: Tensor, tf: WinogradTransform, y: Tensor) -> None:
+    """``A^T M A`` of the tile products ``prod`` ``(a, a, B, rows, tw, K)`` into the interleaved output tiles
+    ``y`` ``(B, rows, m, tw, m, K)``."""
+    s = torch.empty(prod.shape[1:], dtype=prod.dtype, device=prod.device)
+    for j in range(tf.m):
         _combine(tf.at[j], list(prod.unbind(0)), s)
-        for i in range(m):
+        for i in range(tf.m):
             _combine(tf.at[i], list(s.unbind(0)), y[:, :, j, :, i])
-    y = y.view(b, th * m, tw * m, k_out)[:, :h, :w]
-    if bias is not None:
-        y = y + bias.to(out_dtype)
-    elif not y.is_contiguous():
-        y = y.contiguous()
-    return y.permute(0, 3, 1, 2)
 
 
 def winograd_eligible(conv: nn.Module, min_channels: int = 64) -> bool:
