@@ -76,8 +76,9 @@ def test_bf16_products_stay_within_bf16_error():
 def test_module_applies_norm_and_relu_follows_weight_changes_and_keeps_autograd():
     torch.manual_seed(0)
     conv = ConvNormAct(64, 64, 3, norm="GN", relu=True).eval()
-    wino = WinogradConv2d(conv, F4X4_3X3, torch.float32)
+    wino = WinogradConv2d(conv, F4X4_3X3, torch.float32, min_pixels=256)
     x = torch.randn(1, 64, 20, 20)
+    assert wino.u is None  # computed on first use
     with torch.no_grad():
         assert _rel(wino(x), conv(x)) < 1e-5
         assert (wino(x) >= 0).all()  # the ReLU ran

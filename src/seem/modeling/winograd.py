@@ -165,13 +165,18 @@ def winograd_eligible(conv: nn.Module, min_channels: int = 64) -> bool:
 class WinogradConv2d(nn.Module):
     """Runs an eligible 3x3 ``conv`` (see :func:`winograd_eligible`) with Winograd ``tf`` and products in
     ``dtype``; a ``conv`` with an ``activate(y)`` method (:class:`~seem.modeling.pixel_decoder.ConvNormAct`:
-    norm and ReLU) gets it applied after. Inputs smaller than ``min_pixels`` use ``conv`` itself.
+    norm and ReLU) gets it applied after. Inputs smaller than ``min_pixels`` use ``conv`` itself (default 4096:
+    the 1/4 and 1/8 maps of a 512 px image, where Winograd saves most; at 1/16 and 1/32 it saves ~20 ms of a
+    Focal-T encode but would hold 38 MB of tile-domain weight per conv).
 
-    The tile-domain weight (fp32 ``F(4x4)``: 4x the 3x3 weight's size; ``F(2x2)``: 1.8x) is computed here and
-    again whenever ``conv.weight`` has been replaced or changed in place since (its version counter).
+    The tile-domain weight (fp32 ``F(4x4)``: 4x the 3x3 weight's size; ``F(2x2)``: 1.8x) is computed on the
+    first input large enough, and again whenever ``conv.weight`` has been replaced or changed in place since
+    (its version counter).
     """
 
-    def __init__(self, conv: nn.Conv2d, tf: WinogradTransform, dtype: torch.dtype, min_pixels: int = 256) -> None:
+    u: Tensor | None
+
+    def __init__(self, conv: nn.Conv2d, tf: WinogradTransform, dtype: torch.dtype, min_pixels: int = 4096) -> None:
         super().__init__()
         if not winograd_eligible(conv, min_channels=1):
             raise ValueError(f"WinogradConv2d: {conv} is not a stride-1 'same' dense 3x3 convolution")
@@ -179,8 +184,8 @@ class WinogradConv2d(nn.Module):
         self.tf = tf
         self.min_pixels = min_pixels
         self.dtype = dtype
-        self.register_buffer("u", transform_weight(conv.weight, tf, dtype), persistent=False)
-        self._weight_key = self._key()
+        self.register_buffer("u", None, persistent=False)
+        self._weight_key = (0, 0)
 
     def _key(self) -> tuple[int, int]:
         weight = self.conv.weight
@@ -195,7 +200,7 @@ class WinogradConv2d(nn.Module):
         grad = torch.is_grad_enabled() and (x.requires_grad or self.conv.weight.requires_grad)
         if x.shape[-2] * x.shape[-1] < self.min_pixels or x.device.type != "cpu" or grad:
             return self.conv(x)
-        if self._key() != self._weight_key:  # the weight was loaded or trained in place since
+        if self.u is None or self._key() != self._weight_key:  # first use, or the weight changed since
             self.u = transform_weight(self.conv.weight, self.tf, self.dtype)
             self._weight_key = self._key()
         u = self.u
