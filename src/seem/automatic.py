@@ -176,15 +176,14 @@ def _label(predictor: SeemPredictor, class_embed: Tensor, names: tuple[str, ...]
 
 def _query_candidates(predictor: SeemPredictor, names: tuple[str, ...], cfg: EverythingConfig,
                       out: _Candidates) -> Tensor:
-    """Adds the object queries above the threshold to ``out``; returns their union ``(H, W)`` bool."""
+    """Adds the object queries above the threshold to ``out``; returns the masks added, ``(K, H, W)`` bool."""
     frame = predictor.frame
     assert frame is not None
     class_embed, query_masks = object_queries(predictor)
     ids, p, background = _label(predictor, class_embed, names)
     keep = torch.nonzero(1.0 - background > cfg.query_threshold).flatten()
-    covered = torch.zeros(frame.original_size, dtype=torch.bool)
     if not len(keep):
-        return covered
+        return torch.zeros((0, *frame.original_size), dtype=torch.bool)
     mask_score, stability = _lowres_quality(frame, query_masks[keep], cfg.stability_offset)
     masks = []
     for q in keep.tolist():  # one original-size float map at a time
@@ -192,7 +191,7 @@ def _query_candidates(predictor: SeemPredictor, names: tuple[str, ...], cfg: Eve
         masks.append(pp.sem_seg_postprocess(up, frame.resized_size, frame.original_size)[0] > 0)
     out.add(cfg, torch.stack(masks).cpu(), (mask_score * stability).cpu(), stability.cpu(), ids[keep].cpu(),
             p[keep].cpu(), np.full((len(keep), 2), np.nan))
-    return out.masks[-1].any(0) if len(out.masks[-1]) else covered
+    return out.masks[-1]
 
 
 def _point_candidates(predictor: SeemPredictor, batch: np.ndarray, cfg: EverythingConfig, out: _Candidates) -> None:
@@ -257,17 +256,23 @@ def everything_masks(predictor: SeemPredictor, vocabulary: Sequence[str] | None 
 
 
 def _decode(view: SeemPredictor, names: tuple[str, ...], cfg: EverythingConfig,
-            step: Callable[[Callable[[], None]], None], out: _Candidates) -> None:
+            step: Callable[[Callable[[], None]], None], out: _Candidates,
+            crop: tuple[np.ndarray, tuple[int, int]] | None = None) -> None:
     """Object queries, then ``cfg.points_per_side``-square grid points where they miss, on ``view``'s image
-    (masks, points in its frame) into ``out``."""
+    (masks, points in its frame) into ``out``. ``crop``: ``view``'s image is the crop ``box`` (XYXY) of an image
+    of ``size`` ``(H, W)``; query masks that touch an inner crop edge (dropped later) do not hide grid points."""
     frame = view.frame
     assert frame is not None
-    covered: list[Tensor] = []
-    step(lambda: covered.append(_query_candidates(view, names, cfg, out)))
+    found: list[Tensor] = []
+    step(lambda: found.append(_query_candidates(view, names, cfg, out)))
+    queries = found[0]
+    if crop is not None and len(queries):
+        queries = queries[~near_crop_edge(masks_to_boxes(queries), *crop)]
+    covered = queries.any(0) if len(queries) else torch.zeros(frame.original_size, dtype=torch.bool)
     grid = point_grid(cfg.points_per_side, frame.original_size)
     cols = np.minimum(grid[:, 0].astype(int), frame.original_size[1] - 1)
     rows = np.minimum(grid[:, 1].astype(int), frame.original_size[0] - 1)
-    missed = grid[~covered[0].numpy()[rows, cols]]
+    missed = grid[~covered.numpy()[rows, cols]]
     for i in range(0, len(missed), cfg.points_per_batch):
         step(functools.partial(_point_candidates, view, missed[i:i + cfg.points_per_batch], cfg, out))
 
@@ -296,7 +301,8 @@ def _decode_crop(view: SeemPredictor, names: tuple[str, ...], cfg: EverythingCon
     points_per_side = max(1, cfg.points_per_side // cfg.crop_n_points_downscale_factor ** layer)
     local = _Candidates()
     _decode(crop_view, names, replace(cfg, points_per_side=points_per_side,
-                                      max_candidate_bytes=max(1, cfg.max_candidate_bytes - out.nbytes())), step, local)
+                                      max_candidate_bytes=max(1, cfg.max_candidate_bytes - out.nbytes())), step, local,
+            (box, size))
     if not local.masks or not sum(len(m) for m in local.masks):
         return
     masks, scores = local.cat("masks"), local.cat("scores").float()
