@@ -37,6 +37,7 @@ from seem.structures import EverythingResult
 from seem.vocabularies import check_vocabulary
 
 if TYPE_CHECKING:
+    from seem.modeling.seem import ImageFeatures
     from seem.predictor import SeemPredictor
     from seem.transforms import ImageFrame
 
@@ -295,9 +296,9 @@ def _decode_crop(view: SeemPredictor, names: tuple[str, ...], cfg: EverythingCon
     size = frame.original_size
     x0, y0, x1, y1 = (int(v) for v in box)
     pixels = np.ascontiguousarray(view.image[y0:y1, x0:x1])
-    encoded: list = []
+    encoded: list[tuple[ImageFrame, ImageFeatures]] = []
     step(lambda: encoded.append(view.encode(pixels)))
-    crop_view = view.with_image(*encoded[0], pixels)
+    crop_view = view.with_image(encoded[0][0], encoded[0][1], pixels)
     points_per_side = max(1, cfg.points_per_side // cfg.crop_n_points_downscale_factor ** layer)
     local = _Candidates()
     _decode(crop_view, names, replace(cfg, points_per_side=points_per_side,
