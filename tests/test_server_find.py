@@ -77,6 +77,24 @@ def test_everything_matches_the_predictor(setup):
     assert {m["label"] for m in r.json()["masks"]} <= {"person", "table"}
 
 
+def test_everything_with_crop_layers_matches_the_predictor(setup):
+    client, image_id, ref = setup
+    r = client.post("/v1/everything", json={"image_id": image_id, "points_per_side": 2, "crop_n_layers": 1})
+    assert r.status_code == 200, r.text
+    masks = r.json()["masks"]
+    expected = ref.segment_everything(kind="everything", config=EverythingConfig(points_per_side=2, crop_n_layers=1))
+    assert len(masks) == len(expected) >= 1 and expected.crop_boxes is not None
+    assert any(b != [0, 0, 500, 375] for b in expected.crop_boxes.tolist())  # some masks from the crops
+    for out, i in zip(masks, range(len(expected))):
+        np.testing.assert_array_equal(rle_to_mask(out["rle"]), expected.masks[i])
+        assert out["crop_box"] == expected.crop_boxes[i].tolist() and out["source"] == expected.sources[i]
+    plain = client.post("/v1/everything", json={"image_id": image_id, "points_per_side": 2}).json()["masks"]
+    assert all(m["crop_box"] == [0, 0, 500, 375] for m in plain)
+    for bad in (3, -1, 1.5):
+        r = client.post("/v1/everything", json={"image_id": image_id, "crop_n_layers": bad})
+        assert r.status_code == 422 and "crop_n_layers" in r.text
+
+
 @pytest.mark.parametrize("body, status, needle", [
     ({"texts": []}, 422, "texts"),
     ({"texts": ["car", "car"]}, 422, "duplicate"),

@@ -8,6 +8,9 @@ with panoptic output), and prompts grid points only *where those miss*: a point 
 decoded. Each grid point is one object of a batched visual-prompt pass (SEEM v1's per-object attention blocks
 keep the objects of one pass apart), so ``points_per_batch`` points cost one decoder pass.
 
+With ``crop_n_layers > 0`` (SAM's crop layers, :mod:`seem.crops`) overlapping crops of the image are encoded
+and decoded the same way, each as an image of its own, and their masks mapped back into the whole image.
+
 Scores and stability are computed on the low-resolution logits inside the image (1/4 of the model input, the
 resolution the decoder predicts at); masks are returned at the original size.
 """
@@ -16,7 +19,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,7 +28,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from seem import postprocess as pp
-from seem.errors import PromptError
+from seem.crops import crop_boxes, near_crop_edge, uncrop_masks, uncrop_points
+from seem.errors import ImageError, PromptError
 from seem.mask_ops import mask_nms, masks_to_boxes, point_grid, stability_score
 from seem.object_queries import object_queries
 from seem.setting_checks import config_of, number_fields
@@ -33,6 +37,7 @@ from seem.structures import EverythingResult
 from seem.vocabularies import check_vocabulary
 
 if TYPE_CHECKING:
+    from seem.modeling.seem import ImageFeatures
     from seem.predictor import SeemPredictor
     from seem.transforms import ImageFrame
 
@@ -54,7 +59,17 @@ class EverythingConfig:
         max_masks: at most this many masks, best first.
         max_candidate_bytes: memory for the original-size candidate masks held before the final NMS. Past it
             the candidates are reduced as they come (mask NMS, then the best that fit), which bounds memory on
-            large images and dense grids; a single NMS over all candidates can keep a few other masks.
+            large images and dense grids; a single NMS over all candidates can keep a few other masks. With
+            crop layers it bounds the candidates of all crops together (those of the crop being decoded get
+            what the others leave, at least one mask).
+        crop_n_layers: SAM's crop layers (:mod:`seem.crops`): 0 (default) decodes the whole image only; layer
+            ``i`` in ``1..crop_n_layers`` also splits it into ``2^i x 2^i`` overlapping crops, each encoded as an
+            image of its own (zooming in on small objects) and decoded as the whole image is (object queries,
+            then grid points where they miss). At most 3 (64 crops).
+        crop_overlap_ratio: overlap of neighbouring layer-1 crops as a fraction of the image's shorter side
+            (halved at each deeper layer); SAM: 512 / 1500. In ``[0, 1)``.
+        crop_n_points_downscale_factor: layer ``i`` prompts ``points_per_side // factor^i`` points a side
+            (at least 1); SAM: 1.
 
     Raises:
         PromptTypeError (a PromptError and a TypeError): an ``int`` field that is not an integer (``2.5``,
@@ -72,6 +87,9 @@ class EverythingConfig:
     min_area: int = 16
     max_masks: int = 256
     max_candidate_bytes: int = 1 << 30
+    crop_n_layers: int = 0
+    crop_overlap_ratio: float = 512 / 1500
+    crop_n_points_downscale_factor: int = 1
 
     def __post_init__(self) -> None:
         number_fields(self)  # types first (stored as int / float), then the ranges
@@ -82,23 +100,33 @@ class EverythingConfig:
         for name in ("query_threshold", "score_threshold", "stability_threshold", "nms_threshold"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise PromptError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
-        for name, least in (("stability_offset", 0), ("min_area", 0), ("max_masks", 1), ("max_candidate_bytes", 1)):
+        for name, least in (("stability_offset", 0), ("min_area", 0), ("max_masks", 1), ("max_candidate_bytes", 1),
+                            ("crop_n_points_downscale_factor", 1)):
             if getattr(self, name) < least:
                 raise PromptError(f"{name} must be >= {least}, got {getattr(self, name)}")
+        if not 0 <= self.crop_n_layers <= 3:
+            raise PromptError(f"crop_n_layers must lie in [0, 3], got {self.crop_n_layers}")
+        if not 0.0 <= self.crop_overlap_ratio < 1.0:
+            raise PromptError(f"crop_overlap_ratio must lie in [0, 1), got {self.crop_overlap_ratio}")
 
 
 @dataclass
 class _Candidates:
-    """Masks gathered so far, all at the original size."""
+    """Masks gathered so far, all at the size of the image (or crop) decoded, with the crop each came from
+    (``crop_ids``, 0: the whole image) and its NMS priority (``ranks``: crop layer + score, so masks of smaller
+    crops win, as SAM's NMS across crops; the score alone without crop layers)."""
 
-    masks: list[Tensor]
-    scores: list[Tensor]
-    stability: list[Tensor]
-    label_ids: list[Tensor]
-    label_scores: list[Tensor]
-    points: list[np.ndarray]
+    masks: list[Tensor] = field(default_factory=list)
+    scores: list[Tensor] = field(default_factory=list)
+    stability: list[Tensor] = field(default_factory=list)
+    label_ids: list[Tensor] = field(default_factory=list)
+    label_scores: list[Tensor] = field(default_factory=list)
+    points: list[np.ndarray] = field(default_factory=list)
+    crop_ids: list[Tensor] = field(default_factory=list)
+    ranks: list[Tensor] = field(default_factory=list)
 
-    def add(self, cfg: EverythingConfig, masks, scores, stability, label_ids, label_scores, points) -> None:
+    def add(self, cfg: EverythingConfig, masks, scores, stability, label_ids, label_scores, points,
+            crop_id: int = 0, layer: int = 0) -> None:
         """Adds the masks that pass ``cfg``'s area, score and stability thresholds (so only those are kept)."""
         ok = (masks.flatten(1).sum(1) >= max(1, cfg.min_area)) & (scores >= cfg.score_threshold) \
             & (stability >= cfg.stability_threshold)
@@ -106,16 +134,25 @@ class _Candidates:
                             ("label_scores", label_scores)):
             getattr(self, name).append(value[ok])
         self.points.append(points[ok.numpy()])
-        if sum(m.numel() for m in self.masks) > cfg.max_candidate_bytes:
+        self.crop_ids.append(torch.full((int(ok.sum()),), crop_id, dtype=torch.int64))
+        self.ranks.append(scores[ok].float() + layer)
+        if self.nbytes() > cfg.max_candidate_bytes:
             self.compact(cfg)
+
+    def nbytes(self) -> int:
+        """Bytes of the boolean candidate masks held."""
+        return sum(m.numel() for m in self.masks)
+
+    def cat(self, name: str) -> Tensor:
+        return torch.cat(getattr(self, name))
 
     def compact(self, cfg: EverythingConfig) -> None:
         """Keep the masks that survive mask NMS, at most ``max_masks`` and as many as fit the byte budget."""
-        masks, scores = torch.cat(self.masks), torch.cat(self.scores).float()
+        masks = self.cat("masks")
         fit = max(1, cfg.max_candidate_bytes // max(1, masks[0].numel()))
-        keep = mask_nms(masks, scores, cfg.nms_threshold, min(cfg.max_masks, fit))
-        for name in ("masks", "scores", "stability", "label_ids", "label_scores"):
-            setattr(self, name, [torch.cat(getattr(self, name))[keep]])
+        keep = mask_nms(masks, self.cat("ranks"), cfg.nms_threshold, min(cfg.max_masks, fit))
+        for name in ("masks", "scores", "stability", "label_ids", "label_scores", "crop_ids", "ranks"):
+            setattr(self, name, [self.cat(name)[keep]])
         self.points = [np.concatenate(self.points)[keep.numpy()]]
 
 
@@ -140,15 +177,14 @@ def _label(predictor: SeemPredictor, class_embed: Tensor, names: tuple[str, ...]
 
 def _query_candidates(predictor: SeemPredictor, names: tuple[str, ...], cfg: EverythingConfig,
                       out: _Candidates) -> Tensor:
-    """Adds the object queries above the threshold to ``out``; returns their union ``(H, W)`` bool."""
+    """Adds the object queries above the threshold to ``out``; returns the masks added, ``(K, H, W)`` bool."""
     frame = predictor.frame
     assert frame is not None
     class_embed, query_masks = object_queries(predictor)
     ids, p, background = _label(predictor, class_embed, names)
     keep = torch.nonzero(1.0 - background > cfg.query_threshold).flatten()
-    covered = torch.zeros(frame.original_size, dtype=torch.bool)
     if not len(keep):
-        return covered
+        return torch.zeros((0, *frame.original_size), dtype=torch.bool)
     mask_score, stability = _lowres_quality(frame, query_masks[keep], cfg.stability_offset)
     masks = []
     for q in keep.tolist():  # one original-size float map at a time
@@ -156,7 +192,7 @@ def _query_candidates(predictor: SeemPredictor, names: tuple[str, ...], cfg: Eve
         masks.append(pp.sem_seg_postprocess(up, frame.resized_size, frame.original_size)[0] > 0)
     out.add(cfg, torch.stack(masks).cpu(), (mask_score * stability).cpu(), stability.cpu(), ids[keep].cpu(),
             p[keep].cpu(), np.full((len(keep), 2), np.nan))
-    return out.masks[-1].any(0) if len(out.masks[-1]) else covered
+    return out.masks[-1]
 
 
 def _point_candidates(predictor: SeemPredictor, batch: np.ndarray, cfg: EverythingConfig, out: _Candidates) -> None:
@@ -185,17 +221,23 @@ def everything_masks(predictor: SeemPredictor, vocabulary: Sequence[str] | None 
         vocabulary: names for each mask's best label (default: the predictor's vocabulary).
         config: grid, batching, thresholds: an :class:`EverythingConfig`, a mapping of some of its fields
             (``{"points_per_side": 8}`` is ``EverythingConfig(points_per_side=8)``) or None for the defaults.
-        run: runs each model step ``fn()`` (the object queries, then one per batch of points) under
-            ``torch.inference_mode``; default: calls it so. A server passes its bulk queue, so clicks are served between the steps of a long call.
+        run: runs each model step ``fn()`` (the object queries, then one per batch of points; then for each crop
+            of ``config.crop_n_layers``: its image encoding, its queries, its batches) under
+            ``torch.inference_mode``; default: calls it so. A server passes its bulk queue, so clicks are
+            served between the steps of a long call.
 
     Returns:
         :class:`EverythingResult`: ``masks`` ``(N, H, W)`` bool at the original size, best score first, with
-        scores, stability scores, XYXY boxes, labels and where each mask came from.
+        scores, stability scores, XYXY boxes, labels and where each mask came from (source, grid point and
+        crop box, all in the original image's frame). With crop layers, masks are de-duplicated by NMS
+        within each crop, then across crops preferring masks of deeper layers (smaller crops; SAM's rule),
+        and the best ``max_masks`` by score are returned.
 
     Raises:
         PromptError: an invalid vocabulary; a ``config`` mapping with unknown keys (named) or values out of range.
         PromptTypeError (a PromptError and a TypeError): ``config`` neither an EverythingConfig nor a mapping,
-            or a field of the wrong type (named). ImageError: no image set.
+            or a field of the wrong type (named). ImageError: no image set; crop layers on a view without the
+            image's pixels.
     """
     config = config_of(EverythingConfig, config)
     frame, feats = predictor._require_image()
@@ -205,33 +247,91 @@ def everything_masks(predictor: SeemPredictor, vocabulary: Sequence[str] | None 
         view.vocabulary = names
         view._everything = predictor._everything
     step = run or _in_inference_mode
-    cands = _Candidates([], [], [], [], [], [])
-    covered: list[Tensor] = []
-    step(lambda: covered.append(_query_candidates(view, names, config, cands)))
-    grid = point_grid(config.points_per_side, frame.original_size)
+    boxes, layers = crop_boxes(frame.original_size, config.crop_n_layers, config.crop_overlap_ratio)
+    cands = _Candidates()
+    _decode(view, names, config, step, cands)  # the whole image (crop 0), as without crop layers
+    for k in range(1, len(boxes)):
+        _decode_crop(view, names, config, step, cands, k, boxes[k], int(layers[k]))
+    predictor._everything = view._everything
+    return _select(cands, names, config, frame.original_size, boxes)
+
+
+def _decode(view: SeemPredictor, names: tuple[str, ...], cfg: EverythingConfig,
+            step: Callable[[Callable[[], None]], None], out: _Candidates,
+            crop: tuple[np.ndarray, tuple[int, int]] | None = None) -> None:
+    """Object queries, then ``cfg.points_per_side``-square grid points where they miss, on ``view``'s image
+    (masks, points in its frame) into ``out``. ``crop``: ``view``'s image is the crop ``box`` (XYXY) of an image
+    of ``size`` ``(H, W)``; query masks that touch an inner crop edge (dropped later) do not hide grid points."""
+    frame = view.frame
+    assert frame is not None
+    found: list[Tensor] = []
+    step(lambda: found.append(_query_candidates(view, names, cfg, out)))
+    queries = found[0]
+    if crop is not None and len(queries):
+        queries = queries[~near_crop_edge(masks_to_boxes(queries), *crop)]
+    covered = queries.any(0) if len(queries) else torch.zeros(frame.original_size, dtype=torch.bool)
+    grid = point_grid(cfg.points_per_side, frame.original_size)
     cols = np.minimum(grid[:, 0].astype(int), frame.original_size[1] - 1)
     rows = np.minimum(grid[:, 1].astype(int), frame.original_size[0] - 1)
-    missed = grid[~covered[0].numpy()[rows, cols]]
-    for i in range(0, len(missed), config.points_per_batch):
-        step(functools.partial(_point_candidates, view, missed[i:i + config.points_per_batch], config, cands))
-    predictor._everything = view._everything
-    return _select(cands, names, config, frame.original_size)
+    missed = grid[~covered.numpy()[rows, cols]]
+    for i in range(0, len(missed), cfg.points_per_batch):
+        step(functools.partial(_point_candidates, view, missed[i:i + cfg.points_per_batch], cfg, out))
 
 
-def _select(c: _Candidates, names: tuple[str, ...], cfg: EverythingConfig, size: tuple[int, int]) -> EverythingResult:
-    """Mask NMS over the candidates that passed the thresholds, at most ``max_masks``: the :class:`EverythingResult`."""
+def _decode_crop(view: SeemPredictor, names: tuple[str, ...], cfg: EverythingConfig,
+                 step: Callable[[Callable[[], None]], None], out: _Candidates, crop_id: int, box: np.ndarray,
+                 layer: int) -> None:
+    """Crop ``box`` (XYXY pixels of ``view``'s image) of layer ``layer``: encoded as an image of its own (one
+    step), decoded as :func:`_decode` does with ``points_per_side // downscale^layer`` points a side; its masks
+    that touch an inner crop edge are dropped (:func:`seem.crops.near_crop_edge`), the rest de-duplicated by
+    mask NMS within the crop, then added to ``out`` in the whole image's frame (False outside the crop).
+
+    Raises:
+        ImageError: ``view`` holds no pixels of its image (a view made by ``with_image`` without them).
+    """
+    frame = view.frame
+    assert frame is not None
+    if view.image is None:
+        raise ImageError("crop_n_layers > 0 needs the image's pixels: set_image(image), or with_image(..., image)")
+    size = frame.original_size
+    x0, y0, x1, y1 = (int(v) for v in box)
+    pixels = np.ascontiguousarray(view.image[y0:y1, x0:x1])
+    encoded: list[tuple[ImageFrame, ImageFeatures]] = []
+    step(lambda: encoded.append(view.encode(pixels)))
+    crop_view = view.with_image(encoded[0][0], encoded[0][1], pixels)
+    points_per_side = max(1, cfg.points_per_side // cfg.crop_n_points_downscale_factor ** layer)
+    local = _Candidates()
+    _decode(crop_view, names, replace(cfg, points_per_side=points_per_side,
+                                      max_candidate_bytes=max(1, cfg.max_candidate_bytes - out.nbytes())), step, local,
+            (box, size))
+    if not local.masks or not sum(len(m) for m in local.masks):
+        return
+    masks, scores = local.cat("masks"), local.cat("scores").float()
+    inner = torch.nonzero(~near_crop_edge(masks_to_boxes(masks), box, size)).flatten()
+    keep = inner[mask_nms(masks[inner], scores[inner], cfg.nms_threshold, cfg.max_masks)]
+    out.add(cfg, uncrop_masks(masks[keep], box, size), scores[keep], local.cat("stability")[keep],
+            local.cat("label_ids")[keep], local.cat("label_scores")[keep],
+            uncrop_points(np.concatenate(local.points)[keep.numpy()], box), crop_id=crop_id, layer=layer)
+
+
+def _select(c: _Candidates, names: tuple[str, ...], cfg: EverythingConfig, size: tuple[int, int],
+            boxes: np.ndarray) -> EverythingResult:
+    """Mask NMS over the candidates that passed the thresholds (by rank: masks of deeper crop layers first),
+    then the best ``max_masks`` by score: the :class:`EverythingResult` (``boxes``: the crops, XYXY)."""
     if not c.masks:
         empty = np.zeros(0, dtype=np.float32)
         return EverythingResult(np.zeros((0, *size), dtype=bool), empty, empty, np.zeros((0, 4), np.float32), [],
-                                np.zeros(0, np.int64), empty, [], np.zeros((0, 2)), names)
-    masks = torch.cat(c.masks)
-    scores, stability = torch.cat(c.scores).float(), torch.cat(c.stability).float()
-    label_ids, label_scores = torch.cat(c.label_ids).long(), torch.cat(c.label_scores).float()
+                                np.zeros(0, np.int64), empty, [], np.zeros((0, 2)), names, np.zeros((0, 4), np.int64))
+    masks = c.cat("masks")
+    scores, stability = c.cat("scores").float(), c.cat("stability").float()
+    label_ids, label_scores = c.cat("label_ids").long(), c.cat("label_scores").float()
     points = np.concatenate(c.points)
     sources = ["query" if np.isnan(p[0]) else "point" for p in points]
-    keep = mask_nms(masks, scores, cfg.nms_threshold, cfg.max_masks)
+    keep = mask_nms(masks, c.cat("ranks"), cfg.nms_threshold)
+    keep = keep[torch.from_numpy(np.argsort(-scores[keep].numpy(), kind="stable"))][:cfg.max_masks]
     kept = masks[keep]
     ids = label_ids[keep].numpy()
     return EverythingResult(kept.numpy(), scores[keep].numpy(), stability[keep].numpy(), masks_to_boxes(kept).numpy(),
                             [names[i] for i in ids], ids.astype(np.int64), label_scores[keep].numpy(),
-                            [sources[i] for i in keep.tolist()], points[keep.numpy()], names)
+                            [sources[i] for i in keep.tolist()], points[keep.numpy()], names,
+                            boxes[c.cat("crop_ids")[keep].numpy()])

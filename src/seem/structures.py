@@ -143,6 +143,8 @@ class EverythingResult:
         sources: ``"query"`` (an object query) or ``"point"`` (a grid point prompt) per mask.
         points: ``(N, 2)`` float64 ``(x, y)`` of the grid point that made the mask (NaN for object queries).
         vocabulary: the label space.
+        crop_boxes: ``(N, 4)`` int64 XYXY pixels of the crop each mask was found in (``[0, 0, W, H]``: the whole
+            image; other crops with ``EverythingConfig.crop_n_layers > 0``); None when not recorded.
     """
 
     masks: np.ndarray
@@ -155,6 +157,7 @@ class EverythingResult:
     sources: list[str]
     points: np.ndarray
     vocabulary: tuple[str, ...] = ()
+    crop_boxes: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.masks.shape[0])

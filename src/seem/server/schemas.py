@@ -194,6 +194,9 @@ class EverythingRequest(_Strict):
     score_threshold: Unit = Field(0.15, description="keep masks scoring at least this (mask probability x stability)")
     stability_threshold: Unit = Field(0.3, description="SAM's stability score threshold")
     nms_threshold: Unit = Field(0.7, description="mask IoU above which the lower-scored mask is dropped")
+    crop_n_layers: Annotated[int, Field(ge=0, le=2)] = Field(
+        0, description="SAM's crop layers: layer i also decodes 2^i x 2^i overlapping crops, each encoded as an image "
+                       "(1 adds 4 crops, 2 adds 20: several image encodings per call)")
 
     @model_validator(mode="after")
     def _check(self):
@@ -275,6 +278,8 @@ class EverythingMaskOut(MaskOut):
     stability_score: float
     label_score: float = Field(description="probability of the label")
     source: Literal["query", "point"] = Field(description="made by an object query or by a grid point prompt")
+    crop_box: list[int] = Field(description="[x0, y0, x1, y1] pixels of the crop the mask was found in (the whole "
+                                            "image without crop layers)")
 
 
 class EverythingResponse(BaseModel):

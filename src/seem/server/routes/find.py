@@ -59,7 +59,8 @@ def register(app: FastAPI, state: ServerState) -> None:
     @app.post("/v1/everything", response_model=EverythingResponse, responses=ERRORS, tags=["predict"])
     def everything(req: EverythingRequest):
         """Class-agnostic masks of every object and region (object queries, then grid point prompts where they
-        miss; stability score and mask NMS as SAM's automatic mask generator), each with its best label."""
+        miss; stability score and mask NMS as SAM's automatic mask generator; optional crop layers), each with
+        its best label."""
         from seem.automatic import EverythingConfig, everything_masks
         from seem.vocabularies import COCO_PANOPTIC_CLASSES, check_vocabulary
 
@@ -72,13 +73,16 @@ def register(app: FastAPI, state: ServerState) -> None:
                 list(check_vocabulary(req.vocabulary, "vocabulary"))
             _prepare(state, tuple(names) + ("background",))
         config = EverythingConfig(points_per_side=req.points_per_side, score_threshold=req.score_threshold,
-                                  stability_threshold=req.stability_threshold, nms_threshold=req.nms_threshold)
+                                  stability_threshold=req.stability_threshold, nms_threshold=req.nms_threshold,
+                                  crop_n_layers=req.crop_n_layers)
         view = state.view(entry)
         view._everything = entry.everything
         # one bulk call per model step (object queries, each batch of points): clicks are served in between
         r = everything_masks(view, names, config, run=lambda fn: state.compute_bulk(fn))
         entry.everything = view._everything
+        assert r.crop_boxes is not None  # everything_masks records each mask's crop
         masks = [{**convert.encode_mask(r.masks[i], r.scores[i], r.labels[i]),
                   "stability_score": round(float(r.stability_scores[i]), 6),
-                  "label_score": round(float(r.label_scores[i]), 6), "source": r.sources[i]} for i in range(len(r))]
+                  "label_score": round(float(r.label_scores[i]), 6), "source": r.sources[i],
+                  "crop_box": [int(v) for v in r.crop_boxes[i]]} for i in range(len(r))]
         return {"masks": masks, "latency_ms": elapsed_ms(t0)}
