@@ -15,6 +15,7 @@ about ``1e-5`` of the largest output (direct fp32: ``3e-6``), ``F(2x2, 3x3)`` wi
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -229,19 +230,13 @@ def winograd_copy(module: nn.Module, dtype: torch.dtype, min_channels: int | Non
         min_channels = 128
     memo: dict[int, object] = {id(p): p for p in module.parameters()}
     memo.update({id(buf): buf for buf in module.buffers()})
-    out = _deepcopy(module, memo)
+    out = copy.deepcopy(module, memo)
     for name, sub in list(out.named_modules()):
         if name and winograd_eligible(sub, min_channels):
             parent, _, leaf = name.rpartition(".")
             holder = out.get_submodule(parent) if parent else out
             setattr(holder, leaf, WinogradConv2d(sub, tf, dtype))
     return out.eval()
-
-
-def _deepcopy(module: nn.Module, memo: dict[int, object]) -> nn.Module:
-    import copy
-
-    return copy.deepcopy(module, memo)
 
 
 __all__ = ["F2X2_3X3", "F4X4_3X3", "WinogradConv2d", "WinogradTransform", "transform_weight", "winograd_conv3x3",
