@@ -96,6 +96,28 @@ def test_bsds_regions_are_class_agnostic_and_copy_paste_adds_objects(root):
     assert any(ROLE_GENERIC in d.roles for d in draws)
 
 
+def test_duplicate_pastes_are_separate_same_looking_segments(root):
+    mix = RealMixture(MixConfig(root=str(root), size=64, weights=(("coco128", 1.0),), copy_paste_prob=1.0,
+                                background_prob=1.0, max_pasted=1, duplicate_prob=1.0, max_copies=3,
+                                val_fraction=0.0))
+    mix.backgrounds = [root / "coco128" / "images" / "c00.png"]  # an unlabelled photo: the copies are all there is
+    counts = []
+    for seed in range(12):
+        d = mix.sample(seed)
+        generic = [i for i, r in enumerate(d.roles) if r == ROLE_GENERIC]
+        counts.append(len(generic))
+        assert len({d.class_names[i] for i in generic}) <= 1  # copies of one object
+        assert d.masks[generic].sum(0).max() <= 1  # each copy its own segment; later ones occlude earlier ones
+        phrase = dict(d.expressions).get(d.class_names[generic[0]]) if generic else None
+        if phrase is not None:  # the class phrase targets every copy
+            assert np.array_equal(d.masks[phrase], d.masks[generic].any(0))
+    assert max(counts) >= 2 and min(counts) >= 1
+    single = RealMixture(MixConfig(root=str(root), size=64, weights=(("coco128", 1.0),), copy_paste_prob=1.0,
+                                   background_prob=1.0, max_pasted=1, val_fraction=0.0))
+    single.backgrounds = mix.backgrounds
+    assert all(single.sample(s).roles.count(ROLE_GENERIC) <= 1 for s in range(12))
+
+
 def test_one_mixed_training_step_runs_and_skips_generic_for_regions(root, tmp_path):
     from dataclasses import replace
 

@@ -40,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {out}: is a folder; name the pack file (e.g. {out / 'pack.npz'})")
     if not out.parent.is_dir():
         raise ConfigError(f"--out {out}: folder {out.parent} does not exist")
-    mix = MixConfig(root=config.data_root, size=config.image_size, copy_paste_prob=config.copy_paste_prob)
+    mix = MixConfig(root=config.data_root, size=config.image_size, copy_paste_prob=config.copy_paste_prob,
+                    duplicate_prob=config.duplicate_paste_prob)
     if config.mix_weights:
         mix = replace(mix, weights=tuple(config.mix_weights))
     mixture = RealMixture(mix)

@@ -9,6 +9,10 @@ Each draw is one square ``size x size`` image with its segments, in the form the
   cars / pedestrians / cyclists), each cut out along its mask, rescaled and flipped, are pasted on top of the
   draw; with ``background_prob`` the draw is replaced by an unlabelled ImageNet photo first, so the pasted
   objects are its only segments. Pasted objects occlude what they cover.
+* **Duplicate pastes** (instance discrimination): with ``duplicate_prob`` a pasted object is pasted 2..
+  ``max_copies`` times (scale jitter 0.8-1.25x, random flips), each copy its own segment. A click on one copy
+  must segment that copy alone, which appearance cannot decide: the decoder has to use where the prompt is,
+  not only what it looks like (a click on one person otherwise returns every person).
 * **Class-agnostic objectness**: every segment of every set (whole objects, clothing parts, BSDS regions)
   can be a visual-prompt target; only labelled whole segments are object-query (generic) targets.
 * **Text**: every class present (generic and part labels) becomes a phrase whose target is the union of
@@ -42,6 +46,8 @@ class MixConfig:
     copy_paste_prob: float = 0.3
     background_prob: float = 0.4  # of the copy-paste draws: paste onto an ImageNet photo
     max_pasted: int = 3
+    duplicate_prob: float = 0.0  # of the pasted objects: paste 2..max_copies identical copies
+    max_copies: int = 3
     min_area: int = 12  # segments smaller than this (pixels, after augmentation) are dropped
     val_fraction: float = 0.1
     limit_per_set: int | None = None
@@ -197,12 +203,25 @@ class RealMixture:
         r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
         s = self.config.size
         side = s * float(np.exp(rng.uniform(np.log(0.08), np.log(0.8))))
-        scale = side / max(r1 - r0, c1 - c0)
-        h, w = max(1, round((r1 - r0) * scale)), max(1, round((c1 - c0) * scale))
+        # at most 2x: a small annotation blown up further pastes its polygon's blocky outline
+        scale = min(side / max(r1 - r0, c1 - c0), 2.0)
+        copies = 1
+        if self.config.duplicate_prob > 0 and rng.random() < self.config.duplicate_prob:
+            copies = int(rng.integers(2, max(self.config.max_copies, 2) + 1))
+        crop, cut = record.image[r0:r1, c0:c1], obj[r0:r1, c0:c1].astype(np.uint8)
+        for c in range(copies):
+            jitter = 1.0 if c == 0 else float(np.exp(rng.uniform(np.log(0.8), np.log(1.25))))
+            self._paste_one(out, crop, cut, scale * jitter, layer.names[k], rng)
+
+    def _paste_one(self, out: MixedSample, crop: np.ndarray, cut: np.ndarray, scale: float, name: str,
+                   rng: np.random.Generator) -> None:
+        """Paste the cut-out ``crop`` (its mask ``cut``) rescaled by ``scale`` at a random place, maybe flipped."""
+        s = self.config.size
+        h, w = max(1, round(crop.shape[0] * scale)), max(1, round(crop.shape[1] * scale))
         if h > s or w > s:
             return
-        patch = _resize(record.image[r0:r1, c0:c1], (h, w), nearest=False)
-        mask = _resize(obj[r0:r1, c0:c1].astype(np.uint8), (h, w), nearest=True).astype(bool)
+        patch = _resize(crop, (h, w), nearest=False)
+        mask = _resize(cut, (h, w), nearest=True).astype(bool)
         if rng.random() < 0.5:
             patch, mask = patch[:, ::-1], mask[:, ::-1]
         y, x = int(rng.integers(0, s - h + 1)), int(rng.integers(0, s - w + 1))
@@ -213,10 +232,10 @@ class RealMixture:
         region = out.image[y : y + h, x : x + w]
         region[mask] = patch[mask]
         out.masks = np.concatenate([out.masks & ~full, full[None]])
-        out.class_names.append(layer.names[k])
+        out.class_names.append(name)
         out.roles.append(ROLE_GENERIC)
-        if layer.names[k] not in out.vocabulary:
-            out.vocabulary = tuple(out.vocabulary) + (layer.names[k],)
+        if name not in out.vocabulary:
+            out.vocabulary = tuple(out.vocabulary) + (name,)
 
     def _finish(self, out: MixedSample) -> MixedSample:
         keep = [i for i in range(len(out.roles)) if int(out.masks[i].sum()) >= self.config.min_area]

@@ -25,6 +25,7 @@ class TrainConfig:
     data_root: str = "../shared/datasets"  # folder of the real sets (data="mix")
     mix_weights: tuple[tuple[str, float], ...] = ()  # (set, weight) pairs; () = MixConfig's defaults
     copy_paste_prob: float = 0.3
+    duplicate_paste_prob: float = 0.0  # a pasted object comes in 2..3 identical copies (MixConfig.duplicate_prob)
     single_click_prob: float = 0.4  # first prompt = one click (the evaluation protocol's first round)
     box_negative_prob: float = 0.3  # a box prompt also gets 1..2 negative clicks inside the box
     image_size: int = 320  # square training scenes, pixels

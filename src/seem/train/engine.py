@@ -165,7 +165,8 @@ class Trainer:
         elif config.data == "mix":
             from seem.data.real_mix import MixConfig, RealMixture
 
-            mix = MixConfig(root=config.data_root, size=config.image_size, copy_paste_prob=config.copy_paste_prob)
+            mix = MixConfig(root=config.data_root, size=config.image_size, copy_paste_prob=config.copy_paste_prob,
+                            duplicate_prob=config.duplicate_paste_prob)
             if config.mix_weights:
                 mix = replace(mix, weights=tuple(config.mix_weights))
             mixture = RealMixture(mix)
