@@ -72,6 +72,12 @@ def check_config(config: SeemConfig) -> None:
         raise ConfigError(
             f"pixel decoder '{c.pixel_decoder.name}' is not implemented (supported: {', '.join(PIXEL_DECODERS)})"
         )
+    f = c.pixel_decoder.mask_position_frequencies
+    if not isinstance(f, int) or isinstance(f, bool) or not 0 <= f <= 16:
+        raise ConfigError(f"pixel_decoder mask_position_frequencies must be an integer in 0..16, got {f!r}")
+    if f and c.pixel_decoder.name != "transformer_encoder_fpn":
+        raise ConfigError("pixel_decoder mask_position_frequencies is only implemented for transformer_encoder_fpn, "
+                          f"not '{c.pixel_decoder.name}'")
     if c.size_divisibility <= 0 or c.size_divisibility % STRIDES[-1]:
         raise ConfigError(f"size_divisibility ({c.size_divisibility}) must be a positive multiple of {STRIDES[-1]}")
 

@@ -184,6 +184,9 @@ class PixelDecoderConfig:
     pre_norm: bool = False  # DECODER.PRE_NORM (shared; the deformable encoder is always post-norm)
     norm: str = "GN"  # ENCODER.NORM: GroupNorm(32, C) after the FPN convs
     num_points: int = 4  # deformable attention: sampling points per head and level (official enc_n_points)
+    # Fourier octaves of the pixel position added (through a learned, zero-initialised projection) to the mask
+    # features (seem.modeling.mask_position); 0 = off, as in every official model; transformer_encoder_fpn only
+    mask_position_frequencies: int = 0
 
 
 @dataclass(frozen=True)

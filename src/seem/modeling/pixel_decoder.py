@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seem.configs import PixelDecoderConfig
+from seem.modeling.mask_position import MaskPositionEncoding
 from seem.modeling.position_encoding import PositionEmbeddingSine
 
 _NUM_MULTI_SCALE = 3  # official ``maskformer_num_feature_levels``: always 3 scales
@@ -184,6 +185,8 @@ class TransformerEncoderPixelDecoder(nn.Module):
         self.add_module(f"layer_{n}", ConvNormAct(dim, dim, 3, norm=config.norm, relu=True))
         self.mask_features = nn.Conv2d(dim, config.mask_dim, kernel_size=3, padding=1)
         _c2_xavier_fill(self.mask_features)
+        self.mask_position = (MaskPositionEncoding(config.mask_position_frequencies, config.mask_dim)
+                              if config.mask_position_frequencies else None)
 
     def forward(self, features: dict[str, Tensor]) -> PixelDecoderOutput:
         """See the class docstring; ``features`` may hold extra keys, which are ignored."""
@@ -204,8 +207,11 @@ class TransformerEncoderPixelDecoder(nn.Module):
             y = getattr(self, f"layer_{idx + 1}")(y)
             if len(multi_scale) < _NUM_MULTI_SCALE:
                 multi_scale.append(y)
+        mask_features = self.mask_features(y)
+        if self.mask_position is not None:
+            mask_features = self.mask_position(mask_features)
         return PixelDecoderOutput(
-            mask_features=self.mask_features(y),
+            mask_features=mask_features,
             transformer_encoder_features=encoded,
             multi_scale_features=multi_scale,
         )

@@ -19,6 +19,9 @@ from seem.errors import ConfigError
 class TrainConfig:
     model: str = "seem_tiny"  # registry name (architecture); weights start from `init`
     init: str = "imagenet"  # "imagenet" (backbone from ImageNet MobileNetV2), "none", or a checkpoint path
+    # the model's PixelDecoderConfig.mask_position_frequencies (None: as registered). Turning it on from an `init`
+    # checkpoint without the projection starts it at zero, so training continues from the same function
+    mask_position_frequencies: int | None = None
     data: str = "scenes"  # "scenes" (generated on the fly), "mix" (real photos + scenes, seem.data.real_mix)
     # or "pack" (draws stored in the file `pack`, seem.train.pack: for a machine without the data sets)
     pack: str = ""
@@ -33,6 +36,7 @@ class TrainConfig:
     batch_size: int = 8  # images per step per process
     lr: float = 2e-4  # BASE_LR (official 1e-4 at batch 16 for a pretrained decoder; we train from scratch)
     backbone_lr_mult: float = 0.1  # official LR multiplier for backbone and language encoder
+    position_lr_mult: float = 10.0  # the mask position projection starts at zero (seem.modeling.mask_position)
     weight_decay: float = 0.05
     warmup_steps: int = 100
     milestones: tuple[float, ...] = (0.88889, 0.96296)  # fractions of `steps` (official WarmupMultiStepLR)

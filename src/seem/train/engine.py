@@ -66,10 +66,27 @@ def average_gradients(params: list[torch.Tensor], world: int) -> None:
         offset += n
 
 
+def _load_init(model: Seem, path: str) -> None:
+    """Load ``path`` strictly, except that zero-initialised position projections (``mask_position``) the
+    checkpoint predates keep their zeros: the grown model computes what the checkpoint's model computed."""
+    from seem.checkpoint import load_state_dict_strict, read_checkpoint, to_seem_state_dict
+    from seem.hub import resolve_weights
+
+    state = dict(to_seem_state_dict(read_checkpoint(resolve_weights(path))))
+    for key, value in model.state_dict().items():
+        if key not in state and ".mask_position." in key:
+            state[key] = value
+    load_state_dict_strict(model, state)
+
+
 def build_model(config: TrainConfig, model_config=None) -> Seem:
     """The architecture of ``config.model`` (or ``model_config``) with the requested initialisation and
     frozen parts."""
-    model = build_seem(model_config or get_variant(config.model).config)
+    model_config = model_config or get_variant(config.model).config
+    if config.mask_position_frequencies is not None:
+        model_config = replace(model_config, pixel_decoder=replace(
+            model_config.pixel_decoder, mask_position_frequencies=config.mask_position_frequencies))
+    model = build_seem(model_config)
     if config.init == "imagenet" and model.config.backbone.name == "mobilenet_v2":
         from seem.checkpoint import read_checkpoint
         from seem.modeling.backbones.mobilenet import MobileNetV2, imagenet_weights_path, load_torchvision_weights
@@ -80,9 +97,7 @@ def build_model(config: TrainConfig, model_config=None) -> Seem:
         assert isinstance(model.backbone, MobileNetV2)  # build_seem's backbone for "mobilenet_v2"
         load_torchvision_weights(model.backbone, read_checkpoint(path))
     elif config.init not in ("imagenet", "none"):
-        from seem.hub import load_pretrained_weights
-
-        load_pretrained_weights(model, config.init)
+        _load_init(model, config.init)
     if config.freeze_backbone_stages and hasattr(model.backbone, "features"):
         # MobileNetV2's stages: the only backbone with a ``features`` attribute
         features = cast(torch.nn.Sequential, model.backbone.features)
@@ -95,14 +110,17 @@ def build_model(config: TrainConfig, model_config=None) -> Seem:
 
 
 def parameter_groups(model: Seem, config: TrainConfig) -> list[dict]:
-    """AdamW groups: backbone / text encoder at ``lr * backbone_lr_mult``; no weight decay on norms, biases
-    and embeddings (official recipe)."""
+    """AdamW groups: backbone / text encoder at ``lr * backbone_lr_mult``, the mask position projection (zero
+    at the start, see :mod:`seem.modeling.mask_position`) at ``lr * position_lr_mult``; no weight decay on
+    norms, biases and embeddings (official recipe)."""
     groups: dict[tuple[float, float], list] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         slow = name.startswith(("backbone.", "text_encoder."))
         lr = config.lr * (config.backbone_lr_mult if slow else 1.0)
+        if ".mask_position." in name:
+            lr = config.lr * config.position_lr_mult
         no_decay = p.ndim <= 1 or "embed" in name.split(".")[-2] or name.endswith(("positional_embedding", "logit_scale"))
         groups.setdefault((lr, 0.0 if no_decay else config.weight_decay), []).append(p)
     return [{"params": ps, "lr": lr, "initial_lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]

@@ -62,9 +62,34 @@ def export_checkpoint(source: str | Path | list[str | Path], target: str | Path,
             v = v.to(torch.float16)
         out[k] = v.contiguous()
     meta = {"format": "seem", "variant": variant, "source": " + ".join(f"{s.parent.name}/{s.name}" for s in sources)}
+    config = _grown_config(_source_config(sources[0]) or get_variant(variant).config, out)
     if shard_mib is not None:
-        return write_shards(out, target, shard_mib, meta, config=get_variant(variant).config)[-1]
-    return save_safetensors(out, target, meta, config=get_variant(variant).config)
+        return write_shards(out, target, shard_mib, meta, config=config)[-1]
+    return save_safetensors(out, target, meta, config=config)
+
+
+def _source_config(path: Path):
+    """The model config a training ``model.safetensors`` carries in its metadata, else ``None``."""
+    import json
+
+    from seem.checkpoint import read_safetensors_metadata
+    from seem.config_dict import config_from_dict
+    from seem.hub import CONFIG_KEY
+
+    if path.suffix != ".safetensors" or not path.is_file():
+        return None
+    meta = read_safetensors_metadata(path)
+    return config_from_dict(json.loads(meta[CONFIG_KEY])) if CONFIG_KEY in meta else None
+
+
+def _grown_config(config, state: dict):
+    """``config`` with the mask position features the weights carry (trained with
+    ``TrainConfig.mask_position_frequencies``; ``(Dm, 4 F)`` projection), or without them when they carry none."""
+    from dataclasses import replace
+
+    weight = state.get("pixel_decoder.mask_position.proj.weight")
+    frequencies = 0 if weight is None else int(weight.shape[1]) // 4
+    return replace(config, pixel_decoder=replace(config.pixel_decoder, mask_position_frequencies=frequencies))
 
 
 def main(argv=None) -> int:
