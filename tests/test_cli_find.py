@@ -85,3 +85,26 @@ def test_an_unreadable_image_in_a_folder_is_named_and_the_others_are_done(folder
     assert len(list((tmp_path / "o").glob("*_find.json"))) == 2
     code, _, err = _run(["find", tmp_path / "nothing_here", "--text", "person"], capsys)
     assert code == 2 and "no such file" in err
+
+
+def test_panoptic_everything_takes_grid_and_crop_layers(folder, tmp_path, capsys):
+    path = sorted(folder.iterdir())[0]
+    code, out, err = _run(["panoptic", path, "--vocab", "person,car,sky", "--kind", "everything",
+                           "--points-per-side", "4", "--crop-n-layers", "1", "--out", tmp_path / "p"], capsys)
+    assert code == 0, err
+    info = json.loads((tmp_path / "p" / f"{path.stem}_everything.json").read_text())
+    predictor = SeemPredictor.from_pretrained()
+    predictor.set_image(np.asarray(Image.open(path).convert("RGB")))
+    expected = predictor.segment_everything(["person", "car", "sky"], kind="everything",
+                                            config={"points_per_side": 4, "crop_n_layers": 1})
+    default = predictor.segment_everything(["person", "car", "sky"], kind="everything")
+    assert len(info["segments"]) == len(expected.masks) != len(default.masks)
+    assert [s["area"] for s in info["segments"]] == [int(m.sum()) for m in expected.masks]
+
+
+@pytest.mark.parametrize("extra, message", [(["--crop-n-layers", "1"], "only apply to --kind everything"),
+                                            (["--kind", "everything", "--crop-n-layers", "5"], "crop_n_layers"),
+                                            (["--kind", "everything", "--points-per-side", "0"], "points_per_side")])
+def test_panoptic_everything_option_errors(folder, tmp_path, capsys, extra, message):
+    code, _, err = _run(["panoptic", folder, "--vocab", "person,car", *extra, "--out", tmp_path], capsys)
+    assert code == 2 and message in err, err

@@ -16,6 +16,11 @@ def add_parser(subparsers) -> None:
     pan.add_argument("--vocab", required=True, metavar="SPEC", help="coco | FILE (one name a line) | 'a,b,c'")
     pan.add_argument("--kind", choices=("panoptic", "semantic", "instance", "everything"), default="panoptic",
                      help="everything: class-agnostic masks of every object and region, each with its best label")
+    pan.add_argument("--points-per-side", type=int, default=None, metavar="N",
+                     help="--kind everything: an N x N grid of point prompts (default 16)")
+    pan.add_argument("--crop-n-layers", type=int, default=None, metavar="L",
+                     help="--kind everything: SAM crop layers 0-3, each crop encoded as its own image; finds "
+                          "small objects, 4-20x slower (default 0)")
     add_model_arguments(pan)
 
 
@@ -26,10 +31,25 @@ def run(args: argparse.Namespace) -> int:
     from seem.vocabularies import parse_vocabulary
 
     vocabulary = parse_vocabulary(args.vocab)
+    _everything_config(args)  # a usage error before the model loads
     paths = expand_images(args.image)
     predictor = load_predictor(args)
     predictor.set_vocabulary(vocabulary)
     return for_each_image(paths, lambda path, image, name: _one(args, predictor, vocabulary, path, image, name))
+
+
+def _everything_config(args: argparse.Namespace) -> dict:
+    """The ``EverythingConfig`` fields given on the command line (``PromptError``: out of range, or with
+    another ``--kind``)."""
+    from seem.automatic import EverythingConfig
+    from seem.errors import PromptError
+
+    given = {k: getattr(args, k) for k in ("points_per_side", "crop_n_layers") if getattr(args, k) is not None}
+    if given and args.kind != "everything":
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise PromptError(f"{flags} only apply to --kind everything, not --kind {args.kind}")
+    EverythingConfig(**given)
+    return given
 
 
 def _one(args: argparse.Namespace, predictor, vocabulary: list[str], path: Path, image, name: str) -> None:
@@ -39,7 +59,11 @@ def _one(args: argparse.Namespace, predictor, vocabulary: list[str], path: Path,
     from seem.outputs import panoptic_segments, save_overlay, write_json
 
     predictor.set_image(image)
-    result = predictor.segment_everything(vocabulary=vocabulary, kind=args.kind)
+    config = _everything_config(args)
+    if config:
+        result = predictor.segment_everything(vocabulary=vocabulary, kind=args.kind, config=config)
+    else:
+        result = predictor.segment_everything(vocabulary=vocabulary, kind=args.kind)
     label_map, masks, entries = panoptic_segments(result, image.shape[:2])
     out, stem = Path(args.out), Path(name).stem
     label_png = seem_io.save_label_png(label_map, out / f"{stem}_{args.kind}.png")
