@@ -231,6 +231,9 @@ class InferenceConfig:
     overlap_threshold: float = 0.8  # TEST.OVERLAP_THRESHOLD
     detections_per_image: int = 100  # TEST.DETECTIONS_PER_IMAGE (instance top-k)
     grounding_logit_scale_max: float = 100.0  # vl_similarity clamps exp(logit_scale) at 100
+    # visual prompts: drop mask regions no positive prompt touches (seem.postprocess.keep_prompted_components);
+    # not in the official code, so off for the official variants
+    prompt_connected_masks: bool = False
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from seem.modeling.decoder import QueryGroup, VisualPromptTokens
 from seem.modeling.precision import decoding_copy, encoding_copy
 from seem.modeling.seem import ImageFeatures, Seem, TextPrompt
 from seem.modeling.visual_sampler import PromptSampler, RandomSampler
-from seem.postprocess import select_grounding, select_visual_queries
+from seem.postprocess import keep_prompted_components, select_grounding, select_visual_queries
 from seem.prompts import Prompts, ReferencePrompt, checks, mask_regions
 from seem.structures import FindResult, Prediction
 from seem.transforms import ImageFrame, plan_frame, preprocess_image
@@ -99,9 +99,7 @@ class SeemPredictor:
         return cls(from_pretrained(name_or_path, device=device), **kwargs)
 
     # ------------------------------------------------------------------ state
-    @property
-    def device(self) -> torch.device:
-        return self.model.pixel_mean.device
+    device = property(lambda self: self.model.pixel_mean.device, doc="The model's device.")
 
     @property
     def decoding_model(self) -> Seem:
@@ -135,9 +133,7 @@ class SeemPredictor:
 
     def sampler(self) -> PromptSampler:
         """The sampler for one call: the injected one, or a fresh generator seeded with ``seed``."""
-        if self._sampler is not None:
-            return self._sampler
-        return RandomSampler(self.seed)
+        return self._sampler if self._sampler is not None else RandomSampler(self.seed)
 
     def set_vocabulary(self, names: Sequence[str]) -> None:
         """Label space for ``Prediction.labels`` (its embeddings are computed once and cached)."""
@@ -302,8 +298,9 @@ class SeemPredictor:
             return instances_prediction(self, prompts.text[0])
         return self._predict(prompts, memory, joint_prompts)
 
-    def _visual_tokens(self, prompts: Prompts, sampler: PromptSampler) -> VisualPromptTokens | None:
-        """The visual objects' prompt tokens: those of the regions on this image, then the reference's."""
+    def _visual_tokens(self, prompts: Prompts, sampler: PromptSampler) -> tuple[VisualPromptTokens | None, Tensor | None]:
+        """The visual objects' prompt tokens (those of the regions on this image, then the reference's) and the
+        positive regions of this image's objects ``(K, H_pad, W_pad)`` bool (``None`` without any)."""
         frame, feats = self._require_image()
         regions = prompts.to_regions(frame)
         parts = []
@@ -312,12 +309,12 @@ class SeemPredictor:
                 feats, regions.positive.to(self.device), regions.negative.to(self.device), sampler)))
         if prompts.reference is not None:
             parts.append(prompts.reference.to(self._dtype))
-        return ReferencePrompt.concat(parts).tokens if parts else None
+        return (ReferencePrompt.concat(parts).tokens if parts else None), (None if regions is None else regions.positive)
 
     def _predict(self, prompts: Prompts, memory, joint_prompts: bool) -> Prediction:
         frame, feats = self._require_image()
         sampler = self.sampler()
-        visual = self._visual_tokens(prompts, sampler)
+        visual, positive = self._visual_tokens(prompts, sampler)
         if visual is not None and visual.num_objects > 1 and self.model.config.decoder.version != "v1":
             raise PromptError(f"{visual.num_objects} visual objects given: v0 models segment one visual object per call")
         text_prompt = self.model.encode_text(list(prompts.text)) if prompts.text else None
@@ -343,8 +340,11 @@ class SeemPredictor:
                                           self.model.text_encoder.logit_scale, self.model.config.inference.grounding_logit_scale_max)
             chosen = s + matched
             mode, antialias = "bilinear", True  # official evaluate_grounding
-        logits = self.decoding_model.decoder.mask_logits(last.mask_embed[:, chosen], feats.mask_features)[0]
-        return self._prediction(frame, logits.float(), last.class_embed[0, chosen].float(), mode, antialias)
+        logits = self.decoding_model.decoder.mask_logits(last.mask_embed[:, chosen], feats.mask_features)[0].float()
+        if positive is not None and self.model.config.inference.prompt_connected_masks:
+            k = positive.shape[0]  # this image's objects come first; a reference's follow and are left as they are
+            logits = torch.cat([keep_prompted_components(logits[:k], positive), logits[k:]])
+        return self._prediction(frame, logits, last.class_embed[0, chosen].float(), mode, antialias)
 
     def _memory(self, memory, visual: VisualPromptTokens | None) -> Tensor | None:
         if memory is None:

@@ -42,7 +42,8 @@ def _metadata(model: Seem, vocabulary: tuple[str, ...], seed: int) -> dict[str, 
     return {"seem.vocabulary": json.dumps(list(vocabulary)), "seem.pixel_mean": json.dumps(list(c.pixel_mean)),
             "seem.pixel_std": json.dumps(list(c.pixel_std)), "seem.size_divisibility": str(c.size_divisibility),
             "seem.shorter_side": str(c.test_shorter_side), "seem.max_size": str(c.test_max_size),
-            "seem.seed": str(seed)}
+            "seem.seed": str(seed),
+            "seem.prompt_connected_masks": str(int(c.inference.prompt_connected_masks))}
 
 
 def _add_metadata(path: Path, metadata: dict[str, str]) -> None:

