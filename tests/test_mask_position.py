@@ -102,7 +102,8 @@ def test_training_grows_a_checkpoint_and_export_records_the_frequencies(tmp_path
         assert torch.equal(trainer.model.state_dict()[key], value), key
     trainer.run()
     assert torch.count_nonzero(trainer.model.pixel_decoder.mask_position.proj.weight) > 0
-    out = export_checkpoint(tmp_path / "run" / "model.safetensors", tmp_path / "bundled.safetensors")
+    out = export_checkpoint(tmp_path / "run" / "model.safetensors", tmp_path / "bundled.safetensors",
+                            config=tiny_model_config())
     model = from_pretrained(str(out))
     assert model.config.pixel_decoder.mask_position_frequencies == 3
     exported = model.pixel_decoder.mask_position.proj.weight

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from seem.modeling.seem import Seem
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
-CONFIG_KEY = "seem_config"
+_CONFIG_KEY = "seem_config"
 
 
 def default_cache_root() -> Path:
@@ -80,11 +80,11 @@ def _config_of_local(path: Path) -> SeemConfig:
     """Config of a local file: safetensors metadata, else a sibling official YAML, else a known file name."""
     if path.suffix.lower() == ".safetensors":
         meta = read_safetensors_metadata(path)
-        if CONFIG_KEY in meta:
+        if _CONFIG_KEY in meta:
             try:
-                return config_from_dict(json.loads(meta[CONFIG_KEY]))
+                return config_from_dict(json.loads(meta[_CONFIG_KEY]))
             except json.JSONDecodeError as exc:
-                raise CheckpointError(f"Corrupt '{CONFIG_KEY}' metadata in {path}: {exc}") from None
+                raise CheckpointError(f"Corrupt '{_CONFIG_KEY}' metadata in {path}: {exc}") from None
     for sibling in (path.with_suffix(".yaml"), path.with_suffix(".yml"), path.parent / "config.yaml"):
         if sibling.is_file():
             try:

@@ -41,10 +41,12 @@ def average_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Ten
 
 
 def export_checkpoint(source: str | Path | list[str | Path], target: str | Path, variant: str = "seem_tiny",
-                      shard_mib: float | None = None) -> Path:
+                      shard_mib: float | None = None, config=None) -> Path:
     """Read ``source`` (a training ``model.safetensors`` or ``last.pt``, or a shard folder / index; a list of
     them is averaged, see :func:`average_states`), write ``target`` (a file, or with ``shard_mib`` a folder of
-    shards and its index); returns the file or index."""
+    shards and its index); returns the file or index. The metadata's config is ``config`` (default: the
+    registry's ``variant``, today's inference settings included) with the mask position features the weights
+    carry."""
     from seem.checkpoint import read_checkpoint, save_safetensors
     from seem.registry import get_variant
     from seem.train.shards import INDEX, read_shards, write_shards
@@ -62,24 +64,10 @@ def export_checkpoint(source: str | Path | list[str | Path], target: str | Path,
             v = v.to(torch.float16)
         out[k] = v.contiguous()
     meta = {"format": "seem", "variant": variant, "source": " + ".join(f"{s.parent.name}/{s.name}" for s in sources)}
-    config = _grown_config(_source_config(sources[0]) or get_variant(variant).config, out)
+    config = _grown_config(config or get_variant(variant).config, out)
     if shard_mib is not None:
         return write_shards(out, target, shard_mib, meta, config=config)[-1]
     return save_safetensors(out, target, meta, config=config)
-
-
-def _source_config(path: Path):
-    """The model config a training ``model.safetensors`` carries in its metadata, else ``None``."""
-    import json
-
-    from seem.checkpoint import read_safetensors_metadata
-    from seem.config_dict import config_from_dict
-    from seem.hub import CONFIG_KEY
-
-    if path.suffix != ".safetensors" or not path.is_file():
-        return None
-    meta = read_safetensors_metadata(path)
-    return config_from_dict(json.loads(meta[CONFIG_KEY])) if CONFIG_KEY in meta else None
 
 
 def _grown_config(config, state: dict):
