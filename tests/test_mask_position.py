@@ -109,3 +109,21 @@ def test_training_grows_a_checkpoint_and_export_records_the_frequencies(tmp_path
     exported = model.pixel_decoder.mask_position.proj.weight
     np.testing.assert_allclose(exported.detach().numpy(), trainer.model.pixel_decoder.mask_position.proj.weight.detach().numpy(),
                                rtol=1e-3, atol=1e-4)  # float16 storage
+
+
+def test_weighted_soup_counts_a_missing_position_projection_as_zeros():
+    from seem.errors import CheckpointError
+    from seem.train.export import average_states
+
+    old = {"w": torch.ones(2, 3)}
+    grown = {"w": torch.full((2, 3), 3.0), "pixel_decoder.mask_position.proj.weight": torch.full((4, 8), 2.0)}
+    soup = average_states([old, grown], [0.7, 0.3])
+    torch.testing.assert_close(soup["w"], torch.full((2, 3), 0.7 + 0.9))
+    torch.testing.assert_close(soup["pixel_decoder.mask_position.proj.weight"], torch.full((4, 8), 0.6))
+    torch.testing.assert_close(average_states([old, grown])["w"], torch.full((2, 3), 2.0))  # equal weights
+    with pytest.raises(CheckpointError, match="weight per source"):
+        average_states([old, grown], [1.0])
+    with pytest.raises(CheckpointError, match="weight per source"):
+        average_states([old, grown], [1.0, -0.5])
+    with pytest.raises(CheckpointError, match="other keys"):
+        average_states([old, {"v": torch.ones(2, 3)}])

@@ -39,7 +39,10 @@ class MaskPositionEncoding(nn.Module):
         frequencies: ``F >= 1`` octaves per axis (``4 F`` Fourier channels).
         mask_dim: ``Dm``, the mask feature width.
 
-    ``proj.weight`` ``(Dm, 4 F)`` is zero at construction (see the module docstring).
+    ``proj.weight`` ``(Dm, 4 F)`` is zero at construction (see the module docstring). The features are computed
+    in float32 even under bf16 autocast (and :func:`seem.modeling.precision.bf16_conv_linear_copy` keeps this
+    weight in float32): they are a few thousand multiply-adds per image, and bf16 rounding of them moved the
+    edges of weak masks.
     """
 
     def __init__(self, frequencies: int, mask_dim: int) -> None:
@@ -52,6 +55,7 @@ class MaskPositionEncoding(nn.Module):
 
     def forward(self, mask_features: Tensor) -> Tensor:
         h, w = mask_features.shape[-2:]
-        phi = fourier_grid(h, w, self.frequencies, self.proj.weight.dtype, mask_features.device)
-        pos = (self.proj.weight @ phi.flatten(1)).view(1, -1, h, w)
-        return mask_features + pos.to(mask_features.dtype)
+        phi = fourier_grid(h, w, self.frequencies, torch.float32, mask_features.device)
+        with torch.autocast(device_type=mask_features.device.type, enabled=False):
+            pos = (self.proj.weight.float() @ phi.flatten(1)).view(1, -1, h, w)
+            return (mask_features.float() + pos).to(mask_features.dtype)

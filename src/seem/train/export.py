@@ -21,29 +21,39 @@ import torch
 SMALL = 4096  # tensors with at most this many elements keep float32
 
 
-def average_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """The parameter-wise mean of ``states`` (float tensors averaged in float32, others taken from the first).
+def average_states(states: list[dict[str, torch.Tensor]], weights: list[float] | None = None) -> dict[str, torch.Tensor]:
+    """The parameter-wise (weighted) mean of ``states`` (float tensors averaged in float32, others taken from
+    the first). ``weights`` (default uniform) are normalised to sum to 1. A zero-initialised mask position
+    projection (:mod:`seem.modeling.mask_position`) that some states lack counts as zeros there: those
+    states computed the same function with it at zero.
 
     Raises:
-        CheckpointError: the states differ in keys or shapes (not one architecture).
+        CheckpointError: the states differ in other keys or in shapes (not one architecture); bad weights.
     """
     from seem.errors import CheckpointError
 
+    if weights is None:
+        weights = [1.0] * len(states)
+    if len(weights) != len(states) or any(not w >= 0 for w in weights) or sum(weights) <= 0:
+        raise CheckpointError(f"need one non-negative weight per source ({len(states)}), summing above 0; got {weights}")
+    grown = {k: v for st in states for k, v in st.items() if ".mask_position." in k}
+    states = [{**{k: torch.zeros_like(v) for k, v in grown.items() if k not in st}, **st} for st in states]
     first = states[0]
     for i, other in enumerate(states[1:], 1):
-        if list(other) != list(first) or any(other[k].shape != first[k].shape for k in first):
+        if set(other) != set(first) or any(other[k].shape != first[k].shape for k in first):
             raise CheckpointError(f"source {i} has other keys or shapes than source 0: only weights of one "
                                   "architecture can be averaged")
     if len(states) == 1:
         return first
-    return {k: (torch.stack([s[k].float() for s in states]).mean(0).to(v.dtype) if v.is_floating_point() else v)
-            for k, v in first.items()}
+    w = torch.tensor(weights, dtype=torch.float32) / sum(weights)
+    return {k: ((torch.stack([s[k].float() for s in states]) * w.view(-1, *[1] * v.dim())).sum(0).to(v.dtype)
+                if v.is_floating_point() else v) for k, v in first.items()}
 
 
 def export_checkpoint(source: str | Path | list[str | Path], target: str | Path, variant: str = "seem_tiny",
-                      shard_mib: float | None = None, config=None) -> Path:
+                      shard_mib: float | None = None, config=None, weights: list[float] | None = None) -> Path:
     """Read ``source`` (a training ``model.safetensors`` or ``last.pt``, or a shard folder / index; a list of
-    them is averaged, see :func:`average_states`), write ``target`` (a file, or with ``shard_mib`` a folder of
+    them is averaged, with ``weights``, see :func:`average_states`), write ``target`` (a file, or with ``shard_mib`` a folder of
     shards and its index); returns the file or index. The metadata's config is ``config`` (default: the
     registry's ``variant``, today's inference settings included) with the mask position features the weights
     carry."""
@@ -57,7 +67,7 @@ def export_checkpoint(source: str | Path | list[str | Path], target: str | Path,
         state = read_shards(path) if path.is_dir() or path.name == INDEX else read_checkpoint(path)
         return state["model"] if "model" in state and isinstance(state["model"], dict) else state  # a last.pt
 
-    state = average_states([load(s) for s in sources])
+    state = average_states([load(s) for s in sources], weights)
     out = {}
     for k, v in state.items():
         if v.is_floating_point() and v.numel() > SMALL:
@@ -86,9 +96,11 @@ def main(argv=None) -> int:
     ap.add_argument("target")
     ap.add_argument("--variant", default="seem_tiny")
     ap.add_argument("--shard-mib", type=float, default=None, help="write TARGET as a folder of shards this size")
+    ap.add_argument("--weights", default=None, help="comma list, one per source: a weighted soup (default: equal)")
     args = ap.parse_args(argv)
+    weights = [float(w) for w in args.weights.split(",")] if args.weights else None
     path = export_checkpoint(args.source if len(args.source) > 1 else args.source[0], args.target, args.variant,
-                             args.shard_mib)
+                             args.shard_mib, weights=weights)
     files = sorted(path.parent.glob("model-*.safetensors")) if args.shard_mib else [path]
     print(f"wrote {path} ({sum(f.stat().st_size for f in files) / 1e6:.1f} MB in {len(files)} file(s))")
     return 0
