@@ -233,3 +233,28 @@ def keep_prompted_components(logits: Tensor, positive: Tensor, connect_every: in
             break
     drop = (inside > reached)[:, 0] & prompted[:, None, None]
     return torch.where(drop, -logits.abs(), logits)
+
+
+def near_mask_support(logits: Tensor, positive: Tensor, cells: int = 2) -> Tensor:
+    """``(K, h, w)`` logits and ``(K, 4h, 4w)`` bool positive prompt regions -> ``(K, h, w)`` float: ``+1`` within
+    ``cells`` low-resolution cells (8-neighbourhood) of a positive logit or of a positive prompt, ``-1``
+    elsewhere. Resampled bilinearly to the original size and thresholded at 0 it bounds a mask made by
+    *bicubic* upsampling: after :func:`keep_prompted_components` negates whole regions, bicubic's negative
+    lobes would otherwise ring up specks of positive logit around them, far from the kept region (a strongly
+    negative cell next to a weakly negative one). Near the prompts everything stays (a small object can be
+    positive only between cells)."""
+    seeds = (logits > 0) | (F.max_pool2d(positive[:, None].to(logits.device, torch.float32), 4)[:, 0] > 0)
+    near = F.max_pool2d(seeds[:, None].float(), 2 * cells + 1, 1, cells)[:, 0]
+    return near * 2 - 1
+
+
+def prompt_connected(logits: Tensor, positive: Tensor, frame) -> tuple[Tensor, Tensor]:
+    """``InferenceConfig.prompt_connected_masks`` for one prompt round: ``(K, h, w)`` low-res logits of the visual
+    objects (this image's ``K' = len(positive)`` first, a reference image's after them, left as they are) and
+    their ``(K', 4h, 4w)`` positive prompt regions -> (the logits with unprompted regions negated, as the
+    memory of the next round; a ``(K, H, W)`` bool support in ``frame``'s original size that the thresholded
+    bicubic mask is ANDed with). ``frame``: the :class:`seem.transforms.ImageFrame` of the image."""
+    k = positive.shape[0]
+    kept = torch.cat([keep_prompted_components(logits[:k], positive), logits[k:]])
+    near = torch.cat([near_mask_support(kept[:k], positive), torch.ones_like(kept[k:])])
+    return kept, frame.logits_to_original(near, mode="bilinear", antialias=False) > 0

@@ -24,7 +24,7 @@ from seem.modeling.decoder import QueryGroup, VisualPromptTokens
 from seem.modeling.precision import decoding_copy, encoding_copy
 from seem.modeling.seem import ImageFeatures, Seem, TextPrompt
 from seem.modeling.visual_sampler import PromptSampler, RandomSampler
-from seem.postprocess import keep_prompted_components, select_grounding, select_visual_queries
+from seem.postprocess import prompt_connected, select_grounding, select_visual_queries
 from seem.prompts import Prompts, ReferencePrompt, checks, mask_regions
 from seem.structures import FindResult, Prediction
 from seem.transforms import ImageFrame, plan_frame, preprocess_image
@@ -341,16 +341,15 @@ class SeemPredictor:
             chosen = s + matched
             mode, antialias = "bilinear", True  # official evaluate_grounding
         logits = self.decoding_model.decoder.mask_logits(last.mask_embed[:, chosen], feats.mask_features)[0].float()
+        support = None
         if positive is not None and self.model.config.inference.prompt_connected_masks:
-            k = positive.shape[0]  # this image's objects come first; a reference's follow and are left as they are
-            logits = torch.cat([keep_prompted_components(logits[:k], positive), logits[k:]])
-        return self._prediction(frame, logits, last.class_embed[0, chosen].float(), mode, antialias)
+            logits, support = prompt_connected(logits, positive, frame)
+        return self._prediction(frame, logits, last.class_embed[0, chosen].float(), mode, antialias, support)
 
     def _memory(self, memory, visual: VisualPromptTokens | None) -> Tensor | None:
-        if memory is None:
-            return None
         feats = self.features
-        assert feats is not None  # _predict, the only caller, ran _require_image first
+        if memory is None or feats is None:  # _predict, the only caller, ran _require_image first
+            return None
         expect = (feats.padded_size[0] // 4, feats.padded_size[1] // 4)
         logits = checks.memory_logits(memory, None if visual is None else visual.num_objects, expect)
         return logits.to(self.device, self._dtype)[None]
@@ -358,14 +357,13 @@ class SeemPredictor:
     def _labels(self, class_embed: Tensor) -> tuple[Tensor, Tensor]:
         """``(K, Dp)`` -> label ids over the vocabulary and their probability (softmax with "background")."""
         emb = self.vocabularies.get(self.vocabulary + ("background",))
-        probs = F.softmax(self.model.class_logits(class_embed, emb.to(class_embed)), dim=-1)[:, :-1]
-        p, ids = probs.max(dim=-1)
+        p, ids = F.softmax(self.model.class_logits(class_embed, emb.to(class_embed)), dim=-1)[:, :-1].max(dim=-1)
         return ids, p
 
     def _prediction(self, frame: ImageFrame, logits_lowres: Tensor, class_embed: Tensor, mode: str,
-                    antialias: bool) -> Prediction:
+                    antialias: bool, support: Tensor | None = None) -> Prediction:
         logits = frame.logits_to_original(logits_lowres, mode=mode, antialias=antialias)
-        masks = logits > 0
+        masks = logits > 0 if support is None else (logits > 0) & support
         ids, p = self._labels(class_embed)
         inside = masks.flatten(1).float()
         mask_score = (logits.sigmoid().flatten(1) * inside).sum(1) / (inside.sum(1) + 1e-6)

@@ -128,7 +128,7 @@ SEEM_TINY = SeemConfig(
         dim_proj=128, in_channels=128, spatial_memories=32, query_number=3,
     ),
     # 0.4: the best panoptic PQ of the bundled weights on CamVid val (thresholds 0.2-0.5, benchmarks/eval_bundled.py)
-    # prompt_connected_masks: GrabCut NoC@90 12.5 -> 9.7 with the stage 3 + 4 weights (README, the bundled model)
+    # prompt_connected_masks: GrabCut NoC@90 12.5 -> 9.8 with the stage 3 + 4 weights (README, the bundled model)
     inference=InferenceConfig(object_mask_threshold=0.4, overlap_threshold=0.8, detections_per_image=50,
                               prompt_connected_masks=True),
     test_shorter_side=320,
