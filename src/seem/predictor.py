@@ -99,7 +99,9 @@ class SeemPredictor:
         return cls(from_pretrained(name_or_path, device=device), **kwargs)
 
     # ------------------------------------------------------------------ state
-    device = property(lambda self: self.model.pixel_mean.device, doc="The model's device.")
+    @property
+    def device(self) -> torch.device:
+        return self.model.pixel_mean.device
 
     @property
     def decoding_model(self) -> Seem:

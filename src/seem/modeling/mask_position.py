@@ -14,9 +14,22 @@ official architecture; the bundled ``seem_tiny`` may use it.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor, nn
+
+POSITION_KEY = ".mask_position."  # in the state-dict keys of the projection (``pixel_decoder.mask_position.proj.weight``)
+
+
+def with_zero_position(state: Mapping[str, Tensor], reference: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """``state`` plus zeros for the position projections of ``reference`` it lacks: a checkpoint trained before
+    them computes the same function with them at zero (so it can be loaded into, or averaged with, a grown one)."""
+    out = dict(state)
+    for key, value in reference.items():
+        if POSITION_KEY in key and key not in out:
+            out[key] = torch.zeros_like(value)
+    return out
 
 
 def fourier_grid(h: int, w: int, frequencies: int, dtype: torch.dtype, device: torch.device) -> Tensor:

@@ -22,6 +22,7 @@ import torch
 import torch.distributed as dist
 
 from seem.build import build_seem
+from seem.modeling.mask_position import POSITION_KEY, with_zero_position
 from seem.modeling.seem import Seem
 from seem.registry import get_variant
 from seem.train.config import TrainConfig
@@ -72,11 +73,8 @@ def _load_init(model: Seem, path: str) -> None:
     from seem.checkpoint import load_state_dict_strict, read_checkpoint, to_seem_state_dict
     from seem.hub import resolve_weights
 
-    state = dict(to_seem_state_dict(read_checkpoint(resolve_weights(path))))
-    for key, value in model.state_dict().items():
-        if key not in state and ".mask_position." in key:
-            state[key] = value
-    load_state_dict_strict(model, state)
+    state = to_seem_state_dict(read_checkpoint(resolve_weights(path)))
+    load_state_dict_strict(model, with_zero_position(state, model.state_dict()))
 
 
 def build_model(config: TrainConfig, model_config=None) -> Seem:
@@ -119,7 +117,7 @@ def parameter_groups(model: Seem, config: TrainConfig) -> list[dict]:
             continue
         slow = name.startswith(("backbone.", "text_encoder."))
         lr = config.lr * (config.backbone_lr_mult if slow else 1.0)
-        if ".mask_position." in name:
+        if POSITION_KEY in name:
             lr = config.lr * config.position_lr_mult
         no_decay = p.ndim <= 1 or "embed" in name.split(".")[-2] or name.endswith(("positional_embedding", "logit_scale"))
         groups.setdefault((lr, 0.0 if no_decay else config.weight_decay), []).append(p)

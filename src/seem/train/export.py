@@ -36,8 +36,10 @@ def average_states(states: list[dict[str, torch.Tensor]], weights: list[float] |
         weights = [1.0] * len(states)
     if len(weights) != len(states) or any(not w >= 0 for w in weights) or sum(weights) <= 0:
         raise CheckpointError(f"need one non-negative weight per source ({len(states)}), summing above 0; got {weights}")
-    grown = {k: v for st in states for k, v in st.items() if ".mask_position." in k}
-    states = [{**{k: torch.zeros_like(v) for k, v in grown.items() if k not in st}, **st} for st in states]
+    from seem.modeling.mask_position import POSITION_KEY, with_zero_position
+
+    grown = {k: v for st in states for k, v in st.items() if POSITION_KEY in k}
+    states = [with_zero_position(st, grown) for st in states]
     first = states[0]
     for i, other in enumerate(states[1:], 1):
         if set(other) != set(first) or any(other[k].shape != first[k].shape for k in first):
