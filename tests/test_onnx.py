@@ -11,6 +11,7 @@ borders move with any rounding): held to 0.94 there.
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -46,8 +47,10 @@ def _check(model, out_dir, image, int8_bound=MIN_IOU[".int8"], **predictor_kwarg
 
     files = export_onnx(model, out_dir)
     # the decoder file is the network; dropping unprompted regions is the tool's post-processing (README)
-    model.config = dataclasses.replace(model.config, inference=dataclasses.replace(
-        model.config.inference, prompt_connected_masks=False))
+    # and so is the click fit, which the mask_embed output lets the tool apply (checked below)
+    network = dataclasses.replace(model.config.inference, prompt_connected_masks=False, click_fit=False)
+    fitted_config = dataclasses.replace(network, click_fit=True)
+    model.config = dataclasses.replace(model.config, inference=network)
     pred = SeemPredictor(model, vocabulary_cache_dir=None, **predictor_kwargs)
     pred.set_image(image)
     frame = pred.frame
@@ -63,7 +66,7 @@ def _check(model, out_dir, image, int8_bound=MIN_IOU[".int8"], **predictor_kwarg
             ref = pred.predict(points=points, point_labels=labels)
             coords = frame.points_to_resized(points).astype(np.float32)
             feeds = dict(zip(names, [coords, np.array(labels, np.float32), np.array(frame.resized_size), *cache]))
-            logits, label_ids, scores = dec.run(None, feeds)
+            logits, label_ids, scores, mask_embed = dec.run(None, feeds)
             assert logits.shape == (1, frame.padded_size[0] // 4, frame.padded_size[1] // 4)
             mask = (frame.logits_to_original(torch.from_numpy(logits), mode="bicubic", antialias=False) > 0).numpy()[0]
             assert ref.masks[0].any(), "empty PyTorch mask"
@@ -72,6 +75,25 @@ def _check(model, out_dir, image, int8_bound=MIN_IOU[".int8"], **predictor_kwarg
             if not suffix:
                 assert pred.vocabulary[int(label_ids[0])] == ref.labels[0]
                 assert abs(float(scores[0]) - float(ref.scores[0])) < 0.05
+                _check_click_fit(model, pred, fitted_config, cache[0], mask_embed, points, labels)
+
+
+def _check_click_fit(model, pred, fitted_config, mask_features, mask_embed, points, labels):
+    """The README's recipe for tools: seem.click_fit on the ONNX outputs gives PyTorch's click-fitted mask."""
+    from seem.click_fit import click_features, fit_mask_embedding
+
+    features, frame = torch.from_numpy(mask_features), pred.frame
+    at_clicks = click_features(features, np.array(points)[None], frame)[0]
+    e = fit_mask_embedding(torch.from_numpy(mask_embed[0]), at_clicks, torch.tensor(labels), margin=2.0, prior=1.0)
+    logits = torch.einsum("d,dhw->hw", e, features[0])[None]
+    mask = (frame.logits_to_original(logits, mode="bicubic", antialias=False) > 0).numpy()[0]
+    network = model.config.inference
+    model.config = dataclasses.replace(model.config, inference=fitted_config)
+    try:
+        ref = pred.predict(points=points, point_labels=labels)
+    finally:
+        model.config = dataclasses.replace(model.config, inference=network)
+    assert _iou(mask, ref.masks[0]) >= 0.99, "click fit on the ONNX outputs differs from PyTorch's"
 
 
 def test_onnx_seem_tiny_matches_pytorch(tmp_path):
@@ -105,5 +127,5 @@ def test_export_cli_writes_files(tmp_path, capsys):
     import onnx
 
     meta = {p.key: p.value for p in onnx.load(str(tmp_path / "decoder.onnx")).metadata_props}
-    assert meta["seem.prompt_connected_masks"] == "1"
+    assert meta["seem.prompt_connected_masks"] == "1" and json.loads(meta["seem.click_fit"])["margin"] == 2.0
     assert meta["seem.size_divisibility"] == "32" and "person" in meta["seem.vocabulary"]

@@ -7,6 +7,7 @@ import os
 import socket
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -81,3 +82,16 @@ def test_two_gloo_processes_end_with_identical_weights(tmp_path):
 from pathlib import Path  # noqa: E402  (used by the spawned worker)
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def test_small_object_bias_draws_small_segments_more_often():
+    from seem.errors import ConfigError
+    from seem.train.config import TrainConfig
+    from seem.train.step import prompt_weights
+
+    masks = np.zeros((3, 16, 16), dtype=bool)
+    masks[0, :1, :1], masks[1, :4, :4], masks[2] = True, True, True  # areas 1, 16, 256
+    assert prompt_weights(masks, 0.0) is None  # uniform: the official draw
+    np.testing.assert_allclose(prompt_weights(masks, 0.5), np.array([1, 1 / 4, 1 / 16]) / (1 + 1 / 4 + 1 / 16))
+    with pytest.raises(ConfigError, match="small_object_bias"):
+        TrainConfig.from_file(None, small_object_bias=-0.5)

@@ -199,7 +199,8 @@ def _point_candidates(predictor: SeemPredictor, batch: np.ndarray, cfg: Everythi
     """Decodes the grid points ``batch`` ``(M, 2)`` (x, y) in one pass, one single-click object each, into ``out``."""
     frame = predictor.frame
     assert frame is not None
-    pred = predictor.predict(points=batch[:, None, :])
+    # grid points are not a user's clicks: where the decoder finds nothing, nothing is kept (no click fit)
+    pred = predictor.predict(points=batch[:, None, :], click_fit=False)
     mask_score, stability = _lowres_quality(frame, pred.logits_lowres, cfg.stability_offset)
     label_p = torch.as_tensor(pred.scores) / mask_score.clamp(min=1e-6)  # scores = p(label) x mask score
     out.add(cfg, torch.from_numpy(pred.masks), mask_score * stability, stability,

@@ -234,6 +234,12 @@ class InferenceConfig:
     # visual prompts: drop mask regions no positive prompt touches (seem.postprocess.keep_prompted_components);
     # not in the official code, so off for the official variants
     prompt_connected_masks: bool = False
+    # clicks: fit each object's mask embedding until its clicks agree with the mask (seem.click_fit, a BRS-style
+    # refinement); margin = the logit a click should reach, prior = the pull towards the decoder's embedding
+    click_fit: bool = False
+    click_fit_margin: float = 2.0
+    click_fit_prior: float = 1.0
+    click_fit_iters: int = 20
 
 
 @dataclass(frozen=True)

@@ -178,6 +178,12 @@ def _pil_to_rgb(img: Image.Image, name: str) -> np.ndarray:
     return np.array(rgb, dtype=np.uint8)
 
 
+def is_rgb_uint8(image) -> bool:
+    """Whether ``image`` already is a non-empty ``(H, W, 3)`` uint8 array (no decoding or conversion needed)."""
+    return isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3 \
+        and image.shape[0] > 0 and image.shape[1] > 0
+
+
 def load_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read an image as ``(H, W, 3)`` uint8 RGB, upright per its EXIF orientation.
 

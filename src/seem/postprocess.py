@@ -258,3 +258,14 @@ def prompt_connected(logits: Tensor, positive: Tensor, frame) -> tuple[Tensor, T
     kept = torch.cat([keep_prompted_components(logits[:k], positive), logits[k:]])
     near = torch.cat([near_mask_support(kept[:k], positive), torch.ones_like(kept[k:])])
     return kept, frame.logits_to_original(near, mode="bilinear", antialias=False) > 0
+
+
+def masks_with_scores(frame, logits_lowres: Tensor, mode: str, antialias: bool,
+                      support: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """``(K, H_pad/4, W_pad/4)`` mask logits -> ``(K, H, W)`` bool masks at the original size (``logits > 0``, ANDed
+    with ``support`` when given) and ``(K,)`` their mean probability inside the mask (``ImageFrame.logits_to_original``
+    with ``mode`` / ``antialias``; ``frame``: the image's :class:`seem.transforms.ImageFrame`)."""
+    logits = frame.logits_to_original(logits_lowres, mode=mode, antialias=antialias)
+    masks = logits > 0 if support is None else (logits > 0) & support
+    inside = masks.flatten(1).float()
+    return masks, (logits.sigmoid().flatten(1) * inside).sum(1) / (inside.sum(1) + 1e-6)

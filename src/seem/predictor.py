@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from seem.automatic import EverythingConfig
+from seem.click_fit import fit_to_clicks
 from seem.errors import ImageError, PromptError
 from seem.everything import segment_everything
 from seem.find import FindConfig, find_instances, instances_prediction
@@ -24,18 +25,13 @@ from seem.modeling.decoder import QueryGroup, VisualPromptTokens
 from seem.modeling.precision import decoding_copy, encoding_copy
 from seem.modeling.seem import ImageFeatures, Seem, TextPrompt
 from seem.modeling.visual_sampler import PromptSampler, RandomSampler
-from seem.postprocess import prompt_connected, select_grounding, select_visual_queries
+from seem.postprocess import masks_with_scores, prompt_connected, select_grounding, select_visual_queries
 from seem.prompts import Prompts, ReferencePrompt, checks, mask_regions
 from seem.structures import FindResult, Prediction
 from seem.transforms import ImageFrame, plan_frame, preprocess_image
 from seem.vocab_cache import VocabularyCache, default_vocabulary_cache_dir
 
 PRECISIONS = ("fp32", "bf16", "bf16-all", "int8")
-
-
-def _is_rgb_uint8(image) -> bool:
-    return isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3 \
-        and image.shape[0] > 0 and image.shape[1] > 0
 
 
 class SeemPredictor:
@@ -161,9 +157,9 @@ class SeemPredictor:
         Raises:
             seem.errors.ImageError: unreadable, empty, corrupt or too large (> 50 MP) images.
         """
-        from seem.io import load_image
+        from seem.io import is_rgb_uint8, load_image
 
-        img = image if _is_rgb_uint8(image) else load_image(image)
+        img = image if is_rgb_uint8(image) else load_image(image)
         frame = plan_frame(img.shape[:2], self.shorter_side, self.max_size, self.model.config.size_divisibility)
         x = preprocess_image(img, frame, self.model.pixel_mean, self.model.pixel_std).to(self.device)
         with self.autocast():
@@ -250,7 +246,8 @@ class SeemPredictor:
     def predict(self, prompts: Prompts | str | Sequence[str] | None = None, points=None, point_labels=None,
                 boxes=None, scribbles=None, polygons=None, masks=None, reference: ReferencePrompt | None = None,
                 memory: Prediction | Tensor | None = None, joint_prompts: bool = True, *,
-                text: str | Sequence[str] | None = None, all_instances: bool = False) -> Prediction:
+                text: str | Sequence[str] | None = None, all_instances: bool = False,
+                click_fit: bool | None = None) -> Prediction:
         """Segment the current image from any mix of prompts: ``predict(Prompts(...))``, or the same fields as
         keywords (``predict(points=..., text=...)`` builds the :class:`Prompts` and takes the same path).
 
@@ -273,6 +270,8 @@ class SeemPredictor:
                 change the visual masks. No effect without both prompt types.
             all_instances: one text phrase alone -> every instance of it (:meth:`find`, default thresholds), not
                 the one referred object: K >= 0 masks labelled with the phrase, their object queries' logits.
+            click_fit: fit each object's mask to its clicks (:mod:`seem.click_fit`); None: the model's
+                ``InferenceConfig.click_fit`` (on for ``seem_tiny``).
 
         Returns:
             :class:`Prediction` with one mask per object, ``(K, H, W)`` bool at the original size (visual objects
@@ -283,7 +282,8 @@ class SeemPredictor:
         Raises:
             PromptError: no prompt, malformed or out-of-image prompts (naming the field), a text longer than
                 77 tokens, a bad ``memory``, a :class:`Prompts` together with prompt keywords.
-            PromptTypeError (a PromptError and a TypeError): ``all_instances`` not a bool. ImageError: no image set.
+            PromptTypeError (a PromptError and a TypeError): ``all_instances`` or ``click_fit`` not a bool.
+            ImageError: no image set.
         """
         fields = dict(points=points, point_labels=point_labels, boxes=boxes, scribbles=scribbles,
                       polygons=polygons, masks=masks, reference=reference)
@@ -298,7 +298,7 @@ class SeemPredictor:
             if prompts.has_visual or memory is not None or not prompts.text or len(prompts.text) != 1:
                 raise PromptError("all_instances=True takes exactly one text phrase alone; find([...]) several")
             return instances_prediction(self, prompts.text[0])
-        return self._predict(prompts, memory, joint_prompts)
+        return self._predict(prompts, memory, joint_prompts, None if click_fit is None else checks.flag(click_fit, "click_fit"))
 
     def _visual_tokens(self, prompts: Prompts, sampler: PromptSampler) -> tuple[VisualPromptTokens | None, Tensor | None]:
         """The visual objects' prompt tokens (those of the regions on this image, then the reference's) and the
@@ -313,7 +313,7 @@ class SeemPredictor:
             parts.append(prompts.reference.to(self._dtype))
         return (ReferencePrompt.concat(parts).tokens if parts else None), (None if regions is None else regions.positive)
 
-    def _predict(self, prompts: Prompts, memory, joint_prompts: bool) -> Prediction:
+    def _predict(self, prompts: Prompts, memory, joint_prompts: bool, click_fit: bool | None = None) -> Prediction:
         frame, feats = self._require_image()
         sampler = self.sampler()
         visual, positive = self._visual_tokens(prompts, sampler)
@@ -342,15 +342,17 @@ class SeemPredictor:
                                           self.model.text_encoder.logit_scale, self.model.config.inference.grounding_logit_scale_max)
             chosen = s + matched
             mode, antialias = "bilinear", True  # official evaluate_grounding
-        logits = self.decoding_model.decoder.mask_logits(last.mask_embed[:, chosen], feats.mask_features)[0].float()
+        embed, inference = last.mask_embed[:, chosen], self.model.config.inference
+        if visual is not None and prompts.points is not None and (inference.click_fit if click_fit is None else click_fit):
+            embed = fit_to_clicks(embed, feats.mask_features, prompts, frame, inference)
+        logits = self.decoding_model.decoder.mask_logits(embed, feats.mask_features)[0].float()
         support = None
-        if positive is not None and self.model.config.inference.prompt_connected_masks:
+        if positive is not None and inference.prompt_connected_masks:
             logits, support = prompt_connected(logits, positive, frame)
         return self._prediction(frame, logits, last.class_embed[0, chosen].float(), mode, antialias, support)
 
     def _memory(self, memory, visual: VisualPromptTokens | None) -> Tensor | None:
-        feats = self.features
-        if memory is None or feats is None:  # _predict, the only caller, ran _require_image first
+        if memory is None or (feats := self.features) is None:  # _predict, the only caller, set an image
             return None
         expect = (feats.padded_size[0] // 4, feats.padded_size[1] // 4)
         logits = checks.memory_logits(memory, None if visual is None else visual.num_objects, expect)
@@ -364,11 +366,8 @@ class SeemPredictor:
 
     def _prediction(self, frame: ImageFrame, logits_lowres: Tensor, class_embed: Tensor, mode: str,
                     antialias: bool, support: Tensor | None = None) -> Prediction:
-        logits = frame.logits_to_original(logits_lowres, mode=mode, antialias=antialias)
-        masks = logits > 0 if support is None else (logits > 0) & support
+        masks, mask_score = masks_with_scores(frame, logits_lowres, mode, antialias, support)
         ids, p = self._labels(class_embed)
-        inside = masks.flatten(1).float()
-        mask_score = (logits.sigmoid().flatten(1) * inside).sum(1) / (inside.sum(1) + 1e-6)
         return Prediction(
             masks=masks.cpu().numpy(),
             scores=(p * mask_score).float().cpu().numpy(),

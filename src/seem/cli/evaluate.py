@@ -96,6 +96,8 @@ def add_parser(subparsers) -> None:
     inter.add_argument("--max-clicks", type=positive_int, default=20, help="clicks per object, NoC cap (default 20)")
     inter.add_argument("--ignore-value", type=int, default=128,
                        help="RITM folder: mask value of ignored pixels (default 128, GrabCut's band; -1: none)")
+    inter.add_argument("--zoom-in", action="store_true",
+                       help="decode each round on a crop around the object (seem.zoom; RITM's ZoomIn)")
     inter.add_argument("--per-scene", type=non_negative_int, default=3, help="scenes: things per scene (0: all; default 3)")
     _add_run_arguments(inter)
 
@@ -196,7 +198,13 @@ def run(args: argparse.Namespace) -> int:
     predictor = load_predictor(args)
     progress = not args.no_progress
     if args.eval_task == "interactive":
+        if args.zoom_in:
+            from seem.zoom import ZoomInPredictor
+
+            predictor = ZoomInPredictor(predictor)
         report = runner.run_interactive(predictor, dataset, args.first_prompts, args.max_clicks, limit, progress)
+        if args.zoom_in:
+            report["zoom_in"] = {"crops_encoded": predictor.crops_encoded}
     elif args.eval_task == "referring":
         report = runner.run_referring(predictor, dataset, limit, progress)
     elif args.eval_task == "video":
@@ -205,7 +213,8 @@ def run(args: argparse.Namespace) -> int:
         report = run_video(predictor, dataset, mode=args.mode, limit=limit, progress=progress, use_void=args.void)
     else:
         report = runner.run_generic(predictor, dataset, limit, progress, tasks=args.tasks)
-    report = {"model": args.model or seem.DEFAULT_MODEL, "device": str(getattr(predictor, "device", args.device)),
+    report = {"model": args.model or seem.DEFAULT_MODEL,
+              "device": str(getattr(getattr(predictor, "predictor", predictor), "device", args.device)),
               "precision": args.precision} | report
     print(format_table(report))
     nothing = nothing_evaluated(report)

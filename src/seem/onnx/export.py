@@ -43,7 +43,9 @@ def _metadata(model: Seem, vocabulary: tuple[str, ...], seed: int) -> dict[str, 
             "seem.pixel_std": json.dumps(list(c.pixel_std)), "seem.size_divisibility": str(c.size_divisibility),
             "seem.shorter_side": str(c.test_shorter_side), "seem.max_size": str(c.test_max_size),
             "seem.seed": str(seed),
-            "seem.prompt_connected_masks": str(int(c.inference.prompt_connected_masks))}
+            "seem.prompt_connected_masks": str(int(c.inference.prompt_connected_masks)),
+            "seem.click_fit": json.dumps({"margin": c.inference.click_fit_margin, "prior": c.inference.click_fit_prior,
+                                          "max_iter": c.inference.click_fit_iters} if c.inference.click_fit else None)}
 
 
 def _add_metadata(path: Path, metadata: dict[str, str]) -> None:
@@ -116,7 +118,7 @@ def export_onnx(model: Seem, out_dir: str | Path, *, int8: bool = True, seed: in
         torch.onnx.export(encoder, (image,), str(files.encoder), input_names=["image"], output_names=cache_names,
                           dynamic_axes=enc_axes, opset_version=OPSET, dynamo=False)
         torch.onnx.export(decoder, (*clicks, *cache), str(files.decoder), input_names=dec_inputs,
-                          output_names=["mask_logits", "label_ids", "scores"], dynamic_axes=dec_axes,
+                          output_names=["mask_logits", "label_ids", "scores", "mask_embed"], dynamic_axes=dec_axes,
                           opset_version=OPSET, dynamo=False)
     meta = _metadata(model, names, seed)
     for path in (files.encoder, files.decoder):

@@ -72,7 +72,9 @@ class ClickDecoderGraph(nn.Module):
     image's (h, w); then the encoder's outputs (:func:`cache_output_names`).
 
     Outputs: ``mask_logits`` ``(1, H_pad/4, W_pad/4)`` float32 (> 0 = inside, padded model frame at 1/4);
-    ``label_ids`` ``(1,)`` int64 into the vocabulary baked in at export; ``scores`` ``(1,)`` float32.
+    ``label_ids`` ``(1,)`` int64 into the vocabulary baked in at export; ``scores`` ``(1,)`` float32;
+    ``mask_embed`` ``(1, Dm)`` float32, the chosen query's mask embedding (``mask_logits`` = it times the encoder's
+    ``mask_features``), for the click fit of :mod:`seem.click_fit` (metadata ``seem.click_fit``).
 
     Args:
         model: the built :class:`Seem`.
@@ -107,7 +109,7 @@ class ClickDecoderGraph(nn.Module):
         return torch.cat(parts, dim=1)
 
     def forward(self, point_coords: Tensor, point_labels: Tensor, image_size: Tensor, mask_features: Tensor,
-                *cache: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+                *cache: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         dec: SeemDecoder = self.model.decoder
         n_levels = dec.config.num_feature_levels
         n_layers = dec.config.num_layers
@@ -147,4 +149,4 @@ class ClickDecoderGraph(nn.Module):
         p, label = probs.max(dim=-1)
         inside = (logits > 0).float()
         mask_score = (logits.sigmoid() * inside).sum() / (inside.sum() + 1e-6)
-        return logits, label, p * mask_score
+        return logits, label, p * mask_score, mask_embed[0, chosen][None]

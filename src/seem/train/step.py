@@ -77,6 +77,15 @@ def initial_prompt(mask: np.ndarray, config: TrainConfig, rng: np.random.Generat
     return positive, negative
 
 
+def prompt_weights(masks: np.ndarray, small_object_bias: float) -> np.ndarray | None:
+    """Draw probabilities ``(N,)`` of the prompted objects among ``masks`` ``(N, H, W)``: ``area ** -bias``
+    normalised (``None``, i.e. uniform, for bias 0)."""
+    if not small_object_bias or len(masks) == 0:
+        return None
+    w = np.maximum(masks.sum(axis=(1, 2)), 1).astype(np.float64) ** -float(small_object_bias)
+    return w / w.sum()
+
+
 def image_loss(model: Seem, criterion: SeemCriterion, feats: ImageFeatures, sample: TrainSample,
                class_logits_fn, config: TrainConfig, rng: np.random.Generator, generator: torch.Generator):
     """Losses (a dict of weighted scalars with a ``"loss"`` total) for one image of the batch."""
@@ -86,7 +95,8 @@ def image_loss(model: Seem, criterion: SeemCriterion, feats: ImageFeatures, samp
     sampler = RandomSampler(int(rng.integers(2**31)))
     eligible = sample.prompt_index()
     k = min(config.max_objects, len(eligible))
-    chosen = rng.choice(eligible, size=k, replace=False) if k else np.zeros(0, dtype=int)
+    chosen = rng.choice(eligible, size=k, replace=False, p=prompt_weights(sample.masks[eligible], config.small_object_bias)) \
+        if k else np.zeros(0, dtype=int)
     pos = np.zeros((k, hp, wp), dtype=bool)
     neg = np.zeros((k, hp, wp), dtype=bool)
     for j, seg in enumerate(chosen):

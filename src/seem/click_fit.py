@@ -1,0 +1,150 @@
+"""Click-consistent masks: fit each object's mask embedding to its clicks (a BRS-style refinement at inference).
+
+A visual object's mask is ``e . F``: its chosen spatial query's mask embedding ``e`` ``(Dm,)`` times the per-pixel
+mask features ``F`` ``(Dm, H_pad/4, W_pad/4)`` (official ``pred_masks = einsum("bqc,bchw->bqhw")``). A small
+decoder may leave a corrective click unanswered: with the bundled ``seem_tiny`` on GrabCut, the newest click
+disagreed with the returned mask in 77 % of rounds 2..20 (a positive click outside the mask, or a negative one
+inside), so 20 clicks barely changed the mask.
+
+BRS (Jang & Kim, CVPR 2019) and f-BRS (Sofiiuk et al., CVPR 2020) fix this at inference: they optimise a few
+auxiliary variables until the prediction agrees with the clicks. Here the variable is ``e`` itself, the last
+(linear) step of the model, so nothing is re-run but one matrix product:
+
+    min_e  sum_i softplus(margin - y_i * e . f_i)  +  prior * N * ||e - e0||^2 / ||e0||^2
+
+with ``f_i`` the mask features bilinearly sampled at click ``i`` (``y_i`` = +1 positive, -1 negative), ``N`` the
+number of clicks and ``e0`` the decoder's embedding (the prior keeps the mask the decoder drew wherever the
+clicks do not say otherwise). Damped Newton steps (``max_iter``, with a ``Dm x Dm`` solve each): about a millisecond. Only an
+object with a click on the wrong side of its mask (``y_i * e0 . f_i <= 0``) is fitted; otherwise ``e0`` is
+returned unchanged, so the fit acts on clicks the decoder missed and never regrows a mask the decoder got
+right (fitting every click to the margin also made a click on one man grow into his neighbours). Not in the official code: ``InferenceConfig.click_fit`` is on for ``seem_tiny`` only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from seem.configs import InferenceConfig
+from seem.prompts import Prompts
+from seem.transforms import ImageFrame
+
+
+def click_grid(points_xy: np.ndarray, frame: ImageFrame) -> Tensor:
+    """``(..., 2)`` (x, y) original-image pixels -> the same points as ``grid_sample`` coordinates in [-1, 1] of
+    ``frame``'s padded model frame (``align_corners=False``: -1 and 1 are the outer edges of the padded image)."""
+    resized = frame.points_to_resized(np.asarray(points_xy, dtype=np.float64).reshape(-1, 2))
+    grid = resized / np.array([frame.padded_size[1], frame.padded_size[0]]) * 2 - 1
+    return torch.from_numpy(grid.reshape(np.shape(points_xy))).float()
+
+
+def click_features(mask_features: Tensor, points_xy: np.ndarray, frame: ImageFrame) -> Tensor:
+    """``(K, N, Dm)`` float32: ``mask_features`` ``(1, Dm, H_pad/4, W_pad/4)`` bilinearly sampled at the ``(K, N, 2)``
+    (x, y) original-image points (a click near the border reads the border cells, not the zero padding)."""
+    k = points_xy.shape[0]
+    grid = click_grid(points_xy, frame).to(mask_features.device)
+    feats = F.grid_sample(mask_features.float().expand(k, -1, -1, -1), grid[:, None], mode="bilinear",
+                          padding_mode="border", align_corners=False)
+    return feats[:, :, 0].transpose(1, 2)
+
+
+def fit_mask_embedding(mask_embed: Tensor, click_features: Tensor, labels: Tensor, margin: float = 2.0,
+                       prior: float = 1.0, max_iter: int = 20) -> Tensor:
+    """The embeddings minimising the module doc's objective, one problem per object, solved together.
+
+    Args:
+        mask_embed: ``(K, Dm)`` (or ``(Dm,)`` for one object) the decoder's embeddings ``e0``.
+        click_features: ``(K, N, Dm)`` (or ``(N, Dm)``) mask features at each object's N clicks.
+        labels: ``(K, N)`` (or ``(N,)``) 1 = positive, 0 = negative.
+        margin: logit each click should reach on its side (2: probability 0.88).
+        prior: weight of the pull towards ``e0`` per click.
+        max_iter: Newton iterations (each halved until the objective does not increase).
+
+    Returns:
+        float32, ``mask_embed``'s shape; objects whose clicks all agree with ``e0`` are returned unchanged.
+
+    Raises:
+        ValueError: ``margin`` or ``prior`` not > 0, ``max_iter`` < 1, shapes that disagree.
+    """
+    if not (margin > 0 and prior > 0 and max_iter >= 1):
+        raise ValueError(f"click fit needs margin > 0, prior > 0, max_iter >= 1; got {margin}, {prior}, {max_iter}")
+    single = mask_embed.ndim == 1
+    e0, f, lab = (mask_embed[None], click_features[None], labels[None]) if single else (mask_embed, click_features, labels)
+    if f.ndim != 3 or f.shape != (*lab.shape, e0.shape[-1]) or f.shape[0] != e0.shape[0]:
+        raise ValueError(f"click features {tuple(click_features.shape)} do not match labels {tuple(labels.shape)} "
+                         f"and embeddings {tuple(mask_embed.shape)}")
+    e0, f, sign = e0.detach().float(), f.detach().float(), lab.float() * 2 - 1
+    out = e0.clone()
+    # only objects with a click on the wrong side of their mask are fitted (then every click gets the margin)
+    todo = (sign * torch.einsum("knd,kd->kn", f, e0) <= 0).any(dim=1)
+    if bool(todo.any()):
+        out[todo] = _newton(e0[todo], f[todo], sign[todo], margin, prior, max_iter)
+    return out[0] if single else out
+
+
+def _objective(e: Tensor, e0: Tensor, f: Tensor, sign: Tensor, margin: float, weight: Tensor) -> Tensor:
+    """``(K,)`` the objective of each object at embeddings ``e`` ``(K, Dm)``."""
+    fit = F.softplus(margin - sign * torch.bmm(f, e[:, :, None])[:, :, 0]).sum(dim=1)
+    return fit + weight * (e - e0).square().sum(dim=1)
+
+
+def _newton(e0: Tensor, f: Tensor, sign: Tensor, margin: float, prior: float, iters: int) -> Tensor:
+    """Damped Newton steps on each object's objective (smooth, strongly convex: the prior), ``iters`` of them,
+    each step halved until the object's objective does not increase. Objects are solved side by side but
+    independently: an object's result does not depend on the others in the call."""
+    k, n, d = f.shape
+    weight = prior * n / (e0.square().sum(dim=1) + 1e-6)  # (K,): prior * N / ||e0||^2
+    eye = torch.eye(d, dtype=e0.dtype, device=e0.device)
+    e, cur = e0.clone(), _objective(e0, e0, f, sign, margin, weight)
+    active = torch.ones(k, dtype=torch.bool, device=e0.device)  # objects still moving
+    for _ in range(iters):
+        s = torch.sigmoid(margin - sign * torch.bmm(f, e[:, :, None])[:, :, 0])  # -d softplus / dz
+        grad = -torch.bmm((s * sign)[:, None, :], f)[:, 0] + 2 * weight[:, None] * (e - e0)
+        hess = torch.bmm(f.transpose(1, 2) * (s * (1 - s))[:, None, :], f) + 2 * weight[:, None, None] * eye
+        step = torch.linalg.solve(hess, grad)
+        # the Newton decrement: half of it bounds how far the objective is above its minimum
+        active &= (grad * step).sum(dim=1) > 1e-6
+        if not bool(active.any()):
+            break
+        t = torch.ones(k, dtype=e0.dtype, device=e0.device)
+        for _ in range(8):
+            cand = e - t[:, None] * step
+            new = _objective(cand, e0, f, sign, margin, weight)
+            ok = (new <= cur) | ~active
+            if bool(ok.all()):
+                break
+            t = torch.where(ok, t, t / 2)
+        moved = ok & active  # a converged object stops for good: its result never depends on the others'
+        e = torch.where(moved[:, None], cand, e)
+        cur = torch.where(moved, new, cur)
+    return e
+
+
+def fit_to_clicks(mask_embed: Tensor, mask_features: Tensor, prompts: Prompts, frame: ImageFrame,
+                  config: InferenceConfig) -> Tensor:
+    """Fit the clicked objects' embeddings to their clicks (:func:`fit_mask_embedding` for each, with
+    ``config.click_fit_margin`` / ``click_fit_prior`` / ``click_fit_iters``).
+
+    Args:
+        mask_embed: ``(B=1, K', Dm)`` the chosen queries' embeddings, the K objects of ``prompts`` first
+            (reference objects may follow; they are returned as they are).
+        mask_features: ``(1, Dm, H_pad/4, W_pad/4)`` the image's mask features.
+        prompts: the round's :class:`Prompts`; its ``points`` ``(K, N, 2)`` (x, y) original-image pixels and
+            ``point_labels`` ``(K, N)`` are used (no points: ``mask_embed`` is returned as it is).
+        frame: the image's :class:`ImageFrame`.
+
+    Returns:
+        ``(1, K', Dm)`` in ``mask_embed``'s dtype.
+    """
+    if prompts.points is None or prompts.point_labels is None:
+        return mask_embed
+    feats = click_features(mask_features, prompts.points, frame)
+    labels = torch.from_numpy(np.array(prompts.point_labels)).to(mask_features.device)
+    k = feats.shape[0]
+    fitted = fit_mask_embedding(mask_embed[0, :k], feats, labels, config.click_fit_margin, config.click_fit_prior,
+                                config.click_fit_iters)
+    out = mask_embed.clone()
+    out[0, :k] = fitted.to(out.dtype)
+    return out
