@@ -77,7 +77,7 @@ def _voc():
 def test_small_objects_are_decoded_on_a_crop_and_the_result_is_whole_image_memory():
     """VOC photo, its 8 objects under 32 px (sqrt area), 3 clicks of the published protocol. Measured with the
     bundled model (click fit on): mIoU@3 20.5 % zoomed, 22.5 % on the whole image (zoom-in's gain is on CamVid
-    cars: 1-click 64.7 -> 71.5 %, README); here it must decode on crops and stay close."""
+    cars: 1-click 64.5 -> 71.4 %, README); here it must decode on crops and stay close."""
     from seem.evaluation.interactive import interactive_curve
 
     data, base = _voc(), _predictor()
