@@ -109,3 +109,14 @@ def test_large_objects_text_and_errors_go_through_the_whole_image():
         zoom.predict(points=[[900.0, 10.0]])
     with pytest.raises(PromptError, match="either"):
         zoom.predict(Prompts(points=[[10.0, 10.0]]), points=[[10.0, 10.0]])
+
+
+def test_objects_whose_clicks_fall_outside_the_crop_keep_their_other_prompts():
+    roi = (20, 10, 60, 50)
+    box_only = Prompts(points=[[5.5, 5.5]], point_labels=[0], boxes=[[25, 15, 50, 40]])
+    assert crop_prompts(box_only, roi, (60, 80)).points is None  # its one click was outside: only the box
+    two = Prompts(points=[[[30.5, 20.5], [35.5, 25.5]], [[5.5, 5.5], [70.5, 55.5]]], point_labels=[[1, 0], [0, 0]],
+                  boxes=[[25, 15, 50, 40], [30, 20, 55, 45]])
+    out = crop_prompts(two, roi, (60, 80))
+    assert out.points.shape == (2, 2, 2) and np.array_equal(out.points[0], [[10.5, 10.5], [15.5, 15.5]])
+    assert list(out.point_labels[1]) == [0, 0] and bool((out.points[1] >= 0).all() and (out.points[1] < 40).all())

@@ -131,9 +131,10 @@ def crop_prompts(prompts: Prompts, roi: Box, image_size: tuple[int, int]) -> Pro
         inside = (pts[..., 0] >= 0) & (pts[..., 0] < x1 - x0) & (pts[..., 1] >= 0) & (pts[..., 1] < y1 - y0)
         keep = inside | (labels == 1)
         n = int(keep.sum(axis=1).max())
-        # objects keep their own clicks; a shorter list is padded with a copy of its first positive click
-        fields["points"] = np.stack([_padded(pts[k][keep[k]], pts[k][labels[k] == 1][:1], n) for k in range(len(pts))])
-        fields["point_labels"] = np.stack([_padded(labels[k][keep[k]], np.ones(1, np.int64), n) for k in range(len(pts))])
+        if n:  # (objects whose clicks all fell outside keep their box / stroke / polygon / mask)
+            rows = [_padded(pts[k], labels[k], keep[k], n, (x1 - x0, y1 - y0)) for k in range(len(pts))]
+            fields["points"] = np.stack([r[0] for r in rows])
+            fields["point_labels"] = np.stack([r[1] for r in rows])
     if prompts.boxes is not None:
         b = prompts.boxes - np.concatenate([shift, shift])
         b[:, [0, 2]] = b[:, [0, 2]].clip(0, x1 - x0)
@@ -161,10 +162,16 @@ def _drawn(prompts: Prompts, image_size: tuple[int, int]) -> dict[str, list[np.n
     return out
 
 
-def _padded(values: np.ndarray, filler: np.ndarray, n: int) -> np.ndarray:
-    if len(values) >= n:
-        return values
-    return np.concatenate([values, np.repeat(filler[:1], n - len(values), axis=0)])
+def _padded(points: np.ndarray, labels: np.ndarray, keep: np.ndarray, n: int,
+            size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """An object's kept clicks, padded to ``n`` (objects share one ``(K, N, 2)`` array) with copies of its first
+    kept click, or of its first click moved onto the crop's border when none is kept."""
+    pts, lab = points[keep], labels[keep]
+    if len(pts) < n:
+        filler = (pts[:1], lab[:1]) if len(pts) else (points[:1].clip(0, np.array(size) - 0.5), labels[:1])
+        pts = np.concatenate([pts, np.repeat(filler[0], n - len(pts), axis=0)])
+        lab = np.concatenate([lab, np.repeat(filler[1], n - len(lab))])
+    return pts, lab
 
 
 def to_lowres(logits: torch.Tensor, frame: ImageFrame) -> torch.Tensor:
