@@ -199,7 +199,7 @@ class ZoomInPredictor:
         self.config = config or ZoomInConfig()
         self.crops_encoded = 0
         self._crop: tuple[Box, object] | None = None  # the RoI and a predictor view on its encoding
-        self._last: tuple[Prediction, torch.Tensor] | None = None  # last result and its (K, H, W) logits
+        self._last: tuple[Prediction, torch.Tensor] | None = None  # last crop result and its (K, H, W) logits
         self._image: np.ndarray | None = None  # the image the two above belong to
 
     def set_image(self, image) -> None:
@@ -210,6 +210,10 @@ class ZoomInPredictor:
     @property
     def image(self) -> np.ndarray | None:
         return self.predictor.image
+
+    @property
+    def device(self) -> torch.device:
+        return self.predictor.device
 
     def predict(self, prompts: Prompts | None = None, memory: Prediction | torch.Tensor | None = None,
                 **fields) -> Prediction:
@@ -240,15 +244,15 @@ class ZoomInPredictor:
             coarse = self.predictor.predict(prompts)
             support |= coarse.masks.any(axis=0)
         else:  # RITM's skip_clicks=1: the first round decodes the whole image
-            return self._remember(self.predictor.predict(prompts))
+            return self.predictor.predict(prompts)
         roi = object_roi(support, size, self.config, min(size) / self.config.max_zoom) if support.any() else None
         if roi is None or box_iou(roi, (0, 0, size[1], size[0])) >= self.config.recompute_iou:
             result = coarse if coarse is not None else self.predictor.predict(prompts, memory=memory)
-            return self._remember(result)
+            return result
         roi, view = self._crop_view(roi, support)
         x0, y0, x1, y1 = roi
         crop_memory = None if previous is None else to_lowres(previous[:, y0:y1, x0:x1], view.frame)
-        return self._remember(view.predict(crop_prompts(prompts, roi, size), memory=crop_memory), roi, view.frame)
+        return self._uncrop(view.predict(crop_prompts(prompts, roi, size), memory=crop_memory), roi, view.frame)
 
     def _crop_view(self, roi: Box, support: np.ndarray):
         """The cached crop when it still fits (RoI IoU >= ``recompute_iou`` and every positive pixel inside),
@@ -267,7 +271,8 @@ class ZoomInPredictor:
         return self._crop
 
     def _memory_logits(self, memory, num_objects: int) -> torch.Tensor | None:
-        """``(K, H, W)`` float32 original-frame logits of ``memory`` (``None`` without one)."""
+        """``(K, H, W)`` float32 original-frame logits of ``memory`` (``None`` without one), their signs agreeing
+        with the masks of a :class:`Prediction` (a crop round's are kept at full resolution)."""
         if memory is None:
             return None
         if self._last is not None and memory is self._last[0]:
@@ -275,25 +280,29 @@ class ZoomInPredictor:
         frame = self.predictor.frame
         assert frame is not None  # predict() checked that an image is set
         logits = memory_logits(memory, num_objects, (frame.padded_size[0] // 4, frame.padded_size[1] // 4))
-        return frame.logits_to_original(logits.float(), mode="bicubic", antialias=False)
+        logits = frame.logits_to_original(logits.float(), mode="bicubic", antialias=False)
+        masks = getattr(memory, "masks", None)
+        return logits if masks is None or masks.shape != logits.shape else _agreeing(logits, masks)
 
-    def _remember(self, pred: Prediction, roi: Box | None = None, crop_frame: ImageFrame | None = None) -> Prediction:
-        """``pred`` (of the whole image, or of ``roi``'s crop with ``crop_frame``) in the whole image's frame, kept
-        with its original-frame logits (signs agreeing with its masks) for the next round's memory."""
+    def _uncrop(self, pred: Prediction, roi: Box, crop_frame: ImageFrame) -> Prediction:
+        """``pred`` of ``roi``'s crop (with ``crop_frame``) in the whole image's frame, kept with its
+        original-frame logits for the next round's memory (the whole image's 1/4 logits would blur them)."""
         frame = self.predictor.frame
         assert frame is not None  # predict() ran on an image
-        masks = torch.from_numpy(np.ascontiguousarray(pred.masks))
-        if roi is None or crop_frame is None:
-            logits = frame.logits_to_original(pred.logits_lowres, mode="bicubic", antialias=False)
-            logits = torch.where(masks, logits.clamp(min=1e-3), logits.clamp(max=-1e-3))
-            self._last = (pred, logits)
-            return pred
         x0, y0, x1, y1 = roi
+        k = len(pred.masks)
+        full = torch.full((k, *frame.original_size), _OUTSIDE)
         inner = crop_frame.logits_to_original(pred.logits_lowres, mode="bicubic", antialias=False)
-        full = torch.full((masks.shape[0], *frame.original_size), _OUTSIDE)
-        full[:, y0:y1, x0:x1] = torch.where(masks, inner.clamp(min=1e-3), inner.clamp(max=-1e-3))
-        full_masks = np.zeros((masks.shape[0], *frame.original_size), dtype=bool)
+        full[:, y0:y1, x0:x1] = _agreeing(inner, pred.masks)
+        full_masks = np.zeros((k, *frame.original_size), dtype=bool)
         full_masks[:, y0:y1, x0:x1] = pred.masks
         out = replace(pred, masks=full_masks, logits_lowres=to_lowres(full, frame))
         self._last = (out, full)
         return out
+
+
+def _agreeing(logits: torch.Tensor, masks: np.ndarray) -> torch.Tensor:
+    """``logits`` with their signs made to agree with ``masks`` (the prompt-connected support may cut a mask
+    where its logits are positive)."""
+    inside = torch.from_numpy(np.ascontiguousarray(masks))
+    return torch.where(inside, logits.clamp(min=1e-3), logits.clamp(max=-1e-3))

@@ -213,8 +213,7 @@ def run(args: argparse.Namespace) -> int:
         report = run_video(predictor, dataset, mode=args.mode, limit=limit, progress=progress, use_void=args.void)
     else:
         report = runner.run_generic(predictor, dataset, limit, progress, tasks=args.tasks)
-    report = {"model": args.model or seem.DEFAULT_MODEL,
-              "device": str(getattr(getattr(predictor, "predictor", predictor), "device", args.device)),
+    report = {"model": args.model or seem.DEFAULT_MODEL, "device": str(getattr(predictor, "device", args.device)),
               "precision": args.precision} | report
     print(format_table(report))
     nothing = nothing_evaluated(report)

@@ -95,8 +95,9 @@ def image_loss(model: Seem, criterion: SeemCriterion, feats: ImageFeatures, samp
     sampler = RandomSampler(int(rng.integers(2**31)))
     eligible = sample.prompt_index()
     k = min(config.max_objects, len(eligible))
-    chosen = rng.choice(eligible, size=k, replace=False, p=prompt_weights(sample.masks[eligible], config.small_object_bias)) \
-        if k else np.zeros(0, dtype=int)
+    # (the bias check first: indexing the masks copies them, which the uniform draw does not need)
+    draw = prompt_weights(sample.masks[eligible], config.small_object_bias) if config.small_object_bias else None
+    chosen = rng.choice(eligible, size=k, replace=False, p=draw) if k else np.zeros(0, dtype=int)
     pos = np.zeros((k, hp, wp), dtype=bool)
     neg = np.zeros((k, hp, wp), dtype=bool)
     for j, seg in enumerate(chosen):
