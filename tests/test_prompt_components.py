@@ -39,7 +39,7 @@ def test_a_long_winding_region_is_kept_whole_and_diagonal_steps_connect():
             logits[0, r : r + 4, end] = 1.0
     logits[0, 17, 0] = 1.0  # joined to (16, 1) by a diagonal step only
     logits[0, 19:21, 10:15] = 1.0  # an island two rows below the snake
-    out = keep_prompted_components(logits, _click(1, h, w, [(0, 2)]), connect_every=2)
+    out = keep_prompted_components(logits, _click(1, h, w, [(0, 2)]))
     snake = logits[0] > 0
     snake[19:21, 10:15] = False
     assert int(snake.sum()) > 100 and bool((out[0][snake] > 0).all())  # all of it, far along the snake
@@ -56,6 +56,35 @@ def test_unprompted_mask_and_other_objects_are_left_alone():
     assert bool((out[0, 0:3, 0:3] < 0).all()) and torch.equal(out[0, 5:8, 5:8], logits[0, 5:8, 5:8])
     with pytest.raises(ValueError, match="do not fit"):
         keep_prompted_components(logits, pos[:, :-4])
+
+
+def _reconstruction(logits: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
+    """The definition: morphological reconstruction of the prompt cells (grown by one cell) inside ``logits > 0``
+    by repeated 3x3 dilation, per object; objects whose prompt meets no region unchanged."""
+    import torch.nn.functional as F
+
+    inside = (logits > 0)[:, None].float()
+    reached = F.max_pool2d(F.max_pool2d(positive[:, None].float(), 4), 3, 1, 1) * inside
+    prompted = reached.flatten(1).amax(1) > 0
+    while not torch.equal(reached, grown := F.max_pool2d(reached, 3, 1, 1) * inside):
+        reached = grown
+    drop = (inside > reached)[:, 0] & prompted[:, None, None]
+    return torch.where(drop, -logits.abs(), logits)
+
+
+def test_labelled_components_equal_the_morphological_reconstruction_on_random_masks():
+    gen = torch.Generator().manual_seed(0)
+    changed = 0
+    for trial in range(20):
+        k, h, w = 3, 17 + trial, 23
+        smooth = torch.nn.functional.avg_pool2d(torch.randn(k, 1, h, w, generator=gen), 3, 1, 1)[:, 0]
+        logits = smooth * 4 + 0.1 * trial - 1
+        pos = torch.rand(k, 4 * h, 4 * w, generator=gen) > 0.9995
+        pos[trial % k] = False  # an object without positive prompts
+        out = keep_prompted_components(logits, pos)
+        assert torch.equal(out, _reconstruction(logits, pos)), trial
+        changed += int(not torch.equal(out, logits))
+    assert changed >= 15  # regions were dropped, not only kept
 
 
 def test_official_variants_keep_the_official_masks():
@@ -126,3 +155,26 @@ def test_bundled_click_has_no_bicubic_specks_away_from_the_object():
     lab, n = ndimage.label(mask, structure=np.ones((3, 3)))
     sizes = ndimage.sum(mask, lab, range(1, n + 1))
     assert n <= 5 and sizes.max() >= 0.9 * mask.sum(), sorted(sizes)  # one region, not dozens of specks
+
+
+@pytest.mark.parametrize("original", [(512, 683), (301, 200), (320, 427)])
+def test_masks_in_the_support_box_equal_the_full_resolution_computation(original):
+    from seem.postprocess import masks_with_scores, near_mask_support, prompt_connected
+    from seem.transforms import ImageFrame, resized_shape
+
+    resized = resized_shape(*original, 320, 1333)
+    frame = ImageFrame(original, resized, tuple(-(-s // 32) * 32 for s in resized))
+    h, w = frame.padded_size[0] // 4, frame.padded_size[1] // 4
+    gen = torch.Generator().manual_seed(1)
+    logits = torch.nn.functional.avg_pool2d(torch.randn(3, 1, h, w, generator=gen), 5, 1, 2)[:, 0] * 8 - 1
+    pos = _click(2, h, w, [(h // 3, w // 4), (h - 3, w - 3)])
+    kept, near = prompt_connected(logits, pos)
+    assert torch.equal(near[:2], near_mask_support(kept[:2], pos)) and bool((near[2] == 1).all())
+    masks, scores = masks_with_scores(frame, kept, "bicubic", False, near)
+    full = frame.logits_to_original(kept, mode="bicubic", antialias=False)
+    expect = (full > 0) & (frame.logits_to_original(near, mode="bilinear", antialias=False) > 0)
+    assert masks.shape == (3, *original) and int(expect.sum()) > 100
+    assert bool(((masks != expect) <= (full.abs() < 1e-4)).all())  # equal up to float rounding at the threshold
+    inside = expect.flatten(1).float()
+    assert torch.allclose(scores, (full.sigmoid().flatten(1) * inside).sum(1) / (inside.sum(1) + 1e-6), atol=1e-4)
+    assert masks[0].sum() < masks[2].sum()  # the support box limited object 0, not the reference object

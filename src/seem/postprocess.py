@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -191,7 +192,7 @@ def select_grounding(query_class_embed: Tensor, sentence_embed: Tensor, logit_sc
     return sim, sim.max(dim=0).indices
 
 
-def keep_prompted_components(logits: Tensor, positive: Tensor, connect_every: int = 8) -> Tensor:
+def keep_prompted_components(logits: Tensor, positive: Tensor) -> Tensor:
     """Turn off the mask regions that no positive visual prompt touches (``InferenceConfig.prompt_connected_masks``).
 
     A click on one person can light up every person in the photo, because a mask is ``mask_embed . features``:
@@ -199,15 +200,14 @@ def keep_prompted_components(logits: Tensor, positive: Tensor, connect_every: in
     prompt region (a click's square, a stroke, a filled box or polygon, a mask; grown by one cell) are kept,
     the others get ``-|logit|``, so the returned logits (the next round's memory too) and the masks made from
     them agree. An object whose positive prompt meets no region of its mask is returned unchanged. Not in the
-    official code (off for the official variants); a morphological reconstruction by repeated 3x3 dilation
-    inside the mask, in torch (no SciPy in the core install).
+    official code (off for the official variants). Connected components by ``scipy.ndimage.label`` (a
+    morphological reconstruction by repeated 3x3 dilation gives the same result, ~20x slower).
 
     Args:
         logits: ``(K, h, w)`` float mask logits at 1/4 of the padded input (:class:`~seem.outputs.Prediction`'s
             ``logits_lowres`` frame).
         positive: ``(K, 4h, 4w)`` bool positive prompt regions in the padded input frame
             (:class:`seem.prompts.regions.RegionPrompts`).
-        connect_every: dilation steps between convergence checks.
 
     Returns:
         ``(K, h, w)`` logits, same dtype.
@@ -215,24 +215,24 @@ def keep_prompted_components(logits: Tensor, positive: Tensor, connect_every: in
     Raises:
         ValueError: ``positive`` is not ``4x`` the size of ``logits``, or the object counts differ.
     """
+    from scipy import ndimage
+
     k, h, w = logits.shape
     if positive.shape != (k, 4 * h, 4 * w):
         raise ValueError(f"positive prompt regions {tuple(positive.shape)} do not fit mask logits {(k, h, w)} "
                          "(expected (K, 4h, 4w))")
-    inside = (logits > 0)[:, None].to(torch.float32)
-    seeds = F.max_pool2d(positive[:, None].to(logits.device, torch.float32), 4)
-    reached = F.max_pool2d(seeds, 3, 1, 1) * inside
-    prompted = reached.flatten(1).amax(1) > 0
-    if not bool(prompted.any()):
+    inside = (logits > 0).cpu().numpy()
+    cells = prompt_cells(positive)
+    touched = ndimage.binary_dilation(cells, structure=np.ones((1, 3, 3), bool)) & inside
+    drop = np.zeros_like(inside)
+    for i in np.flatnonzero(touched.any(axis=(1, 2))):
+        labels, n = ndimage.label(inside[i], structure=np.ones((3, 3), bool))
+        keep = np.zeros(n + 1, bool)
+        keep[labels[touched[i]]] = True
+        drop[i] = inside[i] & ~keep[labels]
+    if not drop.any():
         return logits
-    while True:
-        before = reached
-        for _ in range(connect_every):
-            reached = F.max_pool2d(reached, 3, 1, 1) * inside
-        if torch.equal(before, reached):
-            break
-    drop = (inside > reached)[:, 0] & prompted[:, None, None]
-    return torch.where(drop, -logits.abs(), logits)
+    return torch.where(torch.from_numpy(drop).to(logits.device), -logits.abs(), logits)
 
 
 def near_mask_support(logits: Tensor, positive: Tensor, cells: int = 2) -> Tensor:
@@ -243,29 +243,77 @@ def near_mask_support(logits: Tensor, positive: Tensor, cells: int = 2) -> Tenso
     lobes would otherwise ring up specks of positive logit around them, far from the kept region (a strongly
     negative cell next to a weakly negative one). Near the prompts everything stays (a small object can be
     positive only between cells)."""
-    seeds = (logits > 0) | (F.max_pool2d(positive[:, None].to(logits.device, torch.float32), 4)[:, 0] > 0)
-    near = F.max_pool2d(seeds[:, None].float(), 2 * cells + 1, 1, cells)[:, 0]
-    return near * 2 - 1
+    from scipy import ndimage
+
+    seeds = (logits > 0).cpu().numpy() | prompt_cells(positive)
+    near = ndimage.binary_dilation(seeds, structure=np.ones((1, 2 * cells + 1, 2 * cells + 1), bool))
+    return torch.from_numpy(near).to(logits.device, torch.float32) * 2 - 1
 
 
-def prompt_connected(logits: Tensor, positive: Tensor, frame) -> tuple[Tensor, Tensor]:
+def prompt_cells(positive: Tensor) -> np.ndarray:
+    """``(K, 4h, 4w)`` bool prompt regions (padded input frame) -> ``(K, h, w)`` bool: the low-res cells (4x4 input
+    pixels each) that hold any prompt pixel."""
+    k, hh, ww = positive.shape
+    return positive.cpu().numpy().reshape(k, hh // 4, 4, ww).any(2).reshape(k, hh // 4, ww // 4, 4).any(3)
+
+
+def prompt_connected(logits: Tensor, positive: Tensor) -> tuple[Tensor, Tensor]:
     """``InferenceConfig.prompt_connected_masks`` for one prompt round: ``(K, h, w)`` low-res logits of the visual
     objects (this image's ``K' = len(positive)`` first, a reference image's after them, left as they are) and
     their ``(K', 4h, 4w)`` positive prompt regions -> (the logits with unprompted regions negated, as the
-    memory of the next round; a ``(K, H, W)`` bool support in ``frame``'s original size that the thresholded
-    bicubic mask is ANDed with). ``frame``: the :class:`seem.transforms.ImageFrame` of the image."""
+    memory of the next round; the ``(K, h, w)`` +-1 support field of :func:`near_mask_support`, +1 everywhere
+    for the reference's objects, for :func:`masks_with_scores`)."""
     k = positive.shape[0]
     kept = torch.cat([keep_prompted_components(logits[:k], positive), logits[k:]])
-    near = torch.cat([near_mask_support(kept[:k], positive), torch.ones_like(kept[k:])])
-    return kept, frame.logits_to_original(near, mode="bilinear", antialias=False) > 0
+    return kept, torch.cat([near_mask_support(kept[:k], positive), torch.ones_like(kept[k:])])
 
 
 def masks_with_scores(frame, logits_lowres: Tensor, mode: str, antialias: bool,
                       support: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """``(K, H_pad/4, W_pad/4)`` mask logits -> ``(K, H, W)`` bool masks at the original size (``logits > 0``, ANDed
-    with ``support`` when given) and ``(K,)`` their mean probability inside the mask (``ImageFrame.logits_to_original``
-    with ``mode`` / ``antialias``; ``frame``: the image's :class:`seem.transforms.ImageFrame`)."""
-    logits = frame.logits_to_original(logits_lowres, mode=mode, antialias=antialias)
-    masks = logits > 0 if support is None else (logits > 0) & support
-    inside = masks.flatten(1).float()
-    return masks, (logits.sigmoid().flatten(1) * inside).sum(1) / (inside.sum(1) + 1e-6)
+    """``(K, H_pad/4, W_pad/4)`` mask logits -> ``(K, H, W)`` bool masks at the original size (``logits > 0``) and
+    ``(K,)`` their mean probability inside the mask (``ImageFrame.logits_to_original`` with ``mode`` /
+    ``antialias``; ``frame``: the image's :class:`seem.transforms.ImageFrame`).
+
+    With ``support`` (the ``(K, h, w)`` +-1 field of :func:`prompt_connected`), a mask is also limited to where
+    that field, resampled bilinearly to the original size, is positive; only the rows and columns that the
+    field's +1 cells reach are computed (outside them the resampled field is exactly -1: interpolation
+    weights sum to 1), so a click on a small object upsamples a small box.
+    """
+    if support is None:
+        return _masks_and_scores(frame.logits_to_original(logits_lowres, mode=mode, antialias=antialias))
+    k, h, w = logits_lowres.shape
+    rows, cols = frame.resampling_matrices((h, w), mode, antialias)
+    rows_s, cols_s = frame.resampling_matrices((h, w), "bilinear", False)
+    masks = torch.zeros(k, *frame.original_size, dtype=torch.bool)
+    scores = torch.zeros(k)
+    for i in range(k):
+        cells = support[i] > 0
+        ry, rx = _reach(rows_s, cells.any(1)), _reach(cols_s.t(), cells.any(0))
+        if ry is None or rx is None:
+            continue
+        logit = rows[ry] @ logits_lowres[i].float().cpu() @ cols[:, rx]
+        near = rows_s[ry] @ support[i].float().cpu() @ cols_s[:, rx]
+        # one field whose sign is the mask and which equals the logit inside it (near > 1e-30 there)
+        mask, score = _masks_and_scores(torch.minimum(logit, near * 1e30)[None])
+        masks[i, ry, rx], scores[i] = mask[0], score[0]
+    return masks.to(logits_lowres.device), scores.to(logits_lowres.device)
+
+
+def _masks_and_scores(logits: Tensor) -> tuple[Tensor, Tensor]:
+    """``(K, H, W)`` logits -> (``logits > 0``, the mean sigmoid over it ``(K,)``): inside the mask the sigmoid is
+    above 1/2, so its sum is that of ``clamp(sigmoid - 1/2, 0)`` plus half the pixel count (no bool-float
+    products, several times slower on CPU)."""
+    masks = logits > 0
+    count = masks.flatten(1).sum(1)
+    total = logits.sigmoid().sub_(0.5).clamp_(min=0).flatten(1).sum(1) + 0.5 * count
+    return masks, total / (count + 1e-6)
+
+
+def _reach(matrix: Tensor, cells: Tensor) -> slice | None:
+    """The slice of output indices (rows of ``matrix``, ``(n_out, n_low)``) with a non-zero weight on any
+    low-res index in ``cells`` (``(n_low,)`` bool); ``None`` when none is set."""
+    idx = torch.nonzero(cells).flatten()
+    if idx.numel() == 0:
+        return None
+    hit = torch.nonzero((matrix[:, int(idx[0]) : int(idx[-1]) + 1] != 0).any(1)).flatten()
+    return slice(int(hit[0]), int(hit[-1]) + 1) if hit.numel() else None

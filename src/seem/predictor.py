@@ -348,7 +348,7 @@ class SeemPredictor:
         logits = self.decoding_model.decoder.mask_logits(embed, feats.mask_features)[0].float()
         support = None
         if positive is not None and inference.prompt_connected_masks:
-            logits, support = prompt_connected(logits, positive, frame)
+            logits, support = prompt_connected(logits, positive)
         return self._prediction(frame, logits, last.class_embed[0, chosen].float(), mode, antialias, support)
 
     def _memory(self, memory, visual: VisualPromptTokens | None) -> Tensor | None:

@@ -82,11 +82,18 @@ class ImageFrame:
         and cached per size): two small matrix products instead of interpolating at the padded size, with
         the same values up to float rounding.
         """
-        rows = resampling_matrix(logits_lowres.shape[-2], self.padded_size[0], self.resized_size[0],
-                                 self.original_size[0], mode, antialias).to(logits_lowres.device)
-        cols = resampling_matrix(logits_lowres.shape[-1], self.padded_size[1], self.resized_size[1],
-                                 self.original_size[1], mode, antialias, transposed=True).to(logits_lowres.device)
-        return rows @ logits_lowres.float() @ cols
+        rows, cols = self.resampling_matrices(tuple(logits_lowres.shape[-2:]), mode, antialias)
+        return rows.to(logits_lowres.device) @ logits_lowres.float() @ cols.to(logits_lowres.device)
+
+    def resampling_matrices(self, lowres_size: tuple[int, int], mode: str = "bilinear",
+                            antialias: bool = True) -> tuple[Tensor, Tensor]:
+        """The two float32 matrices of :meth:`logits_to_original` for ``(h, w)`` low-res logits: rows ``(H, h)``
+        and columns ``(w, W)`` (cached, CPU), so that ``rows @ logits @ cols`` is the original-frame map."""
+        rows = resampling_matrix(lowres_size[0], self.padded_size[0], self.resized_size[0], self.original_size[0],
+                                 mode, antialias)
+        cols = resampling_matrix(lowres_size[1], self.padded_size[1], self.resized_size[1], self.original_size[1],
+                                 mode, antialias, transposed=True)
+        return rows, cols
 
 
 def _interpolation_matrix(n_in: int, n_out: int, mode: str, antialias: bool) -> Tensor:
