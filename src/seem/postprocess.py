@@ -254,7 +254,8 @@ def prompt_cells(positive: Tensor) -> np.ndarray:
     """``(K, 4h, 4w)`` bool prompt regions (padded input frame) -> ``(K, h, w)`` bool: the low-res cells (4x4 input
     pixels each) that hold any prompt pixel."""
     k, hh, ww = positive.shape
-    return positive.cpu().numpy().reshape(k, hh // 4, 4, ww).any(2).reshape(k, hh // 4, ww // 4, 4).any(3)
+    rows = positive.cpu().numpy().reshape(k, hh // 4, 4, ww).any(axis=2)
+    return np.asarray(rows.reshape(k, hh // 4, ww // 4, 4).any(axis=3))
 
 
 def prompt_connected(logits: Tensor, positive: Tensor) -> tuple[Tensor, Tensor]:

@@ -82,7 +82,7 @@ class ImageFrame:
         and cached per size): two small matrix products instead of interpolating at the padded size, with
         the same values up to float rounding.
         """
-        rows, cols = self.resampling_matrices(tuple(logits_lowres.shape[-2:]), mode, antialias)
+        rows, cols = self.resampling_matrices((logits_lowres.shape[-2], logits_lowres.shape[-1]), mode, antialias)
         return rows.to(logits_lowres.device) @ logits_lowres.float() @ cols.to(logits_lowres.device)
 
     def resampling_matrices(self, lowres_size: tuple[int, int], mode: str = "bilinear",
