@@ -28,11 +28,13 @@ UNFILTERED = dict(points_per_side=32, score_threshold=0.0, stability_threshold=0
                   max_masks=100_000)
 SETTINGS = {
     "default (16x16)": EverythingConfig(),
+    "default, no click fit": EverythingConfig(click_fit=False),
     "32x32 grid": EverythingConfig(points_per_side=32),
     "crops 1 layer (16x16)": EverythingConfig(crop_n_layers=1),
     "crops 1 layer (32x32)": EverythingConfig(points_per_side=32, crop_n_layers=1),
     "crops 2 layers (16x16)": EverythingConfig(crop_n_layers=2),
     "all candidates (32x32, no filter, no NMS)": EverythingConfig(**UNFILTERED),
+    "all candidates, no click fit": EverythingConfig(**UNFILTERED, click_fit=False),
     "all candidates, crops 1 layer": EverythingConfig(**UNFILTERED, crop_n_layers=1),
     "all candidates, crops 2 layers": EverythingConfig(**UNFILTERED, crop_n_layers=2),
 }

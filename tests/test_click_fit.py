@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from seem.click_fit import click_features, click_grid, fit_mask_embedding
-from seem.transforms import plan_frame
+from seem.click_fit import click_features, click_grid, fit_mask_embedding, prior_metric
+from seem.transforms import ImageFrame, plan_frame
 
 
 def _features(seed: int = 0, n: int = 6, d: int = 16) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -44,6 +44,63 @@ def test_bad_settings_are_refused(kwargs, match):
         fit_mask_embedding(e0, f, labels, **kwargs)
     with pytest.raises(ValueError, match="do not match"):
         fit_mask_embedding(e0, f[:, :3], labels)
+
+
+def _common_component_scene() -> tuple[torch.Tensor, torch.Tensor, ImageFrame]:
+    """``(1, 8, 16, 16)`` mask features sharing one strong component ``c`` everywhere; a 4 x 4 object adds a
+    direction ``a`` of its own. The (16, 16) cells are a 64 x 64 image (no padding)."""
+    g = torch.Generator().manual_seed(0)
+    c, a = torch.zeros(8), torch.zeros(8)
+    c[0], a[1] = 3.0, 1.0
+    feats = c[:, None, None] + 0.2 * torch.randn(8, 16, 16, generator=g)
+    obj = torch.zeros(16, 16, dtype=torch.bool)
+    obj[2:6, 2:6] = True
+    feats[:, obj] += a[:, None]
+    return feats[None], obj, ImageFrame((64, 64), (64, 64), (64, 64))
+
+
+def test_logit_prior_grows_a_missed_click_into_its_object_not_over_the_image():
+    """The identity prior answers a missed positive click by raising every logit that shares the features' common
+    component (the whole image); the logit prior (weight 1) moves along the object's own direction instead."""
+    feats, obj, frame = _common_component_scene()
+    e0 = torch.zeros(8)
+    e0[0] = -1.0  # every cell about -3: the click at the object's centre is missed
+    at_click = feats[0, :, 4, 4][None]
+    masks = {}
+    for weight in (0.0, 1.0):
+        metric = prior_metric(feats, frame, weight) if weight else None
+        e = fit_mask_embedding(e0, at_click, torch.tensor([1]), metric=metric)
+        assert float(e @ at_click[0]) > 0.5  # the click is answered either way (inside its mask)
+        masks[weight] = torch.einsum("d,dhw->hw", e, feats[0]) > 0
+
+    def iou(m):
+        return float((m & obj).sum()) / float((m | obj).sum())
+
+    assert iou(masks[0.0]) < 0.3 and float(masks[0.0].float().mean()) > 0.5, masks[0.0].float().mean()
+    assert iou(masks[1.0]) > 0.75, iou(masks[1.0])  # measured 0.83: the object and a few noisy cells
+
+
+def test_prior_metric_mixes_identity_and_the_feature_moment_and_is_cached():
+    feats, _, frame = _common_component_scene()
+    assert torch.equal(prior_metric(feats, frame, 0.0), torch.eye(8))
+    full = prior_metric(feats, frame, 1.0)
+    assert prior_metric(feats, frame, 1.0) is full  # once per feature tensor
+    cells = feats[0].reshape(8, -1)
+    moment = cells @ cells.t() / cells.shape[1]
+    assert torch.allclose(full, moment / moment.diagonal().mean() + 1e-3 * torch.eye(8), atol=1e-6)
+    assert torch.allclose(prior_metric(feats, frame, 0.5), 0.5 * torch.eye(8) + 0.5 * full, atol=1e-6)
+    assert bool((torch.linalg.eigvalsh(full) > 0).all()) and torch.allclose(full, full.t())
+    # only the resized image's cells count, not the padding
+    padded = torch.cat([feats, torch.full((1, 8, 16, 4), 50.0)], dim=3)
+    assert torch.allclose(prior_metric(padded, ImageFrame((64, 64), (64, 64), (64, 80)), 1.0), full, atol=1e-6)
+    with pytest.raises(ValueError, match="logit weight"):
+        prior_metric(feats, frame, 1.5)
+    with pytest.raises(ValueError, match="metric"):
+        e0, f, labels = _features(d=8)
+        fit_mask_embedding(e0, f, labels, metric=torch.eye(4))
+    e0, f, labels = _features(d=8)
+    assert torch.allclose(fit_mask_embedding(e0, f, labels, metric=torch.eye(8)), fit_mask_embedding(e0, f, labels),
+                          atol=1e-6)
 
 
 def test_click_features_are_the_low_res_cells_under_the_clicks():

@@ -84,7 +84,12 @@ def test_table_of_an_everything_result(result):
 
     label_map, masks, entries = panoptic_segments(result, (375, 500))
     assert len(entries) == len(result) and masks.shape == result.masks.shape
-    assert label_map.max() == len(result)
+    # each mask shows where no better-scored mask lies over it (best painted last, on top)
+    above = np.zeros((375, 500), dtype=bool)
+    for i in np.argsort(-result.scores, kind="stable"):
+        np.testing.assert_array_equal(label_map == i + 1, result.masks[i] & ~above)
+        above |= result.masks[i]
+    assert label_map.max() >= 2 and np.array_equal(label_map > 0, above)
 
 
 def test_candidate_masks_stay_within_their_byte_budget(predictor, result):
@@ -105,11 +110,14 @@ def test_candidate_masks_stay_within_their_byte_budget(predictor, result):
 # ---------------------------------------------------------------------------------------------- input validation
 def _bad_fields():
     """Each field of EverythingConfig with values of the wrong type (TypeError) or not finite (ValueError)."""
+    # the annotations are strings (postponed evaluation): "int", "float", "bool"
     import dataclasses
 
     for f in dataclasses.fields(EverythingConfig):
         if f.type == "int":
             yield from ((f.name, v, TypeError) for v in (2.5, float("nan"), True, "8", None))
+        elif f.type == "bool":
+            yield from ((f.name, v, TypeError) for v in (1, "yes", None, float("nan")))
         else:
             yield from ((f.name, v, TypeError) for v in ("0.3", True, None, [0.3]))
             yield from ((f.name, v, ValueError) for v in (float("nan"), float("inf"), -float("inf")))

@@ -80,11 +80,13 @@ def _check(model, out_dir, image, int8_bound=MIN_IOU[".int8"], **predictor_kwarg
 
 def _check_click_fit(model, pred, fitted_config, mask_features, mask_embed, points, labels):
     """The README's recipe for tools: seem.click_fit on the ONNX outputs gives PyTorch's click-fitted mask."""
-    from seem.click_fit import click_features, fit_mask_embedding
+    from seem.click_fit import click_features, fit_mask_embedding, prior_metric
 
     features, frame = torch.from_numpy(mask_features), pred.frame
     at_clicks = click_features(features, np.array(points)[None], frame)[0]
-    e = fit_mask_embedding(torch.from_numpy(mask_embed[0]), at_clicks, torch.tensor(labels), margin=2.0, prior=1.0)
+    metric = prior_metric(features, frame, fitted_config.click_fit_logit_weight)  # from the encoder's output
+    e = fit_mask_embedding(torch.from_numpy(mask_embed[0]), at_clicks, torch.tensor(labels), margin=2.0, prior=1.0,
+                           metric=metric)
     logits = torch.einsum("d,dhw->hw", e, features[0])[None]
     mask = (frame.logits_to_original(logits, mode="bicubic", antialias=False) > 0).numpy()[0]
     network = model.config.inference
@@ -127,5 +129,6 @@ def test_export_cli_writes_files(tmp_path, capsys):
     import onnx
 
     meta = {p.key: p.value for p in onnx.load(str(tmp_path / "decoder.onnx")).metadata_props}
-    assert meta["seem.prompt_connected_masks"] == "1" and json.loads(meta["seem.click_fit"])["margin"] == 2.0
+    fit = json.loads(meta["seem.click_fit"])
+    assert meta["seem.prompt_connected_masks"] == "1" and fit["margin"] == 2.0 and fit["logit_weight"] == 0.5
     assert meta["seem.size_divisibility"] == "32" and "person" in meta["seem.vocabulary"]

@@ -32,6 +32,7 @@ from seem.crops import crop_boxes, near_crop_edge, uncrop_masks, uncrop_points
 from seem.errors import ImageError, PromptError
 from seem.mask_ops import mask_nms, masks_to_boxes, point_grid, stability_score
 from seem.object_queries import object_queries
+from seem.prompts.checks import flag
 from seem.setting_checks import config_of, number_fields
 from seem.structures import EverythingResult
 from seem.vocabularies import check_vocabulary
@@ -70,6 +71,10 @@ class EverythingConfig:
             (halved at each deeper layer); SAM: 512 / 1500. In ``[0, 1)``.
         crop_n_points_downscale_factor: layer ``i`` prompts ``points_per_side // factor^i`` points a side
             (at least 1); SAM: 1.
+        click_fit: fit each grid point's mask to its click as a user's click is (:mod:`seem.click_fit`, only
+            where the model enables it): a point whose first mask leaves it outside, or spills over most of the
+            image, gets the object under it instead. On the VOC photo this raises the instances found; False
+            keeps the decoder's first masks.
 
     Raises:
         PromptTypeError (a PromptError and a TypeError): an ``int`` field that is not an integer (``2.5``,
@@ -90,9 +95,11 @@ class EverythingConfig:
     crop_n_layers: int = 0
     crop_overlap_ratio: float = 512 / 1500
     crop_n_points_downscale_factor: int = 1
+    click_fit: bool = True
 
     def __post_init__(self) -> None:
         number_fields(self)  # types first (stored as int / float), then the ranges
+        object.__setattr__(self, "click_fit", flag(self.click_fit, "click_fit"))
         if not 1 <= self.points_per_side <= 64:
             raise PromptError(f"points_per_side must lie in [1, 64], got {self.points_per_side}")
         if not 1 <= self.points_per_batch <= 256:
@@ -199,8 +206,7 @@ def _point_candidates(predictor: SeemPredictor, batch: np.ndarray, cfg: Everythi
     """Decodes the grid points ``batch`` ``(M, 2)`` (x, y) in one pass, one single-click object each, into ``out``."""
     frame = predictor.frame
     assert frame is not None
-    # grid points are not a user's clicks: where the decoder finds nothing, nothing is kept (no click fit)
-    pred = predictor.predict(points=batch[:, None, :], click_fit=False)
+    pred = predictor.predict(points=batch[:, None, :], click_fit=cfg.click_fit)
     mask_score, stability = _lowres_quality(frame, pred.logits_lowres, cfg.stability_offset)
     label_p = torch.as_tensor(pred.scores) / mask_score.clamp(min=1e-6)  # scores = p(label) x mask score
     out.add(cfg, torch.from_numpy(pred.masks), mask_score * stability, stability,

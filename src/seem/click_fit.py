@@ -14,13 +14,28 @@ auxiliary variables until the prediction agrees with the clicks. Here the variab
 
 with ``f_i`` the mask features bilinearly sampled at click ``i`` (``y_i`` = +1 positive, -1 negative), ``N`` the
 number of clicks and ``e0`` the decoder's embedding (the prior keeps the mask the decoder drew wherever the
-clicks do not say otherwise). Damped Newton steps (``max_iter``, with a ``Dm x Dm`` solve each): about a millisecond. Only an
-object with a click on the wrong side of its mask (``y_i * e0 . f_i <= 0``) is fitted; otherwise ``e0`` is
-returned unchanged, so the fit acts on clicks the decoder missed and never regrows a mask the decoder got
-right (fitting every click to the margin also made a click on one man grow into his neighbours). Not in the official code: ``InferenceConfig.click_fit`` is on for ``seem_tiny`` only.
+clicks do not say otherwise). With ``InferenceConfig.click_fit_logit_weight`` ``w > 0`` the prior's norm is
+``||x||_M^2 = x^T M x`` with ``M = (1 - w) I + w (S / mean(diag S) + 1e-3 I)`` and ``S = F F^T / P`` the second
+moment of the image's ``P`` mask-feature cells: its ``S`` part is the mean squared change of the mask logits
+over the image, so a click moves the embedding along directions that change the logits at the click more
+than elsewhere. The plain norm alone (``w = 0``) lets one positive click raise every logit of similar pixels
+(a grid point or a click on a crowd grew into most of the photo); ``S`` alone resists the large changes a
+corrective click on a big object needs. ``seem_tiny`` uses ``w = 0.5``, chosen on the training sets'
+held-out photos (``benchmarks/eval_heldout_clicks.py``).
+
+Damped Newton steps (``max_iter``, with a ``Dm x Dm`` solve each): about a millisecond. Only an object with a
+click on the wrong side of its mask (``y_i * e0 . f_i <= 0``) is fitted; otherwise ``e0`` is returned
+unchanged, so the fit acts on clicks the decoder missed and never regrows a mask the decoder got right
+(fitting every click to the margin also made a click on one man grow into his neighbours). Not in the
+official code: ``InferenceConfig.click_fit`` is on for ``seem_tiny`` only.
 """
 
 from __future__ import annotations
+
+import math
+import threading
+import weakref
+from collections import OrderedDict
 
 import numpy as np
 import torch
@@ -51,7 +66,7 @@ def click_features(mask_features: Tensor, points_xy: np.ndarray, frame: ImageFra
 
 
 def fit_mask_embedding(mask_embed: Tensor, click_features: Tensor, labels: Tensor, margin: float = 2.0,
-                       prior: float = 1.0, max_iter: int = 20) -> Tensor:
+                       prior: float = 1.0, max_iter: int = 20, metric: Tensor | None = None) -> Tensor:
     """The embeddings minimising the module doc's objective, one problem per object, solved together.
 
     Args:
@@ -61,6 +76,8 @@ def fit_mask_embedding(mask_embed: Tensor, click_features: Tensor, labels: Tenso
         margin: logit each click should reach on its side (2: probability 0.88).
         prior: weight of the pull towards ``e0`` per click.
         max_iter: Newton iterations (each halved until the objective does not increase).
+        metric: ``(Dm, Dm)`` symmetric positive definite ``M`` of the prior's norm (:func:`prior_metric`);
+            ``None``: the identity.
 
     Returns:
         float32, ``mask_embed``'s shape; objects whose clicks all agree with ``e0`` are returned unchanged.
@@ -75,34 +92,45 @@ def fit_mask_embedding(mask_embed: Tensor, click_features: Tensor, labels: Tenso
     if f.ndim != 3 or f.shape != (*lab.shape, e0.shape[-1]) or f.shape[0] != e0.shape[0]:
         raise ValueError(f"click features {tuple(click_features.shape)} do not match labels {tuple(labels.shape)} "
                          f"and embeddings {tuple(mask_embed.shape)}")
+    if metric is not None and tuple(metric.shape) != (e0.shape[-1], e0.shape[-1]):
+        raise ValueError(f"metric {tuple(metric.shape)} does not match embeddings of size {e0.shape[-1]}")
     e0, f, sign = e0.detach().float(), f.detach().float(), lab.float() * 2 - 1
     out = e0.clone()
     # only objects with a click on the wrong side of their mask are fitted (then every click gets the margin)
     todo = (sign * torch.einsum("knd,kd->kn", f, e0) <= 0).any(dim=1)
     if bool(todo.any()):
-        out[todo] = _newton(e0[todo], f[todo], sign[todo], margin, prior, max_iter)
+        m = None if metric is None else metric.detach().float().to(e0.device)
+        out[todo] = _newton(e0[todo], f[todo], sign[todo], margin, prior, max_iter, m)
     return out[0] if single else out
 
 
-def _objective(e: Tensor, e0: Tensor, f: Tensor, sign: Tensor, margin: float, weight: Tensor) -> Tensor:
+def _square_norm(x: Tensor, metric: Tensor | None) -> Tensor:
+    """``(K,)`` ``x^T M x`` of each row of ``x`` ``(K, Dm)`` (``M`` = identity for ``None``)."""
+    return x.square().sum(dim=1) if metric is None else ((x @ metric) * x).sum(dim=1)
+
+
+def _objective(e: Tensor, e0: Tensor, f: Tensor, sign: Tensor, margin: float, weight: Tensor,
+               metric: Tensor | None) -> Tensor:
     """``(K,)`` the objective of each object at embeddings ``e`` ``(K, Dm)``."""
     fit = F.softplus(margin - sign * torch.bmm(f, e[:, :, None])[:, :, 0]).sum(dim=1)
-    return fit + weight * (e - e0).square().sum(dim=1)
+    return fit + weight * _square_norm(e - e0, metric)
 
 
-def _newton(e0: Tensor, f: Tensor, sign: Tensor, margin: float, prior: float, iters: int) -> Tensor:
+def _newton(e0: Tensor, f: Tensor, sign: Tensor, margin: float, prior: float, iters: int,
+            metric: Tensor | None) -> Tensor:
     """Damped Newton steps on each object's objective (smooth, strongly convex: the prior), ``iters`` of them,
     each step halved until the object's objective does not increase. Objects are solved side by side but
     independently: an object's result does not depend on the others in the call."""
     k, n, d = f.shape
-    weight = prior * n / (e0.square().sum(dim=1) + 1e-6)  # (K,): prior * N / ||e0||^2
-    eye = torch.eye(d, dtype=e0.dtype, device=e0.device)
-    e, cur = e0.clone(), _objective(e0, e0, f, sign, margin, weight)
+    weight = prior * n / (_square_norm(e0, metric) + 1e-6)  # (K,): prior * N / ||e0||_M^2
+    m = torch.eye(d, dtype=e0.dtype, device=e0.device) if metric is None else metric
+    e, cur = e0.clone(), _objective(e0, e0, f, sign, margin, weight, metric)
     active = torch.ones(k, dtype=torch.bool, device=e0.device)  # objects still moving
     for _ in range(iters):
         s = torch.sigmoid(margin - sign * torch.bmm(f, e[:, :, None])[:, :, 0])  # -d softplus / dz
-        grad = -torch.bmm((s * sign)[:, None, :], f)[:, 0] + 2 * weight[:, None] * (e - e0)
-        hess = torch.bmm(f.transpose(1, 2) * (s * (1 - s))[:, None, :], f) + 2 * weight[:, None, None] * eye
+        pull = (e - e0) if metric is None else (e - e0) @ m
+        grad = -torch.bmm((s * sign)[:, None, :], f)[:, 0] + 2 * weight[:, None] * pull
+        hess = torch.bmm(f.transpose(1, 2) * (s * (1 - s))[:, None, :], f) + 2 * weight[:, None, None] * m
         step = torch.linalg.solve(hess, grad)
         # the Newton decrement: half of it bounds how far the objective is above its minimum
         active &= (grad * step).sum(dim=1) > 1e-6
@@ -111,7 +139,7 @@ def _newton(e0: Tensor, f: Tensor, sign: Tensor, margin: float, prior: float, it
         t = torch.ones(k, dtype=e0.dtype, device=e0.device)
         for _ in range(8):
             cand = e - t[:, None] * step
-            new = _objective(cand, e0, f, sign, margin, weight)
+            new = _objective(cand, e0, f, sign, margin, weight, metric)
             ok = (new <= cur) | ~active
             if bool(ok.all()):
                 break
@@ -120,6 +148,44 @@ def _newton(e0: Tensor, f: Tensor, sign: Tensor, margin: float, prior: float, it
         e = torch.where(moved[:, None], cand, e)
         cur = torch.where(moved, new, cur)
     return e
+
+
+# the metrics of the last few images' mask features, by tensor identity (a weak reference checks that the tensor
+# is still the one measured); views and threads of one image share an entry
+_METRICS: OrderedDict[int, tuple[weakref.ref, tuple, Tensor]] = OrderedDict()
+_METRICS_LOCK = threading.Lock()
+_METRICS_KEPT = 8
+
+
+def prior_metric(mask_features: Tensor, frame: ImageFrame, logit_weight: float) -> Tensor:
+    """``(Dm, Dm)`` float32 ``M = (1 - w) I + w (S / mean(diag S) + 1e-3 I)`` of the module doc, ``w`` =
+    ``logit_weight`` in ``[0, 1]``, ``S`` over the mask-feature cells of ``frame``'s resized image (not the
+    padding). Computed once per ``mask_features`` tensor (``Dm^2 P`` multiply-adds: a few ms) and cached while
+    the tensor lives (the last few images).
+
+    Raises:
+        ValueError: ``logit_weight`` outside ``[0, 1]``.
+    """
+    if not 0.0 <= logit_weight <= 1.0:
+        raise ValueError(f"click fit logit weight must lie in [0, 1], got {logit_weight}")
+    h, w = math.ceil(frame.resized_size[0] / 4), math.ceil(frame.resized_size[1] / 4)
+    key = (h, w, float(logit_weight))  # image features are never changed in place (inference tensors)
+    with _METRICS_LOCK:
+        hit = _METRICS.get(id(mask_features))
+    if hit is not None and hit[0]() is mask_features and hit[1] == key:
+        return hit[2]
+    dm = mask_features.shape[1]
+    cells = mask_features[0, :, :h, :w].float().reshape(dm, -1)
+    second = cells @ cells.t() / max(cells.shape[1], 1)
+    eye = torch.eye(dm, device=second.device)
+    second = second / second.diagonal().mean().clamp(min=1e-12) + 1e-3 * eye
+    metric = (1 - logit_weight) * eye + logit_weight * second
+    with _METRICS_LOCK:
+        _METRICS[id(mask_features)] = (weakref.ref(mask_features), key, metric)
+        _METRICS.move_to_end(id(mask_features))
+        while len(_METRICS) > _METRICS_KEPT:
+            _METRICS.popitem(last=False)
+    return metric
 
 
 def fit_to_clicks(mask_embed: Tensor, mask_features: Tensor, prompts: Prompts, frame: ImageFrame,
@@ -134,6 +200,7 @@ def fit_to_clicks(mask_embed: Tensor, mask_features: Tensor, prompts: Prompts, f
         prompts: the round's :class:`Prompts`; its ``points`` ``(K, N, 2)`` (x, y) original-image pixels and
             ``point_labels`` ``(K, N)`` are used (no points: ``mask_embed`` is returned as it is).
         frame: the image's :class:`ImageFrame`.
+        config: margin, prior, iterations and the prior's logit weight (:func:`prior_metric`).
 
     Returns:
         ``(1, K', Dm)`` in ``mask_embed``'s dtype.
@@ -143,8 +210,10 @@ def fit_to_clicks(mask_embed: Tensor, mask_features: Tensor, prompts: Prompts, f
     feats = click_features(mask_features, prompts.points, frame)
     labels = torch.from_numpy(np.array(prompts.point_labels)).to(mask_features.device)
     k = feats.shape[0]
+    weight = config.click_fit_logit_weight
+    metric = prior_metric(mask_features, frame, weight) if weight > 0 else None
     fitted = fit_mask_embedding(mask_embed[0, :k], feats, labels, config.click_fit_margin, config.click_fit_prior,
-                                config.click_fit_iters)
+                                config.click_fit_iters, metric)
     out = mask_embed.clone()
     out[0, :k] = fitted.to(out.dtype)
     return out

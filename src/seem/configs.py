@@ -235,11 +235,13 @@ class InferenceConfig:
     # not in the official code, so off for the official variants
     prompt_connected_masks: bool = False
     # clicks: fit each object's mask embedding until its clicks agree with the mask (seem.click_fit, a BRS-style
-    # refinement); margin = the logit a click should reach, prior = the pull towards the decoder's embedding
+    # refinement); margin = the logit a click should reach, prior = the pull towards the decoder's embedding,
+    # logit weight = the share of that pull measured on the mask logits over the image (seem.click_fit.prior_metric)
     click_fit: bool = False
     click_fit_margin: float = 2.0
     click_fit_prior: float = 1.0
     click_fit_iters: int = 20
+    click_fit_logit_weight: float = 0.0
 
 
 @dataclass(frozen=True)

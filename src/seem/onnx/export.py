@@ -45,7 +45,8 @@ def _metadata(model: Seem, vocabulary: tuple[str, ...], seed: int) -> dict[str, 
             "seem.seed": str(seed),
             "seem.prompt_connected_masks": str(int(c.inference.prompt_connected_masks)),
             "seem.click_fit": json.dumps({"margin": c.inference.click_fit_margin, "prior": c.inference.click_fit_prior,
-                                          "max_iter": c.inference.click_fit_iters} if c.inference.click_fit else None)}
+                                          "max_iter": c.inference.click_fit_iters,
+                                          "logit_weight": c.inference.click_fit_logit_weight} if c.inference.click_fit else None)}
 
 
 def _add_metadata(path: Path, metadata: dict[str, str]) -> None:
