@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from seem.postprocess import keep_prompted_components
+from seem.postprocess import keep_prompted_components, prompt_cells
 
 
 def _click(k: int, h: int, w: int, cells: list[tuple[int, int]]) -> torch.Tensor:
@@ -85,6 +85,15 @@ def test_labelled_components_equal_the_morphological_reconstruction_on_random_ma
         assert torch.equal(out, _reconstruction(logits, pos)), trial
         changed += int(not torch.equal(out, logits))
     assert changed >= 15  # regions were dropped, not only kept
+
+
+@pytest.mark.parametrize("density", [0.0, 0.002, 0.03, 0.2, 1.0])
+def test_prompt_cells_mark_each_4x4_block_holding_a_prompt_pixel(density):
+    """Sparse prompts (clicks) take the scatter path, dense ones (boxes, masks) the block reduction: same cells."""
+    gen = torch.Generator().manual_seed(int(density * 1000))
+    pixels = torch.rand(3, 64, 96, generator=gen) < density
+    blocks = pixels.reshape(3, 16, 4, 24, 4).permute(0, 1, 3, 2, 4).reshape(3, 16, 24, 16).any(-1)
+    np.testing.assert_array_equal(prompt_cells(pixels), blocks.numpy())
 
 
 def test_official_variants_keep_the_official_masks():

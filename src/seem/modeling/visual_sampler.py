@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -35,8 +37,13 @@ class PromptSampler(Protocol):
 def _normalised_nonzero(masks: Tensor) -> Tensor:
     """``(K, H, W)`` bool -> ``(3, n)`` float32 ``(k, y/H, x/W)`` of the set pixels in row-major order."""
     k, h, w = masks.shape
-    nz = masks.nonzero().to(torch.float32)
-    return (nz / torch.tensor([1.0, h, w], device=masks.device)).t()
+    if masks.device.type != "cpu":
+        nz = masks.nonzero().to(torch.float32)
+        return (nz / torch.tensor([1.0, h, w], device=masks.device)).t()
+    # numpy's flat index scan is ~10x faster than torch.nonzero on CPU (a click's 704x512 mask: 0.02 vs 0.23 ms)
+    flat = torch.from_numpy(np.flatnonzero(masks.contiguous().numpy()))
+    obj, pixel = flat // (h * w), flat % (h * w)
+    return torch.stack([obj.float(), (pixel // w).float() / h, (pixel % w).float() / w])
 
 
 class RandomSampler:
@@ -125,9 +132,10 @@ class RecordedSampler:
 def point_sample(features: Tensor, points_yx: Tensor) -> Tensor:
     """Bilinear features at normalised points (detectron2 ``point_sample``, ``align_corners=True``).
 
-    Same values as ``F.grid_sample(features, grid, "bilinear", align_corners=True)`` with zero padding,
-    computed by gathering the four neighbours of each point: coordinates and weights stay in float32 for any
-    feature dtype (bf16 ``grid_sample`` on CPU rounds the grid to bf16 and returned NaN on strided inputs).
+    ``F.grid_sample(features, grid, "bilinear", align_corners=True)`` with zero padding for float32 / float64
+    features; for other dtypes the same values by gathering the four neighbours of each point, with coordinates
+    and weights in float32 (bf16 ``grid_sample`` on CPU rounds the grid to bf16 and returned NaN on strided
+    inputs).
 
     Args:
         features: ``(B, C, H, W)``.
@@ -136,6 +144,9 @@ def point_sample(features: Tensor, points_yx: Tensor) -> Tensor:
     Returns:
         ``(B, C, P)`` in the dtype of ``features``.
     """
+    if features.dtype in (torch.float32, torch.float64):  # one op instead of ~25: a click round's overhead
+        grid = (points_yx.to(features.dtype).flip(-1) * 2 - 1)[:, :, None, :]  # (B, P, 1, 2) as (x, y) in [-1, 1]
+        return F.grid_sample(features, grid, mode="bilinear", padding_mode="zeros", align_corners=True)[..., 0]
     b, c, h, w = features.shape
     pts = points_yx.to(torch.float32)
     y, x = pts[..., 0] * (h - 1), pts[..., 1] * (w - 1)
