@@ -30,6 +30,25 @@ def test_subsampling_is_balanced_between_objects_sorted_and_seeded():
     assert not torch.equal(pts, RandomSampler(1).sample_points(masks, 100))
 
 
+@pytest.mark.parametrize("sizes", [(900, 900), (900, 100), (2500, 400, 36)])
+def test_subsampling_gives_each_object_the_share_of_successive_balanced_draws(sizes):
+    """The law of torch.multinomial without replacement with every object's pixels weighted 1 / its count (the
+    reference draws below): each object's mean share of the samples, and no pixel twice."""
+    masks = torch.zeros(len(sizes), 60, 60, dtype=torch.bool)
+    for k, n in enumerate(sizes):
+        masks[k].view(-1)[torch.randperm(3600, generator=torch.Generator().manual_seed(k))[:n]] = True
+    sampler, gen = RandomSampler(0), torch.Generator().manual_seed(0)
+    probs = torch.cat([torch.full((n,), 1.0 / n) for n in sizes])
+    ours, reference = torch.zeros(len(sizes)), torch.zeros(len(sizes))
+    for _ in range(300):
+        pts = sampler.sample_points(masks, 200)
+        assert pts.shape == (3, 200) and len(set(map(tuple, pts.t().tolist()))) == 200
+        ours += torch.bincount(pts[0].long(), minlength=len(sizes)) / 300
+        owner = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
+        reference += torch.bincount(owner[torch.multinomial(probs, 200, generator=gen)], minlength=len(sizes)) / 300
+    assert torch.allclose(ours, reference, atol=1.5), (ours, reference)
+
+
 def test_recorded_sampler_replays_and_complains_when_exhausted():
     rec = RecordedSampler(points=[torch.zeros(3, 2)], query_indices=[torch.tensor([4, 1, 1])])
     assert rec.sample_points(torch.zeros(1, 4, 4, dtype=torch.bool), 512).shape == (3, 2)

@@ -51,7 +51,9 @@ class RandomSampler:
 
     ``sample_points`` keeps every pixel when there are at most ``max_len``; otherwise it draws ``max_len``
     without replacement with probabilities that give every object the same total mass, then sorts them
-    back into row-major order (official ``rand_sample``).
+    back into row-major order (official ``rand_sample``; drawn as a random permutation when the objects have
+    equally many pixels, else by Efraimidis-Spirakis keys, both the law of ``torch.multinomial`` without
+    replacement and 3-6x faster on a box's 90k pixels).
 
     Args:
         seed: ``None`` uses torch's global RNG. With a seed, pixels, query copies and memory assignments
@@ -78,10 +80,15 @@ class RandomSampler:
         n = points.shape[1]
         if n <= max_len:
             return points
-        obj = points[0].long()
-        counts = torch.bincount(obj, minlength=masks.shape[0]).to(torch.float32)
-        probs = (1.0 / counts[obj]).cpu()
-        idx = torch.multinomial(probs, max_len, replacement=False, generator=self._points)
+        obj = points[0].long().cpu()
+        counts = torch.bincount(obj, minlength=masks.shape[0])
+        if bool((counts[counts > 0] == counts.max()).all()):  # equal masses: a uniform draw
+            idx = torch.randperm(n, generator=self._points)[:max_len]
+        else:
+            # Efraimidis-Spirakis: the max_len largest log(u) / p_i are a draw without replacement with
+            # probabilities p_i, the law of successive multinomial draws (torch.multinomial: 3x slower at 90k pixels)
+            keys = torch.rand(n, generator=self._points).log() * counts[obj].to(torch.float32)
+            idx = keys.topk(max_len).indices
         return points[:, idx.sort().values.to(points.device)]
 
     def sample_query_indices(self, num_queries: int, count: int) -> Tensor:
