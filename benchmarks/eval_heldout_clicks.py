@@ -64,11 +64,13 @@ def main() -> int:
     ap.add_argument("--per-photo", type=int, default=4)
     ap.add_argument("--min-area", type=int, default=100)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--shorter-side", type=int, default=None, help="model input size (default: the model's own)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    predictor = SeemPredictor(from_pretrained(args.model) if args.model else from_pretrained(),
-                              vocabulary_cache_dir=None)
+    model = from_pretrained(args.model) if args.model else from_pretrained()
+    size = {} if args.shorter_side is None else {"shorter_side": args.shorter_side, "max_size": 2 * args.shorter_side}
+    predictor = SeemPredictor(model, vocabulary_cache_dir=None, **size)
     report: dict = {}
     t0 = time.perf_counter()
     for name in SETS:
