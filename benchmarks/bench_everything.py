@@ -6,7 +6,8 @@ covers at mask IoU >= 0.5, the number of masks and the time, for a few settings.
 Settings: the defaults (16 x 16 grid), a 32 x 32 grid (SAM's default), SAM's crop layers (``crop_n_layers`` 1
 and 2: the whole image plus 2 x 2, then 4 x 4 overlapping crops, each encoded as an image of its own), and
 "all candidates" (32 x 32 grid with no score / stability filter and no NMS: the most any filtering could keep,
-an upper bound of the candidates), without and with crop layers (the crops' edge filter still applies).
+an upper bound of the candidates), without and with crop layers (the crops' edge filter still applies); most
+settings also with the opt-in click fit of grid points (``EverythingConfig.click_fit``).
 One torch thread; the time includes the object-query pass and the crops' image encoder, not the whole image's
 encoder. ``--overlay`` saves the masks of the best filtered setting (most instances covered, then the highest
 mean best IoU per instance) on the photo.
@@ -28,15 +29,15 @@ UNFILTERED = dict(points_per_side=32, score_threshold=0.0, stability_threshold=0
                   max_masks=100_000)
 SETTINGS = {
     "default (16x16)": EverythingConfig(),
-    "default, no click fit": EverythingConfig(click_fit=False),
-    "32x32 grid": EverythingConfig(points_per_side=32),
+    "default + click fit": EverythingConfig(click_fit=True),
+    "32x32 grid + click fit": EverythingConfig(points_per_side=32, click_fit=True),
     "crops 1 layer (16x16)": EverythingConfig(crop_n_layers=1),
-    "crops 1 layer (32x32)": EverythingConfig(points_per_side=32, crop_n_layers=1),
-    "crops 2 layers (16x16)": EverythingConfig(crop_n_layers=2),
+    "crops 1 layer (16x16) + click fit": EverythingConfig(crop_n_layers=1, click_fit=True),
+    "crops 2 layers (16x16) + click fit": EverythingConfig(crop_n_layers=2, click_fit=True),
     "all candidates (32x32, no filter, no NMS)": EverythingConfig(**UNFILTERED),
-    "all candidates, no click fit": EverythingConfig(**UNFILTERED, click_fit=False),
-    "all candidates, crops 1 layer": EverythingConfig(**UNFILTERED, crop_n_layers=1),
-    "all candidates, crops 2 layers": EverythingConfig(**UNFILTERED, crop_n_layers=2),
+    "all candidates + click fit": EverythingConfig(**UNFILTERED, click_fit=True),
+    "all candidates + click fit, crops 1 layer": EverythingConfig(**UNFILTERED, crop_n_layers=1, click_fit=True),
+    "all candidates + click fit, crops 2 layers": EverythingConfig(**UNFILTERED, crop_n_layers=2, click_fit=True),
 }
 
 

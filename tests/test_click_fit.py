@@ -95,6 +95,12 @@ def test_prior_metric_mixes_identity_and_the_feature_moment_and_is_cached():
     assert torch.allclose(prior_metric(padded, ImageFrame((64, 64), (64, 64), (64, 80)), 1.0), full, atol=1e-6)
     with pytest.raises(ValueError, match="logit weight"):
         prior_metric(feats, frame, 1.5)
+    from seem.configs import InferenceConfig
+    from seem.errors import ConfigError
+
+    for bad in (float("nan"), -0.5, 1.5, "0.5", True):  # refused when the config is built, not at a click
+        with pytest.raises(ConfigError, match="click_fit_logit_weight"):
+            InferenceConfig(click_fit_logit_weight=bad)
     with pytest.raises(ValueError, match="metric"):
         e0, f, labels = _features(d=8)
         fit_mask_embedding(e0, f, labels, metric=torch.eye(4))

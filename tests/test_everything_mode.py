@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from seem import SeemPredictor, from_pretrained
-from seem.automatic import EverythingConfig, everything_masks
+from seem.automatic import EverythingConfig, _missed_points, everything_masks
 from seem.errors import PromptError
 from seem.mask_ops import mask_iou_matrix, masks_to_boxes
 from seem.structures import EverythingResult
@@ -66,6 +66,23 @@ def test_steps_run_through_the_callback_and_give_the_same_result(predictor, resu
     np.testing.assert_array_equal(again.masks, result.masks)
     np.testing.assert_allclose(again.scores, result.scores)
     assert len(steps) >= 2  # the object queries, then at least one batch of points
+
+
+def test_missed_points_are_those_with_a_mask_elsewhere():
+    masks = np.zeros((3, 10, 12), dtype=bool)
+    masks[0, 2:5, 2:5] = True  # holds its point
+    masks[1, 7:9, 7:9] = True  # a mask, but not at its point
+    points = np.array([[3.5, 3.5], [1.5, 1.5], [11.9, 9.9]])  # (x, y); the third one's mask is empty
+    assert _missed_points(masks, points).tolist() == [False, True, False]
+
+
+def test_click_fitted_grid_points_add_objects_not_whole_image_blobs(predictor, result):
+    """Opt-in click fit of grid points (the default decodes them as they are): more masks, none spread over the
+    image (with the plain embedding prior the best-scored one covered all of it, measured at this size)."""
+    fitted = predictor.segment_everything(kind="everything", config=dict(vars(CONFIG), click_fit=True))
+    assert len(fitted) > len(result)
+    points = np.array([s == "point" for s in fitted.sources])
+    assert fitted.masks[points].reshape(int(points.sum()), -1).mean(1).max() < 0.5
 
 
 def test_vocabulary_labels_and_bad_config(predictor):

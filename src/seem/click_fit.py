@@ -161,7 +161,7 @@ def prior_metric(mask_features: Tensor, frame: ImageFrame, logit_weight: float) 
     """``(Dm, Dm)`` float32 ``M = (1 - w) I + w (S / mean(diag S) + 1e-3 I)`` of the module doc, ``w`` =
     ``logit_weight`` in ``[0, 1]``, ``S`` over the mask-feature cells of ``frame``'s resized image (not the
     padding). Computed once per ``mask_features`` tensor (``Dm^2 P`` multiply-adds: a few ms) and cached while
-    the tensor lives (the last few images).
+    the tensor lives (the last few images): the returned tensor is shared, do not modify it.
 
     Raises:
         ValueError: ``logit_weight`` outside ``[0, 1]``.
@@ -172,8 +172,9 @@ def prior_metric(mask_features: Tensor, frame: ImageFrame, logit_weight: float) 
     key = (h, w, float(logit_weight))  # image features are never changed in place (inference tensors)
     with _METRICS_LOCK:
         hit = _METRICS.get(id(mask_features))
-    if hit is not None and hit[0]() is mask_features and hit[1] == key:
-        return hit[2]
+        if hit is not None and hit[0]() is mask_features and hit[1] == key:
+            _METRICS.move_to_end(id(mask_features))  # least recently used goes first
+            return hit[2]
     dm = mask_features.shape[1]
     cells = mask_features[0, :, :h, :w].float().reshape(dm, -1)
     second = cells @ cells.t() / max(cells.shape[1], 1)

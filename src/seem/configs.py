@@ -243,6 +243,13 @@ class InferenceConfig:
     click_fit_iters: int = 20
     click_fit_logit_weight: float = 0.0
 
+    def __post_init__(self) -> None:
+        from seem.errors import ConfigError
+
+        w = self.click_fit_logit_weight
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0.0 <= w <= 1.0:
+            raise ConfigError(f"click_fit_logit_weight must be a number in [0, 1], got {w!r}")
+
 
 @dataclass(frozen=True)
 class SeemConfig:
