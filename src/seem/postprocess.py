@@ -224,7 +224,8 @@ def keep_prompted_components(logits: Tensor, positive: Tensor, cells: np.ndarray
                          "(expected (K, 4h, 4w))")
     inside = (logits > 0).cpu().numpy()
     cells = prompt_cells(positive) if cells is None else cells
-    touched = ndimage.binary_dilation(cells, structure=np.ones((1, 3, 3), bool)) & inside
+    # a square dilation of a bool map is its maximum filter (zero outside): same cells, ~2-4x faster in scipy
+    touched = ndimage.maximum_filter(cells, size=(1, 3, 3), mode="constant", cval=False) & inside
     drop = np.zeros_like(inside)
     for i in np.flatnonzero(touched.any(axis=(1, 2))):
         labels, n = ndimage.label(inside[i], structure=np.ones((3, 3), bool))
@@ -247,7 +248,7 @@ def near_mask_support(logits: Tensor, positive: Tensor, cells: int = 2, prompted
     from scipy import ndimage
 
     seeds = (logits > 0).cpu().numpy() | (prompt_cells(positive) if prompted is None else prompted)
-    near = ndimage.binary_dilation(seeds, structure=np.ones((1, 2 * cells + 1, 2 * cells + 1), bool))
+    near = ndimage.maximum_filter(seeds, size=(1, 2 * cells + 1, 2 * cells + 1), mode="constant", cval=False)
     return torch.from_numpy(near).to(logits.device, torch.float32) * 2 - 1
 
 
@@ -301,8 +302,11 @@ def masks_with_scores(frame, logits_lowres: Tensor, mode: str, antialias: bool,
         ry, rx = _reach(rows_s, cells.any(1)), _reach(cols_s.t(), cells.any(0))
         if ry is None or rx is None:
             continue
-        logit = rows[ry] @ logits_lowres[i].float().cpu() @ cols[:, rx]
-        near = rows_s[ry] @ support[i].float().cpu() @ cols_s[:, rx]
+        # only the low-res rows / columns these outputs weigh (resampling matrices are banded)
+        by, bx = _band(rows[ry]), _band(cols[:, rx].t())
+        bys, bxs = _band(rows_s[ry]), _band(cols_s[:, rx].t())
+        logit = rows[ry, by] @ logits_lowres[i, by, bx].float().cpu() @ cols[bx, rx]
+        near = rows_s[ry, bys] @ support[i, bys, bxs].float().cpu() @ cols_s[bxs, rx]
         # one field whose sign is the mask and which equals the logit inside it (near > 1e-30 there)
         mask, score = _masks_and_scores(torch.minimum(logit, near * 1e30)[None])
         masks[i, ry, rx], scores[i] = mask[0], score[0]
@@ -317,6 +321,12 @@ def _masks_and_scores(logits: Tensor) -> tuple[Tensor, Tensor]:
     count = masks.flatten(1).sum(1)
     total = logits.sigmoid().sub_(0.5).clamp_(min=0).flatten(1).sum(1) + 0.5 * count
     return masks, total / (count + 1e-6)
+
+
+def _band(weights: Tensor) -> slice:
+    """The slice of low-res indices (columns of ``weights``, ``(n_out, n_low)``) that any output row weighs."""
+    used = torch.nonzero((weights != 0).any(0)).flatten()
+    return slice(int(used[0]), int(used[-1]) + 1) if used.numel() else slice(0, 0)
 
 
 def _reach(matrix: Tensor, cells: Tensor) -> slice | None:
