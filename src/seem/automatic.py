@@ -210,10 +210,10 @@ def _point_candidates(predictor: SeemPredictor, batch: np.ndarray, cfg: Everythi
     pred = predictor.predict(points=batch[:, None, :], click_fit=False)
     missed = _missed_points(pred.masks, batch) if cfg.click_fit and predictor.model.config.inference.click_fit \
         else np.zeros(len(batch), dtype=bool)
-    _add_points(predictor, pred, ~missed, batch, cfg, out)
+    _add_points(predictor, pred, None if not missed.any() else ~missed, batch, cfg, out)
     if missed.any():
         refit = predictor.predict(points=batch[missed][:, None, :], click_fit=True)
-        _add_points(predictor, refit, np.ones(int(missed.sum()), dtype=bool), batch[missed], cfg, out)
+        _add_points(predictor, refit, None, batch[missed], cfg, out)
 
 
 def _missed_points(masks: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -224,17 +224,19 @@ def _missed_points(masks: np.ndarray, points: np.ndarray) -> np.ndarray:
     return masks.reshape(len(masks), -1).any(axis=1) & ~masks[np.arange(len(masks)), rows, cols]
 
 
-def _add_points(predictor: SeemPredictor, pred, keep: np.ndarray, points: np.ndarray, cfg: EverythingConfig,
+def _add_points(predictor: SeemPredictor, pred, keep: np.ndarray | None, points: np.ndarray, cfg: EverythingConfig,
                 out: _Candidates) -> None:
-    """Adds the ``keep`` rows of the point prediction ``pred`` (of ``points``) to ``out`` with their scores."""
+    """Adds the ``keep`` rows (``None``: all, without copying) of the point prediction ``pred`` (of ``points``)
+    to ``out`` with their scores."""
     frame = predictor.frame
     assert frame is not None
-    if not keep.any():
+    if keep is not None and not keep.any():
         return
-    mask_score, stability = _lowres_quality(frame, pred.logits_lowres[keep], cfg.stability_offset)
-    label_p = torch.as_tensor(pred.scores[keep]) / mask_score.clamp(min=1e-6)  # scores = p(label) x mask score
-    out.add(cfg, torch.from_numpy(pred.masks[keep]), mask_score * stability, stability,
-            torch.as_tensor(pred.label_ids[keep]), label_p.clamp(0, 1), points[keep])
+    rows = slice(None) if keep is None else keep
+    mask_score, stability = _lowres_quality(frame, pred.logits_lowres[rows], cfg.stability_offset)
+    label_p = torch.as_tensor(pred.scores[rows]) / mask_score.clamp(min=1e-6)  # scores = p(label) x mask score
+    out.add(cfg, torch.from_numpy(pred.masks[rows]), mask_score * stability, stability,
+            torch.as_tensor(pred.label_ids[rows]), label_p.clamp(0, 1), points[rows])
 
 
 def _in_inference_mode(fn: Callable[[], None]) -> None:

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from seem.errors import ConfigError
+
 STRIDES = (4, 8, 16, 32)  # res2..res5, for every backbone
 
 
@@ -244,8 +246,6 @@ class InferenceConfig:
     click_fit_logit_weight: float = 0.0
 
     def __post_init__(self) -> None:
-        from seem.errors import ConfigError
-
         w = self.click_fit_logit_weight
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0.0 <= w <= 1.0:
             raise ConfigError(f"click_fit_logit_weight must be a number in [0, 1], got {w!r}")
