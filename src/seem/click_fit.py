@@ -60,9 +60,29 @@ def click_features(mask_features: Tensor, points_xy: np.ndarray, frame: ImageFra
     (x, y) original-image points (a click near the border reads the border cells, not the zero padding)."""
     k = points_xy.shape[0]
     grid = click_grid(points_xy, frame).to(mask_features.device)
-    feats = F.grid_sample(mask_features.float().expand(k, -1, -1, -1), grid[:, None], mode="bilinear",
+    if mask_features.dtype != torch.float32:  # bf16 / int8 modes: no float copy of the whole map per round
+        return _gather_bilinear_border(mask_features, grid)
+    feats = F.grid_sample(mask_features.expand(k, -1, -1, -1), grid[:, None], mode="bilinear",
                           padding_mode="border", align_corners=False)
     return feats[:, :, 0].transpose(1, 2)
+
+
+def _gather_bilinear_border(features: Tensor, grid: Tensor) -> Tensor:
+    """``F.grid_sample(features.float(), grid, "bilinear", padding_mode="border", align_corners=False)`` for one
+    image ``(1, Dm, h, w)`` at ``(K, N, 2)`` points, as ``(K, N, Dm)`` float32, reading only the four neighbour
+    cells of each point."""
+    _, dm, h, w = features.shape
+    x = ((grid[..., 0] + 1) * w - 1).mul(0.5).clamp(0, w - 1)  # border padding clamps the coordinates
+    y = ((grid[..., 1] + 1) * h - 1).mul(0.5).clamp(0, h - 1)
+    x0, y0 = x.floor(), y.floor()
+    fx, fy = x - x0, y - y0
+    x0i, y0i = x0.long(), y0.long()
+    x1i, y1i = (x0i + 1).clamp(max=w - 1), (y0i + 1).clamp(max=h - 1)
+    flat = features.reshape(dm, h * w)
+    index = torch.stack([y0i * w + x0i, y0i * w + x1i, y1i * w + x0i, y1i * w + x1i], dim=-1)  # (K, N, 4)
+    values = flat[:, index.flatten()].float().t().reshape(*index.shape, dm)  # (K, N, 4, Dm)
+    weights = torch.stack([(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx], dim=-1)
+    return (values * weights[..., None]).sum(-2)
 
 
 def fit_mask_embedding(mask_embed: Tensor, click_features: Tensor, labels: Tensor, margin: float = 2.0,

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from seem.banded import left_product, right_product
 from seem.modeling.attention_mask import QueryGroup
 
 
@@ -305,8 +306,8 @@ def masks_with_scores(frame, logits_lowres: Tensor, mode: str, antialias: bool,
         # only the low-res rows / columns these outputs weigh (resampling matrices are banded)
         by, bx = _band(rows[ry]), _band(cols[:, rx].t())
         bys, bxs = _band(rows_s[ry]), _band(cols_s[:, rx].t())
-        logit = rows[ry, by] @ logits_lowres[i, by, bx].float().cpu() @ cols[bx, rx]
-        near = rows_s[ry, bys] @ support[i, bys, bxs].float().cpu() @ cols_s[bxs, rx]
+        logit = right_product(left_product(rows[ry, by], logits_lowres[i, by, bx].float().cpu()), cols[bx, rx])
+        near = right_product(left_product(rows_s[ry, bys], support[i, bys, bxs].float().cpu()), cols_s[bxs, rx])
         # one field whose sign is the mask and which equals the logit inside it (near > 1e-30 there)
         mask, score = _masks_and_scores(torch.minimum(logit, near * 1e30)[None])
         masks[i, ry, rx], scores[i] = mask[0], score[0]
@@ -318,7 +319,11 @@ def _masks_and_scores(logits: Tensor) -> tuple[Tensor, Tensor]:
     above 1/2, so its sum is that of ``clamp(sigmoid - 1/2, 0)`` plus half the pixel count (no bool-float
     products, several times slower on CPU)."""
     masks = logits > 0
-    count = masks.flatten(1).sum(1)
+    if masks.device.type == "cpu":  # numpy counts bytes in place (a torch bool sum makes an int64 copy: 7x slower)
+        flat = masks.reshape(masks.shape[0], -1).numpy()
+        count = torch.tensor([np.count_nonzero(row) for row in flat], dtype=torch.int64)
+    else:
+        count = masks.flatten(1).sum(1)
     total = logits.sigmoid().sub_(0.5).clamp_(min=0).flatten(1).sum(1) + 0.5 * count
     return masks, total / (count + 1e-6)
 

@@ -79,11 +79,16 @@ class ImageFrame:
 
         Every step is linear and separable, so the whole chain is one ``(H, H_pad/4)`` matrix for the rows
         and one ``(W, W_pad/4)`` for the columns (:func:`resampling_matrix`, built by ``F.interpolate`` itself
-        and cached per size): two small matrix products instead of interpolating at the padded size, with
-        the same values up to float rounding.
+        and cached per size): two banded matrix products (:mod:`seem.banded`) instead of interpolating at the
+        padded size, with the same values up to float rounding.
         """
+        from seem.banded import left_product, right_product
+
         rows, cols = self.resampling_matrices((logits_lowres.shape[-2], logits_lowres.shape[-1]), mode, antialias)
-        return rows.to(logits_lowres.device) @ logits_lowres.float() @ cols.to(logits_lowres.device)
+        if logits_lowres.device.type != "cpu":
+            return rows.to(logits_lowres.device) @ logits_lowres.float() @ cols.to(logits_lowres.device)
+        # the matrices are banded: block products skip their zeros (seem.banded)
+        return right_product(left_product(rows, logits_lowres.float()), cols)
 
     def resampling_matrices(self, lowres_size: tuple[int, int], mode: str = "bilinear",
                             antialias: bool = True) -> tuple[Tensor, Tensor]:

@@ -172,10 +172,14 @@ class SeemDecoder(nn.Module):
         return (m.sigmoid().flatten(2) < 0.5).detach()
 
     def _level_attention_mask(self, mask_embed: Tensor, level_mask_features: Tensor) -> Tensor:
-        """Same as :meth:`_attention_mask` of the full-resolution masks, computed at the level's size."""
+        """Same as :meth:`_attention_mask` of the full-resolution masks, computed at the level's size.
+
+        ``logit < 0`` for the official ``sigmoid(logit) < 0.5``: the same except for logits within ~3e-8 of 0
+        (where fp32's sigmoid rounds to 0.5), far below the logits' own rounding; one pass instead of two.
+        """
         b, dm = level_mask_features.shape[:2]
         m = torch.bmm(mask_embed.to(level_mask_features.dtype), level_mask_features.reshape(b, dm, -1))
-        return (m.sigmoid() < 0.5).detach()
+        return (m < 0).detach()
 
     def build_cache(self, levels: LevelFeatures, mask_features: Tensor) -> DecoderImageCache:
         """Precompute the per-image part of every decoder pass (see :class:`DecoderImageCache`)."""
@@ -188,8 +192,9 @@ class SeemDecoder(nn.Module):
             keys.append(k)
             values.append(v)
         # in the dtype of the decoder's queries (the level features'), not of the (possibly fp32) mask features
-        resized = [F.interpolate(mask_features, size=size, mode="bilinear", align_corners=False).to(levels.src[0].dtype)
-                   for size in levels.sizes]
+        # row-major: rounds read them as (B, Dm, h*w) views (a channels-last copy would be re-laid out per round)
+        resized = [F.interpolate(mask_features, size=size, mode="bilinear", align_corners=False).to(
+            dtype=levels.src[0].dtype, memory_format=torch.contiguous_format) for size in levels.sizes]
         return DecoderImageCache(keys, values, resized)
 
     # ------------------------------------------------------------------ query assembly

@@ -19,6 +19,13 @@ from seem.modeling.language.text_encoder import TextEncoder
 from seem.modeling.visual_sampler import PromptSampler
 
 
+def _dense(t: Tensor, dtype: torch.dtype) -> Tensor:
+    """``t`` in ``dtype`` and row-major (NCHW) layout: every prompt round multiplies mask features as
+    ``(B, Dm, h*w)``, which is a view only of a row-major tensor (a channels-last one, as the bf16 encoder's
+    convs return, would be copied, strided, in every round)."""
+    return t.to(dtype=dtype, memory_format=torch.contiguous_format)
+
+
 @dataclass(frozen=True)
 class ImageFeatures:
     """Everything the decoder needs from one image (computed once, reused for every prompt).
@@ -47,10 +54,10 @@ class ImageFeatures:
         c = self.cache
         if c is not None:
             c = DecoderImageCache([k.to(dtype) for k in c.keys], [v.to(dtype) for v in c.values],
-                                  [f.to(dtype) for f in c.level_mask_features])
+                                  [_dense(f, dtype) for f in c.level_mask_features])
         levels = LevelFeatures([s.to(dtype) for s in self.levels.src], [p.to(dtype) for p in self.levels.pos],
                                self.levels.sizes)
-        return ImageFeatures(self.mask_features.to(mdt), [m.to(dtype) for m in self.multi_scale_features], levels,
+        return ImageFeatures(_dense(self.mask_features, mdt), [m.to(dtype) for m in self.multi_scale_features], levels,
                              self.padded_size, c)
 
     def with_cache_dtype(self, dtype: torch.dtype) -> ImageFeatures:
@@ -59,8 +66,8 @@ class ImageFeatures:
         c = self.cache
         if c is not None:
             c = DecoderImageCache([k.to(dtype) for k in c.keys], [v.to(dtype) for v in c.values],
-                                  [f.to(dtype) for f in c.level_mask_features])
-        return ImageFeatures(self.mask_features.to(dtype), self.multi_scale_features, self.levels, self.padded_size, c)
+                                  [_dense(f, dtype) for f in c.level_mask_features])
+        return ImageFeatures(_dense(self.mask_features, dtype), self.multi_scale_features, self.levels, self.padded_size, c)
 
     def select(self, index: int) -> ImageFeatures:
         """The features of image ``index`` of the batch, as a batch of one (views, no copy)."""

@@ -1,0 +1,142 @@
+"""Kernels of a prompt round in the reduced-precision modes: few-query attention over bf16 keys/values, click
+features gathered from bf16 mask features, row-major cached mask features."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from seem.click_fit import click_features
+from seem.modeling.decoder_types import DecoderImageCache, LevelFeatures
+from seem.modeling.layers import MIN_MATMUL_KEY_ELEMENTS, MultiheadAttention, reduced_precision_attention
+from seem.modeling.seem import ImageFeatures
+from seem.transforms import plan_frame
+
+
+def _qkv(heads=4, length=3, keys=1500, dim=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(1, heads, n, dim, generator=g) for n in (length, keys, keys))
+    return q, k, v
+
+
+def test_reduced_precision_attention_matches_sdpa_within_bf16_rounding():
+    q, k, v = _qkv()
+    allowed = torch.rand(1, 1, 3, k.shape[2], generator=torch.Generator().manual_seed(1)) > 0.4
+    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+    out = reduced_precision_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), allowed)
+    assert out.dtype == torch.bfloat16 and out.shape == ref.shape
+    # inputs rounded to bf16 (2^-9 relative), scores and output rounded once more
+    assert (out.float() - ref).abs().max() < 0.03
+    assert not torch.allclose(out.float(), ref, atol=1e-6)  # it did run in bf16
+    # fp32 inputs: the same maths as SDPA
+    assert torch.allclose(reduced_precision_attention(q, k, v, allowed), ref, atol=1e-5)
+    assert torch.allclose(reduced_precision_attention(q, k, v, None), F.scaled_dot_product_attention(q, k, v), atol=1e-5)
+
+
+def test_reduced_precision_attention_fully_blocked_row_attends_to_nothing():
+    q, k, v = _qkv(keys=64)
+    allowed = torch.ones(1, 1, 3, 64, dtype=torch.bool)
+    allowed[..., 1, :] = False
+    out = reduced_precision_attention(q, k, v, allowed)
+    assert torch.isfinite(out).all()
+    assert out[:, :, 1].abs().max() == 0
+    assert torch.allclose(out[:, :, 0], F.scaled_dot_product_attention(q, k, v)[:, :, 0], atol=1e-5)
+
+
+@pytest.mark.parametrize("keys", [64, 2048])
+def test_attention_over_bf16_cache_agrees_with_fp32(keys):
+    """MultiheadAttention with a bf16 key/value cache: the flash kernel below the size threshold, two matmuls
+    above it; both within bf16 rounding of the fp32 result."""
+    torch.manual_seed(0)
+    attn = MultiheadAttention(128, 4).eval()
+    memory, query = torch.randn(keys, 1, 128), torch.randn(3, 1, 128)
+    assert (keys * 128 >= MIN_MATMUL_KEY_ELEMENTS) == (keys == 2048)
+    k, v = attn.project_kv(memory, memory)
+    blocked = torch.rand(1, 1, 3, keys) > 0.7
+    ref = attn(query, None, None, blocked, kv=(k, v))
+    out = attn(query, None, None, blocked, kv=(k.bfloat16(), v.bfloat16()))
+    assert out.dtype == torch.float32
+    assert (out - ref).abs().max() < 0.05 * ref.abs().max()
+
+
+def test_click_features_from_bf16_mask_features_match_grid_sample():
+    frame = plan_frame((100, 150), 64, None, 32)
+    feats = torch.randn(1, 16, frame.padded_size[0] // 4, frame.padded_size[1] // 4)
+    # corners, border and interior clicks, in original-image pixels
+    points = np.array([[[0.0, 0.0], [149.9, 99.9], [75.3, 40.2]], [[10.0, 99.0], [149.0, 0.5], [3.3, 50.0]]])
+    ref = click_features(feats, points, frame)
+    out = click_features(feats.bfloat16(), points, frame)
+    assert out.dtype == torch.float32 and out.shape == (2, 3, 16)
+    exact = click_features(feats.double(), points, frame)  # the gather path at full precision
+    assert torch.allclose(exact.float(), ref, atol=1e-5)
+    assert (out - ref).abs().max() < 0.05
+
+
+def test_cached_mask_features_are_row_major():
+    """Prompt rounds read mask features as (B, Dm, h*w) views; channels-last ones would be copied each round."""
+    mf = torch.randn(1, 8, 6, 10).contiguous(memory_format=torch.channels_last)
+    levels = LevelFeatures([torch.randn(60, 1, 8)], [torch.randn(60, 1, 8)], [(6, 10)])
+    cache = DecoderImageCache([torch.randn(2, 60, 4)], [torch.randn(2, 60, 4)], [mf[:, :, :3, :5].contiguous(
+        memory_format=torch.channels_last)])
+    feats = ImageFeatures(mf, [mf], levels, (24, 40), cache)
+    for out in (feats.to(torch.bfloat16), feats.to(torch.bfloat16, torch.float32), feats.with_cache_dtype(torch.bfloat16)):
+        assert out.mask_features.is_contiguous() and out.cache is not None
+        assert all(f.is_contiguous() for f in out.cache.level_mask_features)
+        assert torch.equal(out.mask_features.float(), mf.to(out.mask_features.dtype).float())
+
+
+@pytest.mark.parametrize("original", [(512, 683), (333, 250), (1000, 1500)])
+@pytest.mark.parametrize("mode, antialias", [("bilinear", True), ("bicubic", False)])
+def test_banded_resampling_equals_the_dense_product_and_interpolation(original, mode, antialias):
+    frame = plan_frame(original, 512, None, 32)
+    h, w = frame.padded_size[0] // 4, frame.padded_size[1] // 4
+    logits = torch.randn(2, h, w, generator=torch.Generator().manual_seed(0))
+    rows, cols = frame.resampling_matrices((h, w), mode, antialias)
+    out = frame.logits_to_original(logits, mode, antialias)
+    assert out.shape == (2, *original)
+    assert torch.allclose(out, rows @ logits @ cols, atol=1e-5)
+    # the official chain: upsample to the padded size, crop, resize to the original size
+    up = F.interpolate(logits[None], size=frame.padded_size, mode=mode, align_corners=False)[0]
+    up = up[:, : frame.resized_size[0], : frame.resized_size[1]]
+    if frame.resized_size != frame.original_size:
+        up = F.interpolate(up[None], size=original, mode="bicubic", align_corners=False, antialias=antialias)[0]
+    assert torch.allclose(out, up, atol=1e-4)
+
+
+def test_row_bands_cover_every_non_zero():
+    from seem.banded import row_bands
+
+    m = torch.zeros(150, 200)
+    for i in range(150):
+        m[i, (i + 3) % 200] = 1.0
+        m[i, min(199, i + 20)] = 2.0
+    m[70:80] = 0  # an all-zero stretch inside a block
+    m[128:] = 0  # an all-zero last block
+    bands = row_bands(m, block=64)
+    assert [(a, b) for a, b, _, _ in bands] == [(0, 64), (64, 128), (128, 150)]
+    covered = torch.zeros_like(m, dtype=torch.bool)
+    for a, b, s, e in bands:
+        covered[a:b, s:e] = True
+    assert covered[m != 0].all()
+    assert bands[2][2] == bands[2][3]  # empty band
+    assert bands[0] == (0, 64, 3, 84)
+
+
+def test_reduced_precision_attention_in_query_chunks_matches_sdpa():
+    """Many queries over many keys go in chunks of rows; a fully blocked row in a later chunk attends to nothing."""
+    from seem.modeling.layers import SCORE_CHUNK_BYTES
+
+    q, k, v = _qkv(heads=8, length=70, keys=4096, dim=64, seed=3)
+    assert SCORE_CHUNK_BYTES // (4 * 8 * 4096) < 70  # several chunks
+    allowed = torch.rand(1, 1, 70, 4096, generator=torch.Generator().manual_seed(4)) > 0.5
+    allowed[..., 60, :] = False
+    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+    out = reduced_precision_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), allowed).float()
+    assert out[:, :, 60].abs().max() == 0
+    keep = torch.ones(70, dtype=torch.bool)
+    keep[60] = False
+    assert (out[:, :, keep] - ref[:, :, keep]).abs().max() < 0.03
+    unmasked = reduced_precision_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), None).float()
+    assert (unmasked - F.scaled_dot_product_attention(q, k, v)).abs().max() < 0.03
