@@ -19,7 +19,7 @@ Precisions of ``SeemPredictor(precision=...)``:
   fp32 bytes (IoU >= 0.95 against fp32 on the same prompts, tested).
 
 Text encoder, label scores and post-processing stay fp32 in every mode; mask logits are fp32 except in
-``int8`` (bf16 products of bf16 mask features).
+``bf16-all`` and ``int8`` (bf16 products of bf16 mask features, which halve what a prompt round reads).
 """
 
 from __future__ import annotations
