@@ -77,8 +77,8 @@ def decoder_weight_bytes(pred: SeemPredictor, text: bool) -> int:
             total -= nbytes(attn.in_proj_weight) * 2 // 3 + nbytes(attn.in_proj_bias) * 2 // 3
     if text:
         total -= module_bytes(dec.spatial_token_proj)
-        total += module_bytes(pred.model.text_encoder.transformer) - nbytes(
-            pred.model.text_encoder.transformer.token_embedding.weight)
+        text_encoder = pred.decoding_model.text_encoder  # fp32, or its bf16 copy in bf16-all
+        total += module_bytes(text_encoder.transformer) - nbytes(text_encoder.transformer.token_embedding.weight)
     return total
 
 

@@ -140,3 +140,21 @@ def test_reduced_precision_attention_in_query_chunks_matches_sdpa():
     assert (out[:, :, keep] - ref[:, :, keep]).abs().max() < 0.03
     unmasked = reduced_precision_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), None).float()
     assert (unmasked - F.scaled_dot_product_attention(q, k, v)).abs().max() < 0.03
+
+
+def test_bf16_all_encodes_text_prompts_with_a_bf16_copy_and_vocabularies_in_fp32():
+    from seem import SeemPredictor, from_pretrained
+
+    model = from_pretrained()
+    pred = SeemPredictor(model, precision="bf16-all", vocabulary_cache_dir=None)
+    text_encoder = pred.decoding_model.text_encoder
+    assert text_encoder is not model.text_encoder
+    assert {p.dtype for p in text_encoder.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in model.text_encoder.parameters()} == {torch.float32}
+    ref, low = model.encode_text(["a red car"]), pred.decoding_model.encode_text(["a red car"])
+    cos = F.cosine_similarity(ref.sentence_embeddings, low.sentence_embeddings.float())
+    assert cos.item() > 0.99
+    # class-name vocabularies come from the fp32 model (the label scores of every mode)
+    voc = pred.vocabularies.get(("car", "background"))
+    assert voc.dtype == torch.float32
+    assert torch.allclose(voc, model.embed_vocabulary(["car", "background"]), atol=1e-6)

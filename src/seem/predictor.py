@@ -320,9 +320,11 @@ class SeemPredictor:
         visual, positive = self._visual_tokens(prompts, sampler)
         if visual is not None and visual.num_objects > 1 and self.model.config.decoder.version != "v1":
             raise PromptError(f"{visual.num_objects} visual objects given: v0 models segment one visual object per call")
-        text_prompt = self.model.encode_text(list(prompts.text)) if prompts.text else None
-        if text_prompt is not None and self._dtype != torch.float32:
-            text_prompt = TextPrompt(text_prompt.tokens.to(self._dtype), text_prompt.padding, text_prompt.sentence_embeddings)
+        # the decoding model's text encoder: fp32, a bf16 copy in bf16-all (it reads the encoder's weights once)
+        text_prompt = self.decoding_model.encode_text(list(prompts.text)) if prompts.text else None
+        if text_prompt is not None:
+            text_prompt = TextPrompt(text_prompt.tokens.to(self._dtype), text_prompt.padding,
+                                     text_prompt.sentence_embeddings.float())
         if visual is None and text_prompt is None:
             raise PromptError("no prompt given: pass text, points, boxes, scribbles, polygons, masks or reference")
         memory_mask = self._memory(memory, visual)

@@ -18,7 +18,8 @@ Precisions of ``SeemPredictor(precision=...)``:
   runs on a copy with int8 linear weights (:mod:`seem.modeling.int8`): prompt rounds read about a third of the
   fp32 bytes (IoU >= 0.95 against fp32 on the same prompts, tested).
 
-Text encoder, label scores and post-processing stay fp32 in every mode; mask logits are fp32 except in
+The text encoder stays fp32 for class-name vocabularies in every mode and for text prompts except in
+``bf16-all``; label scores and post-processing stay fp32; mask logits are fp32 except in
 ``bf16-all`` and ``int8`` (bf16 products of bf16 mask features, which halve what a prompt round reads).
 """
 
@@ -57,14 +58,17 @@ def encoding_copy(model: Seem, dtype: torch.dtype = torch.bfloat16, winograd_min
 
 def decoding_copy(model: Seem, precision: str) -> Seem:
     """``model`` with a bfloat16 (``"bf16-all"``) or int8 (``"int8"``, :func:`seem.modeling.int8.quantize_decoder`)
-    copy of its decoder."""
+    copy of its decoder; in ``"bf16-all"`` also a bfloat16 copy of its text encoder (for text prompts: a text
+    round reads the whole encoder, 150 MB in fp32 for Focal-T; class-name vocabularies stay fp32)."""
+    text_encoder = model.text_encoder
     if precision == "int8":
         from seem.modeling.int8 import quantize_decoder
 
         decoder = quantize_decoder(model.decoder)
     else:
         decoder = copy.deepcopy(model.decoder).to(torch.bfloat16).eval()
-    return Seem(model.backbone, model.pixel_decoder, model.text_encoder, decoder, model.tokenizer, model.config).eval()
+        text_encoder = copy.deepcopy(model.text_encoder).to(torch.bfloat16).eval()
+    return Seem(model.backbone, model.pixel_decoder, text_encoder, decoder, model.tokenizer, model.config).eval()
 
 
 def bf16_conv_linear_copy(module: torch.nn.Module) -> torch.nn.Module:
