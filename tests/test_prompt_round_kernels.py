@@ -158,3 +158,34 @@ def test_bf16_all_encodes_text_prompts_with_a_bf16_copy_and_vocabularies_in_fp32
     voc = pred.vocabularies.get(("car", "background"))
     assert voc.dtype == torch.float32
     assert torch.allclose(voc, model.embed_vocabulary(["car", "background"]), atol=1e-6)
+
+
+def test_packed_linear_matches_f_linear_and_follows_weight_changes():
+    """Inference on a oneDNN-packed weight: the same products as F.linear (fp32 rounding), repacked after an
+    in-place update and after a dtype change; autograd, small weights and foreign autocast use F.linear."""
+    import copy
+
+    from seem.modeling.packed_linear import MIN_PACKED_ELEMENTS, Linear, _dtypes
+
+    torch.manual_seed(0)
+    layer = Linear(512, 512).eval()
+    assert layer.weight.numel() >= MIN_PACKED_ELEMENTS
+    x = torch.randn(3, 1, 512)
+    with torch.no_grad():
+        out = layer(x)
+        if torch.float32 in _dtypes():
+            assert layer.pack._entry is not None
+        assert torch.allclose(out, F.linear(x, layer.weight, layer.bias), atol=1e-5)
+        layer.weight.mul_(-2.0)  # in place: the version counter moves, the packed copy is remade
+        assert torch.allclose(layer(x), F.linear(x, layer.weight, layer.bias), atol=1e-5)
+        low = copy.deepcopy(layer).to(torch.bfloat16)
+        assert low.pack is not layer.pack
+        ref = F.linear(x.bfloat16(), low.weight, low.bias).float()
+        assert (low(x.bfloat16()).float() - ref).abs().max() < 1e-2
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # fp32 input cast as autocast would
+            assert low(x).dtype == torch.bfloat16
+            assert layer(x).dtype == torch.bfloat16  # fp32 weight under bf16 autocast: F.linear's rule
+    y = layer(x.requires_grad_())
+    y.sum().backward()  # autograd runs on F.linear
+    assert layer.weight.grad is not None and x.grad is not None
+    assert set(layer.state_dict()) == {"weight", "bias"}

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from seem.modeling.packed_linear import Linear, WeightPack
+
 # PyTorch >= 2.5 gives fully blocked rows zero weights inside scaled_dot_product_attention (older: NaN)
 _SDPA_SAFE_SOFTMAX = tuple(int(p) for p in torch.__version__.split(".")[:2] if p.isdigit()) >= (2, 5)
 
@@ -87,7 +89,9 @@ class MultiheadAttention(nn.Module):
         self.num_heads = num_heads
         self.in_proj_weight = nn.Parameter(torch.empty(3 * embed_dim, embed_dim))
         self.in_proj_bias = nn.Parameter(torch.zeros(3 * embed_dim))
-        self.out_proj = nn.Linear(embed_dim, embed_dim)
+        self.out_proj = Linear(embed_dim, embed_dim)
+        # packed q / k / v projections for inference (seem.modeling.packed_linear)
+        self.in_proj_packs = (WeightPack(), WeightPack(), WeightPack())
         nn.init.xavier_uniform_(self.in_proj_weight)
         nn.init.zeros_(self.out_proj.bias)
 
@@ -95,13 +99,13 @@ class MultiheadAttention(nn.Module):
         """Query projection of ``(N, D)`` rows (scaling is left to the attention)."""
         w_q, _, _ = self.in_proj_weight.chunk(3)
         b_q, _, _ = self.in_proj_bias.chunk(3)
-        return F.linear(query, w_q, b_q)
+        return self.in_proj_packs[0].linear(query, w_q, b_q)
 
     def project_kv_rows(self, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
         """Key and value projections of ``(N, D)`` rows."""
         _, w_k, w_v = self.in_proj_weight.chunk(3)
         _, b_k, b_v = self.in_proj_bias.chunk(3)
-        return F.linear(key, w_k, b_k), F.linear(value, w_v, b_v)
+        return self.in_proj_packs[1].linear(key, w_k, b_k), self.in_proj_packs[2].linear(value, w_v, b_v)
 
     def project_kv(self, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
         """Key/value projections, split per head: ``(S, B, D)`` -> keys and values ``(B * num_heads, S, D / num_heads)``,
@@ -223,8 +227,8 @@ class FFNLayer(nn.Module):
 
     def __init__(self, d_model: int, dim_feedforward: int, normalize_before: bool = False) -> None:
         super().__init__()
-        self.linear1 = nn.Linear(d_model, dim_feedforward)
-        self.linear2 = nn.Linear(dim_feedforward, d_model)
+        self.linear1 = Linear(d_model, dim_feedforward)
+        self.linear2 = Linear(dim_feedforward, d_model)
         self.norm = nn.LayerNorm(d_model)
         self.normalize_before = normalize_before
 
@@ -241,7 +245,7 @@ class MLP(nn.Module):
         super().__init__()
         dims_in = [input_dim] + [hidden_dim] * (num_layers - 1)
         dims_out = [hidden_dim] * (num_layers - 1) + [output_dim]
-        self.layers = nn.ModuleList(nn.Linear(i, o) for i, o in zip(dims_in, dims_out))
+        self.layers = nn.ModuleList(Linear(i, o) for i, o in zip(dims_in, dims_out))
 
     def forward(self, x: Tensor) -> Tensor:
         for i, layer in enumerate(self.layers):

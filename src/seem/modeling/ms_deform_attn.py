@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from seem.modeling.packed_linear import Linear
+
 
 def _level_sizes(spatial_shapes: Tensor | list[tuple[int, int]]) -> list[tuple[int, int]]:
     return [(int(h), int(w)) for h, w in (spatial_shapes.tolist() if isinstance(spatial_shapes, Tensor) else spatial_shapes)]
@@ -133,10 +135,10 @@ class MSDeformAttn(nn.Module):
             raise ValueError(f"MSDeformAttn: d_model {d_model} is not divisible by num_heads {num_heads}")
         self.num_levels, self.num_heads, self.num_points = num_levels, num_heads, num_points
         self.method = method
-        self.sampling_offsets = nn.Linear(d_model, num_heads * num_levels * num_points * 2)
-        self.attention_weights = nn.Linear(d_model, num_heads * num_levels * num_points)
-        self.value_proj = nn.Linear(d_model, d_model)
-        self.output_proj = nn.Linear(d_model, d_model)
+        self.sampling_offsets = Linear(d_model, num_heads * num_levels * num_points * 2)
+        self.attention_weights = Linear(d_model, num_heads * num_levels * num_points)
+        self.value_proj = Linear(d_model, d_model)
+        self.output_proj = Linear(d_model, d_model)
         self._reset_parameters()
 
     def _reset_parameters(self) -> None:

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from seem.configs import PixelDecoderConfig
 from seem.modeling.ms_deform_attn import MSDeformAttn
+from seem.modeling.packed_linear import Linear
 from seem.modeling.pixel_decoder import ConvNormAct, PixelDecoderOutput
 from seem.modeling.position_encoding import PositionEmbeddingSine
 
@@ -42,8 +43,8 @@ class MSDeformEncoderLayer(nn.Module):
         super().__init__()
         self.self_attn = MSDeformAttn(d_model, _NUM_LEVELS, num_heads, num_points)
         self.norm1 = nn.LayerNorm(d_model)
-        self.linear1 = nn.Linear(d_model, dim_feedforward)
-        self.linear2 = nn.Linear(dim_feedforward, d_model)
+        self.linear1 = Linear(d_model, dim_feedforward)
+        self.linear2 = Linear(dim_feedforward, d_model)
         self.norm2 = nn.LayerNorm(d_model)
 
     def forward(self, src: Tensor, pos: Tensor, reference_points: Tensor, sizes: list[tuple[int, int]]) -> Tensor:

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from seem.configs import PixelDecoderConfig
 from seem.modeling.mask_position import MaskPositionEncoding
+from seem.modeling.packed_linear import Linear
 from seem.modeling.position_encoding import PositionEmbeddingSine
 
 _NUM_MULTI_SCALE = 3  # official ``maskformer_num_feature_levels``: always 3 scales
@@ -92,8 +93,8 @@ class TransformerEncoderLayer(nn.Module):
     def __init__(self, d_model: int, num_heads: int, dim_feedforward: int, pre_norm: bool) -> None:
         super().__init__()
         self.self_attn = nn.MultiheadAttention(d_model, num_heads)
-        self.linear1 = nn.Linear(d_model, dim_feedforward)
-        self.linear2 = nn.Linear(dim_feedforward, d_model)
+        self.linear1 = Linear(d_model, dim_feedforward)
+        self.linear2 = Linear(dim_feedforward, d_model)
         self.norm1 = nn.LayerNorm(d_model)
         self.norm2 = nn.LayerNorm(d_model)
         self.pre_norm = pre_norm

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seem.configs import STRIDES, FocalNetConfig
+from seem.modeling.packed_linear import Linear
 
 _VARIANTS = ("focal", "focal_dw")
 _LAYERSCALE_INIT = 1e-4  # official ``layerscale_value``
@@ -54,9 +55,9 @@ class Mlp(nn.Module):
 
     def __init__(self, dim: int, hidden_dim: int) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.fc1 = Linear(dim, hidden_dim)
         self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden_dim, dim)
+        self.fc2 = Linear(hidden_dim, dim)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc2(self.act(self.fc1(x)))
@@ -83,10 +84,10 @@ class FocalModulation(nn.Module):
         super().__init__()
         self.focal_level = focal_level
         self.scaling_modulator = scaling_modulator
-        self.f = nn.Linear(dim, 2 * dim + focal_level + 1)
+        self.f = Linear(dim, 2 * dim + focal_level + 1)
         self.h = nn.Conv2d(dim, dim, kernel_size=1)
         self.act = nn.GELU()
-        self.proj = nn.Linear(dim, dim)
+        self.proj = Linear(dim, dim)
         self.focal_layers = nn.ModuleList()
         for level in range(focal_level):
             k = focal_factor * level + focal_window

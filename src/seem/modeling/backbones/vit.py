@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from seem.configs import STRIDES, ViTConfig
 from seem.modeling.backbones.simple_fpn import SimpleFPN
+from seem.modeling.packed_linear import Linear
 
 _LN_EPS = 1e-6  # SAM: partial(nn.LayerNorm, eps=1e-6)
 _MAX_BIAS_ELEMENTS = 1 << 25  # rows of a global attention are processed in chunks whose bias has at most this
@@ -59,8 +60,8 @@ class Attention(nn.Module):
             raise ValueError(f"ViT attention: dim {dim} is not divisible by num_heads {num_heads}")
         self.num_heads = num_heads
         head_dim = dim // num_heads
-        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
+        self.qkv = Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = Linear(dim, dim)
         self.use_rel_pos = use_rel_pos
         if use_rel_pos:
             self.rel_pos_h = nn.Parameter(torch.zeros(2 * input_size - 1, head_dim))
@@ -94,8 +95,8 @@ class MLPBlock(nn.Module):
 
     def __init__(self, dim: int, hidden_dim: int) -> None:
         super().__init__()
-        self.lin1 = nn.Linear(dim, hidden_dim)
-        self.lin2 = nn.Linear(hidden_dim, dim)
+        self.lin1 = Linear(dim, hidden_dim)
+        self.lin2 = Linear(hidden_dim, dim)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.lin2(F.gelu(self.lin1(x)))

@@ -30,6 +30,7 @@ from torch import nn
 
 from seem.configs import TextConfig
 from seem.modeling.language.templates import TEMPLATES, clean_class_name
+from seem.modeling.packed_linear import Linear, WeightPack
 
 _NORM_EPS = 1e-7  # official: x / (x.norm(dim=-1, keepdim=True) + 1e-7)
 
@@ -88,12 +89,13 @@ class SelfAttention(nn.Module):
         self.heads = heads
         self.in_proj_weight = nn.Parameter(torch.empty(3 * width, width))
         self.in_proj_bias = nn.Parameter(torch.zeros(3 * width))
-        self.out_proj = nn.Linear(width, width)
+        self.out_proj = Linear(width, width)
+        self.in_proj_pack = WeightPack()  # inference on a packed weight (seem.modeling.packed_linear)
 
     def forward(self, x: torch.Tensor, causal: bool, key_padding_mask: torch.Tensor | None) -> torch.Tensor:
         """x (B, L, W) -> (B, L, W). ``key_padding_mask`` (B, L) bool, True = ignore that key."""
         batch, length, width = x.shape
-        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
+        qkv = self.in_proj_pack.linear(x, self.in_proj_weight, self.in_proj_bias)
         q, k, v = qkv.view(batch, length, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
         mask = None
         if key_padding_mask is not None:
@@ -117,9 +119,9 @@ class Mlp(nn.Module):
 
     def __init__(self, width: int) -> None:
         super().__init__()
-        self.c_fc = nn.Linear(width, 4 * width)
+        self.c_fc = Linear(width, 4 * width)
         self.gelu = QuickGELU()
-        self.c_proj = nn.Linear(4 * width, width)
+        self.c_proj = Linear(4 * width, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.c_proj(self.gelu(self.c_fc(x)))
