@@ -189,3 +189,57 @@ def test_packed_linear_matches_f_linear_and_follows_weight_changes():
     y.sum().backward()  # autograd runs on F.linear
     assert layer.weight.grad is not None and x.grad is not None
     assert set(layer.state_dict()) == {"weight", "bias"}
+
+
+def test_reduced_precision_attention_accepts_every_mask_shape_sdpa_does():
+    q, k, v = _qkv(heads=8, length=40, keys=5632, dim=64, seed=5)
+    qb, kb, vb = q.bfloat16(), k.bfloat16(), v.bfloat16()
+    g = torch.Generator().manual_seed(6)
+    for allowed in (torch.rand(40, 5632, generator=g) > 0.5, torch.rand(1, 1, 1, 5632, generator=g) > 0.5,
+                    torch.rand(1, 40, 5632, generator=g) > 0.5):
+        ref = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+        assert (reduced_precision_attention(qb, kb, vb, allowed).float() - ref).abs().max() < 0.03
+
+
+def test_packed_linear_is_not_fooled_by_a_new_tensor_at_a_freed_address_and_clears_on_train():
+    from seem.modeling.packed_linear import Linear, WeightPack
+
+    pack, x = WeightPack(), torch.randn(3, 512)
+    with torch.no_grad():
+        for _ in range(20):
+            w = torch.randn(512, 512)
+            assert torch.allclose(pack.linear(x, w, None), F.linear(x, w), atol=1e-4)
+            del w
+        layer = Linear(512, 512).eval()
+        layer(x)
+        layer.weight.data.copy_(torch.randn(512, 512))  # around the version counter
+        layer.train().eval()
+        assert torch.allclose(layer(x), F.linear(x, layer.weight, layer.bias), atol=1e-4)
+        strided = Linear(512, 768)
+        strided.bias = torch.nn.Parameter(torch.randn(1536)[::2])
+        assert torch.allclose(strided(x), F.linear(x, strided.weight, strided.bias), atol=1e-4)
+
+
+def test_mask_scores_and_banded_products_handle_edge_shapes():
+    from seem.banded import left_product, right_product
+    from seem.postprocess import _masks_and_scores
+
+    masks, scores = _masks_and_scores(torch.randn(0, 50, 60))
+    assert masks.shape == (0, 50, 60) and scores.shape == (0,)
+    with pytest.raises(ValueError, match="do not multiply"):
+        left_product(torch.zeros(300, 200), torch.zeros(150, 7))
+    with pytest.raises(ValueError, match="do not multiply"):
+        right_product(torch.zeros(7, 150), torch.zeros(200, 300))
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.fx's own use of torch.jit
+def test_packed_linear_under_forward_ad_and_fx_uses_f_linear():
+    from seem.modeling.packed_linear import Linear
+
+    layer = Linear(512, 512).requires_grad_(False)
+    x, t = torch.randn(3, 512), torch.randn(3, 512)
+    _, tangent = torch.func.jvp(layer, (x,), (t,))
+    assert torch.allclose(tangent, F.linear(t, layer.weight), atol=1e-4)
+    traced = torch.fx.symbolic_trace(layer)
+    with torch.no_grad():
+        assert torch.allclose(traced(x), F.linear(x, layer.weight, layer.bias), atol=1e-4)

@@ -49,8 +49,20 @@ def _bands_of(matrix: Tensor, transposed: bool) -> list[tuple[int, int, int, int
     return cached
 
 
+def _check(matrix: Tensor, x: Tensor, axis: int, name: str) -> None:
+    if matrix.dim() != 2 or x.dim() < 2 or x.shape[axis] != matrix.shape[1 if axis == -2 else 0]:
+        raise ValueError(f"{name}: shapes {tuple(matrix.shape)} and {tuple(x.shape)} do not multiply")
+
+
 def left_product(matrix: Tensor, x: Tensor) -> Tensor:
-    """``matrix @ x`` for a banded ``matrix`` ``(n_out, n_low)`` and ``x`` ``(..., n_low, w)``, float32."""
+    """``matrix @ x`` for a banded ``matrix`` ``(n_out, n_low)`` and ``x`` ``(..., n_low, w)``, float32.
+
+    The matrix must not change after its first product here (its bands are remembered).
+
+    Raises:
+        ValueError: the shapes do not multiply.
+    """
+    _check(matrix, x, -2, "left_product")
     if matrix.shape[1] < 2 * BLOCK:
         return matrix @ x
     out = x.new_zeros(*x.shape[:-2], matrix.shape[0], x.shape[-1])
@@ -61,7 +73,13 @@ def left_product(matrix: Tensor, x: Tensor) -> Tensor:
 
 
 def right_product(x: Tensor, matrix: Tensor) -> Tensor:
-    """``x @ matrix`` for ``x`` ``(..., h, n_low)`` and a banded ``matrix`` ``(n_low, n_out)``, float32."""
+    """``x @ matrix`` for ``x`` ``(..., h, n_low)`` and a banded ``matrix`` ``(n_low, n_out)``, float32 (the matrix
+    must not change after its first product here).
+
+    Raises:
+        ValueError: the shapes do not multiply.
+    """
+    _check(matrix, x, -1, "right_product")
     if matrix.shape[0] < 2 * BLOCK:
         return x @ matrix
     out = x.new_zeros(*x.shape[:-1], matrix.shape[1])

@@ -319,7 +319,7 @@ def _masks_and_scores(logits: Tensor) -> tuple[Tensor, Tensor]:
     above 1/2, so its sum is that of ``clamp(sigmoid - 1/2, 0)`` plus half the pixel count (no bool-float
     products, several times slower on CPU)."""
     masks = logits > 0
-    if masks.device.type == "cpu":  # numpy counts bytes in place (a torch bool sum makes an int64 copy: 7x slower)
+    if masks.device.type == "cpu" and masks.numel():  # numpy counts in place (a bool sum copies to int64: 7x slower)
         flat = masks.reshape(masks.shape[0], -1).numpy()
         count = torch.tensor([np.count_nonzero(row) for row in flat], dtype=torch.int64)
     else:

@@ -42,19 +42,23 @@ def reduced_precision_attention(q: Tensor, k: Tensor, v: Tensor, allowed: Tensor
 
     Args:
         q: ``(B, H, L, d)``; k, v: ``(B, H, S, d)``, the same dtype.
-        allowed: bool ``(B, 1 or H, L, S)``, True = may attend, or None.
+        allowed: bool, True = may attend, broadcastable to ``(B, H, L, S)`` (e.g. ``(B, 1, L, S)``, ``(L, S)``),
+            or None.
 
     Returns:
         ``(B, H, L, d)`` in the dtype of ``v``.
     """
     b, h, length, _ = q.shape
+    if allowed is not None and allowed.dim() < 4:  # (S,), (L, S) or (B, L, S): broadcast as SDPA does
+        allowed = allowed.view(*(1,) * (4 - allowed.dim()), *allowed.shape)
     rows = max(1, SCORE_CHUNK_BYTES // (4 * b * h * k.shape[2]))
     if length <= rows:
         return _attention_chunk(q, k, v, allowed)
     out = torch.empty(b, h, length, v.shape[-1], dtype=v.dtype, device=v.device)
     for a in range(0, length, rows):
-        out[:, :, a : a + rows] = _attention_chunk(q[:, :, a : a + rows], k, v,
-                                                   None if allowed is None else allowed[:, :, a : a + rows])
+        # a mask broadcast over queries (size 1 on that axis) is the same for every chunk
+        part = None if allowed is None else allowed if allowed.shape[2] == 1 else allowed[:, :, a : a + rows]
+        out[:, :, a : a + rows] = _attention_chunk(q[:, :, a : a + rows], k, v, part)
     return out
 
 
@@ -94,6 +98,11 @@ class MultiheadAttention(nn.Module):
         self.in_proj_packs = (WeightPack(), WeightPack(), WeightPack())
         nn.init.xavier_uniform_(self.in_proj_weight)
         nn.init.zeros_(self.out_proj.bias)
+
+    def train(self, mode: bool = True) -> MultiheadAttention:
+        for pack in getattr(self, "in_proj_packs", ()):  # the int8 subclass has none
+            pack.clear()  # weights may have been written around the version counter while training
+        return super().train(mode)
 
     def project_q(self, query: Tensor) -> Tensor:
         """Query projection of ``(N, D)`` rows (scaling is left to the attention)."""

@@ -7,21 +7,25 @@ compiler freezes weights into), bf16 0.12 -> 0.04 ms, 101 rows 1.9 -> 0.5 ms (2 
 under ``MIN_PACKED_ELEMENTS`` stay on ``F.linear`` (faster there). Results are fp32 / bf16 GEMMs as before
 (differences of float rounding only, ~1e-6 relative in fp32).
 
-The packed copy is made on first use and remade when the weight changes (another tensor, or an in-place update:
-its version counter moves), so loading weights into a model keeps working. Plain ``F.linear`` runs whenever
-packing does not apply: autograd (training), non-CPU tensors, dtypes other than fp32 / bf16, mismatched
-dtypes, autocast to another dtype than the weight's (under autocast to the weight's dtype the input is cast
-as autocast would), ONNX / TorchScript tracing, ``torch.compile``, or a torch without oneDNN.
+The packed copy is made on first use and remade when the weight changes (another tensor, or an in-place
+update that moves its version counter: see :class:`WeightPack`), so loading weights into a model keeps
+working. Plain ``F.linear`` runs whenever packing does not apply: autograd (training), forward-mode AD and
+``torch.func`` transforms, non-CPU tensors, dtypes other than fp32 / bf16, mismatched dtypes, a strided bias,
+autocast to another dtype than the weight's (under autocast to the weight's dtype the input is cast as
+autocast would), ONNX / TorchScript / FX tracing, ``torch.compile``, or a torch without oneDNN.
 The packed copy costs as much memory as the weight; it is never saved (``state_dict`` is unchanged).
 """
 
 from __future__ import annotations
 
 import functools
+import weakref
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd import forward_ad
+from torch.fx._symbolic_trace import is_fx_tracing
 
 # batch-size hint for the packed layout: measured here, 128 serves 3 to 512 rows as well as any other hint
 _PACK_ROWS_HINT = 128
@@ -47,6 +51,13 @@ def _autocast_input(x: Tensor, weight: Tensor) -> Tensor:
     return x
 
 
+def _in_transform() -> bool:
+    """Tracing, scripting, compiling, FX, forward-mode AD or a ``torch.func`` transform: the packed op has no
+    formulas or graph form for them."""
+    return (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling() or is_fx_tracing()
+            or forward_ad._current_level >= 0 or torch._C._functorch.maybe_current_level() is not None)
+
+
 def _packable(x: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
     if weight.numel() < MIN_PACKED_ELEMENTS:
         return False
@@ -54,37 +65,50 @@ def _packable(x: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
         return False  # autocast would compute in its own dtype: leave it to F.linear
     if x.device.type != "cpu" or x.dtype != weight.dtype or x.dtype not in _dtypes() or weight.dim() != 2:
         return False
-    if bias is not None and bias.dtype != x.dtype:
+    if bias is not None and (bias.dtype != x.dtype or not bias.is_contiguous()):
         return False
     if torch.is_grad_enabled() and (weight.requires_grad or x.requires_grad or (bias is not None and bias.requires_grad)):
-        return False
-    if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
         return False
     return x.numel() > 0 and x.shape[-1] == weight.shape[1]
 
 
 class WeightPack:
-    """The oneDNN-packed copy of one weight (made on first use, remade when the weight changes)."""
+    """The oneDNN-packed copy of one weight (made on first use, remade when the weight changes).
+
+    The copy belongs to one weight tensor (a parameter, or a fixed view of one: the attention's q / k / v rows):
+    it is remade when the tensor is another one (held by weak reference, so a new tensor at a freed one's
+    address is not mistaken for it), its view or dtype changes, or its version counter moves (in-place
+    updates through autograd-visible ops: ``copy_``, ``load_state_dict``, optimizers' foreach steps). Writes
+    that bypass the counter (``weight.data.copy_(...)``, numpy views, fused optimizer kernels, inference
+    tensors) are not seen: :meth:`clear` after them; :class:`Linear` clears on ``train()`` / ``eval()``.
+    """
 
     __slots__ = ("_entry",)
 
     def __init__(self) -> None:
-        self._entry: tuple[tuple, Tensor] | None = None
+        self._entry: tuple[weakref.ref, tuple, Tensor] | None = None
+
+    def clear(self) -> None:
+        """Drop the packed copy (the next inference call packs the weight again)."""
+        self._entry = None
 
     def linear(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         """``F.linear(x, weight, bias)``, on the packed weight where packing applies (module docstring)."""
+        if _in_transform():  # checked first: under FX the tensors are proxies
+            return F.linear(x, weight, bias)
         if weight.numel() >= MIN_PACKED_ELEMENTS:
             x = _autocast_input(x, weight)
         if not _packable(x, weight, bias):
             return F.linear(x, weight, bias)
-        # inference tensors keep no version counter (and are rarely updated in place)
+        owner = weight if weight._base is None else weight._base  # views made per call share their base
+        # inference tensors keep no version counter (they are rarely updated in place: see the class doc)
         version = 0 if weight.is_inference() else weight._version
         key = (weight.data_ptr(), version, weight.dtype, tuple(weight.shape), weight.stride())
-        entry = self._entry  # one read: threads sharing a module see a consistent (key, packed) pair
-        if entry is None or entry[0] != key:
-            entry = (key, torch.ops.mkldnn._reorder_linear_weight(weight.detach(), _PACK_ROWS_HINT))
+        entry = self._entry  # one read: threads sharing a module see a consistent (owner, key, packed) triple
+        if entry is None or entry[0]() is not owner or entry[1] != key:
+            entry = (weakref.ref(owner), key, torch.ops.mkldnn._reorder_linear_weight(weight.detach(), _PACK_ROWS_HINT))
             self._entry = entry
-        return torch.ops.mkldnn._linear_pointwise(x, entry[1], bias, "none", [], "")
+        return torch.ops.mkldnn._linear_pointwise(x, entry[2], bias, "none", [], "")
 
     def __deepcopy__(self, memo) -> WeightPack:  # a copy packs its own (possibly converted) weight
         return WeightPack()
@@ -100,9 +124,13 @@ class Linear(nn.Linear):
     """``nn.Linear`` (same parameters and ``state_dict``) whose inference runs on a packed weight
     (:class:`WeightPack`)."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
-        super().__init__(in_features, out_features, bias)
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None, dtype=None) -> None:
+        super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
         self.pack = WeightPack()
+
+    def train(self, mode: bool = True) -> Linear:
+        self.pack.clear()  # weights may have been written around the version counter while training
+        return super().train(mode)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.pack.linear(x, self.weight, self.bias)

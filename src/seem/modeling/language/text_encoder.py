@@ -92,6 +92,10 @@ class SelfAttention(nn.Module):
         self.out_proj = Linear(width, width)
         self.in_proj_pack = WeightPack()  # inference on a packed weight (seem.modeling.packed_linear)
 
+    def train(self, mode: bool = True) -> SelfAttention:
+        self.in_proj_pack.clear()  # weights may have been written around the version counter while training
+        return super().train(mode)
+
     def forward(self, x: torch.Tensor, causal: bool, key_padding_mask: torch.Tensor | None) -> torch.Tensor:
         """x (B, L, W) -> (B, L, W). ``key_padding_mask`` (B, L) bool, True = ignore that key."""
         batch, length, width = x.shape
