@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd import forward_ad
-from torch.fx._symbolic_trace import is_fx_tracing
+from torch.fx._symbolic_trace import is_fx_symbolic_tracing
 
 # batch-size hint for the packed layout: measured here, 128 serves 3 to 512 rows as well as any other hint
 _PACK_ROWS_HINT = 128
@@ -54,7 +54,7 @@ def _autocast_input(x: Tensor, weight: Tensor) -> Tensor:
 def _in_transform() -> bool:
     """Tracing, scripting, compiling, FX, forward-mode AD or a ``torch.func`` transform: the packed op has no
     formulas or graph form for them."""
-    return (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling() or is_fx_tracing()
+    return (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling() or is_fx_symbolic_tracing()
             or forward_ad._current_level >= 0 or torch._C._functorch.maybe_current_level() is not None)
 
 
