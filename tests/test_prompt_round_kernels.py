@@ -243,3 +243,16 @@ def test_packed_linear_under_forward_ad_and_fx_uses_f_linear():
     traced = torch.fx.symbolic_trace(layer)
     with torch.no_grad():
         assert torch.allclose(traced(x), F.linear(x, layer.weight, layer.bias), atol=1e-4)
+
+
+@pytest.mark.parametrize("src, dst", [(torch.float32, torch.float32), (torch.bfloat16, torch.float32),
+                                      (torch.float32, torch.bfloat16), (torch.bfloat16, torch.bfloat16)])
+def test_row_major_copies_channels_last_maps_exactly(src, dst):
+    from seem.modeling.layout import row_major
+
+    t = torch.randn(2, 24, 7, 9).to(src).contiguous(memory_format=torch.channels_last)
+    out = row_major(t, dst)
+    assert out.is_contiguous() and out.dtype == dst and torch.equal(out, t.to(dst).contiguous())
+    plain = torch.randn(2, 3, 4, 5)
+    assert row_major(plain) is plain
+    assert torch.equal(row_major(plain[:, :, ::2], torch.bfloat16), plain[:, :, ::2].bfloat16())

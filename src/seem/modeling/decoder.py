@@ -24,6 +24,8 @@ from seem.modeling.attention_mask import QueryGroup
 from seem.modeling.decoder_queries import DecoderQueries
 from seem.modeling.decoder_types import DecoderImageCache, DecoderOutput, HeadOutput, LevelFeatures, VisualPromptTokens
 from seem.modeling.layers import MLP, CrossAttentionLayer, FFNLayer, SelfAttentionLayer
+from seem.modeling.layout import row_major
+from seem.modeling.packed_linear import autocast_cast
 from seem.modeling.position_encoding import PositionEmbeddingSine
 from seem.modeling.visual_sampler import PromptSampler, RandomSampler, mean_prompt_features, point_sample
 
@@ -184,16 +186,22 @@ class SeemDecoder(nn.Module):
     def build_cache(self, levels: LevelFeatures, mask_features: Tensor) -> DecoderImageCache:
         """Precompute the per-image part of every decoder pass (see :class:`DecoderImageCache`)."""
         keys, values = [], []
+        # each level's key / value inputs once (layers cycle through the levels), in the dtype autocast would
+        # hand the projections (cast once per level instead of once per layer)
+        key_inputs = [autocast_cast(src + pos) for src, pos in zip(levels.src, levels.pos)]
+        value_inputs = [autocast_cast(src) for src in levels.src]
         for i, layer in enumerate(self.transformer_cross_attention_layers):
             level = i % self.config.num_feature_levels
             # nn.ModuleList is not generic: __init__ fills this one with CrossAttentionLayer only
             attn = cast(CrossAttentionLayer, layer).multihead_attn
-            k, v = attn.project_kv(levels.src[level] + levels.pos[level], levels.src[level])
+            k, v = attn.project_kv(key_inputs[level], value_inputs[level])
             keys.append(k)
             values.append(v)
-        # in the dtype of the decoder's queries (the level features'), not of the (possibly fp32) mask features
-        # row-major: rounds read them as (B, Dm, h*w) views (a channels-last copy would be re-laid out per round)
-        resized = [F.interpolate(mask_features, size=size, mode="bilinear", align_corners=False).to(
+        # row-major (rounds read them as (B, Dm, h*w) views: a channels-last copy would be re-laid out per round),
+        # resized from one row-major copy; in the dtype of the decoder's queries (the level features'), not of the
+        # (possibly fp32) mask features
+        dense = row_major(mask_features)
+        resized = [F.interpolate(dense, size=size, mode="bilinear", align_corners=False).to(
             dtype=levels.src[0].dtype, memory_format=torch.contiguous_format) for size in levels.sizes]
         return DecoderImageCache(keys, values, resized)
 

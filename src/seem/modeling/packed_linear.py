@@ -42,6 +42,14 @@ def _dtypes() -> tuple[torch.dtype, ...]:
     return (torch.float32, torch.bfloat16) if torch.ops.mkldnn._is_mkldnn_bf16_supported() else (torch.float32,)
 
 
+def autocast_cast(x: Tensor) -> Tensor:
+    """``x`` in the CPU autocast dtype when autocast is on and ``x`` is fp32: what a linear layer under autocast
+    receives (casting once an input that several layers read)."""
+    if x.dtype == torch.float32 and x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        return x.to(torch.get_autocast_dtype("cpu"))
+    return x
+
+
 def _autocast_input(x: Tensor, weight: Tensor) -> Tensor:
     """``x`` as CPU autocast hands it to a linear layer: cast to the autocast dtype when that is the weight's
     (the bf16 encoder copies run under autocast with bf16 weights and fp32 norm outputs)."""

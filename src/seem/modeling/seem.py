@@ -16,14 +16,15 @@ from torch import Tensor, nn
 from seem.configs import SeemConfig
 from seem.modeling.decoder import DecoderImageCache, DecoderOutput, LevelFeatures, SeemDecoder, VisualPromptTokens
 from seem.modeling.language.text_encoder import TextEncoder
+from seem.modeling.layout import row_major
 from seem.modeling.visual_sampler import PromptSampler
 
 
 def _dense(t: Tensor, dtype: torch.dtype) -> Tensor:
     """``t`` in ``dtype`` and row-major (NCHW) layout: every prompt round multiplies mask features as
-    ``(B, Dm, h*w)``, which is a view only of a row-major tensor (a channels-last one, as the bf16 encoder's
-    convs return, would be copied, strided, in every round)."""
-    return t.to(dtype=dtype, memory_format=torch.contiguous_format)
+    ``(B, Dm, h*w)``, which is a view only of a row-major tensor (a channels-last one, as the encoder's convs
+    return, would be copied, strided, in every round)."""
+    return row_major(t, dtype)
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class ImageFeatures:
         """All floating tensors in ``dtype`` (``self`` when they already are); ``mask_features`` in
         ``mask_features_dtype`` when given (the decoder computes mask logits in their dtype)."""
         mdt = mask_features_dtype or dtype
-        if self.mask_features.dtype == mdt and all(s.dtype == dtype for s in self.levels.src) and (
+        if self.mask_features.dtype == mdt and self.mask_features.is_contiguous() and all(s.dtype == dtype for s in self.levels.src) and (
                 self.cache is None or self.cache.keys[0].dtype == dtype):
             return self
         c = self.cache
