@@ -256,3 +256,24 @@ def test_row_major_copies_channels_last_maps_exactly(src, dst):
     plain = torch.randn(2, 3, 4, 5)
     assert row_major(plain) is plain
     assert torch.equal(row_major(plain[:, :, ::2], torch.bfloat16), plain[:, :, ::2].bfloat16())
+
+
+def test_attention_projections_pack_once_also_for_weights_made_in_inference_mode():
+    """A bf16 copy made under inference_mode (the predictor's) has inference-tensor weights, whose views get a
+    new base object per call: the q / k / v packs are tied to the parameter, so a round does not repack them."""
+    import copy
+
+    from seem.modeling.packed_linear import _dtypes
+
+    if torch.bfloat16 not in _dtypes():
+        pytest.skip("no oneDNN bf16 here")
+    attn = MultiheadAttention(512, 8).eval()
+    x = torch.randn(3, 512).bfloat16()
+    with torch.inference_mode():
+        low = copy.deepcopy(attn).to(torch.bfloat16)
+        low.project_q(x)
+        low.project_kv_rows(x, x)
+        entries = [p._entry for p in low.in_proj_packs]
+        low.project_q(x)
+        low.project_kv_rows(x, x)
+        assert all(e is not None and e is p._entry for e, p in zip(entries, low.in_proj_packs))

@@ -108,13 +108,14 @@ class MultiheadAttention(nn.Module):
         """Query projection of ``(N, D)`` rows (scaling is left to the attention)."""
         w_q, _, _ = self.in_proj_weight.chunk(3)
         b_q, _, _ = self.in_proj_bias.chunk(3)
-        return self.in_proj_packs[0].linear(query, w_q, b_q)
+        return self.in_proj_packs[0].linear(query, w_q, b_q, owner=self.in_proj_weight)
 
     def project_kv_rows(self, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
         """Key and value projections of ``(N, D)`` rows."""
         _, w_k, w_v = self.in_proj_weight.chunk(3)
         _, b_k, b_v = self.in_proj_bias.chunk(3)
-        return self.in_proj_packs[1].linear(key, w_k, b_k), self.in_proj_packs[2].linear(value, w_v, b_v)
+        packs, owner = self.in_proj_packs, self.in_proj_weight
+        return packs[1].linear(key, w_k, b_k, owner=owner), packs[2].linear(value, w_v, b_v, owner=owner)
 
     def project_kv(self, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
         """Key/value projections, split per head: ``(S, B, D)`` -> keys and values ``(B * num_heads, S, D / num_heads)``,

@@ -83,7 +83,7 @@ def _packable(x: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
 class WeightPack:
     """The oneDNN-packed copy of one weight (made on first use, remade when the weight changes).
 
-    The copy belongs to one weight tensor (a parameter, or a fixed view of one: the attention's q / k / v rows):
+    The copy belongs to one weight tensor (a parameter, or a fixed view of one given with its ``owner``):
     it is remade when the tensor is another one (held by weak reference, so a new tensor at a freed one's
     address is not mistaken for it), its view or dtype changes, or its version counter moves (in-place
     updates through autograd-visible ops: ``copy_``, ``load_state_dict``, optimizers' foreach steps). Writes
@@ -100,15 +100,20 @@ class WeightPack:
         """Drop the packed copy (the next inference call packs the weight again)."""
         self._entry = None
 
-    def linear(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-        """``F.linear(x, weight, bias)``, on the packed weight where packing applies (module docstring)."""
+    def linear(self, x: Tensor, weight: Tensor, bias: Tensor | None, owner: Tensor | None = None) -> Tensor:
+        """``F.linear(x, weight, bias)``, on the packed weight where packing applies (module docstring).
+
+        ``owner``: the persistent tensor ``weight`` is a view of, when it is one made per call (the attention's
+        q / k / v rows of ``in_proj_weight``); the packed copy is tied to it (a per-call view would be packed
+        again on every call).
+        """
         if _in_transform():  # checked first: under FX the tensors are proxies
             return F.linear(x, weight, bias)
         if weight.numel() >= MIN_PACKED_ELEMENTS:
             x = _autocast_input(x, weight)
         if not _packable(x, weight, bias):
             return F.linear(x, weight, bias)
-        owner = weight if weight._base is None else weight._base  # views made per call share their base
+        owner = weight if owner is None else owner
         # inference tensors keep no version counter (they are rarely updated in place: see the class doc)
         version = 0 if weight.is_inference() else weight._version
         key = (weight.data_ptr(), version, weight.dtype, tuple(weight.shape), weight.stride())
