@@ -277,3 +277,27 @@ def test_attention_projections_pack_once_also_for_weights_made_in_inference_mode
         low.project_q(x)
         low.project_kv_rows(x, x)
         assert all(e is not None and e is p._entry for e, p in zip(entries, low.in_proj_packs))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_feature_logits_from_packed_features_match_bmm_and_pack_once_per_image(dtype):
+    from seem.modeling.feature_products import feature_logits
+
+    g = torch.Generator().manual_seed(7)
+    feats = torch.randn(1, 128, 40, 56, generator=g).to(dtype)
+    embed = torch.randn(1, 3, 128, generator=g)
+    ref = torch.bmm(embed.to(dtype).float(), feats.float().reshape(1, 128, -1)).view(1, 3, 40, 56)
+    packs: dict = {}
+    with torch.no_grad():
+        out = feature_logits(embed, feats, packs, "mask_features")
+        entry = packs["mask_features"]._entry if "mask_features" in packs else None
+        again = feature_logits(embed, feats, packs, "mask_features")
+    assert out.dtype == dtype and out.shape == (1, 3, 40, 56)
+    tol = 1e-3 if dtype == torch.float32 else 0.05 * ref.abs().max().item()
+    assert (out.float() - ref).abs().max() < tol and torch.equal(out, again)
+    if entry is not None:  # oneDNN present: packed once, reused by the next round
+        assert packs["mask_features"]._entry is entry
+    # autograd (training) multiplies by bmm and gets gradients
+    e = embed.clone().requires_grad_()
+    feature_logits(e, feats.float(), packs, "other").sum().backward()
+    assert e.grad is not None and "other" not in packs

@@ -301,6 +301,11 @@ class SeemPredictor:
             return instances_prediction(self, prompts.text[0])
         return self._predict(prompts, memory, joint_prompts, None if click_fit is None else checks.flag(click_fit, "click_fit"))
 
+    def _text_prompt(self, texts) -> TextPrompt | None:
+        """Text tokens in the decoder's dtype, from the decoding model's text encoder (a bf16 copy in bf16-all)."""
+        t = self.decoding_model.encode_text(list(texts)) if texts else None
+        return None if t is None else TextPrompt(t.tokens.to(self._dtype), t.padding, t.sentence_embeddings.float())
+
     def _visual_tokens(self, prompts: Prompts, sampler: PromptSampler) -> tuple[VisualPromptTokens | None, Tensor | None]:
         """The visual objects' prompt tokens (those of the regions on this image, then the reference's) and the
         positive regions of this image's objects ``(K, H_pad, W_pad)`` bool (``None`` without any)."""
@@ -320,11 +325,7 @@ class SeemPredictor:
         visual, positive = self._visual_tokens(prompts, sampler)
         if visual is not None and visual.num_objects > 1 and self.model.config.decoder.version != "v1":
             raise PromptError(f"{visual.num_objects} visual objects given: v0 models segment one visual object per call")
-        # the decoding model's text encoder: fp32, a bf16 copy in bf16-all (it reads the encoder's weights once)
-        text_prompt = self.decoding_model.encode_text(list(prompts.text)) if prompts.text else None
-        if text_prompt is not None:
-            text_prompt = TextPrompt(text_prompt.tokens.to(self._dtype), text_prompt.padding,
-                                     text_prompt.sentence_embeddings.float())
+        text_prompt = self._text_prompt(prompts.text)
         if visual is None and text_prompt is None:
             raise PromptError("no prompt given: pass text, points, boxes, scribbles, polygons, masks or reference")
         memory_mask = self._memory(memory, visual)
@@ -348,7 +349,7 @@ class SeemPredictor:
         embed, inference = last.mask_embed[:, chosen], self.model.config.inference
         if visual is not None and prompts.points is not None and (inference.click_fit if click_fit is None else click_fit):
             embed = fit_to_clicks(embed, feats.mask_features, prompts, frame, inference)
-        logits = self.decoding_model.decoder.mask_logits(embed, feats.mask_features)[0].float()
+        logits = self.decoding_model.decoder.mask_logits(embed, feats.mask_features, feats.packs)[0].float()
         support = None
         if positive is not None and inference.prompt_connected_masks:
             logits, support = prompt_connected(logits, positive)
@@ -361,16 +362,12 @@ class SeemPredictor:
         logits = checks.memory_logits(memory, None if visual is None else visual.num_objects, expect)
         return logits.to(self.device, self._dtype)[None]
 
-    def _labels(self, class_embed: Tensor) -> tuple[Tensor, Tensor]:
-        """``(K, Dp)`` -> label ids over the vocabulary and their probability (softmax with "background")."""
-        emb = self.vocabularies.get(self.vocabulary + ("background",))
-        p, ids = F.softmax(self.model.class_logits(class_embed, emb.to(class_embed)), dim=-1)[:, :-1].max(dim=-1)
-        return ids, p
-
     def _prediction(self, frame: ImageFrame, logits_lowres: Tensor, class_embed: Tensor, mode: str,
                     antialias: bool, support: Tensor | None = None) -> Prediction:
         masks, mask_score = masks_with_scores(frame, logits_lowres, mode, antialias, support)
-        ids, p = self._labels(class_embed)
+        # label ids over the vocabulary and their probability (softmax with "background")
+        emb = self.vocabularies.get(self.vocabulary + ("background",))
+        p, ids = F.softmax(self.model.class_logits(class_embed, emb.to(class_embed)), dim=-1)[:, :-1].max(dim=-1)
         return Prediction(
             masks=masks.cpu().numpy(),
             scores=(p * mask_score).float().cpu().numpy(),

@@ -23,6 +23,7 @@ from seem.configs import DecoderConfig
 from seem.modeling.attention_mask import QueryGroup
 from seem.modeling.decoder_queries import DecoderQueries
 from seem.modeling.decoder_types import DecoderImageCache, DecoderOutput, HeadOutput, LevelFeatures, VisualPromptTokens
+from seem.modeling.feature_products import feature_logits
 from seem.modeling.layers import MLP, CrossAttentionLayer, FFNLayer, SelfAttentionLayer
 from seem.modeling.layout import row_major
 from seem.modeling.packed_linear import autocast_cast
@@ -159,13 +160,11 @@ class SeemDecoder(nn.Module):
         return HeadOutput(d @ self.class_embed, mask_embed, logits)
 
     @staticmethod
-    def mask_logits(mask_embed: Tensor, mask_features: Tensor) -> Tensor:
+    def mask_logits(mask_embed: Tensor, mask_features: Tensor, packs: dict | None = None) -> Tensor:
         """``(B, Q, Dm)`` mask embeddings x ``(B, Dm, H/4, W/4)`` mask features -> ``(B, Q, H/4, W/4)`` logits,
-        computed in the dtype of the mask features, also under autocast (bf16 logits would move mask borders)."""
-        b, dm, h, w = mask_features.shape
-        with torch.autocast(mask_features.device.type, enabled=False):
-            m = torch.bmm(mask_embed.to(mask_features.dtype), mask_features.reshape(b, dm, h * w))
-        return m.view(b, -1, h, w)
+        computed in the dtype of the mask features, also under autocast (bf16 logits would move mask borders).
+        ``packs``: the image's dict of packed features (:func:`~seem.modeling.feature_products.feature_logits`)."""
+        return feature_logits(mask_embed, mask_features, packs, "mask_features")
 
     def _attention_mask(self, masks: Tensor, size: tuple[int, int]) -> Tensor:
         """Mask logits ``(B, Q, h, w)`` -> ``(B, Q, size)`` bool, True = outside the mask (blocked); the same for
@@ -173,15 +172,15 @@ class SeemDecoder(nn.Module):
         m = F.interpolate(masks, size=size, mode="bilinear", align_corners=False)
         return (m.sigmoid().flatten(2) < 0.5).detach()
 
-    def _level_attention_mask(self, mask_embed: Tensor, level_mask_features: Tensor) -> Tensor:
+    def _level_attention_mask(self, mask_embed: Tensor, level_mask_features: Tensor, packs: dict | None = None,
+                              level: int = 0) -> Tensor:
         """Same as :meth:`_attention_mask` of the full-resolution masks, computed at the level's size.
 
         ``logit < 0`` for the official ``sigmoid(logit) < 0.5``: the same except for logits within ~3e-8 of 0
         (where fp32's sigmoid rounds to 0.5), far below the logits' own rounding; one pass instead of two.
         """
-        b, dm = level_mask_features.shape[:2]
-        m = torch.bmm(mask_embed.to(level_mask_features.dtype), level_mask_features.reshape(b, dm, -1))
-        return (m < 0).detach()
+        m = feature_logits(mask_embed, level_mask_features, packs, level)
+        return (m.flatten(2) < 0).detach()
 
     def build_cache(self, levels: LevelFeatures, mask_features: Tensor) -> DecoderImageCache:
         """Precompute the per-image part of every decoder pass (see :class:`DecoderImageCache`)."""
@@ -310,7 +309,8 @@ class SeemDecoder(nn.Module):
         else:
             level_features = run.cache.level_mask_features[level] if run.cache is not None else F.interpolate(
                 run.mask_features, size=size, mode="bilinear", align_corners=False)
-            attn_mask = self._level_attention_mask(mask_embed, level_features)
+            packs = run.cache.packs if run.cache is not None else None
+            attn_mask = self._level_attention_mask(mask_embed, level_features, packs, level)
         if run.memory_mask is not None and run.visual is not None:
             memory_object = run.sampler.sample_memory_objects(run.visual.num_objects, self.config.spatial_memories)
             queries.memory_object = memory_object.to(attn_mask.device)

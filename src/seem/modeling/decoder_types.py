@@ -5,7 +5,7 @@ Follows the data of ``modeling/interface/seem_v1.py::SEEMDecoder`` (SEEM-REFEREN
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from torch import Tensor
 
@@ -71,11 +71,15 @@ class DecoderImageCache:
         keys, values: per decoder layer, the projections of that layer's level, ``(B * heads, h*w, D / heads)``
             each (any float dtype: the decoder casts its queries to it).
         level_mask_features: per feature level ``(B, Dm, h, w)`` mask features bilinearly resized to it.
+        packs: per level, the packed copy a prompt round multiplies (:mod:`seem.modeling.feature_products`).
     """
 
     keys: list[Tensor]
     values: list[Tensor]
     level_mask_features: list[Tensor]
+    # packed copies of the level mask features, made by the first prompt round that reads them
+    # (seem.modeling.feature_products); never compared or printed
+    packs: dict = field(default_factory=dict, compare=False, repr=False)
 
     def select(self, index: int, num_heads: int) -> DecoderImageCache:
         """The cache of image ``index`` of the batch (views)."""

@@ -66,6 +66,11 @@ def _in_transform() -> bool:
             or forward_ad._current_level >= 0 or torch._C._functorch.maybe_current_level() is not None)
 
 
+def packable(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> bool:
+    """Whether ``WeightPack.linear(x, weight, bias)`` would run on a packed weight (module docstring)."""
+    return not _in_transform() and _packable(x, weight, bias)
+
+
 def _packable(x: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
     if weight.numel() < MIN_PACKED_ELEMENTS:
         return False
@@ -119,7 +124,8 @@ class WeightPack:
         key = (weight.data_ptr(), version, weight.dtype, tuple(weight.shape), weight.stride())
         entry = self._entry  # one read: threads sharing a module see a consistent (owner, key, packed) triple
         if entry is None or entry[0]() is not owner or entry[1] != key:
-            entry = (weakref.ref(owner), key, torch.ops.mkldnn._reorder_linear_weight(weight.detach(), _PACK_ROWS_HINT))
+            packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach().contiguous(), _PACK_ROWS_HINT)
+            entry = (weakref.ref(owner), key, packed)
             self._entry = entry
         return torch.ops.mkldnn._linear_pointwise(x, entry[2], bias, "none", [], "")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -37,6 +37,7 @@ class ImageFeatures:
         levels: the decoder's projected, flattened view of ``multi_scale_features``.
         padded_size: ``(H_pad, W_pad)`` of the model input.
         cache: the decoder's per-image precomputation (:meth:`Seem.cache_features`), or None.
+        packs: packed features for prompt rounds (:mod:`seem.modeling.feature_products`).
     """
 
     mask_features: Tensor
@@ -44,6 +45,8 @@ class ImageFeatures:
     levels: LevelFeatures
     padded_size: tuple[int, int]
     cache: DecoderImageCache | None = None
+    # the packed copy of mask_features prompt rounds multiply (seem.modeling.feature_products), made on first use
+    packs: dict = field(default_factory=dict, compare=False, repr=False)
 
     def to(self, dtype: torch.dtype, mask_features_dtype: torch.dtype | None = None) -> ImageFeatures:
         """All floating tensors in ``dtype`` (``self`` when they already are); ``mask_features`` in
