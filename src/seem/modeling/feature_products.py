@@ -6,6 +6,11 @@ level and, for the returned mask, of the 1/4 map: a matrix-vector product that s
 packed once as the weight of a linear layer (:class:`~seem.modeling.packed_linear.WeightPack`, weight
 ``(h*w, Dm)``) and every later round reads the packed copy: Focal-T's 512 x 22,528 map (683x512 image) 5.1 ->
 0.64 ms in fp32, 1.39 -> 0.58 ms in bf16; a 1/8 level 1.02 -> 0.20 ms (fp32), 0.24 -> 0.09 ms (bf16), 2 threads.
+
+The packed copy follows the features tensor (identity, layout, version counter), but features encoded under
+``torch.inference_mode`` (the predictor's) keep no version counter: an in-place write into them after the
+first round is not seen. Features are meant to be fixed once encoded; after such a write clear the image's
+``packs`` dicts.
 """
 
 from __future__ import annotations

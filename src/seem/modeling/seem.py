@@ -37,7 +37,9 @@ class ImageFeatures:
         levels: the decoder's projected, flattened view of ``multi_scale_features``.
         padded_size: ``(H_pad, W_pad)`` of the model input.
         cache: the decoder's per-image precomputation (:meth:`Seem.cache_features`), or None.
-        packs: packed features for prompt rounds (:mod:`seem.modeling.feature_products`).
+        packs: packed features for prompt rounds (:mod:`seem.modeling.feature_products`). Features are treated
+            as fixed once encoded: after writing into ``mask_features`` (or the cache's level features) in place,
+            ``packs.clear()`` (and ``cache.packs.clear()``), or rounds keep reading the old packed copy.
     """
 
     mask_features: Tensor
