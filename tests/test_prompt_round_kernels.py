@@ -301,3 +301,18 @@ def test_feature_logits_from_packed_features_match_bmm_and_pack_once_per_image(d
     e = embed.clone().requires_grad_()
     feature_logits(e, feats.float(), packs, "other").sum().backward()
     assert e.grad is not None and "other" not in packs
+
+
+def test_cleared_feature_packs_follow_features_written_in_place():
+    from seem.modeling.feature_products import feature_logits
+
+    with torch.inference_mode():  # as the predictor encodes: no version counter on the features
+        feats = torch.randn(1, 64, 48, 64)
+        embed = torch.randn(1, 2, 64)
+        packs: dict = {}
+        feature_logits(embed, feats, packs, "mask_features")
+        feats.mul_(-1.0)
+        packs.clear()
+        out = feature_logits(embed, feats, packs, "mask_features")
+        ref = torch.bmm(embed, feats.reshape(1, 64, -1)).view(1, 2, 48, 64)
+    assert torch.allclose(out, ref, atol=1e-4)
