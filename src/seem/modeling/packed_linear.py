@@ -53,9 +53,8 @@ def autocast_cast(x: Tensor) -> Tensor:
 def _autocast_input(x: Tensor, weight: Tensor) -> Tensor:
     """``x`` as CPU autocast hands it to a linear layer: cast to the autocast dtype when that is the weight's
     (the bf16 encoder copies run under autocast with bf16 weights and fp32 norm outputs)."""
-    if (x.dtype == torch.float32 and weight.dtype != torch.float32 and torch.is_autocast_enabled("cpu")
-            and torch.get_autocast_dtype("cpu") == weight.dtype):
-        return x.to(weight.dtype)
+    if weight.dtype != torch.float32 and torch.get_autocast_dtype("cpu") == weight.dtype:
+        return autocast_cast(x)
     return x
 
 

@@ -20,13 +20,6 @@ from seem.modeling.layout import row_major
 from seem.modeling.visual_sampler import PromptSampler
 
 
-def _dense(t: Tensor, dtype: torch.dtype) -> Tensor:
-    """``t`` in ``dtype`` and row-major (NCHW) layout: every prompt round multiplies mask features as
-    ``(B, Dm, h*w)``, which is a view only of a row-major tensor (a channels-last one, as the encoder's convs
-    return, would be copied, strided, in every round)."""
-    return row_major(t, dtype)
-
-
 @dataclass(frozen=True)
 class ImageFeatures:
     """Everything the decoder needs from one image (computed once, reused for every prompt).
@@ -54,16 +47,18 @@ class ImageFeatures:
         """All floating tensors in ``dtype`` (``self`` when they already are); ``mask_features`` in
         ``mask_features_dtype`` when given (the decoder computes mask logits in their dtype)."""
         mdt = mask_features_dtype or dtype
+        # mask features row-major: every prompt round multiplies them as (B, Dm, h*w), a view only of a
+        # row-major tensor (a channels-last one, as the encoder's convs return, would be copied in every round)
         if self.mask_features.dtype == mdt and self.mask_features.is_contiguous() and all(s.dtype == dtype for s in self.levels.src) and (
                 self.cache is None or self.cache.keys[0].dtype == dtype):
             return self
         c = self.cache
         if c is not None:
             c = DecoderImageCache([k.to(dtype) for k in c.keys], [v.to(dtype) for v in c.values],
-                                  [_dense(f, dtype) for f in c.level_mask_features])
+                                  [row_major(f, dtype) for f in c.level_mask_features])
         levels = LevelFeatures([s.to(dtype) for s in self.levels.src], [p.to(dtype) for p in self.levels.pos],
                                self.levels.sizes)
-        return ImageFeatures(_dense(self.mask_features, mdt), [m.to(dtype) for m in self.multi_scale_features], levels,
+        return ImageFeatures(row_major(self.mask_features, mdt), [m.to(dtype) for m in self.multi_scale_features], levels,
                              self.padded_size, c)
 
     def with_cache_dtype(self, dtype: torch.dtype) -> ImageFeatures:
@@ -72,8 +67,8 @@ class ImageFeatures:
         c = self.cache
         if c is not None:
             c = DecoderImageCache([k.to(dtype) for k in c.keys], [v.to(dtype) for v in c.values],
-                                  [_dense(f, dtype) for f in c.level_mask_features])
-        return ImageFeatures(_dense(self.mask_features, dtype), self.multi_scale_features, self.levels, self.padded_size, c)
+                                  [row_major(f, dtype) for f in c.level_mask_features])
+        return ImageFeatures(row_major(self.mask_features, dtype), self.multi_scale_features, self.levels, self.padded_size, c)
 
     def select(self, index: int) -> ImageFeatures:
         """The features of image ``index`` of the batch, as a batch of one (views, no copy)."""
