@@ -199,3 +199,20 @@ def test_predict_all_instances_must_be_a_bool(predictor, value):
 def test_predict_all_instances_takes_numpy_bools(predictor):
     np.testing.assert_array_equal(predictor.predict(text="person", all_instances=np.bool_(True)).masks,
                                   predictor.predict(text="person", all_instances=True).masks)
+
+
+def test_module_functions_work_with_autograd_on(voc):
+    """``seem.find.find_instances`` / ``seem.everything.segment_everything`` called directly (not through the
+    predictor's inference-mode methods), grad enabled, on a fresh image: the same results as the methods."""
+    from seem.everything import segment_everything
+
+    p = SeemPredictor(from_pretrained(), vocabulary_cache_dir=None)
+    p.set_image(voc[0])
+    assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+    direct = find_instances(p, ["person"], FindConfig(score_threshold=0.1))["person"]
+    pano = segment_everything(p, ["person", "wall"], kind="panoptic")
+    p.set_image(voc[0])  # drop the cached object queries: the methods decode again
+    method = p.find("person", score_threshold=0.1)["person"]
+    np.testing.assert_array_equal(direct.masks, method.masks)
+    assert len(direct.masks) > 0
+    np.testing.assert_array_equal(pano.segmentation, p.segment_everything(["person", "wall"]).segmentation)

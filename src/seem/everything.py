@@ -31,6 +31,7 @@ KINDS = ("panoptic", "semantic", "instance", "everything")
 EVERYTHING_BUDGET = 400_000_000
 
 
+@torch.inference_mode()  # callable directly too: the image features are inference tensors
 def segment_everything(predictor: SeemPredictor, vocabulary: Sequence[str] | None = None, kind: str = "panoptic",
                        thing_classes: Sequence[str] | None = None,
                        config: EverythingConfig | Mapping[str, Any] | None = None):

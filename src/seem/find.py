@@ -134,6 +134,7 @@ def _query_masks(predictor: SeemPredictor, query_masks: Tensor, index: Tensor) -
     return torch.stack(masks), torch.stack(scores).float()
 
 
+@torch.inference_mode()  # callable directly too: the image features are inference tensors
 def find_instances(predictor: SeemPredictor, texts: str | Sequence[str],
                    config: FindConfig | Mapping[str, Any] | None = None,
                    context: Sequence[str] | None | str = "vocabulary") -> FindResult:
@@ -180,6 +181,7 @@ def find_instances(predictor: SeemPredictor, texts: str | Sequence[str],
     return FindResult(groups)
 
 
+@torch.inference_mode()  # callable directly too: the image features are inference tensors
 def instances_prediction(predictor: SeemPredictor, phrase: str) -> Prediction:
     """``predict(text=phrase, all_instances=True)``: the instances of :func:`find_instances` (default settings) as
     a :class:`Prediction`: K masks all labelled ``phrase`` (``vocabulary == (phrase,)``), ``logits_lowres`` the

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import torch
 from torch import Tensor
 
 from seem.modeling.decoder import QueryGroup
@@ -24,7 +25,8 @@ def object_queries(predictor: SeemPredictor) -> tuple[Tensor, Tensor]:
     _, feats = predictor._require_image()
     cached = predictor._everything
     if cached is None:
-        with predictor.autocast(decoder=True):
+        # inference mode: the cached image features are inference tensors, which autograd may not record
+        with torch.inference_mode(), predictor.autocast(decoder=True):
             out = predictor.decoding_model.decode(feats, sampler=predictor.sampler(), intermediate=False)
         s, e = out.ranges[QueryGroup.OBJECT]
         cached = predictor._everything = (out.last.class_embed[0, s:e].float(), out.last.masks[0, s:e].float())
