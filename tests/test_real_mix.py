@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from seem.data.real_mix import ROLE_GENERIC, ROLE_PART, ROLE_REGION, ROLE_TEXT, MixConfig, RealMixture
+from seem.data.real_mix import (
+    ROLE_GENERIC,
+    ROLE_PART,
+    ROLE_REGION,
+    ROLE_TEXT,
+    MixConfig,
+    RealMixture,
+    color_jitter,
+)
 from seem.data.real_sets import is_validation, load_set
 from seem.errors import ConfigError
 from seem.train.pack import PackedSamples
@@ -81,6 +90,21 @@ def test_draws_are_seeded_square_and_carry_roles(root):
     assert a.roles[phrase] == ROLE_TEXT and a.roles[a.class_names.index("person")] == ROLE_GENERIC
     parts = [m for m, n, r in zip(a.masks, a.class_names, a.roles) if n == "jeans" and r == ROLE_PART]
     assert np.array_equal(a.masks[phrase], parts[0] | parts[1])
+
+
+def test_color_jitter_changes_pixels_not_masks_and_is_seeded(root):
+    base = MixConfig(root=str(root), size=64, weights=(("ccp", 1.0),), copy_paste_prob=0.0, val_fraction=0.0)
+    plain, jittered = RealMixture(base), RealMixture(replace(base, color_jitter_prob=1.0))
+    a, b, c = plain.sample(5), jittered.sample(5), jittered.sample(5)
+    assert np.array_equal(a.masks, b.masks) and a.class_names == b.class_names
+    assert not np.array_equal(a.image, b.image) and np.array_equal(b.image, c.image)
+    assert b.image.dtype == np.uint8
+    # strength 0: every factor is 1, so the photo comes back (up to rounding)
+    img = np.random.default_rng(0).integers(0, 256, (8, 9, 3), dtype=np.uint8)
+    same = color_jitter(img, 0.0, np.random.default_rng(1))
+    assert np.abs(same.astype(int) - img).max() <= 1
+    # a draw that was not jittered is bit-identical to a config without jitter (old configs reproduce)
+    assert np.array_equal(RealMixture(replace(base, color_jitter_prob=0.0)).sample(5).image, a.image)
 
 
 def test_bsds_regions_are_class_agnostic_and_copy_paste_adds_objects(root):

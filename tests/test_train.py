@@ -95,3 +95,5 @@ def test_small_object_bias_draws_small_segments_more_often():
     np.testing.assert_allclose(prompt_weights(masks, 0.5), np.array([1, 1 / 4, 1 / 16]) / (1 + 1 / 4 + 1 / 16))
     with pytest.raises(ConfigError, match="small_object_bias"):
         TrainConfig.from_file(None, small_object_bias=-0.5)
+    with pytest.raises(ConfigError, match="color_jitter_prob"):
+        TrainConfig.from_file(None, color_jitter_prob=1.5)

@@ -49,8 +49,32 @@ class MixConfig:
     duplicate_prob: float = 0.0  # of the pasted objects: paste 2..max_copies identical copies
     max_copies: int = 3
     min_area: int = 12  # segments smaller than this (pixels, after augmentation) are dropped
+    # photometric jitter of real-photo draws (brightness, contrast, saturation each x exp(U(-a, a)), gamma),
+    # probability per draw; 0 keeps the draws of earlier configs bit for bit
+    color_jitter_prob: float = 0.0
+    color_jitter_strength: float = 0.3
     val_fraction: float = 0.1
     limit_per_set: int | None = None
+
+
+def color_jitter(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """``(H, W, 3)`` uint8 -> jittered uint8: brightness, contrast (about the mean grey), saturation (about each
+    pixel's grey) each scaled by ``exp(U(-strength, strength))``, then gamma ``exp(U(-strength, strength) / 2)``,
+    in a random order of the first three (as torchvision's ``ColorJitter``; RITM trains with such jitter). Masks
+    do not change."""
+    x = image.astype(np.float32) / 255.0
+    factors = np.exp(rng.uniform(-strength, strength, 3))
+    for op in rng.permutation(3):
+        grey = x @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        if op == 0:
+            x = x * factors[0]
+        elif op == 1:
+            x = (x - grey.mean()) * factors[1] + grey.mean()
+        else:
+            x = (x - grey[..., None]) * factors[2] + grey[..., None]
+        x = np.clip(x, 0.0, 1.0)
+    x = x ** float(np.exp(rng.uniform(-strength, strength) / 2))
+    return (x * 255.0 + 0.5).astype(np.uint8)
 
 
 @dataclass
@@ -140,6 +164,8 @@ class RealMixture:
         if paste:
             for _ in range(int(rng.integers(1, self.config.max_pasted + 1))):
                 self._paste(out, rng)
+        if self.config.color_jitter_prob > 0 and rng.random() < self.config.color_jitter_prob:
+            out.image = color_jitter(out.image, self.config.color_jitter_strength, rng)
         return self._finish(out)
 
     def _scene(self, seed: int, rng: np.random.Generator) -> MixedSample:

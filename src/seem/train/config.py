@@ -29,6 +29,7 @@ class TrainConfig:
     mix_weights: tuple[tuple[str, float], ...] = ()  # (set, weight) pairs; () = MixConfig's defaults
     copy_paste_prob: float = 0.3
     duplicate_paste_prob: float = 0.0  # a pasted object comes in 2..3 identical copies (MixConfig.duplicate_prob)
+    color_jitter_prob: float = 0.0  # photometric jitter of a real-photo draw (MixConfig.color_jitter_prob)
     single_click_prob: float = 0.4  # first prompt = one click (the evaluation protocol's first round)
     box_negative_prob: float = 0.3  # a box prompt also gets 1..2 negative clicks inside the box
     # prompted objects drawn with probability ~ area ** -small_object_bias (0: uniform, the official draw;
@@ -93,6 +94,8 @@ class TrainConfig:
             raise ConfigError("data 'pack' needs `pack`: the path of a file written by `seem train-pack`")
         if float(values.get("small_object_bias", 0.0)) < 0:
             raise ConfigError(f"small_object_bias must be >= 0, got {values['small_object_bias']}")
+        if not 0.0 <= float(values.get("color_jitter_prob", 0.0)) <= 1.0:
+            raise ConfigError(f"color_jitter_prob must lie in [0, 1], got {values['color_jitter_prob']}")
         if "milestones" in values:
             values["milestones"] = tuple(values["milestones"])
         return cls(**values)

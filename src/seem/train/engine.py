@@ -182,7 +182,7 @@ class Trainer:
             from seem.data.real_mix import MixConfig, RealMixture
 
             mix = MixConfig(root=config.data_root, size=config.image_size, copy_paste_prob=config.copy_paste_prob,
-                            duplicate_prob=config.duplicate_paste_prob)
+                            duplicate_prob=config.duplicate_paste_prob, color_jitter_prob=config.color_jitter_prob)
             if config.mix_weights:
                 mix = replace(mix, weights=tuple(config.mix_weights))
             mixture = RealMixture(mix)
