@@ -14,7 +14,7 @@ def add_parser(subparsers) -> None:
     formats = exp.add_subparsers(dest="format", metavar="FORMAT")
     formats.required = True
     onnx = formats.add_parser("onnx", parents=[verbose_parent()], help="encoder.onnx + decoder.onnx (fp32, int8)",
-                              description="Write encoder.onnx, decoder.onnx, encoder.int8.onnx and decoder.int8.onnx "
+                              description="Write encoder.onnx, decoder.onnx and decoder.int8.onnx (used with encoder.onnx) "
                               "(opset 17; dynamic image size and number of clicks). See the README's ONNX section "
                               "for their inputs and outputs. Needs pip install 'seem-torch[onnx]'.")
     onnx.add_argument("--model", default="seem_tiny", metavar="NAME",
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from seem.onnx.export import export_onnx
 
     files = export_onnx(from_pretrained(args.model), args.out, int8=args.int8)
-    for path in (files.encoder, files.decoder, files.encoder_int8, files.decoder_int8):
+    for path in (files.encoder, files.decoder, files.decoder_int8):
         if path is not None:
             print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0
