@@ -123,8 +123,11 @@ def test_export_cli_errors(tmp_path, capsys):
 
 
 def test_export_cli_writes_files(tmp_path, capsys):
+    for stale in ("encoder.int8.onnx", "decoder.int8.onnx"):  # of an earlier export: must not pair with new files
+        (tmp_path / stale).write_text("stale")
+    (tmp_path / "notes.txt").write_text("the user's")
     assert main(["export", "onnx", "--model", "seem_tiny", "--out", str(tmp_path), "--no-int8"]) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["decoder.onnx", "encoder.onnx"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["decoder.onnx", "encoder.onnx", "notes.txt"]
     import onnx
 
     meta = {p.key: p.value for p in onnx.load(str(tmp_path / "decoder.onnx")).metadata_props}

@@ -95,5 +95,9 @@ def test_small_object_bias_draws_small_segments_more_often():
     np.testing.assert_allclose(prompt_weights(masks, 0.5), np.array([1, 1 / 4, 1 / 16]) / (1 + 1 / 4 + 1 / 16))
     with pytest.raises(ConfigError, match="small_object_bias"):
         TrainConfig.from_file(None, small_object_bias=-0.5)
-    with pytest.raises(ConfigError, match="color_jitter_prob"):
-        TrainConfig.from_file(None, color_jitter_prob=1.5)
+    for bad in (1.5, -0.1, float("nan"), "0.5", True, [0.5]):
+        with pytest.raises(ConfigError, match="color_jitter_prob"):
+            TrainConfig.from_file(None, color_jitter_prob=bad)
+    # seem train and seem train-pack draw with the same MixConfig, jitter included
+    mix = TrainConfig.from_file(None, data="mix", color_jitter_prob=1, mix_weights=[["ccp", 1.0]]).mix_config()
+    assert mix.color_jitter_prob == 1.0 and isinstance(mix.color_jitter_prob, float) and mix.weights == (("ccp", 1.0),)

@@ -13,8 +13,8 @@ def add_parser(subparsers) -> None:
                                 description="Export a model for other runtimes.")
     formats = exp.add_subparsers(dest="format", metavar="FORMAT")
     formats.required = True
-    onnx = formats.add_parser("onnx", parents=[verbose_parent()], help="encoder.onnx + decoder.onnx (fp32, int8)",
-                              description="Write encoder.onnx, decoder.onnx and decoder.int8.onnx (used with encoder.onnx) "
+    onnx = formats.add_parser("onnx", parents=[verbose_parent()], help="encoder.onnx + decoder.onnx (fp32) and decoder.int8.onnx",
+                              description="Write encoder.onnx, decoder.onnx and decoder.int8.onnx, which reads encoder.onnx's outputs "
                               "(opset 17; dynamic image size and number of clicks). See the README's ONNX section "
                               "for their inputs and outputs. Needs pip install 'seem-torch[onnx]'.")
     onnx.add_argument("--model", default="seem_tiny", metavar="NAME",

@@ -21,11 +21,10 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dataclasses import replace
     from itertools import count
     from pathlib import Path
 
-    from seem.data.real_mix import MixConfig, RealMixture
+    from seem.data.real_mix import RealMixture
     from seem.errors import ConfigError
     from seem.train.config import TrainConfig
     from seem.train.pack import write_pack
@@ -40,11 +39,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {out}: is a folder; name the pack file (e.g. {out / 'pack.npz'})")
     if not out.parent.is_dir():
         raise ConfigError(f"--out {out}: folder {out.parent} does not exist")
-    mix = MixConfig(root=config.data_root, size=config.image_size, copy_paste_prob=config.copy_paste_prob,
-                    duplicate_prob=config.duplicate_paste_prob)
-    if config.mix_weights:
-        mix = replace(mix, weights=tuple(config.mix_weights))
-    mixture = RealMixture(mix)
+    mixture = RealMixture(config.mix_config())
     info = write_pack((mixture.sample(s) for s in count(args.seed_offset)), args.out, args.max_mib)
     print(f"wrote {info['path']}: {info['samples']} draws, {info['bytes'] / (1 << 20):.1f} MiB")
     return 0

@@ -1,6 +1,6 @@
 """Export a SEEM model to ONNX for annotation tools: ``encoder.onnx`` + ``decoder.onnx`` (fp32) and an int8
-decoder (``decoder.int8.onnx``, onnxruntime dynamic quantization of its layers' MatMul weights, run on the fp32
-encoder's outputs; see :func:`_quantize`).
+decoder (``decoder.int8.onnx``, onnxruntime dynamic quantization of its FFN weights, run on the fp32 encoder's
+outputs; see :func:`_quantize`).
 
 Uses PyTorch's TorchScript-based exporter (``torch.onnx.export(..., dynamo=False)``): it needs only the
 ``onnx`` package, while the torch.export-based exporter (PyTorch >= 2.9's default) needs ``onnxscript`` too
@@ -76,8 +76,10 @@ def export_onnx(model: Seem, out_dir: str | Path, *, int8: bool = True, seed: in
     Args:
         model: a built :class:`Seem` (its weights are exported; it is not changed).
         out_dir: created if missing.
-        int8: also write an onnxruntime-quantized decoder (int8 weights of the transformer layers' MatMuls,
-            dynamic activation scales), used with the fp32 encoder.
+        int8: also write an onnxruntime-quantized decoder (int8 FFN weights, dynamic activation scales; see
+            :func:`_quantize`), used with the fp32 encoder. Files of ours this call does not write
+            (``encoder.int8.onnx`` of earlier versions, ``decoder.int8.onnx`` without ``int8``) are removed
+            from ``out_dir``, so no stale file pairs with the new ones.
         seed: the :class:`~seem.modeling.visual_sampler.RandomSampler` seed whose spatial-query draw is baked
             into the decoder (``SeemPredictor``'s default is 0, so its masks are reproduced).
         vocabulary: label names of ``label_ids`` (default: the predictor's default vocabulary); stored in the
@@ -106,6 +108,9 @@ def export_onnx(model: Seem, out_dir: str | Path, *, int8: bool = True, seed: in
     with torch.no_grad():
         cache = encoder(image)
     files = OnnxFiles(out / "encoder.onnx", out / "decoder.onnx", out / "decoder.int8.onnx" if int8 else None)
+    for stale in (out / "encoder.int8.onnx", None if int8 else out / "decoder.int8.onnx"):
+        if stale is not None and stale.is_file():
+            stale.unlink()
     spatial = {2: "height", 3: "width"}
     enc_axes = {"image": {2: "height_pad", 3: "width_pad"}, "mask_features": {2: "height_4", 3: "width_4"}}
     for name in cache_names[1:]:
@@ -132,9 +137,10 @@ def export_onnx(model: Seem, out_dir: str | Path, *, int8: bool = True, seed: in
 
 def _quantize(files: OnnxFiles) -> None:
     """onnxruntime dynamic quantization of the decoder, per-channel int8 weights, on the MatMuls of its
-    transformer layers only: the set ``SeemPredictor(precision="int8")`` quantizes. ``mask_embed`` (the mask
-    itself), the visual sampler's ``spatial_token_proj`` and the ``class_embed`` projection stay fp32: with
-    them in int8 the two-click case of the tests fell to IoU 0.945 against PyTorch on one machine (0.973
+    transformer layers: the FFN layers' weights (the attention projections export as ``Gemm``, which the dynamic
+    quantizer does not handle, so they stay fp32, unlike ``SeemPredictor(precision="int8")``). ``mask_embed``
+    (the mask itself), the visual sampler's ``spatial_token_proj`` and the ``class_embed`` projection stay fp32:
+    with them in int8 the tests' two-click case fell to IoU 0.945 against PyTorch on one machine (0.973
     without them). No int8 encoder: its time is the convolutions (int8 convolutions moved masks far: IoU
     0.02-0.83 on the demo clicks), and int8 weights in its one transformer layer alone cost IoU 0.92-0.95."""
     onnx = require("onnx", "onnx")

@@ -64,6 +64,16 @@ class TrainConfig:
     device: str = "cpu"  # "cpu", "cuda[:N]" or "auto"
     max_minutes: float = 0.0  # stop (and checkpoint) after this much wall-clock training time; 0 = no limit
 
+    def mix_config(self):
+        """The :class:`seem.data.real_mix.MixConfig` of ``data="mix"`` (``seem train`` and ``seem train-pack``)."""
+        from dataclasses import replace
+
+        from seem.data.real_mix import MixConfig
+
+        mix = MixConfig(root=self.data_root, size=self.image_size, copy_paste_prob=self.copy_paste_prob,
+                        duplicate_prob=self.duplicate_paste_prob, color_jitter_prob=self.color_jitter_prob)
+        return replace(mix, weights=tuple(self.mix_weights)) if self.mix_weights else mix
+
     @classmethod
     def from_file(cls, path: str | Path | None, **overrides) -> TrainConfig:
         """Read a JSON or YAML file of field values (unknown keys are an error), then apply ``overrides``."""
@@ -94,8 +104,11 @@ class TrainConfig:
             raise ConfigError("data 'pack' needs `pack`: the path of a file written by `seem train-pack`")
         if float(values.get("small_object_bias", 0.0)) < 0:
             raise ConfigError(f"small_object_bias must be >= 0, got {values['small_object_bias']}")
-        if not 0.0 <= float(values.get("color_jitter_prob", 0.0)) <= 1.0:
-            raise ConfigError(f"color_jitter_prob must lie in [0, 1], got {values['color_jitter_prob']}")
+        if "color_jitter_prob" in values:
+            p = values["color_jitter_prob"]
+            if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+                raise ConfigError(f"color_jitter_prob must be a number in [0, 1], got {p!r}")
+            values["color_jitter_prob"] = float(p)
         if "milestones" in values:
             values["milestones"] = tuple(values["milestones"])
         return cls(**values)

@@ -179,13 +179,9 @@ class Trainer:
             packed = PackedSamples(config.pack)
             self.mixture, self.vocabulary = packed, packed.vocabulary
         elif config.data == "mix":
-            from seem.data.real_mix import MixConfig, RealMixture
+            from seem.data.real_mix import RealMixture
 
-            mix = MixConfig(root=config.data_root, size=config.image_size, copy_paste_prob=config.copy_paste_prob,
-                            duplicate_prob=config.duplicate_paste_prob, color_jitter_prob=config.color_jitter_prob)
-            if config.mix_weights:
-                mix = replace(mix, weights=tuple(config.mix_weights))
-            mixture = RealMixture(mix)
+            mixture = RealMixture(config.mix_config())
             self.mixture, self.vocabulary = mixture, mixture.vocabulary
         else:
             from seem.data.scenes import SceneConfig, SceneGenerator
