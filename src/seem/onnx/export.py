@@ -146,10 +146,10 @@ def _quantize(files: OnnxFiles) -> None:
     onnx = require("onnx", "onnx")
     quantization = require("onnxruntime.quantization", "onnx")
     assert files.decoder_int8 is not None  # only called when int8 files were asked for
-    layers = [n.name for n in onnx.load(str(files.decoder)).graph.node
-              if n.op_type == "MatMul" and n.name.startswith(("/transformer_self_attention_layers",
-                                                              "/transformer_cross_attention_layers",
-                                                              "/transformer_ffn_layers"))]
+    graph = onnx.load(str(files.decoder)).graph
+    weights = {t.name for t in graph.initializer}
+    layers = [n.name for n in graph.node  # weight MatMuls of the transformer layers (the FFNs, see above)
+              if n.op_type == "MatMul" and n.name.startswith("/transformer_") and any(i in weights for i in n.input)]
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # the quantizer warns on every tensor whose shape it cannot infer

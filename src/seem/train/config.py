@@ -11,8 +11,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from seem.errors import ConfigError
+
+if TYPE_CHECKING:
+    from seem.data.real_mix import MixConfig
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,7 @@ class TrainConfig:
     device: str = "cpu"  # "cpu", "cuda[:N]" or "auto"
     max_minutes: float = 0.0  # stop (and checkpoint) after this much wall-clock training time; 0 = no limit
 
-    def mix_config(self):
+    def mix_config(self) -> MixConfig:
         """The :class:`seem.data.real_mix.MixConfig` of ``data="mix"`` (``seem train`` and ``seem train-pack``)."""
         from dataclasses import replace
 
