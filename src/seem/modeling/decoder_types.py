@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
 from torch import Tensor
 
 from seem.modeling.attention_mask import QueryGroup
+from seem.modeling.layout import row_major
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,12 @@ class DecoderImageCache:
     # packed copies of the level mask features, made by the first prompt round that reads them
     # (seem.modeling.feature_products); never compared or printed
     packs: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def to(self, dtype: torch.dtype) -> DecoderImageCache:
+        """Keys, values and level mask features in ``dtype``, the level features row-major (prompt rounds read
+        them as ``(B, Dm, h*w)`` views); a new cache, with no packed copies yet."""
+        return DecoderImageCache([k.to(dtype) for k in self.keys], [v.to(dtype) for v in self.values],
+                                 [row_major(f, dtype) for f in self.level_mask_features])
 
     def select(self, index: int, num_heads: int) -> DecoderImageCache:
         """The cache of image ``index`` of the batch (views)."""

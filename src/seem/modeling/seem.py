@@ -52,10 +52,7 @@ class ImageFeatures:
         if self.mask_features.dtype == mdt and self.mask_features.is_contiguous() and all(s.dtype == dtype for s in self.levels.src) and (
                 self.cache is None or self.cache.keys[0].dtype == dtype):
             return self
-        c = self.cache
-        if c is not None:
-            c = DecoderImageCache([k.to(dtype) for k in c.keys], [v.to(dtype) for v in c.values],
-                                  [row_major(f, dtype) for f in c.level_mask_features])
+        c = None if self.cache is None else self.cache.to(dtype)
         levels = LevelFeatures([s.to(dtype) for s in self.levels.src], [p.to(dtype) for p in self.levels.pos],
                                self.levels.sizes)
         return ImageFeatures(row_major(self.mask_features, mdt), [m.to(dtype) for m in self.multi_scale_features], levels,
@@ -64,10 +61,7 @@ class ImageFeatures:
     def with_cache_dtype(self, dtype: torch.dtype) -> ImageFeatures:
         """The decoder's per-image cache and ``mask_features`` in ``dtype`` (the bulk of a prompt round's reads);
         ``levels`` (sampled for visual prompt tokens) and ``multi_scale_features`` unchanged."""
-        c = self.cache
-        if c is not None:
-            c = DecoderImageCache([k.to(dtype) for k in c.keys], [v.to(dtype) for v in c.values],
-                                  [row_major(f, dtype) for f in c.level_mask_features])
+        c = None if self.cache is None else self.cache.to(dtype)
         return ImageFeatures(row_major(self.mask_features, dtype), self.multi_scale_features, self.levels, self.padded_size, c)
 
     def select(self, index: int) -> ImageFeatures:
