@@ -24,29 +24,21 @@ import numpy as np
 import torch
 
 from seem import SeemPredictor, from_pretrained
-from seem.data.real_sets import load_set
+from seem.data.real_sets import ROLE_GENERIC, ROLE_PART, ROLE_REGION, load_set, photo_segments
 from seem.train.clicker import simulate_clicks
 
 SETS = ("coco128", "ccp", "bsds500")
+# --whole-objects: the segments with a class (ROLE_GENERIC: COCO things, CCP persons, CamVid's street classes),
+# the validation split of the candidate scorer (seem.candidates), which is trained on those sets' other photos
+WHOLE_SETS = ("coco128", "ccp", "camvid")
 
 
-def segments(record, min_area: int, per_photo: int) -> list[np.ndarray]:
-    """Up to ``per_photo`` ``(H, W)`` bool masks of one photo's segments (first annotation layer of each role),
-    spread over sizes: sorted by area, every ``n``-th."""
-    masks = []
-    for layer in record.layers[:2] if not record.alternatives else record.layers[:1]:
-        ids, counts = np.unique(layer.index[layer.index >= 0], return_counts=True)
-        masks += [layer.index == i for i, c in zip(ids, counts) if c >= min_area]
-    masks.sort(key=lambda m: -int(m.sum()))
-    step = max(1, len(masks) // per_photo)
-    return masks[::step][:per_photo]
-
-
-def evaluate(predictor: SeemPredictor, records, rounds: int, min_area: int, per_photo: int) -> dict:
+def evaluate(predictor: SeemPredictor, records, rounds: int, min_area: int, per_photo: int,
+             roles: tuple[str, ...] = (ROLE_GENERIC, ROLE_PART, ROLE_REGION)) -> dict:
     curves = []
     for record in records:
         predictor.set_image(record.image)
-        curves += [simulate_clicks(predictor, m, rounds) for m in segments(record, min_area, per_photo)]
+        curves += [simulate_clicks(predictor, m, rounds) for m in photo_segments(record, min_area, per_photo, roles)]
     if not curves:
         return {"segments": 0}
     c = np.asarray(curves) * 100
@@ -65,6 +57,8 @@ def main() -> int:
     ap.add_argument("--min-area", type=int, default=100)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--shorter-side", type=int, default=None, help="model input size (default: the model's own)")
+    ap.add_argument("--whole-objects", action="store_true",
+                    help="only segments with a class (COCO things, CCP persons, CamVid), from coco128 / ccp / camvid")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -73,9 +67,10 @@ def main() -> int:
     predictor = SeemPredictor(model, vocabulary_cache_dir=None, **size)
     report: dict = {}
     t0 = time.perf_counter()
-    for name in SETS:
+    roles = (ROLE_GENERIC,) if args.whole_objects else (ROLE_GENERIC, ROLE_PART, ROLE_REGION)
+    for name in WHOLE_SETS if args.whole_objects else SETS:
         records = load_set(args.data, name, split="val")[: args.photos]
-        report[name] = evaluate(predictor, records, args.rounds, args.min_area, args.per_photo)
+        report[name] = evaluate(predictor, records, args.rounds, args.min_area, args.per_photo, roles)
         print(name, json.dumps(report[name]), flush=True)
     per_set = [r for r in report.values() if r.get("segments")]
     report["mean_of_sets"] = {k: round(float(np.mean([r[k] for r in per_set])), 2)

@@ -47,7 +47,9 @@ def _check(model, out_dir, image, int8_bound=MIN_IOU[".int8"], **predictor_kwarg
     files = export_onnx(model, out_dir)
     # the decoder file is the network; dropping unprompted regions is the tool's post-processing (README)
     # and so is the click fit, which the mask_embed output lets the tool apply (checked below)
-    network = dataclasses.replace(model.config.inference, prompt_connected_masks=False, click_fit=False)
+    # the decoder file picks the spatial query by Eq. 5; a learned candidate scorer (seem.candidates) is not in it
+    network = dataclasses.replace(model.config.inference, prompt_connected_masks=False, click_fit=False,
+                                  candidate_scorer=False)
     fitted_config = dataclasses.replace(network, click_fit=True)
     model.config = dataclasses.replace(model.config, inference=network)
     pred = SeemPredictor(model, vocabulary_cache_dir=None, **predictor_kwargs)

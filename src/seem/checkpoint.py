@@ -40,7 +40,7 @@ _RENAME_RULES: tuple[tuple[str, str], ...] = (
     ("backbone.", "backbone."),
 )
 
-SEEM_PREFIXES: tuple[str, ...] = ("backbone.", "pixel_decoder.", "text_encoder.", "decoder.")
+SEEM_PREFIXES: tuple[str, ...] = ("backbone.", "pixel_decoder.", "text_encoder.", "decoder.", "candidate_scorer.")
 _WRAPPER_PREFIXES = ("module.", "model.")  # DDP, official BaseModel wrapper
 _PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 _CONTAINER_KEYS = ("model", "state_dict", "model_state_dict", "module")

@@ -210,13 +210,14 @@ def prior_metric(mask_features: Tensor, frame: ImageFrame, logit_weight: float) 
 
 
 def fit_to_clicks(mask_embed: Tensor, mask_features: Tensor, prompts: Prompts, frame: ImageFrame,
-                  config: InferenceConfig) -> Tensor:
+                  config: InferenceConfig, rows_per_object: int = 1) -> Tensor:
     """Fit the clicked objects' embeddings to their clicks (:func:`fit_mask_embedding` for each, with
     ``config.click_fit_margin`` / ``click_fit_prior`` / ``click_fit_iters``).
 
     Args:
         mask_embed: ``(B=1, K', Dm)`` the chosen queries' embeddings, the K objects of ``prompts`` first
-            (reference objects may follow; they are returned as they are).
+            (reference objects may follow; they are returned as they are); with ``rows_per_object`` r, the
+            first ``K r`` rows are r candidates of each object in turn, each fitted to its object's clicks.
         mask_features: ``(1, Dm, H_pad/4, W_pad/4)`` the image's mask features.
         prompts: the round's :class:`Prompts`; its ``points`` ``(K, N, 2)`` (x, y) original-image pixels and
             ``point_labels`` ``(K, N)`` are used (no points: ``mask_embed`` is returned as it is).
@@ -228,8 +229,8 @@ def fit_to_clicks(mask_embed: Tensor, mask_features: Tensor, prompts: Prompts, f
     """
     if prompts.points is None or prompts.point_labels is None:
         return mask_embed
-    feats = click_features(mask_features, prompts.points, frame)
-    labels = torch.from_numpy(np.array(prompts.point_labels)).to(mask_features.device)
+    feats = click_features(mask_features, prompts.points, frame).repeat_interleave(rows_per_object, 0)
+    labels = torch.from_numpy(np.array(prompts.point_labels)).to(mask_features.device).repeat_interleave(rows_per_object, 0)
     k = feats.shape[0]
     weight = config.click_fit_logit_weight
     metric = prior_metric(mask_features, frame, weight) if weight > 0 else None

@@ -244,6 +244,10 @@ class InferenceConfig:
     click_fit_prior: float = 1.0
     click_fit_iters: int = 20
     click_fit_logit_weight: float = 0.0
+    # clicks without a memory prompt (an interaction's first round): choose each object's spatial query by the
+    # model's learned candidate scorer when it has one (SeemConfig.candidate_scorer_hidden, seem.candidates)
+    # instead of Eq. 5's mask-embedding match; later rounds, boxes, strokes, masks and references keep Eq. 5
+    candidate_scorer: bool = True
 
     def __post_init__(self) -> None:
         w = self.click_fit_logit_weight
@@ -267,6 +271,9 @@ class SeemConfig:
     size_divisibility: int = 32
     test_shorter_side: int = 512  # demo / RefCOCO resize of the shorter side (REF.INPUT.MIN_SIZE_TEST)
     test_max_size: int = 1024  # REF.INPUT.MAX_SIZE_TEST
+    # hidden width of a learned scorer of the spatial-query candidates (seem.candidates); 0: none, Eq. 5 picks
+    # (every official checkpoint). Not in the official code.
+    candidate_scorer_hidden: int = 0
     # label space the model was trained with, used when the user gives none (empty: COCO's 133 classes)
     default_vocabulary: tuple[str, ...] = ()
     default_thing_classes: tuple[str, ...] = ()

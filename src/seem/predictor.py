@@ -17,15 +17,17 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from seem.automatic import EverythingConfig
+from seem.candidates import Candidates, choose, clicks_only, spatial_candidates
 from seem.click_fit import fit_to_clicks
 from seem.errors import ImageError, PromptError
 from seem.everything import segment_everything
 from seem.find import FindConfig, find_instances, instances_prediction
-from seem.modeling.decoder import QueryGroup, VisualPromptTokens
+from seem.modeling.decoder import QueryGroup
 from seem.modeling.precision import decoding_copy, encoding_copy
-from seem.modeling.seem import ImageFeatures, Seem, TextPrompt
+from seem.modeling.seem import ImageFeatures, Seem
 from seem.modeling.visual_sampler import PromptSampler, RandomSampler
 from seem.postprocess import masks_with_scores, prompt_connected, select_grounding, select_visual_queries
+from seem.prompt_round import decode_round
 from seem.prompts import Prompts, ReferencePrompt, checks, mask_regions
 from seem.structures import FindResult, Prediction
 from seem.transforms import ImageFrame, plan_frame, preprocess_image
@@ -248,7 +250,7 @@ class SeemPredictor:
                 boxes=None, scribbles=None, polygons=None, masks=None, reference: ReferencePrompt | None = None,
                 memory: Prediction | Tensor | None = None, joint_prompts: bool = True, *,
                 text: str | Sequence[str] | None = None, all_instances: bool = False,
-                click_fit: bool | None = None) -> Prediction:
+                click_fit: bool | None = None, candidate_scorer: bool | None = None) -> Prediction:
         """Segment the current image from any mix of prompts: ``predict(Prompts(...))``, or the same fields as
         keywords (``predict(points=..., text=...)`` builds the :class:`Prompts` and takes the same path).
 
@@ -273,6 +275,9 @@ class SeemPredictor:
                 the one referred object: K >= 0 masks labelled with the phrase, their object queries' logits.
             click_fit: fit each object's mask to its clicks (:mod:`seem.click_fit`); None: the model's
                 ``InferenceConfig.click_fit`` (on for ``seem_tiny``).
+            candidate_scorer: in a click round without ``memory``, pick each object's spatial query by the
+                model's learned candidate scorer (:mod:`seem.candidates`) rather than Eq. 5; None: the model's
+                ``InferenceConfig.candidate_scorer``; no effect for a model without one (the official ones).
 
         Returns:
             :class:`Prediction` with one mask per object, ``(K, H, W)`` bool at the original size (visual objects
@@ -283,7 +288,8 @@ class SeemPredictor:
         Raises:
             PromptError: no prompt, malformed or out-of-image prompts (naming the field), a text longer than
                 77 tokens, a bad ``memory``, a :class:`Prompts` together with prompt keywords.
-            PromptTypeError (a PromptError and a TypeError): ``all_instances`` or ``click_fit`` not a bool.
+            PromptTypeError (a PromptError and a TypeError): ``all_instances``, ``click_fit`` or
+                ``candidate_scorer`` not a bool.
             ImageError: no image set.
         """
         fields = dict(points=points, point_labels=point_labels, boxes=boxes, scribbles=scribbles,
@@ -299,43 +305,36 @@ class SeemPredictor:
             if prompts.has_visual or memory is not None or not prompts.text or len(prompts.text) != 1:
                 raise PromptError("all_instances=True takes exactly one text phrase alone; find([...]) several")
             return instances_prediction(self, prompts.text[0])
-        return self._predict(prompts, memory, joint_prompts, None if click_fit is None else checks.flag(click_fit, "click_fit"))
+        return self._predict(prompts, memory, joint_prompts, None if click_fit is None else checks.flag(click_fit, "click_fit"),
+                             None if candidate_scorer is None else checks.flag(candidate_scorer, "candidate_scorer"))
 
-    def _text_prompt(self, texts) -> TextPrompt | None:
-        """Text tokens in the decoder's dtype, from the decoding model's text encoder (a bf16 copy in bf16-all)."""
-        t = self.decoding_model.encode_text(list(texts)) if texts else None
-        return None if t is None else TextPrompt(t.tokens.to(self._dtype), t.padding, t.sentence_embeddings.float())
-
-    def _visual_tokens(self, prompts: Prompts, sampler: PromptSampler) -> tuple[VisualPromptTokens | None, Tensor | None]:
-        """The visual objects' prompt tokens (those of the regions on this image, then the reference's) and the
-        positive regions of this image's objects ``(K, H_pad, W_pad)`` bool (``None`` without any)."""
+    @torch.inference_mode()
+    def click_candidates(self, prompts: Prompts, memory: Prediction | Tensor | None = None) -> Candidates:
+        """Every spatial-query candidate of a click round on the image set, each post-processed as :meth:`predict`
+        returns a mask (click fit, prompt-connected masks): what the model's candidate scorer ranks
+        (:mod:`seem.candidates`; the data :mod:`seem.train.candidate_scorer` trains it on). ``PromptError``:
+        ``prompts`` not a :class:`Prompts` of clicks alone, and as :meth:`predict`; ``ImageError``: no image."""
+        if not isinstance(prompts, Prompts) or not clicks_only(prompts) or prompts.text:
+            raise PromptError("click_candidates takes a Prompts of clicks alone (points and point_labels, no text)")
         frame, feats = self._require_image()
-        regions = prompts.to_regions(frame)
-        parts = []
-        if regions is not None:
-            parts.append(ReferencePrompt(self.decoding_model.encode_visual_prompt(
-                feats, regions.positive.to(self.device), regions.negative.to(self.device), sampler)))
-        if prompts.reference is not None:
-            parts.append(prompts.reference.to(self._dtype))
-        return (ReferencePrompt.concat(parts).tokens if parts else None), (None if regions is None else regions.positive)
+        run = decode_round(self, prompts, memory, joint_prompts=True)
+        inference = self.model.config.inference
+        return spatial_candidates(run.out, feats, self.decoding_model.decoder, prompts, frame, run.positive,
+                                  inference, inference.click_fit)
 
-    def _predict(self, prompts: Prompts, memory, joint_prompts: bool, click_fit: bool | None = None) -> Prediction:
+    def _predict(self, prompts: Prompts, memory, joint_prompts: bool, click_fit: bool | None = None,
+                 candidate_scorer: bool | None = None) -> Prediction:
         frame, feats = self._require_image()
-        sampler = self.sampler()
-        visual, positive = self._visual_tokens(prompts, sampler)
-        if visual is not None and visual.num_objects > 1 and self.model.config.decoder.version != "v1":
-            raise PromptError(f"{visual.num_objects} visual objects given: v0 models segment one visual object per call")
-        text_prompt = self._text_prompt(prompts.text)
-        if visual is None and text_prompt is None:
-            raise PromptError("no prompt given: pass text, points, boxes, scribbles, polygons, masks or reference")
-        memory_mask = self._memory(memory, visual)
-        # object queries never see prompts: a prompt round runs only the prompt side, and computes
-        # full-resolution mask logits only for the queries it returns
-        with self.autocast(decoder=True):
-            out = self.decoding_model.decode(feats, visual=visual, text=text_prompt, memory_mask=memory_mask,
-                                             sampler=sampler, joint_prompts=joint_prompts, object_queries=False,
-                                             intermediate=False, final_masks=False)
-        last = out.last
+        run = decode_round(self, prompts, memory, joint_prompts)
+        out, positive, text_prompt, visual = run.out, run.positive, run.text, run.out.visual
+        last, inference = out.last, self.model.config.inference
+        fit = visual is not None and prompts.points is not None and (inference.click_fit if click_fit is None else click_fit)
+        scored = inference.candidate_scorer if candidate_scorer is None else candidate_scorer
+        scorer = self.decoding_model.candidate_scorer if scored else None
+        if visual is not None and scorer is not None and clicks_only(prompts) and memory is None:
+            cands = spatial_candidates(out, feats, self.decoding_model.decoder, prompts, frame, positive, inference, fit)
+            chosen, logits, support = cands.take(choose(scorer(cands.features), cands.query_object, visual.num_objects))
+            return self._prediction(frame, logits, last.class_embed[0, chosen].float(), "bicubic", False, support)
         if visual is not None:
             chosen = select_visual_queries(out)
             mode, antialias = "bicubic", False  # official evaluate_interactive_single
@@ -346,21 +345,14 @@ class SeemPredictor:
                                           self.model.text_encoder.logit_scale, self.model.config.inference.grounding_logit_scale_max)
             chosen = s + matched
             mode, antialias = "bilinear", True  # official evaluate_grounding
-        embed, inference = last.mask_embed[:, chosen], self.model.config.inference
-        if visual is not None and prompts.points is not None and (inference.click_fit if click_fit is None else click_fit):
+        embed = last.mask_embed[:, chosen]
+        if fit:
             embed = fit_to_clicks(embed, feats.mask_features, prompts, frame, inference)
         logits = self.decoding_model.decoder.mask_logits(embed, feats.mask_features, feats.packs)[0].float()
         support = None
         if positive is not None and inference.prompt_connected_masks:
             logits, support = prompt_connected(logits, positive)
         return self._prediction(frame, logits, last.class_embed[0, chosen].float(), mode, antialias, support)
-
-    def _memory(self, memory, visual: VisualPromptTokens | None) -> Tensor | None:
-        if memory is None or (feats := self.features) is None:  # _predict, the only caller, set an image
-            return None
-        expect = (feats.padded_size[0] // 4, feats.padded_size[1] // 4)
-        logits = checks.memory_logits(memory, None if visual is None else visual.num_objects, expect)
-        return logits.to(self.device, self._dtype)[None]
 
     def _prediction(self, frame: ImageFrame, logits_lowres: Tensor, class_embed: Tensor, mode: str,
                     antialias: bool, support: Tensor | None = None) -> Prediction:

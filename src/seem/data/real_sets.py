@@ -131,3 +131,21 @@ def set_class_names(records: list[PhotoRecord], roles: tuple[str, ...] = (ROLE_G
     names = {n for r in records for layer in r.layers if layer.role in roles and layer.role != ROLE_REGION
              for n in layer.names}
     return tuple(sorted(names))
+
+
+def photo_segments(record: PhotoRecord, min_area: int, per_photo: int,
+                   roles: tuple[str, ...] = (ROLE_GENERIC, ROLE_PART, ROLE_REGION)) -> list[np.ndarray]:
+    """Up to ``per_photo`` ``(H, W)`` bool masks of one photo's segments, spread over sizes: those of at least
+    ``min_area`` pixels in the first two annotation layers (the first only, for sets of alternative annotators)
+    whose role is in ``roles``, sorted by area, then every ``n``-th. The click-protocol photos of
+    ``benchmarks/eval_heldout_clicks.py`` and :mod:`seem.train.candidate_scorer` (whole objects:
+    ``roles=(ROLE_GENERIC,)``)."""
+    masks = []
+    for layer in record.layers[:2] if not record.alternatives else record.layers[:1]:
+        if layer.role not in roles:
+            continue
+        ids, counts = np.unique(layer.index[layer.index >= 0], return_counts=True)
+        masks += [layer.index == i for i, c in zip(ids, counts) if c >= min_area]
+    masks.sort(key=lambda m: -int(m.sum()))
+    step = max(1, len(masks) // per_photo)
+    return masks[::step][:per_photo]

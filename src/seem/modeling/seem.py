@@ -97,6 +97,8 @@ class Seem(nn.Module):
         decoder: :class:`SeemDecoder`.
         tokenizer: CLIP BPE tokenizer (not a module; no weights).
         config: the :class:`SeemConfig` the parts were built from.
+        candidate_scorer: :class:`seem.candidates.CandidateScorer` when ``config.candidate_scorer_hidden`` (not
+            official), else ``None``.
     """
 
     # registered buffers (see __init__): declared so that attribute access is typed as a Tensor
@@ -104,7 +106,7 @@ class Seem(nn.Module):
     pixel_std: Tensor
 
     def __init__(self, backbone: nn.Module, pixel_decoder: nn.Module, text_encoder: TextEncoder,
-                 decoder: SeemDecoder, tokenizer, config: SeemConfig) -> None:
+                 decoder: SeemDecoder, tokenizer, config: SeemConfig, candidate_scorer: nn.Module | None = None) -> None:
         super().__init__()
         self.backbone = backbone
         self.pixel_decoder = pixel_decoder
@@ -112,6 +114,7 @@ class Seem(nn.Module):
         self.decoder = decoder
         self.tokenizer = tokenizer
         self.config = config
+        self.candidate_scorer = candidate_scorer
         self.register_buffer("pixel_mean", torch.tensor(config.pixel_mean).view(3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(config.pixel_std).view(3, 1, 1), persistent=False)
 

