@@ -174,3 +174,64 @@ def test_bundled_model_has_the_scorer_the_registry_declares():
     assert isinstance(model.candidate_scorer, CandidateScorer) and model.config.inference.candidate_scorer
     assert bool((model.candidate_scorer.feature_std > 0).all())  # fitted statistics, not the defaults
     assert not torch.equal(model.candidate_scorer.feature_std, torch.ones(NUM_FEATURES))
+
+
+def test_choose_edge_cases():
+    assert choose(torch.tensor([float("nan"), 3.0, 2.0, 0.0, 1.0, 0.0]), torch.tensor([0, 0, 0, 1, 1, 1]), 2).tolist() == [1, 4]
+    assert choose(torch.full((3,), float("nan")), torch.tensor([0, 0, 0]), 1).tolist() == [0]  # all NaN: the first
+    assert choose(torch.tensor([0.5, 2.0], dtype=torch.bfloat16), torch.tensor([0, 0]), 1).tolist() == [1]
+    with pytest.raises(ValueError, match="needs a candidate"):
+        choose(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([0, 0, 0]), 2)
+
+
+def test_an_empty_candidate_never_wins_over_a_non_empty_one():
+    from seem.candidates import Candidates, pick
+
+    features = torch.zeros(5, NUM_FEATURES)
+    features[:, 0] = torch.tensor([0.0, 0.2, 0.1, 0.0, 0.0])  # object 1's candidates are all empty
+    smallest = _largest_mask_scorer()
+    with torch.no_grad():
+        smallest.fc2.weight.fill_(-1.0)  # prefers the smallest fraction inside: the empty one, were it allowed
+    cands = Candidates(torch.arange(5), torch.tensor([0, 0, 0, 1, 1]), torch.zeros(5, 2, 2), None, features)
+    assert pick(smallest, cands, 2).tolist() == [2, 3]
+
+
+def test_clicks_without_the_fit_or_with_text_keep_eq5():
+    p = _bundled()
+    prompts = dict(points=[[230, 220], [100, 300]], point_labels=[1, 0])
+    for extra in ({"click_fit": False}, {"text": "a person"}):
+        torch.testing.assert_close(p.predict(**prompts, **extra).logits_lowres,
+                                   p.predict(**prompts, **extra, candidate_scorer=False).logits_lowres)
+
+
+@pytest.mark.parametrize("key, value, match", [("feature_std", 0.0, "feature_std must be > 0"),
+                                               ("fc1.weight", float("nan"), "non-finite"),
+                                               ("feature_mean", float("inf"), "non-finite")])
+def test_a_checkpoint_with_a_broken_scorer_is_refused_at_load(tmp_path, key, value, match):
+    from seem.checkpoint import read_safetensors_metadata, save_safetensors
+    from seem.errors import CheckpointError
+    from seem.hub import _config_of_local
+
+    bundled = _bundled_path()
+    state = from_pretrained().state_dict()
+    state["candidate_scorer." + key] = torch.full_like(state["candidate_scorer." + key], value)
+    path = tmp_path / "broken.safetensors"
+    save_safetensors(state, path, read_safetensors_metadata(bundled), config=_config_of_local(bundled))
+    with pytest.raises(CheckpointError, match=match):
+        from_pretrained(str(path))
+
+
+def test_training_builds_without_a_scorer_and_drops_the_inits(tmp_path):
+    from seem.train.config import TrainConfig
+    from seem.train.engine import build_model
+
+    config = TrainConfig(init=str(_bundled_path()), out_dir=str(tmp_path))
+    model = build_model(config)
+    assert model.candidate_scorer is None and model.config.candidate_scorer_hidden == 0
+    torch.testing.assert_close(model.decoder.query_feat.weight, from_pretrained().decoder.query_feat.weight)
+
+
+def _bundled_path():
+    from importlib import resources
+
+    return resources.files("seem").joinpath("assets/seem_tiny.safetensors")

@@ -3,12 +3,14 @@
 SEEM decodes each visually prompted object with ``query_number`` spatial queries (v1: 3 object queries drawn by
 the seeded sampler) and keeps the one whose mask embedding best matches the prompt's mean feature (paper Eq. 5;
 :func:`seem.postprocess.select_spatial`). On the bundled model's held-out photos the best of the three would
-make the first click 7.6 points better (mIoU 42.2 -> 49.8 %), but the match picks it only part of the time.
+make the first click 7.6 points better (mIoU 42.2 -> 49.8 % over their segments), but the match picks it only
+part of the time.
 Like SAM's IoU prediction head, the :class:`CandidateScorer` ranks the candidates by the mask each would
 return: it reads 13 numbers per candidate (:func:`candidate_features`: area, stability and confidence of its
 final low-resolution mask, the same minus the object's candidate mean, the Eq. 5 match, the click counts and
 the embedding norm) and the highest score wins. Not in the official code: official checkpoints have none and
-keep Eq. 5. The predictor uses it for click rounds without a memory prompt (``InferenceConfig.candidate_scorer``).
+keep Eq. 5. The predictor uses it for click-fitted rounds of clicks alone without a memory prompt
+(``InferenceConfig.candidate_scorer``); an empty candidate mask never wins over a non-empty one (:func:`pick`).
 
 The features are read from each candidate's *final* mask (after the click fit and the prompt-connected
 masks, as the predictor returns it), so all candidates of an object go through that post-processing in one
@@ -43,10 +45,22 @@ class CandidateScorer(nn.Module):
         self.register_buffer("feature_std", torch.ones(NUM_FEATURES))
         self.fc1 = nn.Linear(NUM_FEATURES, hidden)
         self.fc2 = nn.Linear(hidden, 1)
+        self.register_load_state_dict_post_hook(_check_loaded)
 
     def forward(self, features: Tensor) -> Tensor:
         x = (features.float() - self.feature_mean) / self.feature_std
         return self.fc2(torch.relu(self.fc1(x)))[..., 0]
+
+
+def _check_loaded(module: CandidateScorer, incompatible) -> None:
+    """Refuse a checkpoint whose scorer would rank with NaN / infinite numbers or divide by a zero spread."""
+    from seem.errors import CheckpointError
+
+    bad = [name for name, t in module.state_dict().items() if not bool(torch.isfinite(t).all())]
+    if bad:
+        raise CheckpointError(f"candidate scorer: non-finite values in {', '.join(bad)}")
+    if not bool((module.feature_std > 0).all()):
+        raise CheckpointError("candidate scorer: feature_std must be > 0 everywhere")
 
 
 def candidate_features(logits: Tensor, mask_embed: Tensor, positive_mean: Tensor, query_object: Tensor,
@@ -86,7 +100,11 @@ def candidate_features(logits: Tensor, mask_embed: Tensor, positive_mean: Tensor
 
 
 def choose(scores: Tensor, query_object: Tensor, num_objects: int) -> Tensor:
-    """``(K,)`` int64: the index (into the ``N`` candidates) of each object's highest-scoring candidate."""
+    """``(K,)`` int64: the index (into the ``N`` candidates) of each object's highest-scoring candidate (NaN scores
+    count as the lowest; ties: the first). ``ValueError``: an object without candidates."""
+    if bool((torch.bincount(query_object, minlength=num_objects)[:num_objects] == 0).any()):
+        raise ValueError(f"every one of the {num_objects} objects needs a candidate; query_object {query_object.tolist()}")
+    scores = torch.nan_to_num(scores.float(), nan=-math.inf)
     best = torch.full((num_objects,), -math.inf, device=scores.device).scatter_reduce(0, query_object, scores, "amax")
     hit = scores >= best[query_object]
     index = torch.arange(scores.shape[0], device=scores.device)
@@ -96,10 +114,18 @@ def choose(scores: Tensor, query_object: Tensor, num_objects: int) -> Tensor:
 
 
 def clicks_only(prompts) -> bool:
-    """Whether a round's :class:`~seem.prompts.Prompts` are clicks alone (what the scorer was trained on); boxes,
-    scribbles, polygons, masks and reference regions keep Eq. 5."""
+    """Whether a round's :class:`~seem.prompts.Prompts` are clicks alone (what the scorer was trained on); text,
+    boxes, scribbles, polygons, masks and reference regions keep Eq. 5."""
     others = (prompts.boxes, prompts.scribbles, prompts.polygons, prompts.masks, prompts.reference)
-    return prompts.points is not None and all(v is None for v in others)
+    return prompts.points is not None and not prompts.text and all(v is None for v in others)
+
+
+def pick(scorer: nn.Module, candidates: Candidates, num_objects: int) -> Tensor:
+    """``(K,)`` each object's candidate by ``scorer`` (index into ``candidates``); an empty mask (no logit > 0 over
+    the image) never wins over a non-empty one of the same object."""
+    empty = candidates.features[:, 0] <= 0
+    scores = scorer(candidates.features).float().masked_fill(empty, -1e6)
+    return choose(scores, candidates.query_object, num_objects)
 
 
 @dataclass(frozen=True)

@@ -244,9 +244,10 @@ class InferenceConfig:
     click_fit_prior: float = 1.0
     click_fit_iters: int = 20
     click_fit_logit_weight: float = 0.0
-    # clicks without a memory prompt (an interaction's first round): choose each object's spatial query by the
-    # model's learned candidate scorer when it has one (SeemConfig.candidate_scorer_hidden, seem.candidates)
-    # instead of Eq. 5's mask-embedding match; later rounds, boxes, strokes, masks and references keep Eq. 5
+    # click-fitted clicks without a memory prompt (an interaction's first round): choose each object's spatial
+    # query by the model's learned candidate scorer when it has one (SeemConfig.candidate_scorer_hidden,
+    # seem.candidates) instead of Eq. 5's mask-embedding match; later rounds, clicks without the fit, text,
+    # boxes, strokes, masks and references keep Eq. 5
     candidate_scorer: bool = True
 
     def __post_init__(self) -> None:

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from seem.automatic import EverythingConfig
-from seem.candidates import Candidates, choose, clicks_only, spatial_candidates
+from seem.candidates import Candidates, clicks_only, pick, spatial_candidates
 from seem.click_fit import fit_to_clicks
 from seem.errors import ImageError, PromptError
 from seem.everything import segment_everything
@@ -275,7 +275,7 @@ class SeemPredictor:
                 the one referred object: K >= 0 masks labelled with the phrase, their object queries' logits.
             click_fit: fit each object's mask to its clicks (:mod:`seem.click_fit`); None: the model's
                 ``InferenceConfig.click_fit`` (on for ``seem_tiny``).
-            candidate_scorer: in a click round without ``memory``, pick each object's spatial query by the
+            candidate_scorer: in a click-fitted round of clicks alone without ``memory``, pick each object's spatial query by the
                 model's learned candidate scorer (:mod:`seem.candidates`) rather than Eq. 5; None: the model's
                 ``InferenceConfig.candidate_scorer``; no effect for a model without one (the official ones).
 
@@ -331,9 +331,10 @@ class SeemPredictor:
         fit = visual is not None and prompts.points is not None and (inference.click_fit if click_fit is None else click_fit)
         scored = inference.candidate_scorer if candidate_scorer is None else candidate_scorer
         scorer = self.decoding_model.candidate_scorer if scored else None
-        if visual is not None and scorer is not None and clicks_only(prompts) and memory is None:
+        # trained on click-fitted first rounds: without the fit or with memory, Eq. 5 picks
+        if visual is not None and scorer is not None and fit and clicks_only(prompts) and memory is None:
             cands = spatial_candidates(out, feats, self.decoding_model.decoder, prompts, frame, positive, inference, fit)
-            chosen, logits, support = cands.take(choose(scorer(cands.features), cands.query_object, visual.num_objects))
+            chosen, logits, support = cands.take(pick(scorer, cands, visual.num_objects))
             return self._prediction(frame, logits, last.class_embed[0, chosen].float(), "bicubic", False, support)
         if visual is not None:
             chosen = select_visual_queries(out)

@@ -123,6 +123,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     config = ScorerTrainConfig(photos_per_set=args.photos)
     model = from_pretrained(args.model) if args.model else from_pretrained()
+    if not model.config.inference.click_fit:
+        ap.error("the scorer ranks click-fitted candidates: the model's InferenceConfig.click_fit must be on")
     model.candidate_scorer = None  # the data are collected without one (Eq. 5 continues the protocol)
     predictor = SeemPredictor(model, vocabulary_cache_dir=None)
     t0 = time.perf_counter()

@@ -74,13 +74,15 @@ def _load_init(model: Seem, path: str) -> None:
     from seem.hub import resolve_weights
 
     state = to_seem_state_dict(read_checkpoint(resolve_weights(path)))
+    state = {k: v for k, v in state.items() if not k.startswith("candidate_scorer.")}  # see build_model
     load_state_dict_strict(model, with_zero_position(state, model.state_dict()))
 
 
 def build_model(config: TrainConfig, model_config=None) -> Seem:
     """The architecture of ``config.model`` (or ``model_config``) with the requested initialisation and
-    frozen parts."""
-    model_config = model_config or get_variant(config.model).config
+    frozen parts, without a candidate scorer: it is fitted to a model's spatial-query candidates, which training
+    changes (an ``init`` checkpoint's scorer is dropped; fit a new one with :mod:`seem.train.candidate_scorer`)."""
+    model_config = replace(model_config or get_variant(config.model).config, candidate_scorer_hidden=0)
     if config.mask_position_frequencies is not None:
         model_config = replace(model_config, pixel_decoder=replace(
             model_config.pixel_decoder, mask_position_frequencies=config.mask_position_frequencies))

@@ -43,8 +43,9 @@ def average_states(states: list[dict[str, torch.Tensor]], weights: list[float] |
     first = states[0]
     for i, other in enumerate(states[1:], 1):
         if set(other) != set(first) or any(other[k].shape != first[k].shape for k in first):
-            raise CheckpointError(f"source {i} has other keys or shapes than source 0: only weights of one "
-                                  "architecture can be averaged")
+            differ = sorted(set(other) ^ set(first)) or [k for k in first if other[k].shape != first[k].shape]
+            raise CheckpointError(f"source {i} has other keys or shapes than source 0 ({', '.join(differ[:6])}"
+                                  f"{' ...' if len(differ) > 6 else ''}): only weights of one architecture can be averaged")
     if len(states) == 1:
         return first
     w = torch.tensor(weights, dtype=torch.float32) / sum(weights)
