@@ -235,3 +235,25 @@ def _bundled_path():
     from importlib import resources
 
     return resources.files("seem").joinpath("assets/seem_tiny.safetensors")
+
+
+def test_collect_runs_the_click_protocol_on_whole_objects(tmp_path):
+    """The trainer's data: one group per object and round, the candidates' IoUs, only the whole person (its
+    clothing parts are not first-click targets), on a generated CCP-format photo."""
+    from seem.data.real_sets import ROLE_GENERIC, load_set, photo_segments
+    from seem.train.candidate_scorer import ScorerTrainConfig, collect
+    from test_real_mix import _write_set
+
+    _write_set(tmp_path, "ccp", "panoptic_person.json", "panoptic_person", {"p0": [(1, (2, 46, 10, 40))]},
+               [{"id": 1, "name": "person", "isthing": 1}])
+    _write_set(tmp_path, "ccp", "panoptic_parts.json", "panoptic_parts", {"p0": [(1, (2, 10, 10, 40))]},
+               [{"id": 1, "name": "hair", "isthing": 1}])
+    records = load_set(tmp_path, "ccp", "all")
+    assert len(photo_segments(records[0], 10, 6)) == 2
+    (person,) = photo_segments(records[0], 10, 6, roles=(ROLE_GENERIC,))
+    assert person.sum() == 44 * 30
+    predictor = SeemPredictor(from_pretrained(), vocabulary_cache_dir=None)
+    features, ious = collect(predictor, records, ScorerTrainConfig(per_photo=6, rounds=2, min_area=10))
+    assert features.shape[1:] == (3, NUM_FEATURES) and 1 <= len(features) <= 2 and ious.shape == features.shape[:2]
+    assert bool(((ious >= 0) & (ious <= 1)).all()) and float(ious.max()) > 0.3
+    assert bool(torch.isfinite(features).all())

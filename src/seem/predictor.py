@@ -314,7 +314,7 @@ class SeemPredictor:
         returns a mask (click fit, prompt-connected masks): what the model's candidate scorer ranks
         (:mod:`seem.candidates`; the data :mod:`seem.train.candidate_scorer` trains it on). ``PromptError``:
         ``prompts`` not a :class:`Prompts` of clicks alone, and as :meth:`predict`; ``ImageError``: no image."""
-        if not isinstance(prompts, Prompts) or not clicks_only(prompts) or prompts.text:
+        if not isinstance(prompts, Prompts) or not clicks_only(prompts):
             raise PromptError("click_candidates takes a Prompts of clicks alone (points and point_labels, no text)")
         frame, feats = self._require_image()
         run = decode_round(self, prompts, memory, joint_prompts=True)

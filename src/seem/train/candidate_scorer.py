@@ -1,6 +1,6 @@
 """Train a model's spatial-query candidate scorer (:mod:`seem.candidates`) on simulated clicks.
 
-    python -m seem.train.candidate_scorer [--model IN] OUT [--data ../shared/datasets] [--photos 200]
+    python -m seem.train.candidate_scorer [--model IN] OUT [--data ../shared/datasets] [--photos 400]
 
 The rest of the model is frozen. On the training split of coco128, ccp and camvid (``seem.data.real_sets``: the
 fixed validation part is never read), each photo's whole objects and classed regions (COCO things, CCP persons,
@@ -34,7 +34,7 @@ SETS = ("coco128", "ccp", "camvid")
 class ScorerTrainConfig:
     """Collection and fitting settings (defaults: the bundled model's run)."""
 
-    photos_per_set: int = 200
+    photos_per_set: int = 400
     per_photo: int = 6
     rounds: int = 3
     min_area: int = 100
@@ -75,6 +75,9 @@ def collect(predictor, records, config: ScorerTrainConfig) -> tuple[torch.Tensor
                 # continue as the model without a scorer would: Eq. 5's pick (match minus the best = 0)
                 pick = int(choose(cands.features[:, 8], cands.query_object, 1)[0])
                 memory, pred = cands.logits[pick][None], masks[pick]
+    if not feats:  # no photo with a segment of min_area pixels
+        c = predictor.model.config.decoder.query_number
+        return torch.zeros(0, c, 13), torch.zeros(0, c)
     return torch.stack(feats), torch.stack(ious).float()
 
 
@@ -136,6 +139,8 @@ def main(argv=None) -> int:
         groups.append(collect(predictor, [records[i] for i in chosen], config))
         print(f"{name}: {len(groups[-1][0])} click rounds ({time.perf_counter() - t0:.0f} s)", flush=True)
     features, ious = (torch.cat(x) for x in zip(*groups))
+    if not len(features):
+        ap.error(f"no click rounds: no whole object of at least {config.min_area} pixels in {args.data}'s training photos")
     scorer = fit(features, ious, config)
     mine, eq5, best = picked_iou(scorer, features, ious)
     print(f"training rounds: mean IoU of the scorer's / Eq. 5's / the best candidate: {mine:.3f} / {eq5:.3f} / {best:.3f}")
