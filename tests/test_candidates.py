@@ -195,6 +195,13 @@ def test_an_empty_candidate_never_wins_over_a_non_empty_one():
     cands = Candidates(torch.arange(5), torch.tensor([0, 0, 0, 1, 1]), torch.zeros(5, 2, 2), None, features)
     assert pick(smallest, cands, 2).tolist() == [2, 3]
 
+    class Degenerate(torch.nn.Module):  # NaN / -inf for the non-empty candidates of object 0
+        def forward(self, x):
+            return torch.tensor([5.0, float("nan"), float("-inf"), 0.0, 0.0])  # the empty one scores best
+
+    assert pick(Degenerate(), cands, 2).tolist() == [1, 3]
+    assert pick(smallest.to(torch.bfloat16), cands, 2).tolist() == [2, 3]
+
 
 def test_clicks_without_the_fit_or_with_text_keep_eq5():
     p = _bundled()

@@ -48,7 +48,7 @@ class CandidateScorer(nn.Module):
         self.register_load_state_dict_post_hook(_check_loaded)
 
     def forward(self, features: Tensor) -> Tensor:
-        x = (features.float() - self.feature_mean) / self.feature_std
+        x = (features.to(self.feature_mean.dtype) - self.feature_mean) / self.feature_std
         return self.fc2(torch.relu(self.fc1(x)))[..., 0]
 
 
@@ -124,8 +124,9 @@ def pick(scorer: nn.Module, candidates: Candidates, num_objects: int) -> Tensor:
     """``(K,)`` each object's candidate by ``scorer`` (index into ``candidates``); an empty mask (no logit > 0 over
     the image) never wins over a non-empty one of the same object."""
     empty = candidates.features[:, 0] <= 0
-    scores = scorer(candidates.features).float().masked_fill(empty, -1e6)
-    return choose(scores, candidates.query_object, num_objects)
+    # non-finite scores (a degenerate scorer) still rank above an empty mask
+    scores = torch.nan_to_num(scorer(candidates.features).float(), nan=-1e30, posinf=1e30, neginf=-1e30)
+    return choose(scores.masked_fill(empty, -math.inf), candidates.query_object, num_objects)
 
 
 @dataclass(frozen=True)
