@@ -116,7 +116,9 @@ def choose(scores: Tensor, query_object: Tensor, num_objects: int) -> Tensor:
 def clicks_only(prompts) -> bool:
     """Whether a round's :class:`~seem.prompts.Prompts` are clicks alone (what the scorer was trained on); text,
     boxes, scribbles, polygons, masks and reference regions keep Eq. 5."""
-    others = (prompts.boxes, prompts.scribbles, prompts.polygons, prompts.masks, prompts.reference)
+    from seem.prompts.value import VISUAL_FIELDS
+
+    others = [getattr(prompts, name) for name in VISUAL_FIELDS if name != "points"] + [prompts.reference]
     return prompts.points is not None and not prompts.text and all(v is None for v in others)
 
 
@@ -166,22 +168,16 @@ def spatial_candidates(out, features, decoder, prompts, frame, positive: Tensor 
         inference: the model's :class:`~seem.configs.InferenceConfig` (click fit, prompt-connected masks).
         click_fit: whether to fit each candidate to its object's clicks (:func:`seem.click_fit.fit_to_clicks`).
     """
-    from seem.click_fit import fit_to_clicks
     from seem.modeling.decoder_types import QueryGroup
-    from seem.postprocess import prompt_connected, spatial_query_objects
+    from seem.postprocess import spatial_query_objects
+    from seem.prompt_round import round_logits
 
     s, e = out.ranges[QueryGroup.SPATIAL]
     k = out.visual.num_objects
     raw = out.last.mask_embed[:, s:e]
     objects = spatial_query_objects(e - s, k, raw.device)
     per_object = (e - s) // k
-    embed = raw
-    if click_fit and prompts.points is not None:
-        embed = fit_to_clicks(raw, features.mask_features, prompts, frame, inference, rows_per_object=per_object)
-    logits = decoder.mask_logits(embed, features.mask_features, features.packs)[0].float()
-    support = None
-    if positive is not None and inference.prompt_connected_masks:
-        logits, support = prompt_connected(logits, positive.to(logits.device).repeat_interleave(per_object, 0))
+    logits, support = round_logits(raw, features, decoder, prompts, frame, positive, inference, click_fit, per_object)
     clicks, negative = torch.zeros(k), torch.zeros(k)
     if prompts.point_labels is not None:
         labels = torch.from_numpy(np.array(prompts.point_labels))

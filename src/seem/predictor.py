@@ -18,7 +18,6 @@ from torch import Tensor
 
 from seem.automatic import EverythingConfig
 from seem.candidates import Candidates, clicks_only, pick, spatial_candidates
-from seem.click_fit import fit_to_clicks
 from seem.errors import ImageError, PromptError
 from seem.everything import segment_everything
 from seem.find import FindConfig, find_instances, instances_prediction
@@ -26,8 +25,8 @@ from seem.modeling.decoder import QueryGroup
 from seem.modeling.precision import decoding_copy, encoding_copy
 from seem.modeling.seem import ImageFeatures, Seem
 from seem.modeling.visual_sampler import PromptSampler, RandomSampler
-from seem.postprocess import masks_with_scores, prompt_connected, select_grounding, select_visual_queries
-from seem.prompt_round import decode_round
+from seem.postprocess import masks_with_scores, select_grounding, select_visual_queries
+from seem.prompt_round import decode_round, round_logits
 from seem.prompts import Prompts, ReferencePrompt, checks, mask_regions
 from seem.structures import FindResult, Prediction
 from seem.transforms import ImageFrame, plan_frame, preprocess_image
@@ -346,13 +345,8 @@ class SeemPredictor:
                                           self.model.text_encoder.logit_scale, self.model.config.inference.grounding_logit_scale_max)
             chosen = s + matched
             mode, antialias = "bilinear", True  # official evaluate_grounding
-        embed = last.mask_embed[:, chosen]
-        if fit:
-            embed = fit_to_clicks(embed, feats.mask_features, prompts, frame, inference)
-        logits = self.decoding_model.decoder.mask_logits(embed, feats.mask_features, feats.packs)[0].float()
-        support = None
-        if positive is not None and inference.prompt_connected_masks:
-            logits, support = prompt_connected(logits, positive)
+        logits, support = round_logits(last.mask_embed[:, chosen], feats, self.decoding_model.decoder, prompts, frame,
+                                       positive, inference, fit)
         return self._prediction(frame, logits, last.class_embed[0, chosen].float(), mode, antialias, support)
 
     def _prediction(self, frame: ImageFrame, logits_lowres: Tensor, class_embed: Tensor, mode: str,

@@ -53,6 +53,25 @@ def decode_round(predictor, prompts: Prompts, memory, joint_prompts: bool) -> Ro
     return RoundPass(out, positive, text)
 
 
+def round_logits(mask_embed: Tensor, features, decoder, prompts: Prompts, frame, positive: Tensor | None,
+                 inference, click_fit: bool, rows_per_object: int = 1) -> tuple[Tensor, Tensor | None]:
+    """The low-resolution mask logits a round returns for the embeddings ``mask_embed`` ``(1, K r, Dm)`` (``r`` =
+    ``rows_per_object`` rows per visual object, this image's objects first): fitted to their object's clicks
+    (``click_fit``, :func:`seem.click_fit.fit_to_clicks`), ``mask_embed . features``, then prompt-connected
+    (``inference.prompt_connected_masks``, with ``positive`` ``(K', H_pad, W_pad)``). Returns ``(K r, h, w)``
+    float32 logits and the support field of :func:`seem.postprocess.prompt_connected` (``None`` without it)."""
+    from seem.click_fit import fit_to_clicks
+    from seem.postprocess import prompt_connected
+
+    if click_fit and prompts.points is not None:
+        mask_embed = fit_to_clicks(mask_embed, features.mask_features, prompts, frame, inference, rows_per_object)
+    logits = decoder.mask_logits(mask_embed, features.mask_features, features.packs)[0].float()
+    if positive is None or not inference.prompt_connected_masks:
+        return logits, None
+    positive = positive.to(logits.device)
+    return prompt_connected(logits, positive if rows_per_object == 1 else positive.repeat_interleave(rows_per_object, 0))
+
+
 def _text_prompt(predictor, texts) -> TextPrompt | None:
     """Text tokens in the decoder's dtype, from the decoding model's text encoder (a bf16 copy in bf16-all)."""
     t = predictor.decoding_model.encode_text(list(texts)) if texts else None

@@ -47,9 +47,14 @@ class ScorerTrainConfig:
     seed: int = 0
 
 
+def eq5_pick(features: torch.Tensor) -> torch.Tensor:
+    """Eq. 5's candidate in each group of ``features`` ``(..., C, 13)`` (the first whose match equals its object's
+    best: column 8, match minus the best, is 0), as the model without a scorer picks it."""
+    return (features[..., 8] >= 0).float().argmax(-1)
+
+
 def collect(predictor, records, config: ScorerTrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """``(features (G, C, 13), ious (G, C))``: one group per object and round, ``C`` candidates each."""
-    from seem.candidates import choose
     from seem.data.real_sets import ROLE_GENERIC, photo_segments
     from seem.postprocess import masks_with_scores
     from seem.prompts import Prompts
@@ -72,8 +77,7 @@ def collect(predictor, records, config: ScorerTrainConfig) -> tuple[torch.Tensor
                 masks = masks_with_scores(predictor.frame, cands.logits, "bicubic", False, cands.support)[0].cpu().numpy()
                 feats.append(cands.features)
                 ious.append(torch.tensor([iou(m, gt) for m in masks]))
-                # continue as the model without a scorer would: Eq. 5's pick (match minus the best = 0)
-                pick = int(choose(cands.features[:, 8], cands.query_object, 1)[0])
+                pick = int(eq5_pick(cands.features))  # continue as the model without a scorer would
                 memory, pred = cands.logits[pick][None], masks[pick]
     if not feats:  # no photo with a segment of min_area pixels
         c = predictor.model.config.decoder.query_number
@@ -105,7 +109,7 @@ def picked_iou(scorer, features: torch.Tensor, ious: torch.Tensor) -> tuple[floa
     """Mean IoU of the scorer's pick, of Eq. 5's pick and of the best candidate over ``G`` groups."""
     with torch.no_grad():
         mine = scorer(features).argmax(-1)
-    eq5 = (features[..., 8] >= 0).float().argmax(-1)
+    eq5 = eq5_pick(features)
     rows = torch.arange(len(ious))
     return float(ious[rows, mine].mean()), float(ious[rows, eq5].mean()), float(ious.max(-1).values.mean())
 
