@@ -197,3 +197,24 @@ def test_predict_keyword_overrides_the_model_setting():
     assert np.array_equal(off.predict(**clicks, click_fit=True).masks, fitted.masks)
     with pytest.raises(PromptTypeError, match="click_fit"):
         on.predict(**clicks, click_fit=1)
+
+
+@pytest.mark.parametrize("clicks", [1, 3, 7])
+def test_woodbury_newton_step_equals_the_direct_solve(clicks):
+    """With fewer clicks than dimensions the Newton step solves an N x N system (Woodbury identity): the same
+    step as the Dm x Dm solve, also where a click's curvature is 0 (a saturated softplus)."""
+    from seem.click_fit import _newton_step
+
+    g = torch.Generator().manual_seed(clicks)
+    k, d = 4, 32
+    f = torch.randn(k, clicks, d, generator=g, dtype=torch.float64)
+    curvature = torch.rand(k, clicks, generator=g, dtype=torch.float64) * 0.25
+    curvature[0] = 0.0
+    scale = torch.rand(k, generator=g, dtype=torch.float64) + 0.05
+    x = torch.randn(d, d, generator=g, dtype=torch.float64)
+    metric = x @ x.t() / d + 0.5 * torch.eye(d, dtype=torch.float64)
+    grad = torch.randn(k, d, generator=g, dtype=torch.float64)
+    direct = _newton_step(f, curvature, scale, metric, None, grad)
+    torch.testing.assert_close(_newton_step(f, curvature, scale, metric, torch.linalg.inv(metric), grad), direct)
+    hess = torch.bmm(f.transpose(1, 2) * curvature[:, None, :], f) + scale[:, None, None] * metric
+    torch.testing.assert_close(torch.bmm(hess, direct[:, :, None])[:, :, 0], grad)

@@ -190,3 +190,21 @@ def test_masks_in_the_support_box_equal_the_full_resolution_computation(original
     inside = expect.flatten(1).float()
     assert torch.allclose(scores, (full.sigmoid().flatten(1) * inside).sum(1) / (inside.sum(1) + 1e-6), atol=1e-4)
     assert masks[0].sum() < masks[2].sum()  # the support box limited object 0, not the reference object
+
+
+def test_candidate_rows_per_object_equal_repeated_prompt_regions():
+    """prompt_connected with r candidate rows per object (and a reference object after them) equals the same
+    call with each object's positive region repeated r times; wrong row counts are refused."""
+    from seem.postprocess import keep_prompted_components, prompt_connected
+
+    h, w, r = 24, 32, 4
+    gen = torch.Generator().manual_seed(2)
+    logits = torch.nn.functional.avg_pool2d(torch.randn(2 * r + 1, 1, h, w, generator=gen), 5, 1, 2)[:, 0] * 8 - 0.5
+    pos = _click(2, h, w, [(5, 6), (18, 25)])
+    kept, near = prompt_connected(logits, pos, rows_per_object=r)
+    ref_kept, ref_near = prompt_connected(logits, pos.repeat_interleave(r, 0))
+    assert torch.equal(kept, ref_kept) and torch.equal(near, ref_near)
+    assert not torch.equal(kept[:r], logits[:r])  # something was dropped: the case is not trivial
+    assert torch.equal(kept[: 2 * r], keep_prompted_components(logits[: 2 * r], pos.repeat_interleave(r, 0)))
+    with pytest.raises(ValueError, match="rows per object"):
+        prompt_connected(logits[:3], pos, rows_per_object=r)

@@ -144,14 +144,14 @@ def _newton(e0: Tensor, f: Tensor, sign: Tensor, margin: float, prior: float, it
     k, n, d = f.shape
     weight = prior * n / (_square_norm(e0, metric) + 1e-6)  # (K,): prior * N / ||e0||_M^2
     m = torch.eye(d, dtype=e0.dtype, device=e0.device) if metric is None else metric
+    m_inv = torch.linalg.inv(m) if n < d else None  # Woodbury steps (see _newton_step) need M^-1 once
     e, cur = e0.clone(), _objective(e0, e0, f, sign, margin, weight, metric)
     active = torch.ones(k, dtype=torch.bool, device=e0.device)  # objects still moving
     for _ in range(iters):
         s = torch.sigmoid(margin - sign * torch.bmm(f, e[:, :, None])[:, :, 0])  # -d softplus / dz
         pull = (e - e0) if metric is None else (e - e0) @ m
         grad = -torch.bmm((s * sign)[:, None, :], f)[:, 0] + 2 * weight[:, None] * pull
-        hess = torch.bmm(f.transpose(1, 2) * (s * (1 - s))[:, None, :], f) + 2 * weight[:, None, None] * m
-        step = torch.linalg.solve(hess, grad)
+        step = _newton_step(f, s * (1 - s), 2 * weight, m, m_inv, grad)
         # the Newton decrement: half of it bounds how far the objective is above its minimum
         active &= (grad * step).sum(dim=1) > 1e-6
         if not bool(active.any()):
@@ -168,6 +168,23 @@ def _newton(e0: Tensor, f: Tensor, sign: Tensor, margin: float, prior: float, it
         e = torch.where(moved[:, None], cand, e)
         cur = torch.where(moved, new, cur)
     return e
+
+
+def _newton_step(f: Tensor, curvature: Tensor, scale: Tensor, m: Tensor, m_inv: Tensor | None, grad: Tensor) -> Tensor:
+    """``H^-1 g`` for each object's Hessian ``H = F^T diag(c) F + a M`` (``f`` ``(K, N, Dm)``, ``curvature`` c
+    ``(K, N)`` >= 0, ``scale`` a ``(K,)``, ``grad`` g ``(K, Dm)``). With fewer clicks than dimensions (``m_inv``
+    given) by the Woodbury identity: with ``G = diag(sqrt(c)) F`` and ``A = a M``,
+    ``H^-1 g = A^-1 g - A^-1 G^T (I + G A^-1 G^T)^-1 G A^-1 g``, an ``N x N`` solve per object instead of a
+    ``Dm x Dm`` one (a first click's 24 candidates: 128x128 -> 1x1); else directly."""
+    if m_inv is None:
+        hess = torch.bmm(f.transpose(1, 2) * curvature[:, None, :], f) + scale[:, None, None] * m
+        return torch.linalg.solve(hess, grad)
+    g = f * curvature.sqrt()[:, :, None]  # (K, N, Dm)
+    a_inv_g = (grad @ m_inv) / scale[:, None]  # M symmetric: rows times M^-1
+    a_inv_gt = (g @ m_inv) / scale[:, None, None]  # (K, N, Dm): A^-1 G^T, transposed
+    small = torch.bmm(g, a_inv_gt.transpose(1, 2)) + torch.eye(f.shape[1], dtype=f.dtype, device=f.device)
+    inner = torch.linalg.solve(small, torch.bmm(g, a_inv_g[:, :, None]))  # (K, N, 1)
+    return a_inv_g - torch.bmm(a_inv_gt.transpose(1, 2), inner)[:, :, 0]
 
 
 # the metrics of the last few images' mask features, by tensor identity (a weak reference checks that the tensor

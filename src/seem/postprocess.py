@@ -217,22 +217,33 @@ def keep_prompted_components(logits: Tensor, positive: Tensor, cells: np.ndarray
     Raises:
         ValueError: ``positive`` is not ``4x`` the size of ``logits``, or the object counts differ.
     """
-    from scipy import ndimage
-
     k, h, w = logits.shape
     if positive.shape != (k, 4 * h, 4 * w):
         raise ValueError(f"positive prompt regions {tuple(positive.shape)} do not fit mask logits {(k, h, w)} "
                          "(expected (K, 4h, 4w))")
+    return _keep_touched_components(logits, prompt_cells(positive) if cells is None else cells)
+
+
+def _keep_touched_components(logits: Tensor, cells: np.ndarray, rows_per_object: int = 1) -> Tensor:
+    """:func:`keep_prompted_components` from the ``(K, h, w)`` bool prompt cells (:func:`prompt_cells`) of ``K``
+    objects, each with ``rows_per_object`` consecutive rows of ``logits``."""
+    from scipy import ndimage
+
     inside = (logits > 0).cpu().numpy()
-    cells = prompt_cells(positive) if cells is None else cells
     # a square dilation of a bool map is its maximum filter (zero outside): same cells, ~2-4x faster in scipy
-    touched = ndimage.maximum_filter(cells, size=(1, 3, 3), mode="constant", cval=False) & inside
-    drop = np.zeros_like(inside)
-    for i in np.flatnonzero(touched.any(axis=(1, 2))):
-        labels, n = ndimage.label(inside[i], structure=np.ones((3, 3), bool))
-        keep = np.zeros(n + 1, bool)
-        keep[labels[touched[i]]] = True
-        drop[i] = inside[i] & ~keep[labels]
+    grown = ndimage.maximum_filter(cells, size=(1, 3, 3), mode="constant", cval=False)
+    touched = (grown if rows_per_object == 1 else np.repeat(grown, rows_per_object, axis=0)) & inside
+    rows = touched.any(axis=(1, 2))
+    if not rows.any():
+        return logits
+    # every row's 8-connected regions in one labelling (the structure does not connect neighbouring rows)
+    structure = np.zeros((3, 3, 3), bool)
+    structure[1] = True
+    labels, n = ndimage.label(inside & rows[:, None, None], structure=structure)
+    keep = np.zeros(n + 1, bool)
+    keep[labels[touched]] = True
+    keep[0] = True
+    drop = ~keep[labels]  # regions of rows with a touched region that no prompt touches
     if not drop.any():
         return logits
     return torch.where(torch.from_numpy(drop).to(logits.device), -logits.abs(), logits)
@@ -246,9 +257,14 @@ def near_mask_support(logits: Tensor, positive: Tensor, cells: int = 2, prompted
     lobes would otherwise ring up specks of positive logit around them, far from the kept region (a strongly
     negative cell next to a weakly negative one). Near the prompts everything stays (a small object can be
     positive only between cells). ``prompted``: :func:`prompt_cells` of ``positive`` when the caller has it."""
+    return _near_support(logits, prompt_cells(positive) if prompted is None else prompted, cells)
+
+
+def _near_support(logits: Tensor, prompted: np.ndarray, cells: int = 2) -> Tensor:
+    """:func:`near_mask_support` from the ``(K, h, w)`` bool prompt cells (:func:`prompt_cells`)."""
     from scipy import ndimage
 
-    seeds = (logits > 0).cpu().numpy() | (prompt_cells(positive) if prompted is None else prompted)
+    seeds = (logits > 0).cpu().numpy() | prompted
     near = ndimage.maximum_filter(seeds, size=(1, 2 * cells + 1, 2 * cells + 1), mode="constant", cval=False)
     return torch.from_numpy(near).to(logits.device, torch.float32) * 2 - 1
 
@@ -268,16 +284,22 @@ def prompt_cells(positive: Tensor) -> np.ndarray:
     return np.asarray(rows.reshape(k, hh // 4, ww // 4, 4).any(axis=3))
 
 
-def prompt_connected(logits: Tensor, positive: Tensor) -> tuple[Tensor, Tensor]:
-    """``InferenceConfig.prompt_connected_masks`` for one prompt round: ``(K, h, w)`` low-res logits of the visual
-    objects (this image's ``K' = len(positive)`` first, a reference image's after them, left as they are) and
-    their ``(K', 4h, 4w)`` positive prompt regions -> (the logits with unprompted regions negated, as the
-    memory of the next round; the ``(K, h, w)`` +-1 support field of :func:`near_mask_support`, +1 everywhere
-    for the reference's objects, for :func:`masks_with_scores`)."""
-    k = positive.shape[0]
-    cells = prompt_cells(positive)
-    kept = torch.cat([keep_prompted_components(logits[:k], positive, cells), logits[k:]])
-    return kept, torch.cat([near_mask_support(kept[:k], positive, prompted=cells), torch.ones_like(kept[k:])])
+def prompt_connected(logits: Tensor, positive: Tensor, rows_per_object: int = 1) -> tuple[Tensor, Tensor]:
+    """``InferenceConfig.prompt_connected_masks`` for one prompt round: ``(K r, h, w)`` low-res logits of the visual
+    objects (``r`` = ``rows_per_object`` candidate rows per object; this image's ``K' = len(positive)`` objects
+    first, a reference image's after them, left as they are) and their ``(K', 4h, 4w)`` positive prompt regions
+    -> (the logits with unprompted regions negated, as the memory of the next round; the ``(K r, h, w)`` +-1
+    support field of :func:`near_mask_support`, +1 everywhere for the reference's objects, for
+    :func:`masks_with_scores`)."""
+    k = positive.shape[0] * rows_per_object
+    _, h, w = logits.shape
+    if positive.shape[1:] != (4 * h, 4 * w) or logits.shape[0] < k:
+        raise ValueError(f"positive prompt regions {tuple(positive.shape)} do not fit mask logits {tuple(logits.shape)} "
+                         f"with {rows_per_object} rows per object")
+    cells = prompt_cells(positive)  # of each object, repeated per candidate row only at low resolution
+    kept = torch.cat([_keep_touched_components(logits[:k], cells, rows_per_object), logits[k:]])
+    rows = cells if rows_per_object == 1 else np.repeat(cells, rows_per_object, axis=0)
+    return kept, torch.cat([_near_support(kept[:k], rows), torch.ones_like(kept[k:])])
 
 
 def masks_with_scores(frame, logits_lowres: Tensor, mode: str, antialias: bool,
