@@ -225,6 +225,9 @@ class DecoderConfig:
     version: str = "v1"  # "v1": QUERY_NUMBER random copies per object + per-object blocks; "v0": all queries copied
 
 
+SPATIAL_QUERY_MODES = ("sampled", "all")
+
+
 @dataclass(frozen=True)
 class InferenceConfig:
     """Post-processing thresholds (official ``MODEL.DECODER.TEST`` and ``TEST``)."""
@@ -249,8 +252,14 @@ class InferenceConfig:
     # seem.candidates) instead of Eq. 5's mask-embedding match; later rounds, clicks without the fit, text,
     # boxes, strokes, masks and references keep Eq. 5
     candidate_scorer: bool = True
+    # which object queries a visual prompt's spatial queries copy at inference: "sampled" = QUERY_NUMBER random
+    # draws per object (official v1, and what training does); "all" = every object query once per object (as
+    # v0 does), so Eq. 5 / the candidate scorer choose among num_queries candidates (seem.candidates)
+    spatial_queries: str = "sampled"
 
     def __post_init__(self) -> None:
+        if self.spatial_queries not in SPATIAL_QUERY_MODES:
+            raise ConfigError(f"spatial_queries must be one of {SPATIAL_QUERY_MODES}, got {self.spatial_queries!r}")
         w = self.click_fit_logit_weight
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0.0 <= w <= 1.0:
             raise ConfigError(f"click_fit_logit_weight must be a number in [0, 1], got {w!r}")

@@ -49,7 +49,8 @@ def decode_round(predictor, prompts: Prompts, memory, joint_prompts: bool) -> Ro
     memory_mask = _memory(predictor, memory, visual)
     with predictor.autocast(decoder=True):
         out = model.decode(feats, visual=visual, text=text, memory_mask=memory_mask, sampler=sampler,
-                           joint_prompts=joint_prompts, object_queries=False, intermediate=False, final_masks=False)
+                           joint_prompts=joint_prompts, object_queries=False, intermediate=False, final_masks=False,
+                           all_spatial_queries=predictor.model.config.inference.spatial_queries == "all")
     return RoundPass(out, positive, text)
 
 
@@ -69,7 +70,7 @@ def round_logits(mask_embed: Tensor, features, decoder, prompts: Prompts, frame,
     if positive is None or not inference.prompt_connected_masks:
         return logits, None
     positive = positive.to(logits.device)
-    return prompt_connected(logits, positive if rows_per_object == 1 else positive.repeat_interleave(rows_per_object, 0))
+    return prompt_connected(logits, positive, rows_per_object)
 
 
 def _text_prompt(predictor, texts) -> TextPrompt | None:

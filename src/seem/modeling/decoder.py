@@ -214,13 +214,15 @@ class SeemDecoder(nn.Module):
         memory: bool,
         sampler: PromptSampler,
         object_queries: bool = True,
+        all_spatial_queries: bool = False,
     ) -> DecoderQueries:
         """The query groups of one pass (SEEM-REFERENCE.md §1.5 items 2-5; official ``SEEMDecoder.forward``
         up to the first layer, ``AttentionDataStruct.set``).
 
         Object queries are ``query_feat`` / ``query_embed`` ``(Q, B, D)``; grounding queries a full copy of
         them, text tokens ``(T, 1, Dp)`` with a detached copy as position; spatial queries v1:
-        ``query_number`` random object queries per prompted object (one draw of ``sampler``), v0: all of them;
+        ``query_number`` random object queries per prompted object (one draw of ``sampler``), v0 (or
+        ``all_spatial_queries``): all;
         visual tokens those of level 0 (replaced per layer); memory prompts ``spatial_featured`` /
         ``spatial_embed`` ``(M, B, D)`` when ``memory``.
         """
@@ -237,7 +239,7 @@ class SeemDecoder(nn.Module):
             queries.add(QueryGroup.GROUNDING_TOKENS, text_tokens, text_tokens.detach().clone(), text_padding)
         if visual is not None:
             k = visual.num_objects
-            if c.version == "v1":
+            if c.version == "v1" and not all_spatial_queries:
                 idx = sampler.sample_query_indices(c.num_queries, c.query_number * k).to(base_content.device)
                 queries.spatial_object = torch.arange(k).repeat_interleave(c.query_number)
             else:  # v0: every object query is copied for the (single) prompted object
@@ -346,6 +348,7 @@ class SeemDecoder(nn.Module):
         object_queries: bool = True,
         intermediate: bool = True,
         final_masks: bool = True,
+        all_spatial_queries: bool = False,
     ) -> DecoderOutput:
         """Decode one batch: :meth:`assemble_queries`, a first prediction, then :meth:`layer_step` per layer.
 
@@ -358,19 +361,18 @@ class SeemDecoder(nn.Module):
             memory_mask: ``(1, K, h', w')`` previous-round mask logits of the K visual objects.
             sampler: random draws (default: a fresh :class:`RandomSampler`).
             levels: precomputed :meth:`prepare_features` output (saves work across prompt rounds).
-            joint_prompts: let spatial queries read text tokens and grounding queries read visual tokens
-                (see :func:`~seem.modeling.attention_mask.build_self_attention_mask`); False = the official
-                v1 attention table.
+            joint_prompts: spatial queries read text tokens and grounding queries visual tokens (False: the
+                official v1 table; :func:`~seem.modeling.attention_mask.build_self_attention_mask`).
             cache: :meth:`build_cache` of these features: cross-attention keys/values and level-sized mask
                 features are reused instead of recomputed (same outputs up to float rounding).
             object_queries: include the generic object queries. They attend only to themselves and the
                 image (SEEM-REFERENCE.md §1.5), so a prompted pass without them gives the prompt groups'
                 outputs unchanged; the prompt round then costs only the prompt-side queries.
-            intermediate: compute every layer's predictions at full mask resolution (training, parity).
-                False: only the last layer's :class:`HeadOutput` is returned; intermediate layers only
-                produce their attention masks, at the attention level's resolution.
+            intermediate: every layer's predictions at full mask resolution (training, parity). False: only
+                the last layer's :class:`HeadOutput`; other layers make only their attention masks.
             final_masks: False: the last prediction set has empty ``masks`` (the caller computes the masks of
                 the queries it returns with :meth:`mask_logits`, the prompt rounds' path).
+            all_spatial_queries: every object query (not ``query_number`` random ones) per visual object.
 
         Returns:
             :class:`DecoderOutput`; its ``ranges`` locate each :class:`QueryGroup` on the query axis.
@@ -389,7 +391,7 @@ class SeemDecoder(nn.Module):
         if not object_queries and not prompted:
             raise ValueError("without object queries there is nothing to decode: give a visual or text prompt")
         queries = self.assemble_queries(run.batch, visual, text_tokens, text_padding, memory_mask is not None,
-                                        run.sampler, object_queries)
+                                        run.sampler, object_queries, all_spatial_queries)
         output = queries.cat(queries.cross_groups)
         predictions: list[HeadOutput] = []
         mask_embed = self._predict(output, mask_features, predictions, full=intermediate, masks=True)

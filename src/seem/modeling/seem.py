@@ -190,7 +190,8 @@ class Seem(nn.Module):
     def decode(self, features: ImageFeatures, visual: VisualPromptTokens | None = None,
                text: TextPrompt | None = None, memory_mask: Tensor | None = None,
                sampler: PromptSampler | None = None, joint_prompts: bool = False,
-               object_queries: bool = True, intermediate: bool = True, final_masks: bool = True) -> DecoderOutput:
+               object_queries: bool = True, intermediate: bool = True, final_masks: bool = True,
+               all_spatial_queries: bool = False) -> DecoderOutput:
         """Run the SEEM decoder on cached image features with any mix of prompts.
 
         ``joint_prompts=True`` lets the visual queries read the text tokens (and the text queries the visual
@@ -198,7 +199,8 @@ class Seem(nn.Module):
         the generic object queries from a prompted pass and ``intermediate=False`` returns only the last
         layer's predictions (see :meth:`SeemDecoder.forward`): the fast interactive path, with the same
         prompt outputs; ``final_masks=False`` leaves the last layer's mask logits to the caller
-        (:meth:`SeemDecoder.mask_logits` of the queries it returns). ``features.cache`` (from
+        (:meth:`SeemDecoder.mask_logits` of the queries it returns); ``all_spatial_queries`` copies every object
+        query into each visual object's spatial queries (``InferenceConfig.spatial_queries``). ``features.cache`` (from
         :meth:`cache_features`) is used when present.
         """
         return self.decoder(
@@ -215,4 +217,5 @@ class Seem(nn.Module):
             object_queries=object_queries,
             intermediate=intermediate,
             final_masks=final_masks,
+            all_spatial_queries=all_spatial_queries,
         )

@@ -98,7 +98,10 @@ def export_onnx(model: Seem, out_dir: str | Path, *, int8: bool = True, seed: in
     pred = SeemPredictor(model, vocabulary, vocabulary_cache_dir=None, seed=seed)
     names = tuple(pred.vocabulary)
     cfg = model.config.decoder
-    query_indices = RandomSampler(seed).sample_query_indices(cfg.num_queries, cfg.query_number)
+    if model.config.inference.spatial_queries == "all":  # every object query a candidate, as the predictor
+        query_indices = torch.arange(cfg.num_queries)
+    else:
+        query_indices = RandomSampler(seed).sample_query_indices(cfg.num_queries, cfg.query_number)
     with torch.inference_mode():
         emb = pred.vocabularies.get(names + ("background",)).float()
     cache_names = cache_output_names(cfg.num_layers, cfg.num_feature_levels)

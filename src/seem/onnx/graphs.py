@@ -78,7 +78,8 @@ class ClickDecoderGraph(nn.Module):
 
     Args:
         model: the built :class:`Seem`.
-        query_indices: ``(query_number,)`` int64 object queries copied into the spatial queries.
+        query_indices: ``(Ns,)`` int64 object queries copied into the spatial queries (``query_number`` random
+            ones, or all of them with ``InferenceConfig.spatial_queries == "all"``).
         vocabulary_embeddings: ``(C + 1, Dp)`` label embeddings, the last one "background".
     """
 
