@@ -33,6 +33,29 @@ def test_features_of_known_masks():
     torch.testing.assert_close(f[:, 9], torch.tensor([0.03, 0.0]))
     torch.testing.assert_close(f[:, 10:12], torch.tensor([[0.5, 0.25], [0.5, 0.25]]))  # (3 - 1) / 4, 1 / 4
     torch.testing.assert_close(f[:, 12], torch.tensor([0.05, 0.01]))  # embedding norms / 100
+    # consensus: candidate 0's 4 cells lie inside candidate 1's 8 (IoU 0.5); Eq. 5 picks candidate 0 (match 3 > 0)
+    torch.testing.assert_close(f[:, 13], torch.tensor([0.5, 0.5]))  # mean IoU with the other candidates
+    torch.testing.assert_close(f[:, 14], torch.tensor([1.0, 0.5]))  # IoU with Eq. 5's candidate
+    s2, s05, sm3 = (float(torch.sigmoid(torch.tensor(v))) for v in (2.0, 0.5, -3.0))
+    p0 = torch.tensor([s2] * 4 + [sm3] * 4 + [sm3] * 8)  # cells: candidate 0's 4, the rest of rows 0-1, rows 2-3
+    p1 = torch.tensor([s05] * 8 + [sm3] * 8)
+    centre = (p0 + p1) / 2
+    soft = [float(torch.minimum(p, centre).sum() / torch.maximum(p, centre).sum()) for p in (p0, p1)]
+    torch.testing.assert_close(f[:, 15], torch.tensor(soft))
+    torch.testing.assert_close(f[:, 16], torch.tensor([0.0, 1.0]))  # area rank
+
+
+def test_consensus_features_are_per_object():
+    """Two objects' candidates decoded together get the features each would get alone."""
+    g = torch.Generator().manual_seed(0)
+    logits, embed = torch.randn(6, 5, 7, generator=g) * 3, torch.randn(6, 4, generator=g)
+    means, obj = torch.randn(2, 4, generator=g), torch.tensor([0, 0, 0, 1, 1, 1])
+    both = candidate_features(logits, embed, means, obj, (5, 6), torch.tensor([1, 2]), torch.tensor([0, 1]))
+    for k in range(2):
+        rows = slice(3 * k, 3 * k + 3)
+        alone = candidate_features(logits[rows], embed[rows], means[k : k + 1], torch.zeros(3, dtype=torch.long),
+                                   (5, 6), torch.tensor([1 + k]), torch.tensor([k]))
+        torch.testing.assert_close(both[rows], alone)
 
 
 def test_choose_takes_each_objects_best_and_the_first_of_ties():
@@ -95,7 +118,9 @@ def test_predictor_returns_the_scorers_choice_and_eq5_without_it():
     keep_scorer, keep_config = model.candidate_scorer, model.config
     try:
         cands = p.click_candidates(prompts)
-        assert cands.logits.shape[0] == model.config.decoder.query_number and cands.support is not None
+        # seem_tiny: every object query is a candidate (InferenceConfig.spatial_queries "all")
+        assert cands.logits.shape[0] == model.config.decoder.num_queries and cands.support is not None
+        assert cands.query_object.tolist() == [0] * model.config.decoder.num_queries
         model.candidate_scorer = _largest_mask_scorer()
         largest = int(cands.features[:, 0].argmax())
         torch.testing.assert_close(p.predict(prompts).logits_lowres[0], cands.logits[largest])
@@ -228,6 +253,30 @@ def test_a_checkpoint_with_a_broken_scorer_is_refused_at_load(tmp_path, key, val
         from_pretrained(str(path))
 
 
+def test_scorer_trainer_loads_a_checkpoint_whose_scorer_reads_other_features(tmp_path):
+    """An older scorer (13 features) is a clear load error for the model, and the scorer trainer drops it."""
+    import dataclasses as dc
+
+    from seem.checkpoint import read_safetensors_metadata, save_safetensors
+    from seem.errors import CheckpointError
+    from seem.hub import _config_of_local
+    from seem.train.candidate_scorer import model_without_scorer
+
+    bundled = _bundled_path()
+    state = from_pretrained().state_dict()
+    state["candidate_scorer.fc1.weight"] = state["candidate_scorer.fc1.weight"][:, :13].clone()
+    for key in ("feature_mean", "feature_std"):
+        state["candidate_scorer." + key] = state["candidate_scorer." + key][:13].clone()
+    path = tmp_path / "old.safetensors"
+    save_safetensors(state, path, read_safetensors_metadata(bundled), config=_config_of_local(bundled))
+    with pytest.raises(CheckpointError, match=r"candidate_scorer.fc1.weight: checkpoint \[32, 13\]"):
+        from_pretrained(str(path))
+    model = model_without_scorer(str(path))
+    assert model.candidate_scorer is None and dc.replace(model.config, candidate_scorer_hidden=32) == \
+        dc.replace(from_pretrained(str(bundled)).config)
+    torch.testing.assert_close(model.decoder.query_feat.weight, from_pretrained().decoder.query_feat.weight)
+
+
 def test_training_builds_without_a_scorer_and_drops_the_inits(tmp_path):
     from seem.train.config import TrainConfig
     from seem.train.engine import build_model
@@ -261,6 +310,36 @@ def test_collect_runs_the_click_protocol_on_whole_objects(tmp_path):
     assert person.sum() == 44 * 30
     predictor = SeemPredictor(from_pretrained(), vocabulary_cache_dir=None)
     features, ious = collect(predictor, records, ScorerTrainConfig(per_photo=6, rounds=2, min_area=10))
-    assert features.shape[1:] == (3, NUM_FEATURES) and 1 <= len(features) <= 2 and ious.shape == features.shape[:2]
+    assert features.shape[1:] == (24, NUM_FEATURES) and 1 <= len(features) <= 2 and ious.shape == features.shape[:2]
     assert bool(((ious >= 0) & (ious <= 1)).all()) and float(ious.max()) > 0.3
     assert bool(torch.isfinite(features).all())
+
+
+def test_spatial_queries_all_copies_every_object_query_per_object():
+    """InferenceConfig.spatial_queries: "sampled" draws query_number object queries per object (official v1),
+    "all" copies each of the num_queries object queries once per object, in order; bad values are refused."""
+    from seem.configs import InferenceConfig
+    from seem.modeling.decoder_types import QueryGroup
+    from seem.modeling.visual_sampler import RandomSampler
+    from seem.prompt_round import decode_round
+
+    with pytest.raises(ConfigError, match="spatial_queries"):
+        InferenceConfig(spatial_queries="every")
+    p = _bundled()
+    dec, n = p.model.decoder, p.model.config.decoder.num_queries
+    two = Prompts(points=[[[230, 220]], [[100, 300]]], point_labels=[[1], [1]])
+    assert p.click_candidates(two).query_object.tolist() == [0] * n + [1] * n
+    with torch.inference_mode():
+        visual = decode_round(p, two, None, True).out.visual
+        every = dec.assemble_queries(1, visual, None, None, False, RandomSampler(0), False, True)
+    assert every.spatial_object.tolist() == [0] * n + [1] * n
+    weights = dec.query_feat.weight.detach()
+    torch.testing.assert_close(every.content[QueryGroup.SPATIAL][:, 0], torch.cat([weights, weights]).to(
+        every.content[QueryGroup.SPATIAL].dtype))
+    q = p.model.config.decoder.query_number
+    with torch.inference_mode():
+        sampled = dec.assemble_queries(1, visual, None, None, False, RandomSampler(0), False, False)
+    assert sampled.spatial_object.tolist() == [0] * q + [1] * q
+    drawn = RandomSampler(0).sample_query_indices(n, 2 * q)
+    torch.testing.assert_close(sampled.content[QueryGroup.SPATIAL][:, 0], weights[drawn].to(
+        sampled.content[QueryGroup.SPATIAL].dtype))

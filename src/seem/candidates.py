@@ -1,14 +1,15 @@
 """A learned choice among a visual prompt's spatial-query candidates (``SeemConfig.candidate_scorer_hidden``).
 
-SEEM decodes each visually prompted object with ``query_number`` spatial queries (v1: 3 object queries drawn by
-the seeded sampler) and keeps the one whose mask embedding best matches the prompt's mean feature (paper Eq. 5;
-:func:`seem.postprocess.select_spatial`). On the bundled model's held-out photos the best of the three would
-make the first click 7.6 points better (mIoU 42.2 -> 49.8 % over their segments), but the match picks it only
-part of the time.
+SEEM decodes each visually prompted object with spatial queries (v1: ``query_number`` object queries drawn by
+the seeded sampler; ``InferenceConfig.spatial_queries == "all"``: every object query, ``seem_tiny``'s 24) and
+keeps the one whose mask embedding best matches the prompt's mean feature (paper Eq. 5;
+:func:`seem.postprocess.select_spatial`). On the bundled model's held-out whole objects the best of its 24
+candidates would make the first click 8.7 points better (56.1 -> 64.7 %), but the match picks it only part of
+the time.
 Like SAM's IoU prediction head, the :class:`CandidateScorer` ranks the candidates by the mask each would
-return: it reads 13 numbers per candidate (:func:`candidate_features`: area, stability and confidence of its
-final low-resolution mask, the same minus the object's candidate mean, the Eq. 5 match, the click counts and
-the embedding norm) and the highest score wins. Not in the official code: official checkpoints have none and
+return: it reads 17 numbers per candidate (:func:`candidate_features`: area, stability and confidence of its
+final low-resolution mask, the same minus the object's candidate mean, the Eq. 5 match, the click counts, the
+embedding norm and its agreement with the object's other candidates) and the highest score wins. Not in the official code: official checkpoints have none and
 keep Eq. 5. The predictor uses it for click-fitted rounds of clicks alone without a memory prompt
 (``InferenceConfig.candidate_scorer``); an empty candidate mask never wins over a non-empty one (:func:`pick`).
 
@@ -26,12 +27,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-NUM_FEATURES = 13
+NUM_FEATURES = 17
 
 
 class CandidateScorer(nn.Module):
-    """``(N, 13)`` candidate features -> ``(N,)`` scores (higher: the better mask); a 2-layer MLP on standardised
-    features. Keys: ``candidate_scorer.feature_mean`` / ``feature_std`` ``(13,)``, ``fc1`` ``(hidden, 13)``,
+    """``(N, 17)`` candidate features -> ``(N,)`` scores (higher: the better mask); a 2-layer MLP on standardised
+    features. Keys: ``candidate_scorer.feature_mean`` / ``feature_std`` ``(17,)``, ``fc1`` ``(hidden, 17)``,
     ``fc2`` ``(1, hidden)``."""
 
     feature_mean: Tensor
@@ -65,7 +66,7 @@ def _check_loaded(module: CandidateScorer, incompatible) -> None:
 
 def candidate_features(logits: Tensor, mask_embed: Tensor, positive_mean: Tensor, query_object: Tensor,
                        valid_size: tuple[int, int], num_clicks: Tensor, num_negative: Tensor) -> Tensor:
-    """``(N, 13)`` float32 features of ``N`` spatial-query candidates of ``K`` objects.
+    """``(N, 17)`` float32 features of ``N`` spatial-query candidates of ``K`` objects.
 
     Args:
         logits: ``(N, h, w)`` each candidate's final mask logits at 1/4 of the padded input.
@@ -77,15 +78,16 @@ def candidate_features(logits: Tensor, mask_embed: Tensor, positive_mean: Tensor
 
     The columns: fraction of cells with logit > 0, stability (cells > 1 over cells > -1), mean probability
     inside, mean |logit|; those four minus the object's candidate mean; Eq. 5's match minus the object's best,
-    the match / 100; (clicks - 1) / 4 capped at 1; negative clicks / 4; the embedding norm / 100.
+    the match / 100; (clicks - 1) / 4 capped at 1; negative clicks / 4; the embedding norm / 100; then how the
+    candidate agrees with the object's other candidates (:func:`consensus_features`).
     """
     lo = logits[:, : valid_size[0], : valid_size[1]].float().flatten(1)
-    inside = lo > 0
+    inside, prob = (lo > 0).float(), torch.sigmoid(lo)
     n_in = inside.sum(1)
     stats = torch.stack([
-        inside.float().mean(1),
-        (lo > 1).sum(1) / (lo > -1).sum(1).clamp(min=1),
-        (torch.sigmoid(lo) * inside).sum(1) / n_in.clamp(min=1),
+        n_in / max(lo.shape[1], 1),
+        torch.count_nonzero(lo > 1, dim=1) / torch.count_nonzero(lo > -1, dim=1).clamp(min=1),
+        (prob * inside).sum(1) / n_in.clamp(min=1),
         lo.abs().mean(1),
     ], 1)
     k = positive_mean.shape[0]
@@ -95,8 +97,39 @@ def candidate_features(logits: Tensor, mask_embed: Tensor, positive_mean: Tensor
     best = torch.full((k,), -math.inf, device=match.device).scatter_reduce(0, query_object, match, "amax")
     rows = [stats, stats - mean[query_object], (match - best[query_object])[:, None], match[:, None] / 100,
             ((num_clicks.to(stats) - 1) / 4).clamp(max=1)[query_object, None], (num_negative.to(stats) / 4)[query_object, None],
-            mask_embed.float().norm(dim=1, keepdim=True) / 100]
+            mask_embed.float().norm(dim=1, keepdim=True) / 100, consensus_features(inside, prob, match, query_object, k)]
     return torch.cat(rows, 1)
+
+
+def consensus_features(inside: Tensor, prob: Tensor, match: Tensor, query_object: Tensor, num_objects: int) -> Tensor:
+    """``(N, 4)`` how each candidate agrees with its object's other candidates: mean mask IoU with them, IoU with
+    the object's Eq. 5 candidate (the first of the best ``match``), soft IoU (sum of minima over sum of maxima)
+    of its probabilities with the object's mean probability map, and its area's rank among them in [0, 1] (0:
+    the smallest). ``inside`` ``(N, P)`` float 1 where the logit is > 0, ``prob`` ``(N, P)`` the probabilities,
+    both over the valid cells; an object with one candidate gets IoU 1 with itself and rank 0."""
+    rows = []
+    for k in range(num_objects):
+        idx = None if num_objects == 1 else (query_object == k).nonzero()[:, 0]
+        b, p, m = (inside, prob, match) if idx is None else (inside[idx], prob[idx], match[idx])
+        c = b.shape[0]
+        if not c:
+            continue
+        area = b.sum(1)
+        inter = b @ b.t()
+        union = area[:, None] + area[None] - inter
+        iou = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(inter))
+        centre = p.mean(0, keepdim=True)
+        rows.append(torch.stack([
+            (iou.sum(1) - 1) / (c - 1) if c > 1 else torch.ones(1, device=b.device),
+            iou[int(m.argmax())],
+            torch.minimum(p, centre).sum(1) / torch.maximum(p, centre).sum(1).clamp(min=1e-6),
+            area.argsort().argsort().float() / max(c - 1, 1),
+        ], 1))
+    out = torch.cat(rows) if rows else inside.new_zeros(0, 4)
+    if num_objects > 1:  # back to the candidates' order
+        order = torch.cat([(query_object == k).nonzero()[:, 0] for k in range(num_objects)])
+        out = out.new_zeros(out.shape).index_copy_(0, order, out)
+    return out
 
 
 def choose(scores: Tensor, query_object: Tensor, num_objects: int) -> Tensor:
@@ -141,7 +174,7 @@ class Candidates:
         logits: ``(N, h, w)`` float32 final mask logits at 1/4 of the padded input.
         support: ``(N, h, w)`` the prompt-connected support field (:func:`seem.postprocess.prompt_connected`), or
             ``None`` without prompt-connected masks.
-        features: ``(N, 13)`` :func:`candidate_features`.
+        features: ``(N, 17)`` :func:`candidate_features`.
     """
 
     query_index: Tensor

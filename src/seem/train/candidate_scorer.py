@@ -42,19 +42,20 @@ class ScorerTrainConfig:
     epochs: int = 200
     lr: float = 1e-3
     weight_decay: float = 1e-2
-    temperature: float = 0.05
+    temperature: float = 0.1
     batch: int = 256
     seed: int = 0
 
 
 def eq5_pick(features: torch.Tensor) -> torch.Tensor:
-    """Eq. 5's candidate in each group of ``features`` ``(..., C, 13)`` (the first whose match equals its object's
+    """Eq. 5's candidate in each group of ``features`` ``(..., C, F)`` (the first whose match equals its object's
     best: column 8, match minus the best, is 0), as the model without a scorer picks it."""
     return (features[..., 8] >= 0).float().argmax(-1)
 
 
 def collect(predictor, records, config: ScorerTrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(features (G, C, 13), ious (G, C))``: one group per object and round, ``C`` candidates each."""
+    """``(features (G, C, F), ious (G, C))``: one group per object and round, ``C`` candidates each."""
+    from seem.candidates import NUM_FEATURES
     from seem.data.real_sets import ROLE_GENERIC, photo_segments
     from seem.postprocess import masks_with_scores
     from seem.prompts import Prompts
@@ -80,13 +81,14 @@ def collect(predictor, records, config: ScorerTrainConfig) -> tuple[torch.Tensor
                 pick = int(eq5_pick(cands.features))  # continue as the model without a scorer would
                 memory, pred = cands.logits[pick][None], masks[pick]
     if not feats:  # no photo with a segment of min_area pixels
-        c = predictor.model.config.decoder.query_number
-        return torch.zeros(0, c, 13), torch.zeros(0, c)
+        cfg = predictor.model.config
+        c = cfg.decoder.num_queries if cfg.inference.spatial_queries == "all" else cfg.decoder.query_number
+        return torch.zeros(0, c, NUM_FEATURES), torch.zeros(0, c)
     return torch.stack(feats), torch.stack(ious).float()
 
 
 def fit(features: torch.Tensor, ious: torch.Tensor, config: ScorerTrainConfig):
-    """A :class:`~seem.candidates.CandidateScorer` fitted to ``features (G, C, 13)`` / ``ious (G, C)``."""
+    """A :class:`~seem.candidates.CandidateScorer` fitted to ``features (G, C, F)`` / ``ious (G, C)``."""
     from seem.candidates import CandidateScorer
 
     torch.manual_seed(config.seed)
@@ -114,9 +116,35 @@ def picked_iou(scorer, features: torch.Tensor, ious: torch.Tensor) -> tuple[floa
     return float(ious[rows, mine].mean()), float(ious[rows, eq5].mean()), float(ious.max(-1).values.mean())
 
 
+def model_without_scorer(name_or_path: str | None):
+    """The model of ``name_or_path`` (default: the bundled one) built and loaded without its candidate scorer, whose
+    keys are dropped: the scorer to fit replaces it (and an older scorer may read other features)."""
+    from seem.build import build_seem
+    from seem.checkpoint import load_state_dict_strict, read_checkpoint, to_seem_state_dict
+    from seem.hub import DEFAULT_MODEL, resolve_checkpoint
+
+    path, config = resolve_checkpoint(name_or_path or DEFAULT_MODEL)
+    model = build_seem(replace(config, candidate_scorer_hidden=0))
+    state = to_seem_state_dict(read_checkpoint(path))
+    load_state_dict_strict(model, {k: v for k, v in state.items() if not k.startswith("candidate_scorer.")})
+    return model.eval()
+
+
+def _description(name_or_path: str | None) -> str:
+    """The output's metadata ``source``: the input's own source (or its name) + the scorer."""
+    from seem.checkpoint import read_safetensors_metadata
+    from seem.hub import DEFAULT_MODEL, resolve_checkpoint
+
+    path, _ = resolve_checkpoint(name_or_path or DEFAULT_MODEL)
+    base = (read_safetensors_metadata(path).get("source") if path.suffix == ".safetensors" else None) or path.name
+    base = base.split(" + candidate scorer")[0]  # a re-fitted scorer replaces the input's
+    return f"{base} + candidate scorer (python -m seem.train.candidate_scorer)"
+
+
 def main(argv=None) -> int:
-    from seem import SeemPredictor, from_pretrained
+    from seem import SeemPredictor
     from seem.checkpoint import save_safetensors
+    from seem.configs import SPATIAL_QUERY_MODES
     from seem.data.real_sets import load_set
     from seem.train.export import export_checkpoint
 
@@ -126,13 +154,17 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default="../shared/datasets")
     ap.add_argument("--photos", type=int, default=ScorerTrainConfig.photos_per_set, help="training photos per set")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--spatial-queries", choices=SPATIAL_QUERY_MODES, default=None,
+                    help="the candidates to rank (InferenceConfig.spatial_queries; default: the model's)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     config = ScorerTrainConfig(photos_per_set=args.photos)
-    model = from_pretrained(args.model) if args.model else from_pretrained()
+    model = model_without_scorer(args.model)
+    if args.spatial_queries:
+        model.config = replace(model.config, inference=replace(model.config.inference, spatial_queries=args.spatial_queries))
     if not model.config.inference.click_fit:
         ap.error("the scorer ranks click-fitted candidates: the model's InferenceConfig.click_fit must be on")
-    model.candidate_scorer = None  # the data are collected without one (Eq. 5 continues the protocol)
+    # the data are collected without a scorer (Eq. 5 continues the protocol)
     predictor = SeemPredictor(model, vocabulary_cache_dir=None)
     t0 = time.perf_counter()
     groups = []
@@ -153,7 +185,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         full = Path(tmp) / "model.safetensors"
         save_safetensors(model.state_dict(), full, config=model.config)
-        export_checkpoint(full, args.target, config=model.config)
+        export_checkpoint(full, args.target, config=model.config, description=_description(args.model))
     print(f"wrote {args.target}")
     return 0
 

@@ -54,12 +54,13 @@ def average_states(states: list[dict[str, torch.Tensor]], weights: list[float] |
 
 
 def export_checkpoint(source: str | Path | list[str | Path], target: str | Path, variant: str = "seem_tiny",
-                      shard_mib: float | None = None, config=None, weights: list[float] | None = None) -> Path:
+                      shard_mib: float | None = None, config=None, weights: list[float] | None = None,
+                      description: str | None = None) -> Path:
     """Read ``source`` (a training ``model.safetensors`` or ``last.pt``, or a shard folder / index; a list of
     them is averaged, with ``weights``, see :func:`average_states`), write ``target`` (a file, or with ``shard_mib`` a folder of
     shards and its index); returns the file or index. The metadata's config is ``config`` (default: the
     registry's ``variant``, today's inference settings included) with the mask position features the weights
-    carry."""
+    carry; the metadata's ``source`` is ``description`` (default: the source files' names)."""
     from seem.checkpoint import read_checkpoint, save_safetensors
     from seem.registry import get_variant
     from seem.train.shards import INDEX, read_shards, write_shards
@@ -76,7 +77,8 @@ def export_checkpoint(source: str | Path | list[str | Path], target: str | Path,
         if v.is_floating_point() and v.numel() > SMALL:
             v = v.to(torch.float16)
         out[k] = v.contiguous()
-    meta = {"format": "seem", "variant": variant, "source": " + ".join(f"{s.parent.name}/{s.name}" for s in sources)}
+    meta = {"format": "seem", "variant": variant,
+            "source": description or " + ".join(f"{s.parent.name}/{s.name}" for s in sources)}
     config = _grown_config(config or get_variant(variant).config, out)
     if shard_mib is not None:
         return write_shards(out, target, shard_mib, meta, config=config)[-1]
