@@ -45,6 +45,17 @@ def test_features_of_known_masks():
     torch.testing.assert_close(f[:, 16], torch.tensor([0.0, 1.0]))  # area rank
 
 
+def test_area_rank_ties_share_a_rank_whatever_the_order():
+    from seem.candidates import consensus_features
+
+    inside = torch.tensor([[1.0, 1, 0, 0], [1, 1, 1, 0], [0, 0, 1, 1], [0, 0, 0, 0]])  # areas 2, 3, 2, 0
+    prob, match, obj = inside * 0.8 + 0.1, torch.tensor([0.0, 1, 2, 3]), torch.zeros(4, dtype=torch.long)
+    rank = consensus_features(inside, prob, match, obj, 1)[:, 3]
+    torch.testing.assert_close(rank, torch.tensor([1 / 3, 1.0, 1 / 3, 0.0]))
+    flipped = consensus_features(inside.flip(0), prob.flip(0), match.flip(0), obj, 1)[:, 3]
+    torch.testing.assert_close(flipped, rank.flip(0))
+
+
 def test_consensus_features_are_per_object():
     """Two objects' candidates decoded together get the features each would get alone."""
     g = torch.Generator().manual_seed(0)
@@ -145,6 +156,21 @@ def test_predictor_returns_the_scorers_choice_and_eq5_without_it():
         torch.testing.assert_close(box.logits_lowres, p.predict(boxes=[[150, 100, 330, 360]]).logits_lowres)
     finally:
         model.candidate_scorer, model.config = keep_scorer, keep_config
+
+
+def test_spatial_queries_keyword_overrides_the_model_setting():
+    p = _bundled()
+    model, keep = p.model, p.model.config
+    click = dict(points=[[230, 220]], point_labels=[1], candidate_scorer=False)
+    try:
+        sampled = p.predict(**click, spatial_queries="sampled").logits_lowres
+        assert not torch.equal(sampled, p.predict(**click).logits_lowres)  # 3 candidates vs 24: another pick
+        model.config = dataclasses.replace(keep, inference=dataclasses.replace(keep.inference, spatial_queries="sampled"))
+        torch.testing.assert_close(p.predict(**click).logits_lowres, sampled)
+    finally:
+        model.config = keep
+    with pytest.raises(PromptError, match="spatial_queries"):
+        p.predict(**click, spatial_queries="every")
 
 
 def test_click_candidates_refuses_other_prompts():
@@ -269,8 +295,9 @@ def test_scorer_trainer_loads_a_checkpoint_whose_scorer_reads_other_features(tmp
         state["candidate_scorer." + key] = state["candidate_scorer." + key][:13].clone()
     path = tmp_path / "old.safetensors"
     save_safetensors(state, path, read_safetensors_metadata(bundled), config=_config_of_local(bundled))
-    with pytest.raises(CheckpointError, match=r"candidate_scorer.fc1.weight: checkpoint \[32, 13\]"):
+    with pytest.raises(CheckpointError, match=r"candidate_scorer.fc1.weight: checkpoint \[32, 13\]") as err:
         from_pretrained(str(path))
+    assert "python -m seem.train.candidate_scorer" in str(err.value)
     model = model_without_scorer(str(path))
     assert model.candidate_scorer is None and dc.replace(model.config, candidate_scorer_hidden=32) == \
         dc.replace(from_pretrained(str(bundled)).config)

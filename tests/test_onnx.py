@@ -136,3 +136,23 @@ def test_export_cli_writes_files(tmp_path, capsys):
     fit = json.loads(meta["seem.click_fit"])
     assert meta["seem.prompt_connected_masks"] == "1" and fit["margin"] == 2.0 and fit["logit_weight"] == 0.5
     assert meta["seem.size_divisibility"] == "32" and "person" in meta["seem.vocabulary"]
+
+
+def test_spatial_query_indices_follow_the_decoder():
+    """The decoder file's spatial queries are the predictor's: the seeded draw for v1 "sampled", every object
+    query for "all" and for a v0 decoder (which always copies them all)."""
+    import dataclasses as dc
+
+    from seem.modeling.visual_sampler import RandomSampler
+    from seem.onnx.export import spatial_query_indices
+    from seem.registry import get_variant
+
+    v1 = get_variant("seem_focalt_v1").config
+    n, q = v1.decoder.num_queries, v1.decoder.query_number
+    assert torch.equal(spatial_query_indices(v1, 3), RandomSampler(3).sample_query_indices(n, q))
+    every = dc.replace(v1, inference=dc.replace(v1.inference, spatial_queries="all"))
+    assert spatial_query_indices(every).tolist() == list(range(n))
+    v0 = get_variant("seem_focalt_v0").config
+    assert v0.decoder.version == "v0" and v0.inference.spatial_queries == "sampled"
+    assert spatial_query_indices(v0).tolist() == list(range(v0.decoder.num_queries))
+    assert spatial_query_indices(get_variant("seem_tiny").config).tolist() == list(range(24))

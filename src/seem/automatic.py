@@ -209,12 +209,14 @@ def _point_candidates(predictor: SeemPredictor, batch: np.ndarray, cfg: Everythi
     click fit (a point on nothing, e.g. a blank image, stays without a mask rather than being fitted a blob)."""
     # grid points keep Eq. 5: the candidate scorer learned what a user's click on an object means (with it, the
     # click-fitted grid covered 1 of the VOC photo's 19 instances instead of 3)
-    pred = predictor.predict(points=batch[:, None, :], click_fit=False, candidate_scorer=False)
+    # grid points keep Eq. 5 over the official 3 spatial queries: 24 per point doubled the time, same coverage
+    pred = predictor.predict(points=batch[:, None, :], click_fit=False, candidate_scorer=False, spatial_queries="sampled")
     missed = _missed_points(pred.masks, batch) if cfg.click_fit and predictor.model.config.inference.click_fit \
         else np.zeros(len(batch), dtype=bool)
     _add_points(predictor, pred, None if not missed.any() else ~missed, batch, cfg, out)
     if missed.any():
-        refit = predictor.predict(points=batch[missed][:, None, :], click_fit=True, candidate_scorer=False)
+        refit = predictor.predict(points=batch[missed][:, None, :], click_fit=True, candidate_scorer=False,
+                                  spatial_queries="sampled")
         _add_points(predictor, refit, None, batch[missed], cfg, out)
 
 

@@ -104,9 +104,10 @@ def candidate_features(logits: Tensor, mask_embed: Tensor, positive_mean: Tensor
 def consensus_features(inside: Tensor, prob: Tensor, match: Tensor, query_object: Tensor, num_objects: int) -> Tensor:
     """``(N, 4)`` how each candidate agrees with its object's other candidates: mean mask IoU with them, IoU with
     the object's Eq. 5 candidate (the first of the best ``match``), soft IoU (sum of minima over sum of maxima)
-    of its probabilities with the object's mean probability map, and its area's rank among them in [0, 1] (0:
-    the smallest). ``inside`` ``(N, P)`` float 1 where the logit is > 0, ``prob`` ``(N, P)`` the probabilities,
-    both over the valid cells; an object with one candidate gets IoU 1 with itself and rank 0."""
+    of its probabilities with the object's mean probability map, and its area's rank among them in [0, 1] (the
+    share of the others with a smaller area: equal areas share a rank). ``inside`` ``(N, P)`` float 1 where the
+    logit is > 0, ``prob`` ``(N, P)`` the probabilities, both over the valid cells; an object with one candidate
+    gets IoU 1 with itself and rank 0."""
     rows = []
     for k in range(num_objects):
         idx = None if num_objects == 1 else (query_object == k).nonzero()[:, 0]
@@ -123,7 +124,7 @@ def consensus_features(inside: Tensor, prob: Tensor, match: Tensor, query_object
             (iou.sum(1) - 1) / (c - 1) if c > 1 else torch.ones(1, device=b.device),
             iou[int(m.argmax())],
             torch.minimum(p, centre).sum(1) / torch.maximum(p, centre).sum(1).clamp(min=1e-6),
-            area.argsort().argsort().float() / max(c - 1, 1),
+            (area[None] < area[:, None]).sum(1).float() / max(c - 1, 1),  # ties share the lower rank
         ], 1))
     out = torch.cat(rows) if rows else inside.new_zeros(0, 4)
     if num_objects > 1:  # back to the candidates' order

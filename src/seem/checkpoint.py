@@ -146,6 +146,10 @@ def _variant_hint(model_shapes: dict, ckpt_shapes: dict) -> str:
             "Hint: the checkpoint uses official SEEM key names; convert it first with "
             "seem.checkpoint.convert_official_state_dict() (load_pretrained_weights() does this)."
         )
+    key = "candidate_scorer.feature_mean"
+    if key in ckpt_shapes and key in model_shapes and ckpt_shapes[key] != model_shapes[key]:
+        return ("Hint: the checkpoint's candidate scorer reads another number of features (an older seem.candidates); "
+                "fit a new one with python -m seem.train.candidate_scorer --model CHECKPOINT OUT.")
     have, want = describe_shapes(ckpt_shapes), describe_shapes(model_shapes)
     diff = [k for k in have if k in want and have[k] != want[k]]
     if not diff:

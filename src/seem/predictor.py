@@ -18,6 +18,7 @@ from torch import Tensor
 
 from seem.automatic import EverythingConfig
 from seem.candidates import Candidates, clicks_only, pick, spatial_candidates
+from seem.configs import SPATIAL_QUERY_MODES
 from seem.errors import ImageError, PromptError
 from seem.everything import segment_everything
 from seem.find import FindConfig, find_instances, instances_prediction
@@ -249,7 +250,8 @@ class SeemPredictor:
                 boxes=None, scribbles=None, polygons=None, masks=None, reference: ReferencePrompt | None = None,
                 memory: Prediction | Tensor | None = None, joint_prompts: bool = True, *,
                 text: str | Sequence[str] | None = None, all_instances: bool = False,
-                click_fit: bool | None = None, candidate_scorer: bool | None = None) -> Prediction:
+                click_fit: bool | None = None, candidate_scorer: bool | None = None,
+                spatial_queries: str | None = None) -> Prediction:
         """Segment the current image from any mix of prompts: ``predict(Prompts(...))``, or the same fields as
         keywords (``predict(points=..., text=...)`` builds the :class:`Prompts` and takes the same path).
 
@@ -277,6 +279,8 @@ class SeemPredictor:
             candidate_scorer: in a click-fitted round of clicks alone without ``memory``, pick each object's spatial query by the
                 model's learned candidate scorer (:mod:`seem.candidates`) rather than Eq. 5; None: the model's
                 ``InferenceConfig.candidate_scorer``; no effect for a model without one (the official ones).
+            spatial_queries: ``"sampled"`` or ``"all"`` object queries as each visual object's candidates (see
+                ``InferenceConfig.spatial_queries``); None: the model's (``"all"`` for ``seem_tiny``).
 
         Returns:
             :class:`Prediction` with one mask per object, ``(K, H, W)`` bool at the original size (visual objects
@@ -288,7 +292,7 @@ class SeemPredictor:
             PromptError: no prompt, malformed or out-of-image prompts (naming the field), a text longer than
                 77 tokens, a bad ``memory``, a :class:`Prompts` together with prompt keywords.
             PromptTypeError (a PromptError and a TypeError): ``all_instances``, ``click_fit`` or
-                ``candidate_scorer`` not a bool.
+                ``candidate_scorer`` not a bool. PromptError: ``spatial_queries`` not one of the two modes.
             ImageError: no image set.
         """
         fields = dict(points=points, point_labels=point_labels, boxes=boxes, scribbles=scribbles,
@@ -304,8 +308,11 @@ class SeemPredictor:
             if prompts.has_visual or memory is not None or not prompts.text or len(prompts.text) != 1:
                 raise PromptError("all_instances=True takes exactly one text phrase alone; find([...]) several")
             return instances_prediction(self, prompts.text[0])
+        if spatial_queries is not None and spatial_queries not in SPATIAL_QUERY_MODES:
+            raise PromptError(f"spatial_queries must be one of {SPATIAL_QUERY_MODES}, got {spatial_queries!r}")
         return self._predict(prompts, memory, joint_prompts, None if click_fit is None else checks.flag(click_fit, "click_fit"),
-                             None if candidate_scorer is None else checks.flag(candidate_scorer, "candidate_scorer"))
+                             None if candidate_scorer is None else checks.flag(candidate_scorer, "candidate_scorer"),
+                             spatial_queries)
 
     @torch.inference_mode()
     def click_candidates(self, prompts: Prompts, memory: Prediction | Tensor | None = None) -> Candidates:
@@ -322,9 +329,9 @@ class SeemPredictor:
                                   inference, inference.click_fit)
 
     def _predict(self, prompts: Prompts, memory, joint_prompts: bool, click_fit: bool | None = None,
-                 candidate_scorer: bool | None = None) -> Prediction:
+                 candidate_scorer: bool | None = None, spatial_queries: str | None = None) -> Prediction:
         frame, feats = self._require_image()
-        run = decode_round(self, prompts, memory, joint_prompts)
+        run = decode_round(self, prompts, memory, joint_prompts, spatial_queries)
         out, positive, text_prompt, visual = run.out, run.positive, run.text, run.out.visual
         last, inference = out.last, self.model.config.inference
         fit = visual is not None and prompts.points is not None and (inference.click_fit if click_fit is None else click_fit)

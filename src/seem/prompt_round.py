@@ -29,8 +29,9 @@ class RoundPass:
     text: TextPrompt | None
 
 
-def decode_round(predictor, prompts: Prompts, memory, joint_prompts: bool) -> RoundPass:
-    """The decoder pass of one round of ``prompts`` (+ the previous round's ``memory``) on the predictor's image.
+def decode_round(predictor, prompts: Prompts, memory, joint_prompts: bool, spatial_queries: str | None = None) -> RoundPass:
+    """The decoder pass of one round of ``prompts`` (+ the previous round's ``memory``) on the predictor's image;
+    ``spatial_queries`` overrides the model's ``InferenceConfig.spatial_queries``.
 
     Raises:
         PromptError: no prompt; several visual objects for a v0 model; a bad ``memory``
@@ -50,7 +51,7 @@ def decode_round(predictor, prompts: Prompts, memory, joint_prompts: bool) -> Ro
     with predictor.autocast(decoder=True):
         out = model.decode(feats, visual=visual, text=text, memory_mask=memory_mask, sampler=sampler,
                            joint_prompts=joint_prompts, object_queries=False, intermediate=False, final_masks=False,
-                           all_spatial_queries=predictor.model.config.inference.spatial_queries == "all")
+                           all_spatial_queries=(spatial_queries or predictor.model.config.inference.spatial_queries) == "all")
     return RoundPass(out, positive, text)
 
 

@@ -43,7 +43,7 @@ def _metadata(model: Seem, vocabulary: tuple[str, ...], seed: int) -> dict[str, 
     return {"seem.vocabulary": json.dumps(list(vocabulary)), "seem.pixel_mean": json.dumps(list(c.pixel_mean)),
             "seem.pixel_std": json.dumps(list(c.pixel_std)), "seem.size_divisibility": str(c.size_divisibility),
             "seem.shorter_side": str(c.test_shorter_side), "seem.max_size": str(c.test_max_size),
-            "seem.seed": str(seed),
+            "seem.seed": str(seed), "seem.spatial_queries": json.dumps(spatial_query_indices(c, seed).tolist()),
             "seem.prompt_connected_masks": str(int(c.inference.prompt_connected_masks)),
             "seem.click_fit": json.dumps({"margin": c.inference.click_fit_margin, "prior": c.inference.click_fit_prior,
                                           "max_iter": c.inference.click_fit_iters,
@@ -69,6 +69,19 @@ def _check_out_dir(out_dir: Path) -> None:
         raise SeemError(f"cannot write to the output directory {out_dir}: {exc.strerror or exc}") from None
 
 
+def spatial_query_indices(config, seed: int = 0) -> torch.Tensor:
+    """``(Ns,)`` int64 the object queries a one-object click round copies into its spatial queries, as the
+    predictor's decoder does (:meth:`seem.modeling.decoder.SeemDecoder.assemble_queries`): all of them for a v0
+    decoder or ``InferenceConfig.spatial_queries == "all"``, else ``query_number`` drawn by a sampler seeded with
+    ``seed`` (the predictor's default seed: the same draw)."""
+    from seem.modeling.visual_sampler import RandomSampler
+
+    d = config.decoder
+    if d.version != "v1" or config.inference.spatial_queries == "all":
+        return torch.arange(d.num_queries)
+    return RandomSampler(seed).sample_query_indices(d.num_queries, d.query_number)
+
+
 def export_onnx(model: Seem, out_dir: str | Path, *, int8: bool = True, seed: int = 0,
                 vocabulary: tuple[str, ...] | None = None) -> OnnxFiles:
     """Write ``encoder.onnx`` and ``decoder.onnx`` (and ``decoder.int8.onnx``) for ``model`` into ``out_dir``.
@@ -89,7 +102,6 @@ def export_onnx(model: Seem, out_dir: str | Path, *, int8: bool = True, seed: in
         MissingDependencyError: onnx / onnxruntime not installed. SeemError: ``out_dir`` not writable.
     """
     require("onnx", "onnx")
-    from seem.modeling.visual_sampler import RandomSampler
     from seem.predictor import SeemPredictor
 
     out = Path(out_dir)
@@ -98,10 +110,7 @@ def export_onnx(model: Seem, out_dir: str | Path, *, int8: bool = True, seed: in
     pred = SeemPredictor(model, vocabulary, vocabulary_cache_dir=None, seed=seed)
     names = tuple(pred.vocabulary)
     cfg = model.config.decoder
-    if model.config.inference.spatial_queries == "all":  # every object query a candidate, as the predictor
-        query_indices = torch.arange(cfg.num_queries)
-    else:
-        query_indices = RandomSampler(seed).sample_query_indices(cfg.num_queries, cfg.query_number)
+    query_indices = spatial_query_indices(model.config, seed)
     with torch.inference_mode():
         emb = pred.vocabularies.get(names + ("background",)).float()
     cache_names = cache_output_names(cfg.num_layers, cfg.num_feature_levels)
