@@ -132,7 +132,7 @@ SEEM_TINY = SeemConfig(
     # click_fit: the newest click disagreed with the mask in 77 % of GrabCut rounds 2..20; NoC@90 9.8 -> 5.9
     # click_fit_logit_weight 0.5: held-out photos' mIoU@1 / @5 37.9 / 60.1 -> 40.3 / 65.6 (0.25-0.75 about equal;
     # benchmarks/eval_heldout_clicks.py); spatial_queries "all": 24 candidates per click instead of 3 (with the
-    # candidate scorer, held-out whole objects' first click 53.2 -> see README's model card)
+    # re-fitted candidate scorer, held-out whole objects' first click 53.2 -> 58.6 %, --whole-objects)
     inference=InferenceConfig(object_mask_threshold=0.4, overlap_threshold=0.8, detections_per_image=50,
                               prompt_connected_masks=True, click_fit=True, click_fit_logit_weight=0.5,
                               spatial_queries="all"),
