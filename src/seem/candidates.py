@@ -10,8 +10,9 @@ Like SAM's IoU prediction head, the :class:`CandidateScorer` ranks the candidate
 return: it reads 17 numbers per candidate (:func:`candidate_features`: area, stability and confidence of its
 final low-resolution mask, the same minus the object's candidate mean, the Eq. 5 match, the click counts, the
 embedding norm and its agreement with the object's other candidates) and the highest score wins. Not in the
-official code: official checkpoints have none and keep Eq. 5. The predictor uses it for click-fitted rounds of clicks alone without a memory prompt
-(``InferenceConfig.candidate_scorer``); an empty candidate mask never wins over a non-empty one (:func:`pick`).
+official code: official checkpoints have none and keep Eq. 5. The predictor uses it for click-fitted rounds of
+clicks alone without a memory prompt (``InferenceConfig.candidate_scorer``); an empty candidate mask never wins
+over a non-empty one (:func:`pick`).
 
 The features are read from each candidate's *final* mask (after the click fit and the prompt-connected
 masks, as the predictor returns it), so all candidates of an object go through that post-processing in one
