@@ -31,6 +31,12 @@ from torch import Tensor, nn
 NUM_FEATURES = 17
 
 
+def without_scorer(state: dict) -> dict:
+    """``state`` without the ``candidate_scorer.`` keys: for a model built without a scorer (training, a re-fit),
+    since a scorer is fitted to the candidates of the weights it came with."""
+    return {k: v for k, v in state.items() if not k.startswith("candidate_scorer.")}
+
+
 class CandidateScorer(nn.Module):
     """``(N, 17)`` candidate features -> ``(N,)`` scores (higher: the better mask); a 2-layer MLP on standardised
     features. Keys: ``candidate_scorer.feature_mean`` / ``feature_std`` ``(17,)``, ``fc1`` ``(hidden, 17)``,
@@ -109,10 +115,10 @@ def consensus_features(inside: Tensor, prob: Tensor, match: Tensor, query_object
     share of the others with a smaller area: equal areas share a rank). ``inside`` ``(N, P)`` float 1 where the
     logit is > 0, ``prob`` ``(N, P)`` the probabilities, both over the valid cells; an object with one candidate
     gets IoU 1 with itself and rank 0."""
+    groups = [(query_object == k).nonzero()[:, 0] for k in range(num_objects)] if num_objects > 1 else []
+    parts = [(inside[i], prob[i], match[i]) for i in groups] if groups else [(inside, prob, match)]  # one: no copies
     rows = []
-    for k in range(num_objects):
-        idx = None if num_objects == 1 else (query_object == k).nonzero()[:, 0]
-        b, p, m = (inside, prob, match) if idx is None else (inside[idx], prob[idx], match[idx])
+    for b, p, m in parts:
         c = b.shape[0]
         if not c:
             continue
@@ -129,8 +135,7 @@ def consensus_features(inside: Tensor, prob: Tensor, match: Tensor, query_object
         ], 1))
     out = torch.cat(rows) if rows else inside.new_zeros(0, 4)
     if num_objects > 1:  # back to the candidates' order
-        order = torch.cat([(query_object == k).nonzero()[:, 0] for k in range(num_objects)])
-        out = out.new_zeros(out.shape).index_copy_(0, order, out)
+        out = out.new_zeros(out.shape).index_copy_(0, torch.cat(groups), out)
     return out
 
 

@@ -120,13 +120,14 @@ def model_without_scorer(name_or_path: str | None):
     """The model of ``name_or_path`` (default: the bundled one) built and loaded without its candidate scorer, whose
     keys are dropped: the scorer to fit replaces it (and an older scorer may read other features)."""
     from seem.build import build_seem
+    from seem.candidates import without_scorer
     from seem.checkpoint import load_state_dict_strict, read_checkpoint, to_seem_state_dict
     from seem.hub import DEFAULT_MODEL, resolve_checkpoint
 
     path, config = resolve_checkpoint(name_or_path or DEFAULT_MODEL)
     model = build_seem(replace(config, candidate_scorer_hidden=0))
     state = to_seem_state_dict(read_checkpoint(path))
-    load_state_dict_strict(model, {k: v for k, v in state.items() if not k.startswith("candidate_scorer.")})
+    load_state_dict_strict(model, without_scorer(state))
     return model.eval()
 
 

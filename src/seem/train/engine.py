@@ -70,11 +70,12 @@ def average_gradients(params: list[torch.Tensor], world: int) -> None:
 def _load_init(model: Seem, path: str) -> None:
     """Load ``path`` strictly, except that zero-initialised position projections (``mask_position``) the
     checkpoint predates keep their zeros: the grown model computes what the checkpoint's model computed."""
+    from seem.candidates import without_scorer
     from seem.checkpoint import load_state_dict_strict, read_checkpoint, to_seem_state_dict
     from seem.hub import resolve_weights
 
     state = to_seem_state_dict(read_checkpoint(resolve_weights(path)))
-    state = {k: v for k, v in state.items() if not k.startswith("candidate_scorer.")}  # see build_model
+    state = without_scorer(state)  # see build_model
     load_state_dict_strict(model, with_zero_position(state, model.state_dict()))
 
 
