@@ -98,9 +98,10 @@ def test_training_grows_a_checkpoint_and_export_records_the_frequencies(tmp_path
     assert weight.shape == (32, 12) and torch.count_nonzero(weight) == 0
     groups = [g for g in trainer.optimizer.param_groups if any(p is weight for p in g["params"])]
     assert len(groups) == 1 and groups[0]["initial_lr"] == pytest.approx(10 * config.lr)
-    assert trainer.model.candidate_scorer is None  # training drops the init's scorer (seem.train.engine.build_model)
+    # training drops the init's scorers (seem.train.engine.build_model)
+    assert trainer.model.candidate_scorer is None and trainer.model.grounding_scorer is None
     for key, value in base.state_dict().items():  # everything else is the checkpoint's
-        if key.startswith("candidate_scorer."):
+        if key.startswith(("candidate_scorer.", "grounding_scorer.")):
             continue
         assert torch.equal(trainer.model.state_dict()[key], value), key
     trainer.run()

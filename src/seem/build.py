@@ -72,9 +72,10 @@ def check_config(config: SeemConfig) -> None:
         raise ConfigError(
             f"pixel decoder '{c.pixel_decoder.name}' is not implemented (supported: {', '.join(PIXEL_DECODERS)})"
         )
-    hidden = c.candidate_scorer_hidden
-    if not isinstance(hidden, int) or isinstance(hidden, bool) or not 0 <= hidden <= 1024:
-        raise ConfigError(f"candidate_scorer_hidden must be an integer in 0..1024, got {hidden!r}")
+    for name in ("candidate_scorer_hidden", "grounding_scorer_hidden"):
+        hidden = getattr(c, name)
+        if not isinstance(hidden, int) or isinstance(hidden, bool) or not 0 <= hidden <= 1024:
+            raise ConfigError(f"{name} must be an integer in 0..1024, got {hidden!r}")
     f = c.pixel_decoder.mask_position_frequencies
     if not isinstance(f, int) or isinstance(f, bool) or not 0 <= f <= 16:
         raise ConfigError(f"pixel_decoder mask_position_frequencies must be an integer in 0..16, got {f!r}")
@@ -98,6 +99,7 @@ def build_seem(config: SeemConfig) -> Seem:
             (:func:`check_config`).
     """
     from seem.candidates import CandidateScorer
+    from seem.grounding_choice import GROUNDING_FEATURES
     from seem.modeling.decoder import SeemDecoder
     from seem.modeling.language.text_encoder import TextEncoder
     from seem.modeling.language.tokenizer import ClipTokenizer
@@ -111,5 +113,7 @@ def build_seem(config: SeemConfig) -> Seem:
         tokenizer=ClipTokenizer(),
         config=config,
         candidate_scorer=CandidateScorer(config.candidate_scorer_hidden) if config.candidate_scorer_hidden else None,
+        grounding_scorer=CandidateScorer(config.grounding_scorer_hidden, GROUNDING_FEATURES, "grounding scorer")
+        if config.grounding_scorer_hidden else None,
     )
     return model.eval()

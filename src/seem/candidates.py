@@ -31,27 +31,35 @@ from torch import Tensor, nn
 NUM_FEATURES = 17
 
 
-def without_scorer(state: dict) -> dict:
-    """``state`` without the ``candidate_scorer.`` keys: for a model built without a scorer (training, a re-fit),
-    since a scorer is fitted to the candidates of the weights it came with."""
-    return {k: v for k, v in state.items() if not k.startswith("candidate_scorer.")}
+SCORER_PREFIXES = ("candidate_scorer.", "grounding_scorer.")
+
+
+def without_scorer(state: dict, prefixes: tuple[str, ...] = SCORER_PREFIXES) -> dict:
+    """``state`` without the keys of the learned scorers under ``prefixes`` (default: the candidate scorer and the
+    grounding scorer, :mod:`seem.grounding_choice`): for a model built without them (training, a re-fit), since
+    a scorer is fitted to the candidates of the weights it came with."""
+    return {k: v for k, v in state.items() if not k.startswith(prefixes)}
 
 
 class CandidateScorer(nn.Module):
-    """``(N, 17)`` candidate features -> ``(N,)`` scores (higher: the better mask); a 2-layer MLP on standardised
-    features. Keys: ``candidate_scorer.feature_mean`` / ``feature_std`` ``(17,)``, ``fc1`` ``(hidden, 17)``,
-    ``fc2`` ``(1, hidden)``."""
+    """``(N, F)`` candidate features -> ``(N,)`` scores (higher: the better mask); a 2-layer MLP on standardised
+    features. ``F`` = ``num_features``: 17 for a click's spatial-query candidates (:func:`candidate_features`),
+    15 for a text prompt's grounding queries (:mod:`seem.grounding_choice`). Keys (under ``candidate_scorer.`` or
+    ``grounding_scorer.``): ``feature_mean`` / ``feature_std`` ``(F,)``, ``fc1`` ``(hidden, F)``, ``fc2``
+    ``(1, hidden)``."""
 
     feature_mean: Tensor
     feature_std: Tensor
 
-    def __init__(self, hidden: int) -> None:
+    def __init__(self, hidden: int, num_features: int = NUM_FEATURES, name: str = "candidate scorer") -> None:
         super().__init__()
-        if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
-            raise ValueError(f"candidate scorer hidden width must be a positive integer, got {hidden!r}")
-        self.register_buffer("feature_mean", torch.zeros(NUM_FEATURES))
-        self.register_buffer("feature_std", torch.ones(NUM_FEATURES))
-        self.fc1 = nn.Linear(NUM_FEATURES, hidden)
+        self.name = name  # for load errors
+        for name, v in (("hidden width", hidden), ("feature count", num_features)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"candidate scorer {name} must be a positive integer, got {v!r}")
+        self.register_buffer("feature_mean", torch.zeros(num_features))
+        self.register_buffer("feature_std", torch.ones(num_features))
+        self.fc1 = nn.Linear(num_features, hidden)
         self.fc2 = nn.Linear(hidden, 1)
         self.register_load_state_dict_post_hook(_check_loaded)
 
@@ -66,9 +74,9 @@ def _check_loaded(module: CandidateScorer, incompatible) -> None:
 
     bad = [name for name, t in module.state_dict().items() if not bool(torch.isfinite(t).all())]
     if bad:
-        raise CheckpointError(f"candidate scorer: non-finite values in {', '.join(bad)}")
+        raise CheckpointError(f"{module.name}: non-finite values in {', '.join(bad)}")
     if not bool((module.feature_std > 0).all()):
-        raise CheckpointError("candidate scorer: feature_std must be > 0 everywhere")
+        raise CheckpointError(f"{module.name}: feature_std must be > 0 everywhere")
 
 
 def candidate_features(logits: Tensor, mask_embed: Tensor, positive_mean: Tensor, query_object: Tensor,
@@ -88,15 +96,7 @@ def candidate_features(logits: Tensor, mask_embed: Tensor, positive_mean: Tensor
     the match / 100; (clicks - 1) / 4 capped at 1; negative clicks / 4; the embedding norm / 100; then how the
     candidate agrees with the object's other candidates (:func:`consensus_features`).
     """
-    lo = logits[:, : valid_size[0], : valid_size[1]].float().flatten(1)
-    inside, prob = (lo > 0).float(), torch.sigmoid(lo)
-    n_in = inside.sum(1)
-    stats = torch.stack([
-        n_in / max(lo.shape[1], 1),
-        torch.count_nonzero(lo > 1, dim=1) / torch.count_nonzero(lo > -1, dim=1).clamp(min=1),
-        (prob * inside).sum(1) / n_in.clamp(min=1),
-        lo.abs().mean(1),
-    ], 1)
+    stats, inside, prob = mask_statistics(logits, valid_size)
     k = positive_mean.shape[0]
     count = torch.bincount(query_object, minlength=k).clamp(min=1).to(stats)
     mean = torch.zeros(k, 4, dtype=stats.dtype, device=stats.device).index_add_(0, query_object, stats) / count[:, None]
@@ -106,6 +106,23 @@ def candidate_features(logits: Tensor, mask_embed: Tensor, positive_mean: Tensor
             ((num_clicks.to(stats) - 1) / 4).clamp(max=1)[query_object, None], (num_negative.to(stats) / 4)[query_object, None],
             mask_embed.float().norm(dim=1, keepdim=True) / 100, consensus_features(inside, prob, match, query_object, k)]
     return torch.cat(rows, 1)
+
+
+def mask_statistics(logits: Tensor, valid_size: tuple[int, int]) -> tuple[Tensor, Tensor, Tensor]:
+    """``(N, h, w)`` candidate mask logits -> (``(N, 4)`` statistics: fraction of the valid cells with logit > 0,
+    stability (cells > 1 over cells > -1), mean probability inside, mean |logit|; ``inside`` ``(N, P)`` float 1
+    where the logit is > 0; ``prob`` ``(N, P)`` sigmoid), over the ``valid_size`` ``(h', w')`` cells that cover
+    the resized image."""
+    lo = logits[:, : valid_size[0], : valid_size[1]].float().flatten(1)
+    inside, prob = (lo > 0).float(), torch.sigmoid(lo)
+    n_in = inside.sum(1)
+    stats = torch.stack([
+        n_in / max(lo.shape[1], 1),
+        torch.count_nonzero(lo > 1, dim=1) / torch.count_nonzero(lo > -1, dim=1).clamp(min=1),
+        (prob * inside).sum(1) / n_in.clamp(min=1),
+        lo.abs().mean(1),
+    ], 1)
+    return stats, inside, prob
 
 
 def consensus_features(inside: Tensor, prob: Tensor, match: Tensor, query_object: Tensor, num_objects: int) -> Tensor:
@@ -223,7 +240,7 @@ def spatial_candidates(out, features, decoder, prompts, frame, positive: Tensor 
         labels = torch.from_numpy(np.array(prompts.point_labels))
         clicks[: labels.shape[0]] = labels.shape[1]
         negative[: labels.shape[0]] = (labels == 0).sum(1).float()
-    valid = (math.ceil(frame.resized_size[0] / 4), math.ceil(frame.resized_size[1] / 4))
+    valid = frame.lowres_valid_size
     feats = candidate_features(logits, raw[0], out.visual.positive_mean[0], objects.to(logits.device), valid,
                                clicks.to(logits.device), negative.to(logits.device))
     return Candidates(torch.arange(s, e, device=raw.device), objects, logits, support, feats)

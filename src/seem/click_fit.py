@@ -32,7 +32,6 @@ official code: ``InferenceConfig.click_fit`` is on for ``seem_tiny`` only.
 
 from __future__ import annotations
 
-import math
 import threading
 import weakref
 from collections import OrderedDict
@@ -205,7 +204,7 @@ def prior_metric(mask_features: Tensor, frame: ImageFrame, logit_weight: float) 
     """
     if not 0.0 <= logit_weight <= 1.0:
         raise ValueError(f"click fit logit weight must lie in [0, 1], got {logit_weight}")
-    h, w = math.ceil(frame.resized_size[0] / 4), math.ceil(frame.resized_size[1] / 4)
+    h, w = frame.lowres_valid_size
     key = (h, w, float(logit_weight))  # image features are never changed in place (inference tensors)
     with _METRICS_LOCK:
         hit = _METRICS.get(id(mask_features))

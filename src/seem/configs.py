@@ -252,6 +252,9 @@ class InferenceConfig:
     # seem.candidates) instead of Eq. 5's mask-embedding match; later rounds, clicks without the fit, text,
     # boxes, strokes, masks and references keep Eq. 5
     candidate_scorer: bool = True
+    # a text prompt alone: choose its grounding query by the model's learned grounding scorer when it has one
+    # (SeemConfig.grounding_scorer_hidden, seem.grounding_choice) instead of Eq. 6's similarity alone
+    grounding_scorer: bool = True
     # which object queries a visual prompt's spatial queries copy at inference: "sampled" = QUERY_NUMBER random
     # draws per object (official v1, and what training does); "all" = every object query once per object (as
     # v0 does), so Eq. 5 / the candidate scorer choose among num_queries candidates (seem.candidates)
@@ -284,6 +287,9 @@ class SeemConfig:
     # hidden width of a learned scorer of the spatial-query candidates (seem.candidates); 0: none, Eq. 5 picks
     # (every official checkpoint). Not in the official code.
     candidate_scorer_hidden: int = 0
+    # hidden width of a learned scorer of a text prompt's grounding queries (seem.grounding_choice); 0: none,
+    # Eq. 6 picks (every official checkpoint). Not in the official code.
+    grounding_scorer_hidden: int = 0
     # label space the model was trained with, used when the user gives none (empty: COCO's 133 classes)
     default_vocabulary: tuple[str, ...] = ()
     default_thing_classes: tuple[str, ...] = ()

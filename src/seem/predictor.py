@@ -22,11 +22,11 @@ from seem.configs import SPATIAL_QUERY_MODES
 from seem.errors import ImageError, PromptError
 from seem.everything import segment_everything
 from seem.find import FindConfig, find_instances, instances_prediction
-from seem.modeling.decoder import QueryGroup
+from seem.grounding_choice import grounding_queries
 from seem.modeling.precision import decoding_copy, encoding_copy
 from seem.modeling.seem import ImageFeatures, Seem
 from seem.modeling.visual_sampler import PromptSampler, RandomSampler
-from seem.postprocess import masks_with_scores, select_grounding, select_visual_queries
+from seem.postprocess import masks_with_scores, select_visual_queries
 from seem.prompt_round import decode_round, round_logits
 from seem.prompts import Prompts, ReferencePrompt, checks, mask_regions
 from seem.structures import FindResult, Prediction
@@ -336,7 +336,7 @@ class SeemPredictor:
         last, inference = out.last, self.model.config.inference
         fit = visual is not None and prompts.points is not None and (inference.click_fit if click_fit is None else click_fit)
         scored = inference.candidate_scorer if candidate_scorer is None else candidate_scorer
-        scorer = self.decoding_model.candidate_scorer if scored else None
+        scorer = self.model.candidate_scorer if scored else None  # fp32 modules: the reduced-precision copies share them
         # trained on click-fitted first rounds: without the fit or with memory, Eq. 5 picks
         if visual is not None and scorer is not None and fit and clicks_only(prompts) and memory is None:
             cands = spatial_candidates(out, feats, self.decoding_model.decoder, prompts, frame, positive, inference, fit)
@@ -347,10 +347,9 @@ class SeemPredictor:
             mode, antialias = "bicubic", False  # official evaluate_interactive_single
         else:
             assert text_prompt is not None  # no visual prompt: the check above leaves only a text one
-            s, e = out.ranges[QueryGroup.GROUNDING]
-            _, matched = select_grounding(last.class_embed[0, s:e].float(), text_prompt.sentence_embeddings,
-                                          self.model.text_encoder.logit_scale, self.model.config.inference.grounding_logit_scale_max)
-            chosen = s + matched
+            grounding = self.model.grounding_scorer if inference.grounding_scorer else None
+            chosen = grounding_queries(out, feats, self.decoding_model.decoder, text_prompt, frame,
+                                       self.model.text_encoder.logit_scale, inference.grounding_logit_scale_max, grounding)
             mode, antialias = "bilinear", True  # official evaluate_grounding
         logits, support = round_logits(last.mask_embed[:, chosen], feats, self.decoding_model.decoder, prompts, frame,
                                        positive, inference, fit)

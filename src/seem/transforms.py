@@ -43,6 +43,12 @@ class ImageFrame:
     padded_size: tuple[int, int]  # (H_pad, W_pad)
 
     @property
+    def lowres_valid_size(self) -> tuple[int, int]:
+        """``(ceil(h / 4), ceil(w / 4))``: the cells of 1/4-resolution mask logits that cover the resized image
+        (the rest of the ``(H_pad / 4, W_pad / 4)`` grid is padding)."""
+        return -(-self.resized_size[0] // 4), -(-self.resized_size[1] // 4)
+
+    @property
     def scale_xy(self) -> tuple[float, float]:
         """Resized / original scale along x and y."""
         return self.resized_size[1] / self.original_size[1], self.resized_size[0] / self.original_size[0]

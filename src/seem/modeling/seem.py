@@ -99,6 +99,8 @@ class Seem(nn.Module):
         config: the :class:`SeemConfig` the parts were built from.
         candidate_scorer: :class:`seem.candidates.CandidateScorer` when ``config.candidate_scorer_hidden`` (not
             official), else ``None``.
+        grounding_scorer: the same form over :func:`seem.grounding_choice.grounding_features` when
+            ``config.grounding_scorer_hidden`` (not official), else ``None``.
     """
 
     # registered buffers (see __init__): declared so that attribute access is typed as a Tensor
@@ -106,7 +108,8 @@ class Seem(nn.Module):
     pixel_std: Tensor
 
     def __init__(self, backbone: nn.Module, pixel_decoder: nn.Module, text_encoder: TextEncoder,
-                 decoder: SeemDecoder, tokenizer, config: SeemConfig, candidate_scorer: nn.Module | None = None) -> None:
+                 decoder: SeemDecoder, tokenizer, config: SeemConfig, candidate_scorer: nn.Module | None = None,
+                 grounding_scorer: nn.Module | None = None) -> None:
         super().__init__()
         self.backbone = backbone
         self.pixel_decoder = pixel_decoder
@@ -115,6 +118,7 @@ class Seem(nn.Module):
         self.tokenizer = tokenizer
         self.config = config
         self.candidate_scorer = candidate_scorer
+        self.grounding_scorer = grounding_scorer
         self.register_buffer("pixel_mean", torch.tensor(config.pixel_mean).view(3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(config.pixel_std).view(3, 1, 1), persistent=False)
 

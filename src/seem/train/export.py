@@ -87,15 +87,17 @@ def export_checkpoint(source: str | Path | list[str | Path], target: str | Path,
 
 def _grown_config(config, state: dict):
     """``config`` with the mask position features the weights carry (trained with
-    ``TrainConfig.mask_position_frequencies``; ``(Dm, 4 F)`` projection) and their candidate scorer
-    (:mod:`seem.candidates`), or without them when they carry none."""
+    ``TrainConfig.mask_position_frequencies``; ``(Dm, 4 F)`` projection) and their candidate and grounding
+    scorers (:mod:`seem.candidates`, :mod:`seem.grounding_choice`), or without them when they carry none."""
     from dataclasses import replace
 
     weight = state.get("pixel_decoder.mask_position.proj.weight")
     frequencies = 0 if weight is None else int(weight.shape[1]) // 4
     scorer = state.get("candidate_scorer.fc1.weight")  # seem.candidates: (hidden, features)
+    grounding = state.get("grounding_scorer.fc1.weight")  # seem.grounding_choice
     return replace(config, pixel_decoder=replace(config.pixel_decoder, mask_position_frequencies=frequencies),
-                   candidate_scorer_hidden=0 if scorer is None else int(scorer.shape[0]))
+                   candidate_scorer_hidden=0 if scorer is None else int(scorer.shape[0]),
+                   grounding_scorer_hidden=0 if grounding is None else int(grounding.shape[0]))
 
 
 def main(argv=None) -> int:
