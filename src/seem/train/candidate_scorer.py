@@ -88,11 +88,12 @@ def collect(predictor, records, config: ScorerTrainConfig) -> tuple[torch.Tensor
 
 
 def fit(features: torch.Tensor, ious: torch.Tensor, config: ScorerTrainConfig):
-    """A :class:`~seem.candidates.CandidateScorer` fitted to ``features (G, C, F)`` / ``ious (G, C)``."""
+    """A :class:`~seem.candidates.CandidateScorer` fitted to ``features (G, C, F)`` / ``ious (G, C)`` (``F``: 17
+    for click candidates, 15 for grounding queries, :mod:`seem.train.grounding_scorer`)."""
     from seem.candidates import CandidateScorer
 
     torch.manual_seed(config.seed)
-    scorer = CandidateScorer(config.hidden)
+    scorer = CandidateScorer(config.hidden, int(features.shape[-1]))
     flat = features.reshape(-1, features.shape[-1])
     scorer.feature_mean.copy_(flat.mean(0))
     scorer.feature_std.copy_(flat.std(0) + 1e-4)
@@ -108,45 +109,72 @@ def fit(features: torch.Tensor, ious: torch.Tensor, config: ScorerTrainConfig):
 
 
 def picked_iou(scorer, features: torch.Tensor, ious: torch.Tensor) -> tuple[float, float, float]:
-    """Mean IoU of the scorer's pick, of Eq. 5's pick and of the best candidate over ``G`` groups."""
+    """Mean IoU of the scorer's pick (as inference picks: an empty candidate, feature 0 = 0, never over a
+    non-empty one), of Eq. 5's pick and of the best candidate over ``G`` groups."""
+    empty = features[..., 0] <= 0
     with torch.no_grad():
-        mine = scorer(features).argmax(-1)
+        scores = scorer(features).float().masked_fill(empty & ~empty.all(-1, keepdim=True), -torch.inf)
+    mine = scores.argmax(-1)
     eq5 = eq5_pick(features)
     rows = torch.arange(len(ious))
     return float(ious[rows, mine].mean()), float(ious[rows, eq5].mean()), float(ious.max(-1).values.mean())
 
 
-def model_without_scorer(name_or_path: str | None):
-    """The model of ``name_or_path`` (default: the bundled one) built and loaded without its candidate scorer, whose
-    keys are dropped: the scorer to fit replaces it (and an older scorer may read other features)."""
+def check_counts(ap: argparse.ArgumentParser, args) -> None:
+    """Refuse ``--photos`` / ``--threads`` below 1 (an argparse error, exit status 2)."""
+    for name in ("photos", "threads"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+
+
+def training_photos(ap: argparse.ArgumentParser, data: str, name: str) -> list:
+    """The training split of set ``name`` under ``data``; a missing or malformed set is an argparse error."""
+    from seem.data.real_sets import load_set
+    from seem.errors import ConfigError
+
+    try:
+        return load_set(data, name, split="train")
+    except ConfigError as e:
+        ap.error(f"--data {data}: {e}")
+
+
+def model_without_scorer(name_or_path: str | None, scorer: str = "candidate_scorer"):
+    """The model of ``name_or_path`` (default: the bundled one) built and loaded without its ``scorer``
+    (``"candidate_scorer"`` or ``"grounding_scorer"``), whose keys are dropped: the scorer to fit replaces it (and
+    an older scorer may read other features). The other scorer, if any, is kept."""
     from seem.build import build_seem
     from seem.candidates import without_scorer
     from seem.checkpoint import load_state_dict_strict, read_checkpoint, to_seem_state_dict
     from seem.hub import DEFAULT_MODEL, resolve_checkpoint
 
     path, config = resolve_checkpoint(name_or_path or DEFAULT_MODEL)
-    model = build_seem(replace(config, candidate_scorer_hidden=0))
+    if scorer not in ("candidate_scorer", "grounding_scorer"):
+        raise ValueError(f"scorer must be candidate_scorer or grounding_scorer, got {scorer!r}")
+    config = replace(config, candidate_scorer_hidden=0) if scorer == "candidate_scorer" else \
+        replace(config, grounding_scorer_hidden=0)
+    model = build_seem(config)
     state = to_seem_state_dict(read_checkpoint(path))
-    load_state_dict_strict(model, without_scorer(state))
+    load_state_dict_strict(model, without_scorer(state, (f"{scorer}.",)))
     return model.eval()
 
 
-def _description(name_or_path: str | None) -> str:
-    """The output's metadata ``source``: the input's own source (or its name) + the scorer."""
+def _description(name_or_path: str | None, scorer: str = "candidate scorer",
+                 command: str = "seem.train.candidate_scorer") -> str:
+    """The output's metadata ``source``: the input's own source (or its name) + the scorer (a re-fitted scorer
+    replaces the input's mention of it)."""
     from seem.checkpoint import read_safetensors_metadata
     from seem.hub import DEFAULT_MODEL, resolve_checkpoint
 
     path, _ = resolve_checkpoint(name_or_path or DEFAULT_MODEL)
     base = (read_safetensors_metadata(path).get("source") if path.suffix == ".safetensors" else None) or path.name
-    base = base.split(" + candidate scorer")[0]  # a re-fitted scorer replaces the input's
-    return f"{base} + candidate scorer (python -m seem.train.candidate_scorer)"
+    parts = [p for p in base.split(" + ") if not p.startswith(scorer)]
+    return " + ".join(parts + [f"{scorer} (python -m {command})"])
 
 
 def main(argv=None) -> int:
     from seem import SeemPredictor
     from seem.checkpoint import save_safetensors
     from seem.configs import SPATIAL_QUERY_MODES
-    from seem.data.real_sets import load_set
     from seem.train.export import export_checkpoint
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -158,6 +186,7 @@ def main(argv=None) -> int:
     ap.add_argument("--spatial-queries", choices=SPATIAL_QUERY_MODES, default=None,
                     help="the candidates to rank (InferenceConfig.spatial_queries; default: the model's)")
     args = ap.parse_args(argv)
+    check_counts(ap, args)
     torch.set_num_threads(args.threads)
     config = ScorerTrainConfig(photos_per_set=args.photos)
     model = model_without_scorer(args.model)
@@ -170,7 +199,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     groups = []
     for name in SETS:
-        records = load_set(args.data, name, split="train")
+        records = training_photos(ap, args.data, name)
         rng = np.random.default_rng(config.seed)
         chosen = sorted(rng.choice(len(records), min(config.photos_per_set, len(records)), replace=False))
         groups.append(collect(predictor, [records[i] for i in chosen], config))
