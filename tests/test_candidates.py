@@ -149,7 +149,7 @@ def test_predictor_returns_the_scorers_choice_and_eq5_without_it():
         model.config = dataclasses.replace(keep_config, inference=dataclasses.replace(keep_config.inference,
                                                                                       candidate_scorer=False))
         torch.testing.assert_close(p.predict(prompts).logits_lowres[0], cands.logits[eq5])
-        # boxes keep Eq. 5 even with a scorer
+        # boxes do not use the click candidate scorer (their own box scorer, tests/test_box_scorer.py)
         model.config = keep_config
         box = p.predict(boxes=[[150, 100, 330, 360]])
         model.candidate_scorer = None

@@ -99,9 +99,12 @@ def test_training_grows_a_checkpoint_and_export_records_the_frequencies(tmp_path
     groups = [g for g in trainer.optimizer.param_groups if any(p is weight for p in g["params"])]
     assert len(groups) == 1 and groups[0]["initial_lr"] == pytest.approx(10 * config.lr)
     # training drops the init's scorers (seem.train.engine.build_model)
+    from seem.candidates import SCORER_PREFIXES
+
     assert trainer.model.candidate_scorer is None and trainer.model.grounding_scorer is None
+    assert trainer.model.box_scorer is None
     for key, value in base.state_dict().items():  # everything else is the checkpoint's
-        if key.startswith(("candidate_scorer.", "grounding_scorer.")):
+        if key.startswith(SCORER_PREFIXES):
             continue
         assert torch.equal(trainer.model.state_dict()[key], value), key
     trainer.run()

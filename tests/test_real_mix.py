@@ -196,8 +196,10 @@ def test_pack_then_continue_training_for_minutes_writes_loadable_shards(root, tm
     assert len(files) >= 2 and all(f.stat().st_size <= 12 << 20 for f in files) and (shards / INDEX).is_file()
     merged = read_checkpoint(export_checkpoint(shards, tmp_path / "merged.safetensors"))
     bundled = read_checkpoint(resources.files("seem") / "assets" / "seem_tiny.safetensors")
-    # training drops the bundle's candidate and grounding scorers (fitted to its queries): their trainers fit anew
-    assert list(merged) == [k for k in bundled if not k.startswith(("candidate_scorer.", "grounding_scorer."))]
+    # training drops the bundle's candidate, box and grounding scorers (fitted to its queries): their trainers fit anew
+    from seem.candidates import SCORER_PREFIXES
+
+    assert list(merged) == [k for k in bundled if not k.startswith(SCORER_PREFIXES)]
     changed = [k for k in merged if not torch.equal(merged[k].float(), bundled[k].float())]
     assert changed and any(k.startswith("decoder.") for k in changed)
     from seem import from_pretrained

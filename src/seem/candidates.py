@@ -31,22 +31,22 @@ from torch import Tensor, nn
 NUM_FEATURES = 17
 
 
-SCORER_PREFIXES = ("candidate_scorer.", "grounding_scorer.")
+SCORER_PREFIXES = ("candidate_scorer.", "grounding_scorer.", "box_scorer.")
 
 
 def without_scorer(state: dict, prefixes: tuple[str, ...] = SCORER_PREFIXES) -> dict:
-    """``state`` without the keys of the learned scorers under ``prefixes`` (default: the candidate scorer and the
-    grounding scorer, :mod:`seem.grounding_choice`): for a model built without them (training, a re-fit), since
-    a scorer is fitted to the candidates of the weights it came with."""
+    """``state`` without the keys of the learned scorers under ``prefixes`` (default: all of them, the click
+    candidate scorer, the box scorer and the grounding scorer of :mod:`seem.grounding_choice`): for a model built
+    without them (training, a re-fit), since a scorer is fitted to the candidates of the weights it came with."""
     return {k: v for k, v in state.items() if not k.startswith(prefixes)}
 
 
 class CandidateScorer(nn.Module):
     """``(N, F)`` candidate features -> ``(N,)`` scores (higher: the better mask); a 2-layer MLP on standardised
     features. ``F`` = ``num_features``: 17 for a click's spatial-query candidates (:func:`candidate_features`),
-    15 for a text prompt's grounding queries (:mod:`seem.grounding_choice`). Keys (under ``candidate_scorer.`` or
-    ``grounding_scorer.``): ``feature_mean`` / ``feature_std`` ``(F,)``, ``fc1`` ``(hidden, F)``, ``fc2``
-    ``(1, hidden)``."""
+    15 for a text prompt's grounding queries (:mod:`seem.grounding_choice`). Keys (under ``candidate_scorer.``,
+    ``box_scorer.`` or ``grounding_scorer.``): ``feature_mean`` / ``feature_std`` ``(F,)``, ``fc1`` ``(hidden, F)``,
+    ``fc2`` ``(1, hidden)``."""
 
     feature_mean: Tensor
     feature_std: Tensor
@@ -171,12 +171,32 @@ def choose(scores: Tensor, query_object: Tensor, num_objects: int) -> Tensor:
 
 
 def clicks_only(prompts) -> bool:
-    """Whether a round's :class:`~seem.prompts.Prompts` are clicks alone (what the scorer was trained on); text,
-    boxes, scribbles, polygons, masks and reference regions keep Eq. 5."""
+    """Whether a round's :class:`~seem.prompts.Prompts` are clicks alone (what the candidate scorer was trained
+    on); text, boxes, scribbles, polygons, masks and reference regions keep Eq. 5."""
+    return _only(prompts, "points")
+
+
+def boxes_only(prompts) -> bool:
+    """Whether a round's :class:`~seem.prompts.Prompts` are boxes alone (what the box scorer was trained on)."""
+    return _only(prompts, "boxes")
+
+
+def _only(prompts, field: str) -> bool:
     from seem.prompts.value import VISUAL_FIELDS
 
-    others = [getattr(prompts, name) for name in VISUAL_FIELDS if name != "points"] + [prompts.reference]
-    return prompts.points is not None and not prompts.text and all(v is None for v in others)
+    others = [getattr(prompts, name) for name in VISUAL_FIELDS if name != field] + [prompts.reference]
+    return getattr(prompts, field) is not None and not prompts.text and all(v is None for v in others)
+
+
+def visual_scorer(model, prompts, memory, click_fit: bool) -> nn.Module | None:
+    """The learned scorer that picks the spatial query of this visual round, or ``None`` for Eq. 5: the first round
+    (no ``memory``) of clicks alone with the click fit on takes ``model.candidate_scorer``, of boxes alone
+    ``model.box_scorer`` (each ``None`` when the model has none: every official checkpoint)."""
+    if memory is not None:
+        return None
+    if clicks_only(prompts):
+        return model.candidate_scorer if click_fit else None
+    return model.box_scorer if boxes_only(prompts) else None
 
 
 def pick(scorer: nn.Module, candidates: Candidates, num_objects: int) -> Tensor:
@@ -196,8 +216,9 @@ class Candidates:
         query_index: ``(N,)`` int64 index of each candidate on the pass's query axis.
         query_object: ``(N,)`` int64 the visual object each belongs to.
         logits: ``(N, h, w)`` float32 final mask logits at 1/4 of the padded input.
-        support: ``(N, h, w)`` the prompt-connected support field (:func:`seem.postprocess.prompt_connected`), or
-            ``None`` without prompt-connected masks.
+        support: ``(N, h, w)`` the +-1 support field the masks are limited to (prompt-connected masks,
+            :func:`seem.postprocess.prompt_connected`; box bounds, :func:`seem.box_bounds.box_bounded`), or
+            ``None`` without either.
         features: ``(N, 17)`` :func:`candidate_features`.
     """
 

@@ -41,7 +41,7 @@ _RENAME_RULES: tuple[tuple[str, str], ...] = (
 )
 
 SEEM_PREFIXES: tuple[str, ...] = ("backbone.", "pixel_decoder.", "text_encoder.", "decoder.", "candidate_scorer.",
-                                   "grounding_scorer.")
+                                   "grounding_scorer.", "box_scorer.")
 _WRAPPER_PREFIXES = ("module.", "model.")  # DDP, official BaseModel wrapper
 _PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 _CONTAINER_KEYS = ("model", "state_dict", "model_state_dict", "module")
@@ -147,11 +147,12 @@ def _variant_hint(model_shapes: dict, ckpt_shapes: dict) -> str:
             "Hint: the checkpoint uses official SEEM key names; convert it first with "
             "seem.checkpoint.convert_official_state_dict() (load_pretrained_weights() does this)."
         )
-    for scorer in ("candidate_scorer", "grounding_scorer"):
+    for scorer in ("candidate_scorer", "grounding_scorer", "box_scorer"):
         key = f"{scorer}.feature_mean"
+        trainer = "candidate_scorer --prompt boxes" if scorer == "box_scorer" else scorer
         if key in ckpt_shapes and key in model_shapes and ckpt_shapes[key] != model_shapes[key]:
             return (f"Hint: the checkpoint's {scorer.replace('_', ' ')} reads another number of features (an older "
-                    f"version); fit a new one with python -m seem.train.{scorer} --model CHECKPOINT OUT.")
+                    f"version); fit a new one with python -m seem.train.{trainer} --model CHECKPOINT OUT.")
     have, want = describe_shapes(ckpt_shapes), describe_shapes(model_shapes)
     diff = [k for k in have if k in want and have[k] != want[k]]
     if not diff:

@@ -239,6 +239,9 @@ class InferenceConfig:
     # visual prompts: drop mask regions no positive prompt touches (seem.postprocess.keep_prompted_components);
     # not in the official code, so off for the official variants
     prompt_connected_masks: bool = False
+    # a round with boxes: limit each object's mask to the bounding box of its positive prompts (the box;
+    # seem.box_bounds.box_bounded): a box says where the object is. Not in the official code: off for them
+    box_bounds_masks: bool = False
     # clicks: fit each object's mask embedding until its clicks agree with the mask (seem.click_fit, a BRS-style
     # refinement); margin = the logit a click should reach, prior = the pull towards the decoder's embedding,
     # logit weight = the share of that pull measured on the mask logits over the image (seem.click_fit.prior_metric)
@@ -250,7 +253,8 @@ class InferenceConfig:
     # click-fitted clicks without a memory prompt (an interaction's first round): choose each object's spatial
     # query by the model's learned candidate scorer when it has one (SeemConfig.candidate_scorer_hidden,
     # seem.candidates) instead of Eq. 5's mask-embedding match; later rounds, clicks without the fit, text,
-    # boxes, strokes, masks and references keep Eq. 5
+    # boxes, strokes, masks and references keep Eq. 5; a first round of boxes alone likewise takes the model's box
+    # scorer when it has one (SeemConfig.box_scorer_hidden)
     candidate_scorer: bool = True
     # a text prompt alone: choose its grounding query by the model's learned grounding scorer when it has one
     # (SeemConfig.grounding_scorer_hidden, seem.grounding_choice) instead of Eq. 6's similarity alone
@@ -290,6 +294,9 @@ class SeemConfig:
     # hidden width of a learned scorer of a text prompt's grounding queries (seem.grounding_choice); 0: none,
     # Eq. 6 picks (every official checkpoint). Not in the official code.
     grounding_scorer_hidden: int = 0
+    # hidden width of a learned scorer of a box's spatial-query candidates (seem.candidates, same features as the
+    # click scorer); 0: none, Eq. 5 picks. Not in the official code.
+    box_scorer_hidden: int = 0
     # label space the model was trained with, used when the user gives none (empty: COCO's 133 classes)
     default_vocabulary: tuple[str, ...] = ()
     default_thing_classes: tuple[str, ...] = ()

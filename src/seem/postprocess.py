@@ -308,8 +308,9 @@ def masks_with_scores(frame, logits_lowres: Tensor, mode: str, antialias: bool,
     ``(K,)`` their mean probability inside the mask (``ImageFrame.logits_to_original`` with ``mode`` /
     ``antialias``; ``frame``: the image's :class:`seem.transforms.ImageFrame`).
 
-    With ``support`` (the ``(K, h, w)`` +-1 field of :func:`prompt_connected`), a mask is also limited to where
-    that field, resampled bilinearly to the original size, is positive; only the rows and columns that the
+    With ``support`` (the ``(K, h, w)`` +-1 field of :func:`prompt_connected` or
+    :func:`seem.box_bounds.box_bounded`), a mask is also limited to where that field, resampled bilinearly to
+    the original size, is positive; only the rows and columns that the
     field's +1 cells reach are computed (outside them the resampled field is exactly -1: interpolation
     weights sum to 1), so a click on a small object upsamples a small box.
     """

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from seem.automatic import EverythingConfig
-from seem.candidates import Candidates, clicks_only, pick, spatial_candidates
+from seem.candidates import Candidates, clicks_only, pick, spatial_candidates, visual_scorer
 from seem.configs import SPATIAL_QUERY_MODES
 from seem.errors import ImageError, PromptError
 from seem.everything import segment_everything
@@ -276,9 +276,9 @@ class SeemPredictor:
                 the one referred object: K >= 0 masks labelled with the phrase, their object queries' logits.
             click_fit: fit each object's mask to its clicks (:mod:`seem.click_fit`); None: the model's
                 ``InferenceConfig.click_fit`` (on for ``seem_tiny``).
-            candidate_scorer: in a click-fitted round of clicks alone without ``memory``, pick each object's spatial query by the
-                model's learned candidate scorer (:mod:`seem.candidates`) rather than Eq. 5; None: the model's
-                ``InferenceConfig.candidate_scorer``; no effect for a model without one (the official ones).
+            candidate_scorer: in a click-fitted round of clicks alone, or a round of boxes alone, without ``memory``, pick
+                each object's spatial query by the model's learned candidate / box scorer (:mod:`seem.candidates`)
+                rather than Eq. 5; None: the model's ``InferenceConfig.candidate_scorer``; no effect without one.
             spatial_queries: ``"sampled"`` or ``"all"`` object queries as each visual object's candidates (see
                 ``InferenceConfig.spatial_queries``); None: the model's (``"all"`` for ``seem_tiny``).
 
@@ -336,9 +336,9 @@ class SeemPredictor:
         last, inference = out.last, self.model.config.inference
         fit = visual is not None and prompts.points is not None and (inference.click_fit if click_fit is None else click_fit)
         scored = inference.candidate_scorer if candidate_scorer is None else candidate_scorer
-        scorer = self.model.candidate_scorer if scored else None  # fp32 modules: the reduced-precision copies share them
-        # trained on click-fitted first rounds: without the fit or with memory, Eq. 5 picks
-        if visual is not None and scorer is not None and fit and clicks_only(prompts) and memory is None:
+        # fp32 modules the reduced-precision copies share; trained on first rounds (clicks: click-fitted)
+        scorer = visual_scorer(self.model, prompts, memory, fit) if visual is not None and scored else None
+        if visual is not None and scorer is not None:
             cands = spatial_candidates(out, feats, self.decoding_model.decoder, prompts, frame, positive, inference, fit)
             chosen, logits, support = cands.take(pick(scorer, cands, visual.num_objects))
             return self._prediction(frame, logits, last.class_embed[0, chosen].float(), "bicubic", False, support)

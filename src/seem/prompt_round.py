@@ -60,18 +60,24 @@ def round_logits(mask_embed: Tensor, features, decoder, prompts: Prompts, frame,
     """The low-resolution mask logits a round returns for the embeddings ``mask_embed`` ``(1, K r, Dm)`` (``r`` =
     ``rows_per_object`` rows per visual object, this image's objects first): fitted to their object's clicks
     (``click_fit``, :func:`seem.click_fit.fit_to_clicks`), ``mask_embed . features``, then prompt-connected
-    (``inference.prompt_connected_masks``, with ``positive`` ``(K', H_pad, W_pad)``). Returns ``(K r, h, w)``
-    float32 logits and the support field of :func:`seem.postprocess.prompt_connected` (``None`` without it)."""
+    (``inference.prompt_connected_masks``, with ``positive`` ``(K', H_pad, W_pad)``) and, in a round with boxes,
+    bounded by them (``inference.box_bounds_masks``, :func:`seem.box_bounds.box_bounded`). Returns ``(K r, h, w)``
+    float32 logits and the +-1 support field the masks are limited to (``None`` without either)."""
+    from seem.box_bounds import box_bounded
     from seem.click_fit import fit_to_clicks
     from seem.postprocess import prompt_connected
 
     if click_fit and prompts.points is not None:
         mask_embed = fit_to_clicks(mask_embed, features.mask_features, prompts, frame, inference, rows_per_object)
     logits = decoder.mask_logits(mask_embed, features.mask_features, features.packs)[0].float()
-    if positive is None or not inference.prompt_connected_masks:
+    bounded = inference.box_bounds_masks and prompts.boxes is not None
+    if positive is None or not (inference.prompt_connected_masks or bounded):
         return logits, None
     positive = positive.to(logits.device)
-    return prompt_connected(logits, positive, rows_per_object)
+    support = None
+    if inference.prompt_connected_masks:
+        logits, support = prompt_connected(logits, positive, rows_per_object)
+    return box_bounded(logits, support, positive, rows_per_object) if bounded else (logits, support)
 
 
 def _text_prompt(predictor, texts) -> TextPrompt | None:

@@ -1,6 +1,7 @@
-"""Train a model's spatial-query candidate scorer (:mod:`seem.candidates`) on simulated clicks.
+"""Train a model's spatial-query candidate scorer (:mod:`seem.candidates`) on simulated clicks, or its box scorer
+on bounding boxes (``--prompt boxes``: each whole object's box, one round, :func:`collect_boxes`).
 
-    python -m seem.train.candidate_scorer [--model IN] OUT [--data ../shared/datasets] [--photos 400]
+    python -m seem.train.candidate_scorer [--model IN] OUT [--data ../shared/datasets] [--photos 400] [--prompt boxes]
 
 The rest of the model is frozen. On the training split of coco128, ccp and camvid (``seem.data.real_sets``: the
 fixed validation part is never read), each photo's whole objects and classed regions (COCO things, CCP persons,
@@ -87,6 +88,41 @@ def collect(predictor, records, config: ScorerTrainConfig) -> tuple[torch.Tensor
     return torch.stack(feats), torch.stack(ious).float()
 
 
+def collect_boxes(predictor, records, config: ScorerTrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(features (G, C, F), ious (G, C))`` for the box scorer: one group per whole object (as :func:`collect`
+    chooses them), prompted by its bounding box in one round; every candidate post-processed as the predictor
+    returns a box's mask (no click fit; prompt-connected to the box) and its IoU with the object measured."""
+    from seem.candidates import NUM_FEATURES, spatial_candidates
+    from seem.data.real_sets import ROLE_GENERIC, photo_segments
+    from seem.postprocess import masks_with_scores
+    from seem.prompt_round import decode_round
+    from seem.prompts import Prompts
+
+    feats, ious = [], []
+    inference = predictor.model.config.inference
+    for record in records:
+        predictor.set_image(record.image)
+        frame, features = predictor._require_image()
+        for gt in photo_segments(record, config.min_area, config.per_photo, roles=(ROLE_GENERIC,)):
+            ys, xs = np.nonzero(gt)
+            prompts = Prompts(boxes=[[int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]])
+            with torch.inference_mode():
+                run = decode_round(predictor, prompts, None, joint_prompts=True)
+                cands = spatial_candidates(run.out, features, predictor.decoding_model.decoder, prompts, frame,
+                                           run.positive, inference, False)
+                masks = masks_with_scores(frame, cands.logits, "bicubic", False, cands.support)[0].flatten(1)
+                target = torch.from_numpy(gt).flatten().to(masks.device)
+                inter = (masks & target).sum(1)
+                union = masks.sum(1) + target.sum() - inter
+            feats.append(cands.features.float().cpu())
+            ious.append((inter / union.clamp(min=1)).float().cpu())
+    if not feats:
+        cfg = predictor.model.config
+        c = cfg.decoder.num_queries if cfg.inference.spatial_queries == "all" else cfg.decoder.query_number
+        return torch.zeros(0, c, NUM_FEATURES), torch.zeros(0, c)
+    return torch.stack(feats), torch.stack(ious)
+
+
 def fit(features: torch.Tensor, ious: torch.Tensor, config: ScorerTrainConfig):
     """A :class:`~seem.candidates.CandidateScorer` fitted to ``features (G, C, F)`` / ``ious (G, C)`` (``F``: 17
     for click candidates, 15 for grounding queries, :mod:`seem.train.grounding_scorer`)."""
@@ -138,21 +174,29 @@ def training_photos(ap: argparse.ArgumentParser, data: str, name: str) -> list:
         ap.error(f"--data {data}: {e}")
 
 
+def with_scorer_width(config, scorer: str, hidden: int):
+    """``config`` (a :class:`~seem.configs.SeemConfig`) with ``scorer``'s hidden width set to ``hidden``.
+    ``ValueError``: ``scorer`` not ``"candidate_scorer"``, ``"box_scorer"`` or ``"grounding_scorer"``."""
+    if scorer == "candidate_scorer":
+        return replace(config, candidate_scorer_hidden=hidden)
+    if scorer == "box_scorer":
+        return replace(config, box_scorer_hidden=hidden)
+    if scorer == "grounding_scorer":
+        return replace(config, grounding_scorer_hidden=hidden)
+    raise ValueError(f"scorer must be candidate_scorer, box_scorer or grounding_scorer, got {scorer!r}")
+
+
 def model_without_scorer(name_or_path: str | None, scorer: str = "candidate_scorer"):
     """The model of ``name_or_path`` (default: the bundled one) built and loaded without its ``scorer``
-    (``"candidate_scorer"`` or ``"grounding_scorer"``), whose keys are dropped: the scorer to fit replaces it (and
-    an older scorer may read other features). The other scorer, if any, is kept."""
+    (``"candidate_scorer"``, ``"box_scorer"`` or ``"grounding_scorer"``), whose keys are dropped: the scorer to fit
+    replaces it (and an older scorer may read other features). The other scorers, if any, are kept."""
     from seem.build import build_seem
     from seem.candidates import without_scorer
     from seem.checkpoint import load_state_dict_strict, read_checkpoint, to_seem_state_dict
     from seem.hub import DEFAULT_MODEL, resolve_checkpoint
 
     path, config = resolve_checkpoint(name_or_path or DEFAULT_MODEL)
-    if scorer not in ("candidate_scorer", "grounding_scorer"):
-        raise ValueError(f"scorer must be candidate_scorer or grounding_scorer, got {scorer!r}")
-    config = replace(config, candidate_scorer_hidden=0) if scorer == "candidate_scorer" else \
-        replace(config, grounding_scorer_hidden=0)
-    model = build_seem(config)
+    model = build_seem(with_scorer_width(config, scorer, 0))
     state = to_seem_state_dict(read_checkpoint(path))
     load_state_dict_strict(model, without_scorer(state, (f"{scorer}.",)))
     return model.eval()
@@ -185,37 +229,43 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--spatial-queries", choices=SPATIAL_QUERY_MODES, default=None,
                     help="the candidates to rank (InferenceConfig.spatial_queries; default: the model's)")
+    ap.add_argument("--prompt", choices=("clicks", "boxes"), default="clicks",
+                    help="clicks: the candidate scorer (click protocol); boxes: the box scorer (bounding boxes)")
     args = ap.parse_args(argv)
     check_counts(ap, args)
     torch.set_num_threads(args.threads)
     config = ScorerTrainConfig(photos_per_set=args.photos)
-    model = model_without_scorer(args.model)
+    name = "candidate_scorer" if args.prompt == "clicks" else "box_scorer"
+    model = model_without_scorer(args.model, name)
     if args.spatial_queries:
         model.config = replace(model.config, inference=replace(model.config.inference, spatial_queries=args.spatial_queries))
-    if not model.config.inference.click_fit:
+    if args.prompt == "clicks" and not model.config.inference.click_fit:
         ap.error("the scorer ranks click-fitted candidates: the model's InferenceConfig.click_fit must be on")
     # the data are collected without a scorer (Eq. 5 continues the protocol)
     predictor = SeemPredictor(model, vocabulary_cache_dir=None)
     t0 = time.perf_counter()
     groups = []
-    for name in SETS:
-        records = training_photos(ap, args.data, name)
+    for set_name in SETS:
+        records = training_photos(ap, args.data, set_name)
         rng = np.random.default_rng(config.seed)
         chosen = sorted(rng.choice(len(records), min(config.photos_per_set, len(records)), replace=False))
-        groups.append(collect(predictor, [records[i] for i in chosen], config))
-        print(f"{name}: {len(groups[-1][0])} click rounds ({time.perf_counter() - t0:.0f} s)", flush=True)
+        groups.append((collect if args.prompt == "clicks" else collect_boxes)(predictor, [records[i] for i in chosen], config))
+        print(f"{set_name}: {len(groups[-1][0])} {args.prompt} rounds ({time.perf_counter() - t0:.0f} s)", flush=True)
     features, ious = (torch.cat(x) for x in zip(*groups))
     if not len(features):
-        ap.error(f"no click rounds: no whole object of at least {config.min_area} pixels in {args.data}'s training photos")
+        ap.error(f"no rounds: no whole object of at least {config.min_area} pixels in {args.data}'s training photos")
     scorer = fit(features, ious, config)
+    scorer.name = name.replace("_", " ")
     mine, eq5, best = picked_iou(scorer, features, ious)
     print(f"training rounds: mean IoU of the scorer's / Eq. 5's / the best candidate: {mine:.3f} / {eq5:.3f} / {best:.3f}")
-    model.candidate_scorer = scorer
-    model.config = replace(model.config, candidate_scorer_hidden=config.hidden)
+    setattr(model, name, scorer)
+    model.config = with_scorer_width(model.config, name, config.hidden)
+    command = "seem.train.candidate_scorer" + ("" if args.prompt == "clicks" else " --prompt boxes")
     with tempfile.TemporaryDirectory() as tmp:
         full = Path(tmp) / "model.safetensors"
         save_safetensors(model.state_dict(), full, config=model.config)
-        export_checkpoint(full, args.target, config=model.config, description=_description(args.model))
+        export_checkpoint(full, args.target, config=model.config,
+                          description=_description(args.model, scorer.name, command))
     print(f"wrote {args.target}")
     return 0
 

@@ -95,9 +95,11 @@ def _grown_config(config, state: dict):
     frequencies = 0 if weight is None else int(weight.shape[1]) // 4
     scorer = state.get("candidate_scorer.fc1.weight")  # seem.candidates: (hidden, features)
     grounding = state.get("grounding_scorer.fc1.weight")  # seem.grounding_choice
+    box = state.get("box_scorer.fc1.weight")
     return replace(config, pixel_decoder=replace(config.pixel_decoder, mask_position_frequencies=frequencies),
                    candidate_scorer_hidden=0 if scorer is None else int(scorer.shape[0]),
-                   grounding_scorer_hidden=0 if grounding is None else int(grounding.shape[0]))
+                   grounding_scorer_hidden=0 if grounding is None else int(grounding.shape[0]),
+                   box_scorer_hidden=0 if box is None else int(box.shape[0]))
 
 
 def main(argv=None) -> int:

