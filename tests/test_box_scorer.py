@@ -148,3 +148,44 @@ def test_box_scorer_width_is_checked(bad):
 
     with pytest.raises(ConfigError, match="box_scorer_hidden"):
         check_config(dataclasses.replace(get_variant("seem_tiny").config, box_scorer_hidden=bad))
+
+
+def test_a_checkpoint_without_the_box_scorer_names_it_and_its_trainer(tmp_path):
+    from seem.build import build_seem
+    from seem.checkpoint import load_state_dict_strict
+    from seem.errors import CheckpointError
+    from seem.registry import get_variant
+
+    state = {k: v for k, v in from_pretrained().state_dict().items() if not k.startswith("box_scorer.")}
+    with pytest.raises(CheckpointError, match=r"6 missing keys(.|\n)*has no box scorer(.|\n)*--prompt boxes"):
+        load_state_dict_strict(build_seem(get_variant("seem_tiny").config), state)
+    # missing keys beyond the scorers: no scorer hint
+    state.pop("decoder.query_feat.weight")
+    with pytest.raises(CheckpointError) as e:
+        load_state_dict_strict(build_seem(get_variant("seem_tiny").config), state)
+    assert "has no box scorer" not in str(e.value)
+
+
+def test_all_empty_candidates_keep_eq5s_pick_and_tiny_images_judge_emptiness_at_the_original_size():
+    from seem.candidates import Candidates, pick
+    from seem.transforms import ImageFrame
+
+    feats = torch.zeros(4, NUM_FEATURES)
+    feats[:, 8] = torch.tensor([-1.0, 0.0, -2.0, -0.5])  # Eq. 5: candidate 1
+    logits = torch.full((4, 8, 8), -5.0)
+    cands = Candidates(torch.arange(4), torch.zeros(4, dtype=torch.long), logits, None, feats)
+    assert int(pick(_largest_mask_scorer(), cands, 1)) == 1  # all empty: not candidate 0, Eq. 5's
+    feats2 = feats.clone()
+    feats2[3, 0] = 0.1  # candidate 3 non-empty: it wins
+    assert int(pick(_largest_mask_scorer(), Candidates(cands.query_index, cands.query_object, logits, None, feats2), 1)) == 3
+    # a 3 x 3 image resized to 32 x 32 (an 8 x 8 logit grid): one positive cell between the original pixels'
+    # sample points vanishes at the original size, one on a sample point stays
+    frame = ImageFrame((3, 3), (32, 32), (32, 32))
+    lg = torch.full((2, 8, 8), -5.0)
+    lg[0, 0, 0] = 5.0
+    lg[1, 1, 1] = 5.0
+    f = torch.zeros(2, NUM_FEATURES)
+    f[:, 0] = torch.tensor([0.9, 0.1])  # the largest-mask scorer prefers candidate 0
+    f[:, 8] = torch.tensor([0.0, -1.0])
+    c = Candidates(torch.arange(2), torch.zeros(2, dtype=torch.long), lg, None, f)
+    assert int(pick(_largest_mask_scorer(), c, 1)) == 0 and int(pick(_largest_mask_scorer(), c, 1, frame)) == 1

@@ -27,7 +27,8 @@ def box_bounded(logits: Tensor, support: Tensor | None, positive: Tensor, rows_p
         positive: ``(K', 4h, 4w)`` bool positive prompt regions in the padded input frame.
 
     Returns:
-        ``(logits, support)``, the support ``(K r, h, w)`` float32 +-1.
+        ``(logits, support)``, both of the input's ``(N, h, w)`` shape (all rows, a reference's included), the
+        support float32 +-1.
 
     Raises:
         ValueError: ``positive`` does not fit ``logits``.

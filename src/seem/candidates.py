@@ -11,12 +11,13 @@ return: it reads 17 numbers per candidate (:func:`candidate_features`: area, sta
 final low-resolution mask, the same minus the object's candidate mean, the Eq. 5 match, the click counts, the
 embedding norm and its agreement with the object's other candidates) and the highest score wins. Not in the
 official code: official checkpoints have none and keep Eq. 5. The predictor uses it for click-fitted rounds of
-clicks alone without a memory prompt (``InferenceConfig.candidate_scorer``); an empty candidate mask never wins
-over a non-empty one (:func:`pick`).
+clicks alone without a memory prompt (``InferenceConfig.candidate_scorer``); a second scorer of the same form,
+the box scorer (``SeemConfig.box_scorer_hidden``), for rounds of boxes alone without one (:func:`visual_scorer`).
+An empty candidate mask never wins over a non-empty one (:func:`pick`).
 
-The features are read from each candidate's *final* mask (after the click fit and the prompt-connected
-masks, as the predictor returns it), so all candidates of an object go through that post-processing in one
-batch. Training: :mod:`seem.train.candidate_scorer`.
+The features are read from each candidate's *final* mask (after the click fit, the prompt-connected masks and
+the box bound, as the predictor returns it), so all candidates of an object go through that post-processing in
+one batch. Training: :mod:`seem.train.candidate_scorer` (``--prompt boxes`` for the box scorer).
 """
 
 from __future__ import annotations
@@ -172,7 +173,7 @@ def choose(scores: Tensor, query_object: Tensor, num_objects: int) -> Tensor:
 
 def clicks_only(prompts) -> bool:
     """Whether a round's :class:`~seem.prompts.Prompts` are clicks alone (what the candidate scorer was trained
-    on); text, boxes, scribbles, polygons, masks and reference regions keep Eq. 5."""
+    on); with text, boxes, scribbles, polygons, masks or reference regions the candidate scorer is not used."""
     return _only(prompts, "points")
 
 
@@ -199,13 +200,26 @@ def visual_scorer(model, prompts, memory, click_fit: bool) -> nn.Module | None:
     return model.box_scorer if boxes_only(prompts) else None
 
 
-def pick(scorer: nn.Module, candidates: Candidates, num_objects: int) -> Tensor:
-    """``(K,)`` each object's candidate by ``scorer`` (index into ``candidates``); an empty mask (no logit > 0 over
-    the image) never wins over a non-empty one of the same object."""
+def pick(scorer: nn.Module, candidates: Candidates, num_objects: int, frame=None) -> Tensor:
+    """``(K,)`` each object's candidate by ``scorer`` (index into ``candidates``); an empty mask never wins over a
+    non-empty one of the same object, and an object whose candidates are all empty keeps Eq. 5's pick (the first
+    best match, feature 8). Empty: no logit > 0 over the image at low resolution (feature 0); with the image's
+    ``frame`` (:class:`~seem.transforms.ImageFrame`) of an image smaller than the logit grid, no pixel of the mask
+    at the original size (a few positive cells can vanish there, or appear by bicubic overshoot)."""
     empty = candidates.features[:, 0] <= 0
+    valid = None if frame is None else frame.lowres_valid_size
+    if valid is not None and (frame.original_size[0] < valid[0] or frame.original_size[1] < valid[1]):
+        from seem.postprocess import masks_with_scores
+
+        masks = masks_with_scores(frame, candidates.logits, "bicubic", False, candidates.support)[0]
+        empty = ~masks.flatten(1).any(1).to(empty.device)
     # non-finite scores (a degenerate scorer) still rank above an empty mask
     scores = torch.nan_to_num(scorer(candidates.features).float(), nan=-1e30, posinf=1e30, neginf=-1e30)
-    return choose(scores.masked_fill(empty, -math.inf), candidates.query_object, num_objects)
+    scores = scores.masked_fill(empty, -math.inf)
+    non_empty = torch.bincount(candidates.query_object[~empty], minlength=num_objects)[:num_objects]
+    eq5 = torch.where(candidates.features[:, 8] >= 0, 0.0, -math.inf).to(scores)
+    scores = torch.where((non_empty == 0)[candidates.query_object], eq5, scores)
+    return choose(scores, candidates.query_object, num_objects)
 
 
 @dataclass(frozen=True)
@@ -243,7 +257,7 @@ def spatial_candidates(out, features, decoder, prompts, frame, positive: Tensor 
         decoder: the :class:`~seem.modeling.decoder.SeemDecoder` that decoded ``out`` (its ``mask_logits``).
         prompts: the round's :class:`~seem.prompts.Prompts`; frame: the image's :class:`~seem.transforms.ImageFrame`.
         positive: ``(K', H_pad, W_pad)`` bool positive regions of this image's objects, or ``None``.
-        inference: the model's :class:`~seem.configs.InferenceConfig` (click fit, prompt-connected masks).
+        inference: the model's :class:`~seem.configs.InferenceConfig` (click fit, prompt-connected masks, box bound).
         click_fit: whether to fit each candidate to its object's clicks (:func:`seem.click_fit.fit_to_clicks`).
     """
     from seem.modeling.decoder_types import QueryGroup

@@ -153,6 +153,12 @@ def _variant_hint(model_shapes: dict, ckpt_shapes: dict) -> str:
         if key in ckpt_shapes and key in model_shapes and ckpt_shapes[key] != model_shapes[key]:
             return (f"Hint: the checkpoint's {scorer.replace('_', ' ')} reads another number of features (an older "
                     f"version); fit a new one with python -m seem.train.{trainer} --model CHECKPOINT OUT.")
+        missing = set(model_shapes) - set(ckpt_shapes)
+        only_scorers = all(k.startswith(("candidate_scorer.", "grounding_scorer.", "box_scorer.")) for k in missing)
+        if key in missing and only_scorers:
+            return (f"Hint: the checkpoint has no {scorer.replace('_', ' ')} (made before it, or without it); fit one "
+                    f"with python -m seem.train.{trainer} --model CHECKPOINT OUT, or build the model with "
+                    f"SeemConfig.{scorer}_hidden=0.")
     have, want = describe_shapes(ckpt_shapes), describe_shapes(model_shapes)
     diff = [k for k in have if k in want and have[k] != want[k]]
     if not diff:

@@ -250,11 +250,11 @@ class InferenceConfig:
     click_fit_prior: float = 1.0
     click_fit_iters: int = 20
     click_fit_logit_weight: float = 0.0
-    # click-fitted clicks without a memory prompt (an interaction's first round): choose each object's spatial
+    # an interaction's first round (no memory prompt) of click-fitted clicks alone: choose each object's spatial
     # query by the model's learned candidate scorer when it has one (SeemConfig.candidate_scorer_hidden,
-    # seem.candidates) instead of Eq. 5's mask-embedding match; later rounds, clicks without the fit, text,
-    # boxes, strokes, masks and references keep Eq. 5; a first round of boxes alone likewise takes the model's box
-    # scorer when it has one (SeemConfig.box_scorer_hidden)
+    # seem.candidates) instead of Eq. 5's mask-embedding match; a first round of boxes alone: by its box scorer
+    # (SeemConfig.box_scorer_hidden). Later rounds, clicks without the fit, mixed prompt types, text, strokes,
+    # masks and references keep Eq. 5
     candidate_scorer: bool = True
     # a text prompt alone: choose its grounding query by the model's learned grounding scorer when it has one
     # (SeemConfig.grounding_scorer_hidden, seem.grounding_choice) instead of Eq. 6's similarity alone

@@ -340,7 +340,7 @@ class SeemPredictor:
         scorer = visual_scorer(self.model, prompts, memory, fit) if visual is not None and scored else None
         if visual is not None and scorer is not None:
             cands = spatial_candidates(out, feats, self.decoding_model.decoder, prompts, frame, positive, inference, fit)
-            chosen, logits, support = cands.take(pick(scorer, cands, visual.num_objects))
+            chosen, logits, support = cands.take(pick(scorer, cands, visual.num_objects, frame))
             return self._prediction(frame, logits, last.class_embed[0, chosen].float(), "bicubic", False, support)
         if visual is not None:
             chosen = select_visual_queries(out)

@@ -146,12 +146,12 @@ def fit(features: torch.Tensor, ious: torch.Tensor, config: ScorerTrainConfig):
 
 def picked_iou(scorer, features: torch.Tensor, ious: torch.Tensor) -> tuple[float, float, float]:
     """Mean IoU of the scorer's pick (as inference picks: an empty candidate, feature 0 = 0, never over a
-    non-empty one), of Eq. 5's pick and of the best candidate over ``G`` groups."""
+    non-empty one; all empty: Eq. 5's), of Eq. 5's pick and of the best candidate over ``G`` groups."""
     empty = features[..., 0] <= 0
     with torch.no_grad():
-        scores = scorer(features).float().masked_fill(empty & ~empty.all(-1, keepdim=True), -torch.inf)
-    mine = scores.argmax(-1)
+        scores = scorer(features).float().masked_fill(empty, -torch.inf)
     eq5 = eq5_pick(features)
+    mine = torch.where(empty.all(-1), eq5, scores.argmax(-1))
     rows = torch.arange(len(ious))
     return float(ious[rows, mine].mean()), float(ious[rows, eq5].mean()), float(ious.max(-1).values.mean())
 

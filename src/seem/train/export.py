@@ -87,7 +87,7 @@ def export_checkpoint(source: str | Path | list[str | Path], target: str | Path,
 
 def _grown_config(config, state: dict):
     """``config`` with the mask position features the weights carry (trained with
-    ``TrainConfig.mask_position_frequencies``; ``(Dm, 4 F)`` projection) and their candidate and grounding
+    ``TrainConfig.mask_position_frequencies``; ``(Dm, 4 F)`` projection) and their candidate, box and grounding
     scorers (:mod:`seem.candidates`, :mod:`seem.grounding_choice`), or without them when they carry none."""
     from dataclasses import replace
 
