@@ -100,3 +100,25 @@ def test_bundled_box_masks_stay_in_their_boxes_and_the_switch_turns_it_off():
     finally:
         model.config = keep
     assert outside[0] == 0 and outside[1] > 1000, outside
+
+
+def test_boxes_alone_skip_the_prompt_connected_step_with_the_same_result():
+    from seem.modeling.decoder_types import QueryGroup
+    from seem.postprocess import prompt_connected
+    from seem.prompt_round import decode_round, round_logits
+    from seem.prompts import Prompts
+
+    p = _voc_predictor()
+    frame, feats = p.frame, p.features
+    inference = p.model.config.inference
+    decoder = p.decoding_model.decoder
+    for boxes in ([[377, 64, 500, 239]], [[10, 10, 60, 200], [150, 100, 330, 360]], [[200, 150, 204, 154]]):
+        prompts = Prompts(boxes=boxes)
+        with torch.inference_mode():
+            run = decode_round(p, prompts, None, joint_prompts=True)
+            s, e = run.out.ranges[QueryGroup.SPATIAL]
+            embed, rows = run.out.last.mask_embed[:, s:e], (e - s) // len(boxes)  # every candidate of each box
+            got = round_logits(embed, feats, decoder, prompts, frame, run.positive, inference, False, rows)
+            raw = decoder.mask_logits(embed, feats.mask_features, feats.packs)[0].float()
+            want = box_bounded(*prompt_connected(raw, run.positive, rows), run.positive, rows)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])

@@ -17,6 +17,7 @@ from seem.modeling.decoder_types import DecoderOutput
 from seem.modeling.seem import TextPrompt
 from seem.modeling.visual_sampler import PromptSampler
 from seem.prompts import Prompts, ReferencePrompt, checks
+from seem.prompts.value import VISUAL_FIELDS
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,10 @@ def round_logits(mask_embed: Tensor, features, decoder, prompts: Prompts, frame,
         return logits, None
     positive = positive.to(logits.device)
     support = None
-    if inference.prompt_connected_masks:
+    # boxes alone, bounded: every region left touches its box and the support near it covers the box, so the
+    # prompt-connected step would change nothing (and costs a labelling of every candidate)
+    boxes_alone = all(getattr(prompts, f) is None for f in VISUAL_FIELDS if f != "boxes")
+    if inference.prompt_connected_masks and not (bounded and boxes_alone):
         logits, support = prompt_connected(logits, positive, rows_per_object)
     return box_bounded(logits, support, positive, rows_per_object) if bounded else (logits, support)
 
