@@ -82,6 +82,7 @@ def test_an_unreadable_image_in_a_folder_is_named_and_the_others_are_done(folder
     (src / "broken.png").write_bytes(b"not a png")
     code, out, err = _run(["find", src, "--text", "person", "--out", tmp_path / "o"], capsys)
     assert code == 2 and "broken.png" in err and "1 of 3 images failed" in err
+    assert err.count("broken.png") == 1, err  # named once
     assert len(list((tmp_path / "o").glob("*_find.json"))) == 2
     code, _, err = _run(["find", tmp_path / "nothing_here", "--text", "person"], capsys)
     assert code == 2 and "no such file" in err

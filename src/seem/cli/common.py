@@ -220,7 +220,8 @@ def for_each_image(paths: Sequence[Path], fn: Callable[[Path, Any, str], None], 
             fn(path, first if (i == 0 and first is not None) else seem_io.load_image(path), name)
         except (SeemError, OSError) as exc:
             failed += 1
-            print(f"error: {path}: {exc}", file=sys.stderr)
+            message = str(exc)  # image errors name the file already
+            print(f"error: {message}" if str(path) in message else f"error: {path}: {message}", file=sys.stderr)
     if failed:
         print(f"{failed} of {len(paths)} images failed", file=sys.stderr)
         return 2
