@@ -13,6 +13,7 @@ from seem import SeemPredictor, from_pretrained
 from seem.candidates import NUM_FEATURES, CandidateScorer, spatial_candidates, visual_scorer
 from seem.prompt_round import decode_round
 from seem.prompts import Prompts
+from test_candidates import _largest_mask_scorer as largest_mask_scorer
 
 BOX = [[150, 100, 330, 360]]
 
@@ -27,14 +28,7 @@ def _bundled() -> SeemPredictor:
 
 
 def _largest_mask_scorer() -> CandidateScorer:
-    scorer = CandidateScorer(1, name="box scorer")
-    with torch.no_grad():
-        scorer.fc1.weight.zero_()
-        scorer.fc1.weight[0, 0] = 1.0
-        scorer.fc1.bias.fill_(10.0)
-        scorer.fc2.weight.fill_(1.0)
-        scorer.fc2.bias.zero_()
-    return scorer.eval()
+    return largest_mask_scorer(name="box scorer").eval()
 
 
 def _box_candidates(p: SeemPredictor, prompts: Prompts):

@@ -110,9 +110,10 @@ def _bundled() -> SeemPredictor:
     return predictor
 
 
-def _largest_mask_scorer() -> CandidateScorer:
-    """A scorer that ranks candidates by the fraction of cells inside their mask (feature 0)."""
-    scorer = CandidateScorer(1)
+def _largest_mask_scorer(num_features: int = NUM_FEATURES, name: str = "candidate scorer") -> CandidateScorer:
+    """A scorer that ranks candidates by the fraction of cells inside their mask (feature 0); also the grounding
+    and box scorer tests' (``num_features``, ``name``)."""
+    scorer = CandidateScorer(1, num_features, name)
     with torch.no_grad():
         scorer.fc1.weight.zero_()
         scorer.fc1.weight[0, 0] = 1.0

@@ -12,6 +12,7 @@ import torch
 from seem import SeemPredictor, from_pretrained
 from seem.candidates import CandidateScorer
 from seem.grounding_choice import GROUNDING_FEATURES, grounding_features, pick_grounding
+from test_candidates import _largest_mask_scorer as largest_mask_scorer
 
 
 def test_features_of_known_masks_for_two_phrases():
@@ -42,14 +43,7 @@ def test_features_of_known_masks_for_two_phrases():
 
 def _largest_mask_scorer() -> CandidateScorer:
     """Ranks queries by the fraction of cells inside their mask (feature 0)."""
-    scorer = CandidateScorer(1, GROUNDING_FEATURES)
-    with torch.no_grad():
-        scorer.fc1.weight.zero_()
-        scorer.fc1.weight[0, 0] = 1.0
-        scorer.fc1.bias.fill_(10.0)
-        scorer.fc2.weight.fill_(1.0)
-        scorer.fc2.bias.zero_()
-    return scorer.eval()
+    return largest_mask_scorer(GROUNDING_FEATURES, "grounding scorer").eval()
 
 
 def test_pick_never_takes_an_empty_mask_over_a_non_empty_one():
