@@ -26,27 +26,22 @@ import torch
 
 from seem import SeemPredictor, from_pretrained
 from seem.data.real_sets import ROLE_GENERIC, load_set, photo_segments
+from seem.mask_ops import masks_to_boxes
+from seem.train.clicker import iou
 
 HELD_OUT = ("coco128", "ccp", "camvid")
-
-
-def box_of(mask: np.ndarray) -> list[int]:
-    ys, xs = np.nonzero(mask)
-    return [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
 
 
 def box_ious(predictor: SeemPredictor, objects, timings: list[float]) -> dict[str, list[float]]:
     """``objects``: ``(gt, ignore | None)`` pairs of the image set on ``predictor``; IoU per object and choice."""
     out: dict[str, list[float]] = {"scorer": [], "eq5": []}
     for gt, ignore in objects:
-        box = box_of(gt if ignore is None else gt | ignore)
-        keep = np.ones_like(gt) if ignore is None else ~ignore
+        boxes = masks_to_boxes(torch.from_numpy(gt if ignore is None else gt | ignore)[None]).tolist()
         for choice, flag in (("scorer", True), ("eq5", False)):
             t0 = time.perf_counter()
-            mask = predictor.predict(boxes=[box], candidate_scorer=flag).masks[0]
+            mask = predictor.predict(boxes=boxes, candidate_scorer=flag).masks[0]
             timings.append(time.perf_counter() - t0)
-            union = ((mask | gt) & keep).sum()
-            out[choice].append(float(((mask & gt) & keep).sum() / max(union, 1)))
+            out[choice].append(iou(mask, gt, ignore))
     return out
 
 

@@ -207,8 +207,7 @@ def pick(scorer: nn.Module, candidates: Candidates, num_objects: int, frame=None
     ``frame`` (:class:`~seem.transforms.ImageFrame`) of an image smaller than the logit grid, no pixel of the mask
     at the original size (a few positive cells can vanish there, or appear by bicubic overshoot)."""
     empty = candidates.features[:, 0] <= 0
-    valid = None if frame is None else frame.lowres_valid_size
-    if valid is not None and (frame.original_size[0] < valid[0] or frame.original_size[1] < valid[1]):
+    if frame is not None and frame.smaller_than_logit_grid:
         from seem.postprocess import masks_with_scores
 
         masks = masks_with_scores(frame, candidates.logits, "bicubic", False, candidates.support)[0]

@@ -147,14 +147,16 @@ def _variant_hint(model_shapes: dict, ckpt_shapes: dict) -> str:
             "Hint: the checkpoint uses official SEEM key names; convert it first with "
             "seem.checkpoint.convert_official_state_dict() (load_pretrained_weights() does this)."
         )
-    for scorer in ("candidate_scorer", "grounding_scorer", "box_scorer"):
+    from seem.candidates import SCORER_PREFIXES
+
+    missing = set(model_shapes) - set(ckpt_shapes)
+    only_scorers = all(k.startswith(SCORER_PREFIXES) for k in missing)
+    for scorer in (prefix.rstrip(".") for prefix in SCORER_PREFIXES):
         key = f"{scorer}.feature_mean"
         trainer = "candidate_scorer --prompt boxes" if scorer == "box_scorer" else scorer
         if key in ckpt_shapes and key in model_shapes and ckpt_shapes[key] != model_shapes[key]:
             return (f"Hint: the checkpoint's {scorer.replace('_', ' ')} reads another number of features (an older "
                     f"version); fit a new one with python -m seem.train.{trainer} --model CHECKPOINT OUT.")
-        missing = set(model_shapes) - set(ckpt_shapes)
-        only_scorers = all(k.startswith(("candidate_scorer.", "grounding_scorer.", "box_scorer.")) for k in missing)
         if key in missing and only_scorers:
             return (f"Hint: the checkpoint has no {scorer.replace('_', ' ')} (made before it, or without it); fit one "
                     f"with python -m seem.train.{trainer} --model CHECKPOINT OUT, or build the model with "

@@ -149,7 +149,6 @@ def grounding_queries(out, features, decoder, text_prompt, frame, logit_scale: T
         return s + matched
     c = grounding_candidates(out, features, decoder, text_prompt, frame, logit_scale, max_scale)
     empty = None
-    valid = frame.lowres_valid_size
-    if frame.original_size[0] < valid[0] or frame.original_size[1] < valid[1]:
+    if frame.smaller_than_logit_grid:
         empty = ~masks_with_scores(frame, c.logits, "bilinear", True)[0].flatten(1).any(1)
     return c.start + pick_grounding(scorer, c.features, empty).to(c.similarity.device)

@@ -49,6 +49,14 @@ class ImageFrame:
         return -(-self.resized_size[0] // 4), -(-self.resized_size[1] // 4)
 
     @property
+    def smaller_than_logit_grid(self) -> bool:
+        """Whether the original image has fewer rows or columns than :attr:`lowres_valid_size` (an upscaled tiny
+        image): a mask's emptiness must then be judged at the original size, where a few positive low-resolution
+        cells can vanish or bicubic overshoot can add pixels."""
+        valid = self.lowres_valid_size
+        return self.original_size[0] < valid[0] or self.original_size[1] < valid[1]
+
+    @property
     def scale_xy(self) -> tuple[float, float]:
         """Resized / original scale along x and y."""
         return self.resized_size[1] / self.original_size[1], self.resized_size[0] / self.original_size[0]

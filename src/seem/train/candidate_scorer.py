@@ -56,7 +56,6 @@ def eq5_pick(features: torch.Tensor) -> torch.Tensor:
 
 def collect(predictor, records, config: ScorerTrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """``(features (G, C, F), ious (G, C))``: one group per object and round, ``C`` candidates each."""
-    from seem.candidates import NUM_FEATURES
     from seem.data.real_sets import ROLE_GENERIC, photo_segments
     from seem.postprocess import masks_with_scores
     from seem.prompts import Prompts
@@ -82,21 +81,30 @@ def collect(predictor, records, config: ScorerTrainConfig) -> tuple[torch.Tensor
                 pick = int(eq5_pick(cands.features))  # continue as the model without a scorer would
                 memory, pred = cands.logits[pick][None], masks[pick]
     if not feats:  # no photo with a segment of min_area pixels
-        cfg = predictor.model.config
-        c = cfg.decoder.num_queries if cfg.inference.spatial_queries == "all" else cfg.decoder.query_number
-        return torch.zeros(0, c, NUM_FEATURES), torch.zeros(0, c)
+        return _no_groups(predictor)
     return torch.stack(feats), torch.stack(ious).float()
+
+
+def _no_groups(predictor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Empty ``(0, C, 17)`` features and ``(0, C)`` IoUs (``C``: the model's candidates per object)."""
+    from seem.candidates import NUM_FEATURES
+
+    cfg = predictor.model.config
+    c = cfg.decoder.num_queries if cfg.inference.spatial_queries == "all" else cfg.decoder.query_number
+    return torch.zeros(0, c, NUM_FEATURES), torch.zeros(0, c)
 
 
 def collect_boxes(predictor, records, config: ScorerTrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """``(features (G, C, F), ious (G, C))`` for the box scorer: one group per whole object (as :func:`collect`
     chooses them), prompted by its bounding box in one round; every candidate post-processed as the predictor
     returns a box's mask (no click fit; prompt-connected to the box) and its IoU with the object measured."""
-    from seem.candidates import NUM_FEATURES, spatial_candidates
+    from seem.candidates import spatial_candidates
     from seem.data.real_sets import ROLE_GENERIC, photo_segments
+    from seem.mask_ops import masks_to_boxes
     from seem.postprocess import masks_with_scores
     from seem.prompt_round import decode_round
     from seem.prompts import Prompts
+    from seem.train.clicker import iou
 
     feats, ious = [], []
     inference = predictor.model.config.inference
@@ -104,23 +112,17 @@ def collect_boxes(predictor, records, config: ScorerTrainConfig) -> tuple[torch.
         predictor.set_image(record.image)
         frame, features = predictor._require_image()
         for gt in photo_segments(record, config.min_area, config.per_photo, roles=(ROLE_GENERIC,)):
-            ys, xs = np.nonzero(gt)
-            prompts = Prompts(boxes=[[int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]])
+            prompts = Prompts(boxes=masks_to_boxes(torch.from_numpy(gt)[None]).tolist())
             with torch.inference_mode():
                 run = decode_round(predictor, prompts, None, joint_prompts=True)
                 cands = spatial_candidates(run.out, features, predictor.decoding_model.decoder, prompts, frame,
                                            run.positive, inference, False)
-                masks = masks_with_scores(frame, cands.logits, "bicubic", False, cands.support)[0].flatten(1)
-                target = torch.from_numpy(gt).flatten().to(masks.device)
-                inter = (masks & target).sum(1)
-                union = masks.sum(1) + target.sum() - inter
+                masks = masks_with_scores(frame, cands.logits, "bicubic", False, cands.support)[0].cpu().numpy()
             feats.append(cands.features.float().cpu())
-            ious.append((inter / union.clamp(min=1)).float().cpu())
+            ious.append(torch.tensor([iou(m, gt) for m in masks]))
     if not feats:
-        cfg = predictor.model.config
-        c = cfg.decoder.num_queries if cfg.inference.spatial_queries == "all" else cfg.decoder.query_number
-        return torch.zeros(0, c, NUM_FEATURES), torch.zeros(0, c)
-    return torch.stack(feats), torch.stack(ious)
+        return _no_groups(predictor)
+    return torch.stack(feats), torch.stack(ious).float()
 
 
 def fit(features: torch.Tensor, ious: torch.Tensor, config: ScorerTrainConfig):
@@ -177,13 +179,9 @@ def training_photos(ap: argparse.ArgumentParser, data: str, name: str) -> list:
 def with_scorer_width(config, scorer: str, hidden: int):
     """``config`` (a :class:`~seem.configs.SeemConfig`) with ``scorer``'s hidden width set to ``hidden``.
     ``ValueError``: ``scorer`` not ``"candidate_scorer"``, ``"box_scorer"`` or ``"grounding_scorer"``."""
-    if scorer == "candidate_scorer":
-        return replace(config, candidate_scorer_hidden=hidden)
-    if scorer == "box_scorer":
-        return replace(config, box_scorer_hidden=hidden)
-    if scorer == "grounding_scorer":
-        return replace(config, grounding_scorer_hidden=hidden)
-    raise ValueError(f"scorer must be candidate_scorer, box_scorer or grounding_scorer, got {scorer!r}")
+    if scorer not in ("candidate_scorer", "box_scorer", "grounding_scorer"):
+        raise ValueError(f"scorer must be candidate_scorer, box_scorer or grounding_scorer, got {scorer!r}")
+    return replace(config, **{f"{scorer}_hidden": hidden})
 
 
 def model_without_scorer(name_or_path: str | None, scorer: str = "candidate_scorer"):
