@@ -242,6 +242,10 @@ class InferenceConfig:
     # a round with boxes: limit each object's mask to the bounding box of its positive prompts (the box;
     # seem.box_bounds.box_bounded): a box says where the object is. Not in the official code: off for them
     box_bounds_masks: bool = False
+    # a refinement round (memory given) of boxes and clicks: decode each object from its clicks and an anchor click
+    # at the previous mask's interior point inside its box, the box bounding the mask (seem.box_anchor): a box's
+    # 512 sampled points otherwise drown the clicks. Not in the official code: off for them
+    box_anchor: bool = False
     # clicks: fit each object's mask embedding until its clicks agree with the mask (seem.click_fit, a BRS-style
     # refinement); margin = the logit a click should reach, prior = the pull towards the decoder's embedding,
     # logit weight = the share of that pull measured on the mask logits over the image (seem.click_fit.prior_metric)

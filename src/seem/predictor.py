@@ -332,7 +332,7 @@ class SeemPredictor:
                  candidate_scorer: bool | None = None, spatial_queries: str | None = None) -> Prediction:
         frame, feats = self._require_image()
         run = decode_round(self, prompts, memory, joint_prompts, spatial_queries)
-        out, positive, text_prompt, visual = run.out, run.positive, run.text, run.out.visual
+        out, positive, text_prompt, visual, prompts = run.out, run.positive, run.text, run.out.visual, run.prompts
         last, inference = out.last, self.model.config.inference
         fit = visual is not None and prompts.points is not None and (inference.click_fit if click_fit is None else click_fit)
         scored = inference.candidate_scorer if candidate_scorer is None else candidate_scorer
@@ -352,7 +352,7 @@ class SeemPredictor:
                                        self.model.text_encoder.logit_scale, inference.grounding_logit_scale_max, grounding)
             mode, antialias = "bilinear", True  # official evaluate_grounding
         logits, support = round_logits(last.mask_embed[:, chosen], feats, self.decoding_model.decoder, prompts, frame,
-                                       positive, inference, fit)
+                                       positive, inference, fit, bound=run.bound)
         return self._prediction(frame, logits, last.class_embed[0, chosen].float(), mode, antialias, support)
 
     def _prediction(self, frame: ImageFrame, logits_lowres: Tensor, class_embed: Tensor, mode: str,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
+from seem import box_anchor
 from seem.errors import PromptError
 from seem.modeling.decoder import VisualPromptTokens
 from seem.modeling.decoder_types import DecoderOutput
@@ -23,23 +24,36 @@ from seem.prompts.value import VISUAL_FIELDS
 @dataclass(frozen=True)
 class RoundPass:
     """What :func:`decode_round` returns: the decoder output, the ``(K, H_pad, W_pad)`` bool positive regions of
-    this image's visual objects (``None`` without any) and the text prompt (``None`` without text)."""
+    this image's visual objects (``None`` without any), the text prompt (``None`` without text), the prompts the
+    pass decoded (the round's own, or their anchored clicks, :mod:`seem.box_anchor`) and, for anchored clicks,
+    the ``(K, H_pad, W_pad)`` bool positive regions of the round's own prompts that bound the masks (else
+    ``None``)."""
 
     out: DecoderOutput
     positive: Tensor | None
     text: TextPrompt | None
+    prompts: Prompts
+    bound: Tensor | None = None
 
 
 def decode_round(predictor, prompts: Prompts, memory, joint_prompts: bool, spatial_queries: str | None = None) -> RoundPass:
     """The decoder pass of one round of ``prompts`` (+ the previous round's ``memory``) on the predictor's image;
-    ``spatial_queries`` overrides the model's ``InferenceConfig.spatial_queries``.
+    ``spatial_queries`` overrides the model's ``InferenceConfig.spatial_queries``. With the model's
+    ``InferenceConfig.box_anchor``, a refinement round of boxes and clicks decodes the clicks and an anchor click
+    per box instead (:mod:`seem.box_anchor`; the boxes then bound the masks through ``RoundPass.bound``).
 
     Raises:
         PromptError: no prompt; several visual objects for a v0 model; a bad ``memory``
             (:func:`seem.prompts.checks.memory_logits`).
         ImageError: no image set.
     """
-    _, feats = predictor._require_image()
+    frame, feats = predictor._require_image()
+    bound = None
+    if predictor.model.config.inference.box_anchor and box_anchor.applies(prompts, memory):
+        regions = prompts.to_regions(frame)
+        assert regions is not None  # applies: the round has boxes
+        bound = regions.positive
+        prompts = box_anchor.anchored_prompts(prompts, memory, frame)
     sampler = predictor.sampler()
     visual, positive = _visual_tokens(predictor, prompts, sampler)
     model = predictor.decoding_model
@@ -53,17 +67,20 @@ def decode_round(predictor, prompts: Prompts, memory, joint_prompts: bool, spati
         out = model.decode(feats, visual=visual, text=text, memory_mask=memory_mask, sampler=sampler,
                            joint_prompts=joint_prompts, object_queries=False, intermediate=False, final_masks=False,
                            all_spatial_queries=(spatial_queries or predictor.model.config.inference.spatial_queries) == "all")
-    return RoundPass(out, positive, text)
+    return RoundPass(out, positive, text, prompts, bound)
 
 
 def round_logits(mask_embed: Tensor, features, decoder, prompts: Prompts, frame, positive: Tensor | None,
-                 inference, click_fit: bool, rows_per_object: int = 1) -> tuple[Tensor, Tensor | None]:
+                 inference, click_fit: bool, rows_per_object: int = 1, bound: Tensor | None = None
+                 ) -> tuple[Tensor, Tensor | None]:
     """The low-resolution mask logits a round returns for the embeddings ``mask_embed`` ``(1, K r, Dm)`` (``r`` =
     ``rows_per_object`` rows per visual object, this image's objects first): fitted to their object's clicks
     (``click_fit``, :func:`seem.click_fit.fit_to_clicks`), ``mask_embed . features``, then prompt-connected
     (``inference.prompt_connected_masks``, with ``positive`` ``(K', H_pad, W_pad)``) and, in a round with boxes,
-    bounded by them (``inference.box_bounds_masks``, :func:`seem.box_bounds.box_bounded`). Returns ``(K r, h, w)``
-    float32 logits and the +-1 support field the masks are limited to (``None`` without either)."""
+    bounded by them (``inference.box_bounds_masks``, :func:`seem.box_bounds.box_bounded`); ``bound`` ``(K', H_pad,
+    W_pad)`` bool: the regions that bound the masks instead (a box turned into an anchor click, ``RoundPass.bound``).
+    Returns ``(K r, h, w)`` float32 logits and the +-1 support field the masks are limited to (``None`` without
+    any of these)."""
     from seem.box_bounds import box_bounded
     from seem.click_fit import fit_to_clicks
     from seem.postprocess import prompt_connected
@@ -71,7 +88,7 @@ def round_logits(mask_embed: Tensor, features, decoder, prompts: Prompts, frame,
     if click_fit and prompts.points is not None:
         mask_embed = fit_to_clicks(mask_embed, features.mask_features, prompts, frame, inference, rows_per_object)
     logits = decoder.mask_logits(mask_embed, features.mask_features, features.packs)[0].float()
-    bounded = inference.box_bounds_masks and prompts.boxes is not None
+    bounded = (inference.box_bounds_masks and prompts.boxes is not None) or bound is not None
     if positive is None or not (inference.prompt_connected_masks or bounded):
         return logits, None
     positive = positive.to(logits.device)
@@ -81,7 +98,9 @@ def round_logits(mask_embed: Tensor, features, decoder, prompts: Prompts, frame,
     boxes_alone = all(getattr(prompts, f) is None for f in VISUAL_FIELDS if f != "boxes")
     if inference.prompt_connected_masks and not (bounded and boxes_alone):
         logits, support = prompt_connected(logits, positive, rows_per_object)
-    return box_bounded(logits, support, positive, rows_per_object) if bounded else (logits, support)
+    if not bounded:
+        return logits, support
+    return box_bounded(logits, support, positive if bound is None else bound.to(logits.device), rows_per_object)
 
 
 def _text_prompt(predictor, texts) -> TextPrompt | None:
