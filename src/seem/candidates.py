@@ -7,12 +7,14 @@ keeps the one whose mask embedding best matches the prompt's mean feature (paper
 candidates would make the first click 8.7 points better (56.1 -> 64.7 %), but the match picks it only part of
 the time.
 Like SAM's IoU prediction head, the :class:`CandidateScorer` ranks the candidates by the mask each would
-return: it reads 17 numbers per candidate (:func:`candidate_features`: area, stability and confidence of its
+return: it reads 22 numbers per candidate (:func:`candidate_features`: area, stability and confidence of its
 final low-resolution mask, the same minus the object's candidate mean, the Eq. 5 match, the click counts, the
-embedding norm and its agreement with the object's other candidates) and the highest score wins. Not in the
+embedding norm, its agreement with the object's other candidates and where the clicks sit in it,
+:mod:`seem.click_geometry`) and the highest score wins. Not in the
 official code: official checkpoints have none and keep Eq. 5. The predictor uses it for click-fitted rounds of
 clicks alone without a memory prompt (``InferenceConfig.candidate_scorer``); a second scorer of the same form,
-the box scorer (``SeemConfig.box_scorer_hidden``), for rounds of boxes alone without one (:func:`visual_scorer`).
+the box scorer (``SeemConfig.box_scorer_hidden``, the first 17 features), for rounds of boxes alone without one
+(:func:`visual_scorer`).
 An empty candidate mask never wins over a non-empty one (:func:`pick`).
 
 The features are read from each candidate's *final* mask (after the click fit, the prompt-connected masks and
@@ -29,7 +31,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-NUM_FEATURES = 17
+NUM_FEATURES = 22
+# the box scorer reads the first 17 columns: the click-geometry ones (seem.click_geometry) are for clicks
+BOX_FEATURES = 17
 
 
 SCORER_PREFIXES = ("candidate_scorer.", "grounding_scorer.", "box_scorer.")
@@ -44,8 +48,8 @@ def without_scorer(state: dict, prefixes: tuple[str, ...] = SCORER_PREFIXES) -> 
 
 class CandidateScorer(nn.Module):
     """``(N, F)`` candidate features -> ``(N,)`` scores (higher: the better mask); a 2-layer MLP on standardised
-    features. ``F`` = ``num_features``: 17 for a click's spatial-query candidates (:func:`candidate_features`),
-    15 for a text prompt's grounding queries (:mod:`seem.grounding_choice`). Keys (under ``candidate_scorer.``,
+    features. ``F`` = ``num_features``: 22 for a click's spatial-query candidates (:func:`candidate_features`),
+    17 for a box's (:data:`BOX_FEATURES`), 15 for a text prompt's grounding queries (:mod:`seem.grounding_choice`). Keys (under ``candidate_scorer.``,
     ``box_scorer.`` or ``grounding_scorer.``): ``feature_mean`` / ``feature_std`` ``(F,)``, ``fc1`` ``(hidden, F)``,
     ``fc2`` ``(1, hidden)``."""
 
@@ -64,6 +68,11 @@ class CandidateScorer(nn.Module):
         self.fc2 = nn.Linear(hidden, 1)
         self.register_load_state_dict_post_hook(_check_loaded)
 
+    @property
+    def num_features(self) -> int:
+        """``F``, the feature columns the scorer reads."""
+        return int(self.feature_mean.shape[0])
+
     def forward(self, features: Tensor) -> Tensor:
         x = (features.to(self.feature_mean.dtype) - self.feature_mean) / self.feature_std
         return self.fc2(torch.relu(self.fc1(x)))[..., 0]
@@ -81,8 +90,9 @@ def _check_loaded(module: CandidateScorer, incompatible) -> None:
 
 
 def candidate_features(logits: Tensor, mask_embed: Tensor, positive_mean: Tensor, query_object: Tensor,
-                       valid_size: tuple[int, int], num_clicks: Tensor, num_negative: Tensor) -> Tensor:
-    """``(N, 17)`` float32 features of ``N`` spatial-query candidates of ``K`` objects.
+                       valid_size: tuple[int, int], num_clicks: Tensor, num_negative: Tensor,
+                       clicks: Tensor | None = None, labels: Tensor | None = None) -> Tensor:
+    """``(N, 22)`` float32 features of ``N`` spatial-query candidates of ``K`` objects.
 
     Args:
         logits: ``(N, h, w)`` each candidate's final mask logits at 1/4 of the padded input.
@@ -91,12 +101,17 @@ def candidate_features(logits: Tensor, mask_embed: Tensor, positive_mean: Tensor
         query_object: ``(N,)`` int64 object of each candidate.
         valid_size: ``(h', w')`` the cells of ``logits`` that cover the resized image (not the padding).
         num_clicks, num_negative: ``(K,)`` each object's click count (all points) and negative click count.
+        clicks, labels: ``(K', M, 2)`` the clicks of the first ``K' <= K`` objects in low-resolution cell units
+            (:func:`seem.click_geometry.clicks_to_cells`) and their ``(K', M)`` labels, or ``None`` (no clicks).
 
     The columns: fraction of cells with logit > 0, stability (cells > 1 over cells > -1), mean probability
     inside, mean |logit|; those four minus the object's candidate mean; Eq. 5's match minus the object's best,
-    the match / 100; (clicks - 1) / 4 capped at 1; negative clicks / 4; the embedding norm / 100; then how the
-    candidate agrees with the object's other candidates (:func:`consensus_features`).
+    the match / 100; (clicks - 1) / 4 capped at 1; negative clicks / 4; the embedding norm / 100; how the
+    candidate agrees with the object's other candidates (:func:`consensus_features`); then the 5 columns of
+    :func:`seem.click_geometry.click_geometry` (zeros for objects without clicks).
     """
+    from seem.click_geometry import click_geometry
+
     stats, inside, prob = mask_statistics(logits, valid_size)
     k = positive_mean.shape[0]
     count = torch.bincount(query_object, minlength=k).clamp(min=1).to(stats)
@@ -105,7 +120,8 @@ def candidate_features(logits: Tensor, mask_embed: Tensor, positive_mean: Tensor
     best = torch.full((k,), -math.inf, device=match.device).scatter_reduce(0, query_object, match, "amax")
     rows = [stats, stats - mean[query_object], (match - best[query_object])[:, None], match[:, None] / 100,
             ((num_clicks.to(stats) - 1) / 4).clamp(max=1)[query_object, None], (num_negative.to(stats) / 4)[query_object, None],
-            mask_embed.float().norm(dim=1, keepdim=True) / 100, consensus_features(inside, prob, match, query_object, k)]
+            mask_embed.float().norm(dim=1, keepdim=True) / 100, consensus_features(inside, prob, match, query_object, k),
+            click_geometry(logits, valid_size, clicks, labels, query_object).to(stats)]
     return torch.cat(rows, 1)
 
 
@@ -213,7 +229,9 @@ def pick(scorer: nn.Module, candidates: Candidates, num_objects: int, frame=None
         masks = masks_with_scores(frame, candidates.logits, "bicubic", False, candidates.support)[0]
         empty = ~masks.flatten(1).any(1).to(empty.device)
     # non-finite scores (a degenerate scorer) still rank above an empty mask
-    scores = torch.nan_to_num(scorer(candidates.features).float(), nan=-1e30, posinf=1e30, neginf=-1e30)
+    # a CandidateScorer reads its leading num_features columns (the box scorer: BOX_FEATURES)
+    features = candidates.features[:, : scorer.num_features] if isinstance(scorer, CandidateScorer) else candidates.features
+    scores = torch.nan_to_num(scorer(features).float(), nan=-1e30, posinf=1e30, neginf=-1e30)
     scores = scores.masked_fill(empty, -math.inf)
     non_empty = torch.bincount(candidates.query_object[~empty], minlength=num_objects)[:num_objects]
     eq5 = torch.where(candidates.features[:, 8] >= 0, 0.0, -math.inf).to(scores)
@@ -232,7 +250,7 @@ class Candidates:
         support: ``(N, h, w)`` the +-1 support field the masks are limited to (prompt-connected masks,
             :func:`seem.postprocess.prompt_connected`; box bounds, :func:`seem.box_bounds.box_bounded`), or
             ``None`` without either.
-        features: ``(N, 17)`` :func:`candidate_features`.
+        features: ``(N, 22)`` :func:`candidate_features`.
     """
 
     query_index: Tensor
@@ -259,6 +277,7 @@ def spatial_candidates(out, features, decoder, prompts, frame, positive: Tensor 
         inference: the model's :class:`~seem.configs.InferenceConfig` (click fit, prompt-connected masks, box bound).
         click_fit: whether to fit each candidate to its object's clicks (:func:`seem.click_fit.fit_to_clicks`).
     """
+    from seem.click_geometry import clicks_to_cells
     from seem.modeling.decoder_types import QueryGroup
     from seem.postprocess import spatial_query_objects
     from seem.prompt_round import round_logits
@@ -270,11 +289,13 @@ def spatial_candidates(out, features, decoder, prompts, frame, positive: Tensor 
     per_object = (e - s) // k
     logits, support = round_logits(raw, features, decoder, prompts, frame, positive, inference, click_fit, per_object)
     clicks, negative = torch.zeros(k), torch.zeros(k)
+    labels = cells = None
     if prompts.point_labels is not None:
         labels = torch.from_numpy(np.array(prompts.point_labels))
         clicks[: labels.shape[0]] = labels.shape[1]
         negative[: labels.shape[0]] = (labels == 0).sum(1).float()
+        cells = clicks_to_cells(prompts.points, frame)
     valid = frame.lowres_valid_size
     feats = candidate_features(logits, raw[0], out.visual.positive_mean[0], objects.to(logits.device), valid,
-                               clicks.to(logits.device), negative.to(logits.device))
+                               clicks.to(logits.device), negative.to(logits.device), cells, labels)
     return Candidates(torch.arange(s, e, device=raw.device), objects, logits, support, feats)
