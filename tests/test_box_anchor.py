@@ -29,7 +29,7 @@ def test_the_anchor_is_the_memory_masks_deepest_cell_inside_the_box_and_comes_fi
     out = anchored_prompts(prompts, _memory((12, 31, 17, 36)), FRAME)  # rows 12..30, cols 17..35
     assert out.boxes is None and out.points.shape == (1, 2, 2) and out.point_labels.tolist() == [[1, 0]]
     x, y = out.points[0, 0]
-    assert (x, y) == (4 * 26 + 2, 4 * 21 + 2)  # the rectangle's centre cell (21, 26), as a pixel at its centre
+    assert (x, y) == (4 * 26 + 2.5, 4 * 21 + 2.5)  # the square's centre cell (21, 26): the centre of its pixel 4 j + 2
     assert np.array_equal(out.points[0, 1], [60, 50])
 
 
@@ -53,7 +53,21 @@ def test_every_object_gets_its_own_anchor_and_points_stay_inside_the_image():
     out = anchored_prompts(prompts, memory, frame)
     assert out.points.shape == (2, 2, 2) and out.point_labels[:, 0].tolist() == [1, 1]
     assert bool((out.points[..., 0] <= 151).all() and (out.points[..., 1] <= 101).all())
-    assert np.allclose(out.points[1, 0], [(4 * 6 + 2) / 1.6, (4 * 6 + 2) / 1.6], atol=0.7)
+    sx, sy = frame.scale_xy  # about 1.6
+    assert np.allclose(out.points[1, 0], [(4 * 6 + 2.5) / sx, (4 * 6 + 2.5) / sy])
+
+
+def test_negative_clicks_filling_a_small_box_keep_the_anchor_off_them_or_leave_the_round_as_given():
+    # a 3 x 3-cell box with a negative click on its centre cell: the anchor goes to another box cell, and its
+    # 3 x 3 square keeps positive pixels (the region masks of the anchored round are valid)
+    prompts = Prompts(boxes=[[100, 100, 112, 112]], points=[[106, 106]], point_labels=[0])
+    out = anchored_prompts(prompts, _memory((25, 28, 25, 28)), FRAME)
+    (x, y), (nx, ny) = out.points[0]
+    assert (int(x) // 4, int(y) // 4) != (int(nx) // 4, int(ny) // 4) and 100 <= x <= 112 and 100 <= y <= 112
+    assert bool(out.to_regions(FRAME).positive.any())
+    # every cell of a one-cell box holds a negative click: no anchor, the round is decoded as given
+    one = Prompts(boxes=[[101, 101, 103, 103]], points=[[102, 102]], point_labels=[0])
+    assert anchored_prompts(one, _memory((25, 26, 25, 26)), FRAME) is None
 
 
 def test_applies_only_to_refinement_rounds_of_boxes_and_clicks():
@@ -70,6 +84,8 @@ def test_a_memory_of_the_wrong_size_is_a_prompt_error():
     prompts = Prompts(boxes=[[0, 0, 10, 10]], points=[[5, 5]], point_labels=[0])
     with pytest.raises(PromptError, match="memory"):
         anchored_prompts(prompts, torch.zeros(1, 20, 20), FRAME)
+    flipped = _memory((12, 31, 17, 36)).numpy()[:, ::-1]  # numpy views with negative strides are copied
+    assert anchored_prompts(Prompts(boxes=[[40, 40, 200, 160]], points=[[60, 50]], point_labels=[0]), flipped, FRAME)
     with pytest.raises(ValueError, match="boxes and clicks"):
         anchored_prompts(Prompts(points=[[5, 5]]), torch.zeros(1, 56, 80), FRAME)
 

@@ -62,3 +62,18 @@ def test_clicks_to_cells_maps_original_pixels_to_cell_centres():
     cells = clicks_to_cells(np.array([[[2.5, 2.5], [100.0, 50.0]]]), frame)
     assert cells.shape == (1, 2, 2) and cells.dtype == torch.float32
     assert torch.allclose(cells[0, 0], torch.tensor([0.5, 0.5])) and torch.allclose(cells[0, 1], torch.tensor([39.5, 19.5]))
+
+
+def test_many_clicks_are_read_in_chunks_with_the_same_means_and_no_positive_click_gives_zeros():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 12, 14, generator=g)
+    clicks = torch.rand(1, 40, 2, generator=g) * torch.tensor([13.0, 11.0])
+    labels = (torch.rand(1, 40, generator=g) > 0.3).long()
+    obj = torch.zeros(3, dtype=torch.long)
+    f = click_geometry(logits, (12, 14), clicks, labels, obj)
+    one = torch.stack([click_geometry(logits, (12, 14), clicks[:, i: i + 1], labels[:, i: i + 1], obj) for i in range(40)])
+    pos, neg = labels[0] == 1, labels[0] == 0
+    torch.testing.assert_close(f[:, [0, 1, 3, 4]], one[pos][:, :, [0, 1, 3, 4]].mean(0))
+    torch.testing.assert_close(f[:, 2], one[neg][:, :, 2].mean(0))
+    only_negative = click_geometry(logits, (12, 14), clicks[:, :3], torch.zeros(1, 3, dtype=torch.long), obj)
+    assert bool(torch.isfinite(only_negative).all()) and bool((only_negative[:, [0, 1, 3, 4]] == 0).all())

@@ -28,7 +28,7 @@ def applies(prompts: Prompts, memory) -> bool:
             and prompts.reference is None and all(v is None for v in others))
 
 
-def anchored_prompts(prompts: Prompts, memory, frame) -> Prompts:
+def anchored_prompts(prompts: Prompts, memory, frame) -> Prompts | None:
     """The clicks of ``prompts`` with each object's anchor click first (positive), and no boxes.
 
     Args:
@@ -39,8 +39,10 @@ def anchored_prompts(prompts: Prompts, memory, frame) -> Prompts:
 
     Returns:
         ``Prompts(points (K, M + 1, 2), point_labels (K, M + 1))``: the anchor is the centre of the cell of the
-        memory mask (logit > 0), within the object's box and not next to one of its negative clicks, farthest
-        from the mask's edge; without such a cell, of the box's cells.
+        memory mask (logit > 0), within the object's box and neither on nor next to one of its negative clicks,
+        farthest from that region's edge; without such a cell, of the box's cells without a negative click
+        (:func:`_anchor_cell`). ``None`` when a box's cells all hold negative clicks: the round is then decoded
+        as given (the box sampled with the clicks).
 
     Raises:
         PromptError: a bad ``memory`` (:func:`seem.prompts.checks.memory_logits`).
@@ -52,21 +54,38 @@ def anchored_prompts(prompts: Prompts, memory, frame) -> Prompts:
     logits = checks.memory_logits(memory, boxes.shape[0], (h_pad // 4, w_pad // 4))
     h, w = frame.lowres_valid_size
     inside = logits[:, :h, :w].float().cpu().numpy() > 0
-    sx, sy = frame.scale_xy
     anchors = []
     for k, box in enumerate(boxes):
-        allowed = _box_cells(box, frame, (h, w)) & ~_near_negatives(points[k][labels[k] == 0], frame, (h, w))
-        region = inside[k] & allowed
-        region = region if region.any() else allowed
-        if not region.any():  # negative clicks cover the box: its centre cell
-            region = _box_cells(box, frame, (h, w))
-        i, j = np.unravel_index(int(np.argmax(ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1])), region.shape)
-        # the cell centre in the resized frame, kept inside the resized image, back to original pixels
-        x = min(4 * j + 2.0, frame.resized_size[1] - 0.5) / sx
-        y = min(4 * i + 2.0, frame.resized_size[0] - 0.5) / sy
-        anchors.append([x, y])
+        cell = _anchor_cell(inside[k], _box_cells(box, frame, (h, w)), _negative_cells(points[k][labels[k] == 0], frame, (h, w)))
+        if cell is None:
+            return None
+        anchors.append(_cell_centre(cell, frame))
     return Prompts(points=np.concatenate([np.asarray(anchors)[:, None], points], 1),
                    point_labels=np.concatenate([np.ones((len(anchors), 1), dtype=np.int64), labels], 1))
+
+
+def _anchor_cell(inside: np.ndarray, box: np.ndarray, negative: np.ndarray) -> tuple[int, int] | None:
+    """The ``(row, col)`` cell of one object's anchor: of the ``(h, w)`` bool ``inside`` cells of the memory mask
+    in the ``box`` cells that are neither a ``negative`` click's cell nor next to one, the one farthest from that
+    region's edge (the excluded cells are holes in it, so it also keeps away from the negative clicks); without
+    such cells, the same over the box cells that hold no negative click; ``None`` when every box cell holds one."""
+    to_negative = ndimage.distance_transform_edt(~negative) if negative.any() else np.full(negative.shape, np.inf)
+    region = inside & box & (to_negative >= 2)  # 2 cells: not a negative's own cell nor one of its 8 neighbours
+    if not region.any():
+        region = box & (to_negative >= 1)
+    if not region.any():
+        return None
+    depth = ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
+    i, j = np.unravel_index(int(np.argmax(depth)), depth.shape)
+    return int(i), int(j)
+
+
+def _cell_centre(cell: tuple[int, int], frame) -> list[float]:
+    """A low-resolution cell's centre pixel (resized ``4 j + 2``, kept inside the resized image) as original ``(x,
+    y)`` pixels: the click's 3 x 3 square then stays inside the cell."""
+    sx, sy = frame.scale_xy
+    i, j = cell
+    return [min(4 * j + 2.5, frame.resized_size[1] - 0.5) / sx, min(4 * i + 2.5, frame.resized_size[0] - 0.5) / sy]
 
 
 def _box_cells(box: np.ndarray, frame, size: tuple[int, int]) -> np.ndarray:
@@ -79,14 +98,10 @@ def _box_cells(box: np.ndarray, frame, size: tuple[int, int]) -> np.ndarray:
     return cells
 
 
-def _near_negatives(negative: np.ndarray, frame, size: tuple[int, int]) -> np.ndarray:
-    """``(h, w)`` bool: the cells of an object's ``(M', 2)`` negative clicks (original pixels) and their 8
-    neighbours (an anchor there would be carved out by the negative click's square)."""
-    near = np.zeros(size, dtype=bool)
+def _negative_cells(negative: np.ndarray, frame, size: tuple[int, int]) -> np.ndarray:
+    """``(h, w)`` bool: the cells of an object's ``(M', 2)`` negative clicks (original pixels)."""
+    cells = np.zeros(size, dtype=bool)
     if len(negative):
         xy = frame.points_to_resized(negative)
-        cols = np.clip((xy[:, 0] // 4).astype(int), 0, size[1] - 1)
-        rows = np.clip((xy[:, 1] // 4).astype(int), 0, size[0] - 1)
-        near[rows, cols] = True
-        near = ndimage.binary_dilation(near, np.ones((3, 3), dtype=bool))
-    return near
+        cells[np.clip((xy[:, 1] // 4).astype(int), 0, size[0] - 1), np.clip((xy[:, 0] // 4).astype(int), 0, size[1] - 1)] = True
+    return cells

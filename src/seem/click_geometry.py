@@ -17,6 +17,7 @@ from torch import Tensor
 
 NUM_GEOMETRY_FEATURES = 5
 _ON_CELL = 0.71  # a click within half a cell diagonal of an inside cell's centre is on the mask
+_CHUNK = 16  # clicks per distance block
 
 
 def click_geometry(logits: Tensor, valid_size: tuple[int, int], clicks: Tensor | None, labels: Tensor | None,
@@ -36,7 +37,9 @@ def click_geometry(logits: Tensor, valid_size: tuple[int, int], clicks: Tensor |
     clicks from the mask's centroid / ``r``, at most 3; 2 the mean distance of negative clicks to the nearest
     inside cell / ``r``, at most 3 (0 without negative clicks); 3 the mean over positive clicks of the largest
     distance to an inside cell / ``r``, at most 5; 4 the share of positive clicks on the mask. A distance that
-    does not exist (an empty or full mask) counts as 0.
+    does not exist (an empty or full mask) counts as 0, except the centroid offset of an empty mask (3, the
+    cap); an object without positive clicks gets 0 in the positive clicks' columns. Clicks are read in chunks,
+    so memory stays ``O(chunk x N x cells)`` for any number of clicks.
     """
     n = logits.shape[0]
     out = torch.zeros(n, NUM_GEOMETRY_FEATURES)
@@ -61,22 +64,29 @@ def click_geometry(logits: Tensor, valid_size: tuple[int, int], clicks: Tensor |
 def _object_geometry(inside: Tensor, radius: Tensor, centroid: Tensor, cells: Tensor, clicks: Tensor,
                      labels: Tensor) -> Tensor:
     """:func:`click_geometry` of one object's ``(C, P)`` candidates and its ``(M, 2)`` clicks."""
-    inf = torch.tensor(float("inf"))
+    out = torch.zeros(inside.shape[0], NUM_GEOMETRY_FEATURES)
     pos, neg = clicks[labels == 1], clicks[labels == 0]
-    to_pos = torch.cdist(pos, cells)[:, None]  # (Mp, 1, P)
-    to_outside = torch.where(~inside[None], to_pos, inf).amin(-1)  # (Mp, C)
-    to_inside = torch.where(inside[None], to_pos, inf).amin(-1)
-    on_mask = to_inside <= _ON_CELL
-    depth = torch.nan_to_num(torch.where(on_mask, to_outside, -to_inside), posinf=0.0, neginf=0.0)
-    offset = (pos[:, None] - centroid[None]).norm(dim=-1)
-    extent = torch.where(inside[None], to_pos, torch.zeros(())).amax(-1)
-    if len(neg):
-        to_neg = torch.where(inside[None], torch.cdist(neg, cells)[:, None], inf).amin(-1)
-        negative = (torch.nan_to_num(to_neg, posinf=0.0) / radius).clamp(max=3).mean(0)
-    else:
-        negative = torch.zeros(inside.shape[0])
-    return torch.stack([(depth / radius).clamp(-3, 3).mean(0), (offset / radius).clamp(max=3).mean(0), negative,
-                        (extent / radius).clamp(max=5).mean(0), on_mask.float().mean(0)], 1)
+    empty = ~inside.any(1)
+    for chunk in pos.split(_CHUNK):
+        to_pos = torch.cdist(chunk, cells)[:, None]  # (m, 1, P)
+        to_outside, to_inside = _nearest(to_pos, ~inside), _nearest(to_pos, inside)  # (m, C)
+        on_mask = to_inside <= _ON_CELL
+        depth = torch.nan_to_num(torch.where(on_mask, to_outside, -to_inside), posinf=0.0, neginf=0.0)
+        offset = torch.where(empty, 3.0, ((chunk[:, None] - centroid[None]).norm(dim=-1) / radius).clamp(max=3))
+        extent = torch.where(inside[None], to_pos, torch.zeros(())).amax(-1)
+        out[:, [0, 1, 3, 4]] += torch.stack([(depth / radius).clamp(-3, 3), offset, (extent / radius).clamp(max=5),
+                                             on_mask.float()], -1).sum(0)
+    out[:, [0, 1, 3, 4]] /= max(len(pos), 1)
+    for chunk in neg.split(_CHUNK):
+        to_neg = torch.nan_to_num(_nearest(torch.cdist(chunk, cells)[:, None], inside), posinf=0.0)
+        out[:, 2] += (to_neg / radius).clamp(max=3).sum(0)
+    out[:, 2] /= max(len(neg), 1)
+    return out
+
+
+def _nearest(distances: Tensor, where: Tensor) -> Tensor:
+    """``(m, C)``: the smallest of ``distances`` ``(m, 1, P)`` over the cells ``where`` ``(C, P)`` holds (inf: none)."""
+    return torch.where(where[None], distances, torch.tensor(float("inf"))).amin(-1)
 
 
 def clicks_to_cells(points: np.ndarray, frame) -> Tensor:

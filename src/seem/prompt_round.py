@@ -49,11 +49,13 @@ def decode_round(predictor, prompts: Prompts, memory, joint_prompts: bool, spati
     """
     frame, feats = predictor._require_image()
     bound = None
+    anchored = None
     if predictor.model.config.inference.box_anchor and box_anchor.applies(prompts, memory):
+        anchored = box_anchor.anchored_prompts(prompts, memory, frame)
+    if anchored is not None:
         regions = prompts.to_regions(frame)
         assert regions is not None  # applies: the round has boxes
-        bound = regions.positive
-        prompts = box_anchor.anchored_prompts(prompts, memory, frame)
+        bound, prompts = regions.positive, anchored
     sampler = predictor.sampler()
     visual, positive = _visual_tokens(predictor, prompts, sampler)
     model = predictor.decoding_model

@@ -166,8 +166,10 @@ def memory_logits(memory, num_objects: int | None, expect: tuple[int, int]):
 
     if hasattr(memory, "logits_lowres"):
         logits = memory.logits_lowres
-    elif isinstance(memory, (torch.Tensor, np.ndarray)):
-        logits = torch.as_tensor(memory)
+    elif isinstance(memory, torch.Tensor):
+        logits = memory
+    elif isinstance(memory, np.ndarray):  # a view with negative strides (a flipped array) needs its own copy
+        logits = torch.as_tensor(np.ascontiguousarray(memory))
     else:
         raise PromptError(f"memory must be the previous Prediction or its logits_lowres, got {type(memory).__name__}")
     if num_objects is None:
