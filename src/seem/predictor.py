@@ -266,7 +266,8 @@ class SeemPredictor:
                 ``reference`` from :meth:`encode_reference` (its objects follow the others).
             memory: the previous round's :class:`Prediction` (or its ``logits_lowres``, ``(K, H_pad/4, W_pad/4)``
                 float) for the same visual objects: the mask-guided memory prompt of multi-round interaction.
-                Pass the accumulated clicks of all rounds together with it.
+                Pass the accumulated clicks of all rounds together with it (and a box again: with the model's
+                ``InferenceConfig.box_anchor`` it then bounds the mask and an anchor click stands in for it).
             joint_prompts: with text *and* visual prompts, the visual objects' queries also read the text
                 tokens: the paper's zero-shot composition ("learnable queries can freely interact with all
                 prompts at inference time", §3.1). ``False`` reproduces the official v1 code exactly: its
