@@ -16,7 +16,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from seem.postprocess import prompt_cells
 from seem.prompts import Prompts, checks
+from seem.prompts.regions import box_regions, pad_regions
 from seem.prompts.value import VISUAL_FIELDS
 
 
@@ -54,9 +56,11 @@ def anchored_prompts(prompts: Prompts, memory, frame) -> Prompts | None:
     logits = checks.memory_logits(memory, boxes.shape[0], (h_pad // 4, w_pad // 4))
     h, w = frame.lowres_valid_size
     inside = logits[:, :h, :w].float().cpu().numpy() > 0
+    # the cells each box's filled rectangle (its region prompt) touches
+    box_cells = prompt_cells(pad_regions(box_regions(boxes, frame), frame))[:, :h, :w]
     anchors = []
-    for k, box in enumerate(boxes):
-        cell = _anchor_cell(inside[k], _box_cells(box, frame, (h, w)), _negative_cells(points[k][labels[k] == 0], frame, (h, w)))
+    for k in range(len(boxes)):
+        cell = _anchor_cell(inside[k], box_cells[k], _negative_cells(points[k][labels[k] == 0], frame, (h, w)))
         if cell is None:
             return None
         anchors.append(_cell_centre(cell, frame))
@@ -86,16 +90,6 @@ def _cell_centre(cell: tuple[int, int], frame) -> list[float]:
     sx, sy = frame.scale_xy
     i, j = cell
     return [min(4 * j + 2.5, frame.resized_size[1] - 0.5) / sx, min(4 * i + 2.5, frame.resized_size[0] - 0.5) / sy]
-
-
-def _box_cells(box: np.ndarray, frame, size: tuple[int, int]) -> np.ndarray:
-    """``(h, w)`` bool: the low-resolution cells a box ``(x0, y0, x1, y1)`` (original pixels) overlaps."""
-    sx, sy = frame.scale_xy
-    x0, x1 = (int(np.floor(box[0] * sx / 4)), int(np.ceil(box[2] * sx / 4)))
-    y0, y1 = (int(np.floor(box[1] * sy / 4)), int(np.ceil(box[3] * sy / 4)))
-    cells = np.zeros(size, dtype=bool)
-    cells[max(y0, 0): max(y1, y0 + 1), max(x0, 0): max(x1, x0 + 1)] = True
-    return cells
 
 
 def _negative_cells(negative: np.ndarray, frame, size: tuple[int, int]) -> np.ndarray:
