@@ -136,7 +136,7 @@ def test_predictor_returns_the_scorers_choice_and_eq5_without_it():
         model.candidate_scorer = _largest_mask_scorer()
         largest = int(cands.features[:, 0].argmax())
         torch.testing.assert_close(p.predict(prompts).logits_lowres[0], cands.logits[largest])
-        # a later round (with a memory prompt) keeps Eq. 5's pick
+        # a later round (with a memory prompt) is not the candidate scorer's (the refine scorer's: test_refine_scorer)
         first = p.predict(prompts)
         model.candidate_scorer = None
         eq5_round2 = p.predict(prompts, memory=first).logits_lowres

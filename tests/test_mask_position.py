@@ -102,7 +102,7 @@ def test_training_grows_a_checkpoint_and_export_records_the_frequencies(tmp_path
     from seem.candidates import SCORER_PREFIXES
 
     assert trainer.model.candidate_scorer is None and trainer.model.grounding_scorer is None
-    assert trainer.model.box_scorer is None
+    assert trainer.model.box_scorer is None and trainer.model.refine_scorer is None
     for key, value in base.state_dict().items():  # everything else is the checkpoint's
         if key.startswith(SCORER_PREFIXES):
             continue

@@ -66,10 +66,11 @@ def test_variant_builds_with_the_keys_the_converter_expects(name):
     config = next(v for v in iter_variants() if v.name == name).config
     # the candidate and grounding scorers (seem.candidates, seem.grounding_choice) are ours alone: no official
     # name, only where the config has one
-    ours = [k for k in state if k.startswith(("candidate_scorer.", "grounding_scorer.", "box_scorer."))]
+    ours = [k for k in state if k.startswith(("candidate_scorer.", "grounding_scorer.", "box_scorer.", "refine_scorer."))]
     assert any(k.startswith("candidate_scorer.") for k in ours) == bool(config.candidate_scorer_hidden)
     assert any(k.startswith("grounding_scorer.") for k in ours) == bool(config.grounding_scorer_hidden)
     assert any(k.startswith("box_scorer.") for k in ours) == bool(config.box_scorer_hidden)
+    assert any(k.startswith("refine_scorer.") for k in ours) == bool(config.refine_scorer_hidden)
     official = {_to_official(k): v for k, v in state.items() if k not in ours}
     assert any(k.startswith("sem_seg_head.") for k in official)
     converted = convert_official_state_dict(official)

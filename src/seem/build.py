@@ -72,7 +72,7 @@ def check_config(config: SeemConfig) -> None:
         raise ConfigError(
             f"pixel decoder '{c.pixel_decoder.name}' is not implemented (supported: {', '.join(PIXEL_DECODERS)})"
         )
-    for name in ("candidate_scorer_hidden", "grounding_scorer_hidden", "box_scorer_hidden"):
+    for name in ("candidate_scorer_hidden", "grounding_scorer_hidden", "box_scorer_hidden", "refine_scorer_hidden"):
         hidden = getattr(c, name)
         if not isinstance(hidden, int) or isinstance(hidden, bool) or not 0 <= hidden <= 1024:
             raise ConfigError(f"{name} must be an integer in 0..1024, got {hidden!r}")
@@ -116,5 +116,7 @@ def build_seem(config: SeemConfig) -> Seem:
         grounding_scorer=CandidateScorer(config.grounding_scorer_hidden, GROUNDING_FEATURES, "grounding scorer")
         if config.grounding_scorer_hidden else None,
         box_scorer=CandidateScorer(config.box_scorer_hidden, BOX_FEATURES, "box scorer") if config.box_scorer_hidden else None,
+        refine_scorer=CandidateScorer(config.refine_scorer_hidden, name="refine scorer")
+        if config.refine_scorer_hidden else None,
     )
     return model.eval()

@@ -12,8 +12,9 @@ final low-resolution mask, the same minus the object's candidate mean, the Eq. 5
 embedding norm, its agreement with the object's other candidates and where the clicks sit in it,
 :mod:`seem.click_geometry`) and the highest score wins. Not in the
 official code: official checkpoints have none and keep Eq. 5. The predictor uses it for click-fitted rounds of
-clicks alone without a memory prompt (``InferenceConfig.candidate_scorer``); a second scorer of the same form,
-the box scorer (``SeemConfig.box_scorer_hidden``, the first 17 features), for rounds of boxes alone without one
+clicks alone without a memory prompt (``InferenceConfig.candidate_scorer``); scorers of the same form: the refine
+scorer (``SeemConfig.refine_scorer_hidden``) for later rounds of click-fitted clicks alone (the previous mask as
+memory), the box scorer (``SeemConfig.box_scorer_hidden``, the first 17 features) for first rounds of boxes alone
 (:func:`visual_scorer`).
 An empty candidate mask never wins over a non-empty one (:func:`pick`).
 
@@ -36,7 +37,7 @@ NUM_FEATURES = 22
 BOX_FEATURES = 17
 
 
-SCORER_PREFIXES = ("candidate_scorer.", "grounding_scorer.", "box_scorer.")
+SCORER_PREFIXES = ("candidate_scorer.", "grounding_scorer.", "box_scorer.", "refine_scorer.")
 
 
 def without_scorer(state: dict, prefixes: tuple[str, ...] = SCORER_PREFIXES) -> dict:
@@ -205,15 +206,20 @@ def _only(prompts, field: str) -> bool:
     return getattr(prompts, field) is not None and not prompts.text and all(v is None for v in others)
 
 
-def visual_scorer(model, prompts, memory, click_fit: bool) -> nn.Module | None:
-    """The learned scorer that picks the spatial query of this visual round, or ``None`` for Eq. 5: the first round
-    (no ``memory``) of clicks alone with the click fit on takes ``model.candidate_scorer``, of boxes alone
-    ``model.box_scorer`` (each ``None`` when the model has none: every official checkpoint)."""
-    if memory is not None:
+def visual_scorer(model, prompts, memory, click_fit: bool, anchored: bool = False) -> nn.Module | None:
+    """The learned scorer that picks the spatial query of this visual round, or ``None`` for Eq. 5: a round of
+    clicks alone with the click fit on takes ``model.candidate_scorer`` when it is the first (no ``memory``) and
+    ``model.refine_scorer`` when it refines a previous mask (``memory`` given); a first round of boxes alone takes
+    ``model.box_scorer`` (each ``None`` when the model has none: every official checkpoint). ``prompts`` are the
+    round's prompts as decoded; ``anchored``: a box refined with clicks, decoded as clicks plus an anchor click
+    bounded by the box (:mod:`seem.box_anchor`), keeps Eq. 5."""
+    if anchored:
         return None
     if clicks_only(prompts):
-        return model.candidate_scorer if click_fit else None
-    return model.box_scorer if boxes_only(prompts) else None
+        if not click_fit:
+            return None
+        return model.candidate_scorer if memory is None else model.refine_scorer
+    return model.box_scorer if memory is None and boxes_only(prompts) else None
 
 
 def pick(scorer: nn.Module, candidates: Candidates, num_objects: int, frame=None) -> Tensor:
@@ -265,7 +271,7 @@ class Candidates:
 
 
 def spatial_candidates(out, features, decoder, prompts, frame, positive: Tensor | None, inference,
-                       click_fit: bool) -> Candidates:
+                       click_fit: bool, bound: Tensor | None = None) -> Candidates:
     """All spatial-query candidates of a visual prompt round (:class:`Candidates`).
 
     Args:
@@ -276,6 +282,8 @@ def spatial_candidates(out, features, decoder, prompts, frame, positive: Tensor 
         positive: ``(K', H_pad, W_pad)`` bool positive regions of this image's objects, or ``None``.
         inference: the model's :class:`~seem.configs.InferenceConfig` (click fit, prompt-connected masks, box bound).
         click_fit: whether to fit each candidate to its object's clicks (:func:`seem.click_fit.fit_to_clicks`).
+        bound: ``(K', H_pad, W_pad)`` bool regions that bound each object's masks (a box refined with clicks,
+            :mod:`seem.box_anchor`), or ``None`` (:func:`seem.prompt_round.round_logits`).
     """
     from seem.click_geometry import clicks_to_cells
     from seem.modeling.decoder_types import QueryGroup
@@ -287,7 +295,8 @@ def spatial_candidates(out, features, decoder, prompts, frame, positive: Tensor 
     raw = out.last.mask_embed[:, s:e]
     objects = spatial_query_objects(e - s, k, raw.device)
     per_object = (e - s) // k
-    logits, support = round_logits(raw, features, decoder, prompts, frame, positive, inference, click_fit, per_object)
+    logits, support = round_logits(raw, features, decoder, prompts, frame, positive, inference, click_fit, per_object,
+                                   bound)
     clicks, negative = torch.zeros(k), torch.zeros(k)
     labels = cells = None
     if prompts.point_labels is not None:

@@ -41,7 +41,7 @@ _RENAME_RULES: tuple[tuple[str, str], ...] = (
 )
 
 SEEM_PREFIXES: tuple[str, ...] = ("backbone.", "pixel_decoder.", "text_encoder.", "decoder.", "candidate_scorer.",
-                                   "grounding_scorer.", "box_scorer.")
+                                   "grounding_scorer.", "box_scorer.", "refine_scorer.")
 _WRAPPER_PREFIXES = ("module.", "model.")  # DDP, official BaseModel wrapper
 _PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 _CONTAINER_KEYS = ("model", "state_dict", "model_state_dict", "module")
@@ -153,7 +153,8 @@ def _variant_hint(model_shapes: dict, ckpt_shapes: dict) -> str:
     only_scorers = all(k.startswith(SCORER_PREFIXES) for k in missing)
     for scorer in (prefix.rstrip(".") for prefix in SCORER_PREFIXES):
         key = f"{scorer}.feature_mean"
-        trainer = "candidate_scorer --prompt boxes" if scorer == "box_scorer" else scorer
+        trainer = {"box_scorer": "candidate_scorer --prompt boxes",
+                   "refine_scorer": "candidate_scorer --prompt refine"}.get(scorer, scorer)
         if key in ckpt_shapes and key in model_shapes and ckpt_shapes[key] != model_shapes[key]:
             return (f"Hint: the checkpoint's {scorer.replace('_', ' ')} reads another number of features (an older "
                     f"version); fit a new one with python -m seem.train.{trainer} --model CHECKPOINT OUT.")

@@ -257,8 +257,9 @@ class InferenceConfig:
     # an interaction's first round (no memory prompt) of click-fitted clicks alone: choose each object's spatial
     # query by the model's learned candidate scorer when it has one (SeemConfig.candidate_scorer_hidden,
     # seem.candidates) instead of Eq. 5's mask-embedding match; a first round of boxes alone: by its box scorer
-    # (SeemConfig.box_scorer_hidden). Later rounds, clicks without the fit, mixed prompt types, text, strokes,
-    # masks and references keep Eq. 5
+    # (SeemConfig.box_scorer_hidden); a later round (memory given) of click-fitted clicks alone: by its refine
+    # scorer (SeemConfig.refine_scorer_hidden). Clicks without the fit, boxes with clicks (seem.box_anchor), mixed
+    # prompt types, text, strokes, masks and references keep Eq. 5
     candidate_scorer: bool = True
     # a text prompt alone: choose its grounding query by the model's learned grounding scorer when it has one
     # (SeemConfig.grounding_scorer_hidden, seem.grounding_choice) instead of Eq. 6's similarity alone
@@ -301,6 +302,9 @@ class SeemConfig:
     # hidden width of a learned scorer of a box's spatial-query candidates (seem.candidates, same features as the
     # click scorer); 0: none, Eq. 5 picks. Not in the official code.
     box_scorer_hidden: int = 0
+    # hidden width of a learned scorer of the click candidates of later rounds (a memory prompt given: the previous
+    # round's mask; seem.candidates, same features as the click scorer); 0: none, Eq. 5 picks. Not in the official code.
+    refine_scorer_hidden: int = 0
     # label space the model was trained with, used when the user gives none (empty: COCO's 133 classes)
     default_vocabulary: tuple[str, ...] = ()
     default_thing_classes: tuple[str, ...] = ()

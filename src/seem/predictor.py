@@ -277,9 +277,10 @@ class SeemPredictor:
                 the one referred object: K >= 0 masks labelled with the phrase, their object queries' logits.
             click_fit: fit each object's mask to its clicks (:mod:`seem.click_fit`); None: the model's
                 ``InferenceConfig.click_fit`` (on for ``seem_tiny``).
-            candidate_scorer: in a click-fitted round of clicks alone, or a round of boxes alone, without ``memory``, pick
-                each object's spatial query by the model's learned candidate / box scorer (:mod:`seem.candidates`)
-                rather than Eq. 5; None: the model's ``InferenceConfig.candidate_scorer``; no effect without one.
+            candidate_scorer: pick each object's spatial query by the model's learned scorer (:mod:`seem.candidates`)
+                rather than Eq. 5: the candidate scorer in a click-fitted round of clicks alone without ``memory``, the
+                refine scorer in one with ``memory``, the box scorer in a round of boxes alone without ``memory``;
+                None: the model's ``InferenceConfig.candidate_scorer``; no effect without one.
             spatial_queries: ``"sampled"`` or ``"all"`` object queries as each visual object's candidates (see
                 ``InferenceConfig.spatial_queries``); None: the model's (``"all"`` for ``seem_tiny``).
 
@@ -337,10 +338,11 @@ class SeemPredictor:
         last, inference = out.last, self.model.config.inference
         fit = visual is not None and prompts.points is not None and (inference.click_fit if click_fit is None else click_fit)
         scored = inference.candidate_scorer if candidate_scorer is None else candidate_scorer
-        # fp32 modules the reduced-precision copies share; trained on first rounds (clicks: click-fitted)
-        scorer = visual_scorer(self.model, prompts, memory, fit) if visual is not None and scored else None
+        # fp32 modules the reduced-precision copies share, trained on click-fitted clicks and on boxes
+        scorer = visual_scorer(self.model, prompts, memory, fit, run.bound is not None) if visual is not None and scored else None
         if visual is not None and scorer is not None:
-            cands = spatial_candidates(out, feats, self.decoding_model.decoder, prompts, frame, positive, inference, fit)
+            cands = spatial_candidates(out, feats, self.decoding_model.decoder, prompts, frame, positive, inference, fit,
+                                       run.bound)
             chosen, logits, support = cands.take(pick(scorer, cands, visual.num_objects, frame))
             return self._prediction(frame, logits, last.class_embed[0, chosen].float(), "bicubic", False, support)
         if visual is not None:

@@ -54,7 +54,7 @@ def encoding_copy(model: Seem, dtype: torch.dtype = torch.bfloat16, winograd_min
         raise ValueError(f"encoding_copy: dtype must be float32 or bfloat16, got {dtype}")
     pixel_decoder = winograd_copy(pixel_decoder, dtype, winograd_min_channels)
     return Seem(backbone, pixel_decoder, model.text_encoder, model.decoder, model.tokenizer, model.config,
-                model.candidate_scorer, model.grounding_scorer, model.box_scorer).eval()
+                model.candidate_scorer, model.grounding_scorer, model.box_scorer, model.refine_scorer).eval()
 
 
 def decoding_copy(model: Seem, precision: str) -> Seem:
@@ -70,7 +70,7 @@ def decoding_copy(model: Seem, precision: str) -> Seem:
         decoder = copy.deepcopy(model.decoder).to(torch.bfloat16).eval()
         text_encoder = copy.deepcopy(model.text_encoder).to(torch.bfloat16).eval()
     return Seem(model.backbone, model.pixel_decoder, text_encoder, decoder, model.tokenizer, model.config,
-                model.candidate_scorer, model.grounding_scorer, model.box_scorer).eval()
+                model.candidate_scorer, model.grounding_scorer, model.box_scorer, model.refine_scorer).eval()
 
 
 def bf16_conv_linear_copy(module: torch.nn.Module) -> torch.nn.Module:

@@ -103,6 +103,8 @@ class Seem(nn.Module):
             ``config.grounding_scorer_hidden`` (not official), else ``None``.
         box_scorer: a :class:`seem.candidates.CandidateScorer` of a box's spatial-query candidates when
             ``config.box_scorer_hidden`` (not official), else ``None``.
+        refine_scorer: a :class:`seem.candidates.CandidateScorer` of the click candidates of later rounds (a memory
+            prompt given) when ``config.refine_scorer_hidden`` (not official), else ``None``.
     """
 
     # registered buffers (see __init__): declared so that attribute access is typed as a Tensor
@@ -111,7 +113,8 @@ class Seem(nn.Module):
 
     def __init__(self, backbone: nn.Module, pixel_decoder: nn.Module, text_encoder: TextEncoder,
                  decoder: SeemDecoder, tokenizer, config: SeemConfig, candidate_scorer: nn.Module | None = None,
-                 grounding_scorer: nn.Module | None = None, box_scorer: nn.Module | None = None) -> None:
+                 grounding_scorer: nn.Module | None = None, box_scorer: nn.Module | None = None,
+                 refine_scorer: nn.Module | None = None) -> None:
         super().__init__()
         self.backbone = backbone
         self.pixel_decoder = pixel_decoder
@@ -122,6 +125,7 @@ class Seem(nn.Module):
         self.candidate_scorer = candidate_scorer
         self.grounding_scorer = grounding_scorer
         self.box_scorer = box_scorer
+        self.refine_scorer = refine_scorer
         self.register_buffer("pixel_mean", torch.tensor(config.pixel_mean).view(3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(config.pixel_std).view(3, 1, 1), persistent=False)
 

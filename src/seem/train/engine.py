@@ -81,11 +81,11 @@ def _load_init(model: Seem, path: str) -> None:
 
 def build_model(config: TrainConfig, model_config=None) -> Seem:
     """The architecture of ``config.model`` (or ``model_config``) with the requested initialisation and
-    frozen parts, without candidate, box or grounding scorers: they are fitted to a model's query candidates, which
+    frozen parts, without candidate, box, refine or grounding scorers: they are fitted to a model's query candidates, which
     training changes (an ``init`` checkpoint's scorers are dropped; fit new ones with
     :mod:`seem.train.candidate_scorer` and :mod:`seem.train.grounding_scorer`)."""
     model_config = replace(model_config or get_variant(config.model).config, candidate_scorer_hidden=0,
-                           grounding_scorer_hidden=0, box_scorer_hidden=0)
+                           grounding_scorer_hidden=0, box_scorer_hidden=0, refine_scorer_hidden=0)
     if config.mask_position_frequencies is not None:
         model_config = replace(model_config, pixel_decoder=replace(
             model_config.pixel_decoder, mask_position_frequencies=config.mask_position_frequencies))

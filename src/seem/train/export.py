@@ -88,7 +88,7 @@ def export_checkpoint(source: str | Path | list[str | Path], target: str | Path,
 def _grown_config(config, state: dict):
     """``config`` with the mask position features the weights carry (trained with
     ``TrainConfig.mask_position_frequencies``; ``(Dm, 4 F)`` projection) and their candidate, box and grounding
-    scorers (:mod:`seem.candidates`, :mod:`seem.grounding_choice`), or without them when they carry none."""
+    scorers (:mod:`seem.candidates`: click, box and refine; :mod:`seem.grounding_choice`), or without them when they carry none."""
     from dataclasses import replace
 
     weight = state.get("pixel_decoder.mask_position.proj.weight")
@@ -96,10 +96,12 @@ def _grown_config(config, state: dict):
     scorer = state.get("candidate_scorer.fc1.weight")  # seem.candidates: (hidden, features)
     grounding = state.get("grounding_scorer.fc1.weight")  # seem.grounding_choice
     box = state.get("box_scorer.fc1.weight")
+    refine = state.get("refine_scorer.fc1.weight")
     return replace(config, pixel_decoder=replace(config.pixel_decoder, mask_position_frequencies=frequencies),
                    candidate_scorer_hidden=0 if scorer is None else int(scorer.shape[0]),
                    grounding_scorer_hidden=0 if grounding is None else int(grounding.shape[0]),
-                   box_scorer_hidden=0 if box is None else int(box.shape[0]))
+                   box_scorer_hidden=0 if box is None else int(box.shape[0]),
+                   refine_scorer_hidden=0 if refine is None else int(refine.shape[0]))
 
 
 def main(argv=None) -> int:
