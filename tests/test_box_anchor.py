@@ -103,7 +103,7 @@ def test_bundled_box_then_clicks_decodes_the_anchored_clicks_and_stays_in_the_bo
     got = p.predict(prompts, memory=first)
     try:  # the same round sent as the anchored clicks alone, without the box's bound
         p.model.config = dataclasses.replace(keep, inference=dataclasses.replace(keep.inference, box_anchor=False))
-        clicks = p.predict(anchored, memory=first)
+        clicks = p.predict(anchored, memory=first, candidate_scorer=False)  # Eq. 5, as the anchored round picks
         sampled = p.predict(prompts, memory=first)  # the box sampled with the clicks (official)
     finally:
         p.model.config = keep

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from seem import SeemPredictor, from_pretrained
-from seem.candidates import NUM_FEATURES, CandidateScorer, candidate_features, choose
+from seem.candidates import CLICK_FEATURES, NUM_FEATURES, CandidateScorer, candidate_features, choose
 from seem.errors import ConfigError, PromptError
 from seem.prompts import Prompts
 
@@ -44,6 +44,18 @@ def test_features_of_known_masks():
     torch.testing.assert_close(f[:, 15], torch.tensor(soft))
     torch.testing.assert_close(f[:, 16], torch.tensor([0.0, 1.0]))  # area rank
 
+
+def test_memory_features_of_known_masks():
+    """Columns 22-23: IoU with the object's memory mask and the share of it kept (valid cells only)."""
+    from seem.candidates import memory_features
+
+    inside = torch.tensor([[1.0, 1, 0, 0], [1, 1, 1, 1], [0, 0, 0, 0], [0, 0, 0, 0]])  # over 2 x 2 valid cells
+    memory = torch.full((2, 2, 3), -1.0)  # a padding column (index 2) that must not count
+    memory[0, 0, :] = 1.0  # object 0's memory: the first row (2 valid cells + padding)
+    obj = torch.tensor([0, 0, 0, 1])  # object 1's memory is empty
+    f = memory_features(inside, memory, (2, 2), obj)
+    torch.testing.assert_close(f, torch.tensor([[1.0, 1.0], [0.5, 1.0], [0.0, 0.0], [1.0, 1.0]]))
+    assert memory_features(inside, None, (2, 2), obj).abs().sum() == 0  # a first round: zeros
 
 def test_area_rank_ties_share_a_rank_whatever_the_order():
     from seem.candidates import consensus_features
@@ -110,7 +122,7 @@ def _bundled() -> SeemPredictor:
     return predictor
 
 
-def _largest_mask_scorer(num_features: int = NUM_FEATURES, name: str = "candidate scorer") -> CandidateScorer:
+def _largest_mask_scorer(num_features: int = CLICK_FEATURES, name: str = "candidate scorer") -> CandidateScorer:
     """A scorer that ranks candidates by the fraction of cells inside their mask (feature 0); also the grounding
     and box scorer tests' (``num_features``, ``name``)."""
     scorer = CandidateScorer(1, num_features, name)
@@ -193,7 +205,7 @@ def test_export_carries_the_scorer(tmp_path):
     assert '"candidate_scorer_hidden": 1' in read_safetensors_metadata(out)["seem_config"]
     loaded = from_pretrained(str(out))
     assert loaded.config.candidate_scorer_hidden == 1
-    x = torch.randn(5, NUM_FEATURES)
+    x = torch.randn(5, CLICK_FEATURES)
     torch.testing.assert_close(loaded.candidate_scorer(x), model.candidate_scorer(x))
     # without the scorer's keys the exported config has none
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("candidate_scorer.")}
@@ -225,7 +237,8 @@ def test_bundled_model_has_the_scorer_the_registry_declares():
     assert get_variant("seem_tiny").config.candidate_scorer_hidden == 32 == model.config.candidate_scorer_hidden
     assert isinstance(model.candidate_scorer, CandidateScorer) and model.config.inference.candidate_scorer
     assert bool((model.candidate_scorer.feature_std > 0).all())  # fitted statistics, not the defaults
-    assert not torch.equal(model.candidate_scorer.feature_std, torch.ones(NUM_FEATURES))
+    assert model.candidate_scorer.num_features == CLICK_FEATURES  # no memory columns: first rounds have none
+    assert not torch.equal(model.candidate_scorer.feature_std, torch.ones(CLICK_FEATURES))
 
 
 def test_choose_edge_cases():

@@ -75,6 +75,24 @@ def test_predictor_returns_the_refine_scorers_choice_in_later_rounds_only():
         model.refine_scorer, model.config = keep
 
 
+def test_later_rounds_compare_each_candidate_with_the_memory_mask():
+    """Columns 22-23 (seem.candidates.memory_features) against the previous round's mask; zeros in a first round."""
+    from seem.candidates import CLICK_FEATURES
+
+    p = _bundled()
+    first = p.predict(CLICKS)
+    assert bool((p.click_candidates(CLICKS).features[:, CLICK_FEATURES:] == 0).all())
+    later = p.click_candidates(CLICKS, first)
+    h, w = p.frame.lowres_valid_size
+    mem = (first.logits_lowres[0, :h, :w] > 0).flatten().float()
+    for n in (0, 7, 23):
+        cand = (later.logits[n, :h, :w] > 0).flatten().float()
+        inter = float((cand * mem).sum())
+        iou = inter / float(cand.sum() + mem.sum() - inter)
+        assert later.features[n, 22].item() == pytest.approx(iou, abs=1e-6)
+        assert later.features[n, 23].item() == pytest.approx(inter / float(mem.sum()), abs=1e-6)
+    assert float(later.features[:, 22].max()) > 0.5  # some candidate keeps most of the previous mask
+
 def test_a_box_refined_with_clicks_keeps_its_bound_and_eq5():
     """A box with clicks and memory is decoded as clicks plus an anchor click, bounded by the box (seem.box_anchor):
     the scored path would drop the bound, so the refine scorer does not act there."""

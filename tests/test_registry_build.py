@@ -64,7 +64,7 @@ def test_variant_builds_with_the_keys_the_converter_expects(name):
     assert state and all(t.device.type == "meta" for t in state.values())
     assert all(k.startswith(SEEM_PREFIXES) for k in state)
     config = next(v for v in iter_variants() if v.name == name).config
-    # the candidate and grounding scorers (seem.candidates, seem.grounding_choice) are ours alone: no official
+    # the candidate, box, refine and grounding scorers (seem.candidates, seem.grounding_choice) are ours alone: no official
     # name, only where the config has one
     ours = [k for k in state if k.startswith(("candidate_scorer.", "grounding_scorer.", "box_scorer.", "refine_scorer."))]
     assert any(k.startswith("candidate_scorer.") for k in ours) == bool(config.candidate_scorer_hidden)

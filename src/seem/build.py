@@ -98,7 +98,7 @@ def build_seem(config: SeemConfig) -> Seem:
         ConfigError: an unsupported backbone or pixel decoder, or parts whose widths do not fit
             (:func:`check_config`).
     """
-    from seem.candidates import BOX_FEATURES, CandidateScorer
+    from seem.candidates import BOX_FEATURES, CLICK_FEATURES, NUM_FEATURES, CandidateScorer
     from seem.grounding_choice import GROUNDING_FEATURES
     from seem.modeling.decoder import SeemDecoder
     from seem.modeling.language.text_encoder import TextEncoder
@@ -112,11 +112,12 @@ def build_seem(config: SeemConfig) -> Seem:
         decoder=SeemDecoder(config.decoder),
         tokenizer=ClipTokenizer(),
         config=config,
-        candidate_scorer=CandidateScorer(config.candidate_scorer_hidden) if config.candidate_scorer_hidden else None,
+        candidate_scorer=CandidateScorer(config.candidate_scorer_hidden, CLICK_FEATURES)
+        if config.candidate_scorer_hidden else None,
         grounding_scorer=CandidateScorer(config.grounding_scorer_hidden, GROUNDING_FEATURES, "grounding scorer")
         if config.grounding_scorer_hidden else None,
         box_scorer=CandidateScorer(config.box_scorer_hidden, BOX_FEATURES, "box scorer") if config.box_scorer_hidden else None,
-        refine_scorer=CandidateScorer(config.refine_scorer_hidden, name="refine scorer")
+        refine_scorer=CandidateScorer(config.refine_scorer_hidden, NUM_FEATURES, "refine scorer")
         if config.refine_scorer_hidden else None,
     )
     return model.eval()

@@ -10,7 +10,8 @@ Like SAM's IoU prediction head, the :class:`CandidateScorer` ranks the candidate
 return: it reads 22 numbers per candidate (:func:`candidate_features`: area, stability and confidence of its
 final low-resolution mask, the same minus the object's candidate mean, the Eq. 5 match, the click counts, the
 embedding norm, its agreement with the object's other candidates and where the clicks sit in it,
-:mod:`seem.click_geometry`) and the highest score wins. Not in the
+:mod:`seem.click_geometry`; a later round's scorer also reads 2 more: the candidate's overlap with the memory
+prompt, the previous round's mask) and the highest score wins. Not in the
 official code: official checkpoints have none and keep Eq. 5. The predictor uses it for click-fitted rounds of
 clicks alone without a memory prompt (``InferenceConfig.candidate_scorer``); scorers of the same form: the refine
 scorer (``SeemConfig.refine_scorer_hidden``) for later rounds of click-fitted clicks alone (the previous mask as
@@ -20,7 +21,8 @@ An empty candidate mask never wins over a non-empty one (:func:`pick`).
 
 The features are read from each candidate's *final* mask (after the click fit, the prompt-connected masks and
 the box bound, as the predictor returns it), so all candidates of an object go through that post-processing in
-one batch. Training: :mod:`seem.train.candidate_scorer` (``--prompt boxes`` for the box scorer).
+one batch. Training: :mod:`seem.train.candidate_scorer` (``--prompt refine`` for the refine scorer, ``--prompt boxes``
+for the box scorer).
 """
 
 from __future__ import annotations
@@ -32,7 +34,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-NUM_FEATURES = 22
+NUM_FEATURES = 24
+# the first-click scorer reads the first 22 columns: the last two compare a candidate with the memory prompt (the
+# previous round's mask), which only later rounds have (the refine scorer reads all of them)
+CLICK_FEATURES = 22
 # the box scorer reads the first 17 columns: the click-geometry ones (seem.click_geometry) are for clicks
 BOX_FEATURES = 17
 
@@ -57,7 +62,7 @@ class CandidateScorer(nn.Module):
     feature_mean: Tensor
     feature_std: Tensor
 
-    def __init__(self, hidden: int, num_features: int = NUM_FEATURES, name: str = "candidate scorer") -> None:
+    def __init__(self, hidden: int, num_features: int = CLICK_FEATURES, name: str = "candidate scorer") -> None:
         super().__init__()
         self.name = name  # for load errors
         for name, v in (("hidden width", hidden), ("feature count", num_features)):
@@ -92,8 +97,9 @@ def _check_loaded(module: CandidateScorer, incompatible) -> None:
 
 def candidate_features(logits: Tensor, mask_embed: Tensor, positive_mean: Tensor, query_object: Tensor,
                        valid_size: tuple[int, int], num_clicks: Tensor, num_negative: Tensor,
-                       clicks: Tensor | None = None, labels: Tensor | None = None) -> Tensor:
-    """``(N, 22)`` float32 features of ``N`` spatial-query candidates of ``K`` objects.
+                       clicks: Tensor | None = None, labels: Tensor | None = None,
+                       memory: Tensor | None = None) -> Tensor:
+    """``(N, 24)`` float32 features of ``N`` spatial-query candidates of ``K`` objects.
 
     Args:
         logits: ``(N, h, w)`` each candidate's final mask logits at 1/4 of the padded input.
@@ -104,12 +110,15 @@ def candidate_features(logits: Tensor, mask_embed: Tensor, positive_mean: Tensor
         num_clicks, num_negative: ``(K,)`` each object's click count (all points) and negative click count.
         clicks, labels: ``(K', M, 2)`` the clicks of the first ``K' <= K`` objects in low-resolution cell units
             (:func:`seem.click_geometry.clicks_to_cells`) and their ``(K', M)`` labels, or ``None`` (no clicks).
+        memory: ``(K, h, w)`` the memory prompt's logits (the previous round's masks) or ``None`` (a first round).
 
     The columns: fraction of cells with logit > 0, stability (cells > 1 over cells > -1), mean probability
     inside, mean |logit|; those four minus the object's candidate mean; Eq. 5's match minus the object's best,
     the match / 100; (clicks - 1) / 4 capped at 1; negative clicks / 4; the embedding norm / 100; how the
     candidate agrees with the object's other candidates (:func:`consensus_features`); then the 5 columns of
-    :func:`seem.click_geometry.click_geometry` (zeros for objects without clicks).
+    :func:`seem.click_geometry.click_geometry` (zeros for objects without clicks); then the candidate's IoU with
+    its object's memory mask and the share of the memory mask it keeps (both 1 when the two are empty; zeros
+    without memory).
     """
     from seem.click_geometry import click_geometry
 
@@ -122,8 +131,23 @@ def candidate_features(logits: Tensor, mask_embed: Tensor, positive_mean: Tensor
     rows = [stats, stats - mean[query_object], (match - best[query_object])[:, None], match[:, None] / 100,
             ((num_clicks.to(stats) - 1) / 4).clamp(max=1)[query_object, None], (num_negative.to(stats) / 4)[query_object, None],
             mask_embed.float().norm(dim=1, keepdim=True) / 100, consensus_features(inside, prob, match, query_object, k),
-            click_geometry(logits, valid_size, clicks, labels, query_object).to(stats)]
+            click_geometry(logits, valid_size, clicks, labels, query_object).to(stats),
+            memory_features(inside, memory, valid_size, query_object)]
     return torch.cat(rows, 1)
+
+
+def memory_features(inside: Tensor, memory: Tensor | None, valid_size: tuple[int, int], query_object: Tensor) -> Tensor:
+    """``(N, 2)`` each candidate's IoU with its object's memory mask (logit > 0 over the valid cells) and the share
+    of that mask it covers; ``inside`` ``(N, P)`` float 1 where the candidate's logit is > 0 over the same cells;
+    ``memory`` ``(K, h, w)`` or ``None`` (zeros). An empty memory mask gives share 1; both empty, IoU 1."""
+    if memory is None:
+        return inside.new_zeros(inside.shape[0], 2)
+    mem = (memory[:, : valid_size[0], : valid_size[1]].flatten(1) > 0).to(inside)[query_object]
+    inter, area, mem_area = (inside * mem).sum(1), inside.sum(1), mem.sum(1)
+    union = area + mem_area - inter
+    iou = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(inter))
+    share = torch.where(mem_area > 0, inter / mem_area.clamp(min=1), torch.ones_like(inter))
+    return torch.stack([iou, share], 1)
 
 
 def mask_statistics(logits: Tensor, valid_size: tuple[int, int]) -> tuple[Tensor, Tensor, Tensor]:
@@ -256,7 +280,7 @@ class Candidates:
         support: ``(N, h, w)`` the +-1 support field the masks are limited to (prompt-connected masks,
             :func:`seem.postprocess.prompt_connected`; box bounds, :func:`seem.box_bounds.box_bounded`), or
             ``None`` without either.
-        features: ``(N, 22)`` :func:`candidate_features`.
+        features: ``(N, 24)`` :func:`candidate_features`.
     """
 
     query_index: Tensor
@@ -271,7 +295,7 @@ class Candidates:
 
 
 def spatial_candidates(out, features, decoder, prompts, frame, positive: Tensor | None, inference,
-                       click_fit: bool, bound: Tensor | None = None) -> Candidates:
+                       click_fit: bool, bound: Tensor | None = None, memory: Tensor | None = None) -> Candidates:
     """All spatial-query candidates of a visual prompt round (:class:`Candidates`).
 
     Args:
@@ -284,6 +308,7 @@ def spatial_candidates(out, features, decoder, prompts, frame, positive: Tensor 
         click_fit: whether to fit each candidate to its object's clicks (:func:`seem.click_fit.fit_to_clicks`).
         bound: ``(K', H_pad, W_pad)`` bool regions that bound each object's masks (a box refined with clicks,
             :mod:`seem.box_anchor`), or ``None`` (:func:`seem.prompt_round.round_logits`).
+        memory: ``(K, h, w)`` (or ``(1, K, h, w)``) the round's memory prompt logits, or ``None``.
     """
     from seem.click_geometry import clicks_to_cells
     from seem.modeling.decoder_types import QueryGroup
@@ -305,6 +330,8 @@ def spatial_candidates(out, features, decoder, prompts, frame, positive: Tensor 
         negative[: labels.shape[0]] = (labels == 0).sum(1).float()
         cells = clicks_to_cells(prompts.points, frame)
     valid = frame.lowres_valid_size
+    if memory is not None:
+        memory = memory.reshape(-1, *memory.shape[-2:]).to(logits.device)
     feats = candidate_features(logits, raw[0], out.visual.positive_mean[0], objects.to(logits.device), valid,
-                               clicks.to(logits.device), negative.to(logits.device), cells, labels)
+                               clicks.to(logits.device), negative.to(logits.device), cells, labels, memory)
     return Candidates(torch.arange(s, e, device=raw.device), objects, logits, support, feats)

@@ -328,7 +328,7 @@ class SeemPredictor:
         run = decode_round(self, prompts, memory, joint_prompts=True)
         inference = self.model.config.inference
         return spatial_candidates(run.out, feats, self.decoding_model.decoder, prompts, frame, run.positive,
-                                  inference, inference.click_fit)
+                                  inference, inference.click_fit, memory=run.memory)
 
     def _predict(self, prompts: Prompts, memory, joint_prompts: bool, click_fit: bool | None = None,
                  candidate_scorer: bool | None = None, spatial_queries: str | None = None) -> Prediction:
@@ -342,7 +342,7 @@ class SeemPredictor:
         scorer = visual_scorer(self.model, prompts, memory, fit, run.bound is not None) if visual is not None and scored else None
         if visual is not None and scorer is not None:
             cands = spatial_candidates(out, feats, self.decoding_model.decoder, prompts, frame, positive, inference, fit,
-                                       run.bound)
+                                       run.bound, run.memory)
             chosen, logits, support = cands.take(pick(scorer, cands, visual.num_objects, frame))
             return self._prediction(frame, logits, last.class_embed[0, chosen].float(), "bicubic", False, support)
         if visual is not None:

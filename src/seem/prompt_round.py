@@ -27,13 +27,14 @@ class RoundPass:
     this image's visual objects (``None`` without any), the text prompt (``None`` without text), the prompts the
     pass decoded (the round's own, or their anchored clicks, :mod:`seem.box_anchor`) and, for anchored clicks,
     the ``(K, H_pad, W_pad)`` bool positive regions of the round's own prompts that bound the masks (else
-    ``None``)."""
+    ``None``), and the ``(1, K, H_pad/4, W_pad/4)`` memory prompt logits the pass took (``None`` without)."""
 
     out: DecoderOutput
     positive: Tensor | None
     text: TextPrompt | None
     prompts: Prompts
     bound: Tensor | None = None
+    memory: Tensor | None = None
 
 
 def decode_round(predictor, prompts: Prompts, memory, joint_prompts: bool, spatial_queries: str | None = None) -> RoundPass:
@@ -69,7 +70,7 @@ def decode_round(predictor, prompts: Prompts, memory, joint_prompts: bool, spati
         out = model.decode(feats, visual=visual, text=text, memory_mask=memory_mask, sampler=sampler,
                            joint_prompts=joint_prompts, object_queries=False, intermediate=False, final_masks=False,
                            all_spatial_queries=(spatial_queries or predictor.model.config.inference.spatial_queries) == "all")
-    return RoundPass(out, positive, text, prompts, bound)
+    return RoundPass(out, positive, text, prompts, bound, memory_mask)
 
 
 def round_logits(mask_embed: Tensor, features, decoder, prompts: Prompts, frame, positive: Tensor | None,

@@ -151,7 +151,7 @@ SEEM_TINY = SeemConfig(
     # object of the training sets' held-out photos, mean IoU 60.9 -> 64.0 % (benchmarks/eval_boxes.py)
     box_scorer_hidden=32,
     # refine scorer (seem.candidates) on later rounds of click-fitted clicks alone (memory given): held-out whole
-    # objects' mIoU@2 / @3 / @5 62.9 / 63.2 / 70.8 -> 65.2 / 66.7 / 72.0 (benchmarks/eval_heldout_clicks.py --whole-objects)
+    # objects' mIoU@2 / @3 / @5 62.9 / 63.2 / 70.8 -> 66.7 / 67.7 / 73.7 (benchmarks/eval_heldout_clicks.py --whole-objects)
     refine_scorer_hidden=32,
     default_vocabulary=SEEM_TINY_CLASSES,  # every class name of its training data (seem.data.real_mix)
     default_thing_classes=SEEM_TINY_THING_CLASSES,

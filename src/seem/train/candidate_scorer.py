@@ -103,7 +103,7 @@ def collect(predictor, records, config: ScorerTrainConfig) -> tuple[torch.Tensor
 
 
 def _no_groups(predictor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Empty ``(0, C, 22)`` features and ``(0, C)`` IoUs (``C``: the model's candidates per object)."""
+    """Empty ``(0, C, 24)`` features and ``(0, C)`` IoUs (``C``: the model's candidates per object)."""
     from seem.candidates import NUM_FEATURES
 
     cfg = predictor.model.config
@@ -232,7 +232,7 @@ def _description(name_or_path: str | None, scorer: str = "candidate scorer",
 
 def main(argv=None) -> int:
     from seem import SeemPredictor
-    from seem.candidates import BOX_FEATURES
+    from seem.candidates import BOX_FEATURES, CLICK_FEATURES
     from seem.checkpoint import save_safetensors
     from seem.configs import SPATIAL_QUERY_MODES
     from seem.train.export import export_checkpoint
@@ -269,10 +269,11 @@ def main(argv=None) -> int:
         groups.append((collect_boxes if args.prompt == "boxes" else collect)(predictor, [records[i] for i in chosen], config))
         print(f"{set_name}: {len(groups[-1][0])} {args.prompt} rounds ({time.perf_counter() - t0:.0f} s)", flush=True)
     features, ious = (torch.cat(x) for x in zip(*groups))
-    if args.prompt == "boxes":  # no clicks: the box scorer reads the leading columns
-        features = features[..., :BOX_FEATURES]
+    # the box scorer reads the leading (click-free) columns, the first-click scorer those without memory
+    features = features[..., : {"boxes": BOX_FEATURES, "clicks": CLICK_FEATURES}.get(args.prompt, features.shape[-1])]
     if not len(features):
-        ap.error(f"no rounds: no whole object of at least {config.min_area} pixels in {args.data}'s training photos")
+        ap.error(f"no rounds: no whole object of at least {config.min_area} pixels in {args.data}'s training photos"
+                 + (" needed a second click" if config.first_round else ""))
     scorer = fit(features, ious, config)
     scorer.name = name.replace("_", " ")
     mine, eq5, best = picked_iou(scorer, features, ious)
