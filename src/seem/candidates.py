@@ -54,10 +54,11 @@ def without_scorer(state: dict, prefixes: tuple[str, ...] = SCORER_PREFIXES) -> 
 
 class CandidateScorer(nn.Module):
     """``(N, F)`` candidate features -> ``(N,)`` scores (higher: the better mask); a 2-layer MLP on standardised
-    features. ``F`` = ``num_features``: 22 for a click's spatial-query candidates (:func:`candidate_features`),
-    17 for a box's (:data:`BOX_FEATURES`), 15 for a text prompt's grounding queries (:mod:`seem.grounding_choice`). Keys (under ``candidate_scorer.``,
-    ``box_scorer.`` or ``grounding_scorer.``): ``feature_mean`` / ``feature_std`` ``(F,)``, ``fc1`` ``(hidden, F)``,
-    ``fc2`` ``(1, hidden)``."""
+    features. ``F`` = ``num_features``: 22 for a first click's spatial-query candidates (:data:`CLICK_FEATURES`, the
+    leading columns of :func:`candidate_features`), 24 for a later round's (:data:`NUM_FEATURES`, with the memory
+    columns), 17 for a box's (:data:`BOX_FEATURES`), 15 for a text prompt's grounding queries
+    (:mod:`seem.grounding_choice`). Keys (under ``candidate_scorer.``, ``refine_scorer.``, ``box_scorer.`` or
+    ``grounding_scorer.``): ``feature_mean`` / ``feature_std`` ``(F,)``, ``fc1`` ``(hidden, F)``, ``fc2`` ``(1, hidden)``."""
 
     feature_mean: Tensor
     feature_std: Tensor
