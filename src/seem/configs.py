@@ -303,7 +303,8 @@ class SeemConfig:
     # click scorer); 0: none, Eq. 5 picks. Not in the official code.
     box_scorer_hidden: int = 0
     # hidden width of a learned scorer of the click candidates of later rounds (a memory prompt given: the previous
-    # round's mask; seem.candidates, same features as the click scorer); 0: none, Eq. 5 picks. Not in the official code.
+    # round's mask; seem.candidates: the click scorer's features plus the candidate's overlap with that mask); 0: none,
+    # Eq. 5 picks. Not in the official code.
     refine_scorer_hidden: int = 0
     # label space the model was trained with, used when the user gives none (empty: COCO's 133 classes)
     default_vocabulary: tuple[str, ...] = ()
