@@ -14,6 +14,7 @@ from seem.candidates import BOX_FEATURES, NUM_FEATURES, CandidateScorer, spatial
 from seem.prompt_round import decode_round
 from seem.prompts import Prompts
 from test_candidates import _largest_mask_scorer as largest_mask_scorer
+from test_candidates import exported_with
 
 BOX = [[150, 100, 330, 360]]
 
@@ -79,15 +80,9 @@ def test_predictor_returns_the_box_scorers_choice_and_eq5_without_it():
 
 
 def test_export_and_refits_keep_the_other_scorers(tmp_path):
-    from seem.checkpoint import read_safetensors_metadata, save_safetensors
     from seem.train.candidate_scorer import model_without_scorer
-    from seem.train.export import export_checkpoint
 
-    model = from_pretrained()
-    model.box_scorer = _largest_mask_scorer()
-    full = save_safetensors(model.state_dict(), tmp_path / "full.safetensors")
-    out = export_checkpoint(full, tmp_path / "out.safetensors")
-    assert '"box_scorer_hidden": 1' in read_safetensors_metadata(out)["seem_config"]
+    model, out = exported_with(tmp_path, "box_scorer", _largest_mask_scorer())
     x = torch.randn(5, BOX_FEATURES)
     torch.testing.assert_close(from_pretrained(str(out)).box_scorer(x), model.box_scorer(x))
     no_box = model_without_scorer(str(out), "box_scorer")

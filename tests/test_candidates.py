@@ -193,16 +193,26 @@ def test_click_candidates_refuses_other_prompts():
             p.click_candidates(bad)
 
 
-def test_export_carries_the_scorer(tmp_path):
+def exported_with(tmp_path, name: str, scorer: CandidateScorer):
+    """The bundled model with its ``name`` scorer replaced by ``scorer`` (hidden width 1), saved and exported:
+    ``(model, exported path)``, the export's config declaring that width (also the box and refine scorer tests')."""
     from seem.checkpoint import read_safetensors_metadata, save_safetensors
     from seem.train.export import export_checkpoint
 
     model = from_pretrained()
-    model.candidate_scorer = _largest_mask_scorer()
-    full = tmp_path / "full.safetensors"
-    save_safetensors(model.state_dict(), full)
+    setattr(model, name, scorer)
+    full = save_safetensors(model.state_dict(), tmp_path / "full.safetensors")
     out = export_checkpoint(full, tmp_path / "out.safetensors")
-    assert '"candidate_scorer_hidden": 1' in read_safetensors_metadata(out)["seem_config"]
+    assert f'"{name}_hidden": 1' in read_safetensors_metadata(out)["seem_config"]
+    return model, out
+
+
+def test_export_carries_the_scorer(tmp_path):
+    from seem.checkpoint import read_safetensors_metadata, save_safetensors
+    from seem.train.export import export_checkpoint
+
+    model, out = exported_with(tmp_path, "candidate_scorer", _largest_mask_scorer())
+    full = tmp_path / "full.safetensors"
     loaded = from_pretrained(str(out))
     assert loaded.config.candidate_scorer_hidden == 1
     x = torch.randn(5, CLICK_FEATURES)

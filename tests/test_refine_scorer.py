@@ -13,6 +13,7 @@ from seem import SeemPredictor, from_pretrained
 from seem.candidates import NUM_FEATURES, CandidateScorer, visual_scorer
 from seem.prompts import Prompts
 from test_candidates import _largest_mask_scorer as largest_mask_scorer
+from test_candidates import exported_with
 
 CLICKS = Prompts(points=[[230, 220], [100, 300]], point_labels=[1, 0])
 
@@ -134,16 +135,10 @@ def test_collect_keeps_the_refine_rounds_only(tmp_path):
 
 
 def test_export_and_refits_keep_the_other_scorers(tmp_path):
-    from seem.checkpoint import read_safetensors_metadata, save_safetensors
     from seem.modeling.precision import decoding_copy
     from seem.train.candidate_scorer import model_without_scorer
-    from seem.train.export import export_checkpoint
 
-    model = from_pretrained()
-    model.refine_scorer = _largest_mask_scorer()
-    full = save_safetensors(model.state_dict(), tmp_path / "full.safetensors")
-    out = export_checkpoint(full, tmp_path / "out.safetensors")
-    assert '"refine_scorer_hidden": 1' in read_safetensors_metadata(out)["seem_config"]
+    model, out = exported_with(tmp_path, "refine_scorer", _largest_mask_scorer())
     x = torch.randn(5, NUM_FEATURES)
     loaded = from_pretrained(str(out))
     torch.testing.assert_close(loaded.refine_scorer(x), model.refine_scorer(x))

@@ -98,7 +98,7 @@ def build_seem(config: SeemConfig) -> Seem:
         ConfigError: an unsupported backbone or pixel decoder, or parts whose widths do not fit
             (:func:`check_config`).
     """
-    from seem.candidates import BOX_FEATURES, CLICK_FEATURES, NUM_FEATURES, CandidateScorer
+    from seem.candidates import SCORER_FEATURES, CandidateScorer
     from seem.grounding_choice import GROUNDING_FEATURES
     from seem.modeling.decoder import SeemDecoder
     from seem.modeling.language.text_encoder import TextEncoder
@@ -112,12 +112,13 @@ def build_seem(config: SeemConfig) -> Seem:
         decoder=SeemDecoder(config.decoder),
         tokenizer=ClipTokenizer(),
         config=config,
-        candidate_scorer=CandidateScorer(config.candidate_scorer_hidden, CLICK_FEATURES)
+        candidate_scorer=CandidateScorer(config.candidate_scorer_hidden, SCORER_FEATURES["candidate_scorer"])
         if config.candidate_scorer_hidden else None,
         grounding_scorer=CandidateScorer(config.grounding_scorer_hidden, GROUNDING_FEATURES, "grounding scorer")
         if config.grounding_scorer_hidden else None,
-        box_scorer=CandidateScorer(config.box_scorer_hidden, BOX_FEATURES, "box scorer") if config.box_scorer_hidden else None,
-        refine_scorer=CandidateScorer(config.refine_scorer_hidden, NUM_FEATURES, "refine scorer")
+        box_scorer=CandidateScorer(config.box_scorer_hidden, SCORER_FEATURES["box_scorer"], "box scorer")
+        if config.box_scorer_hidden else None,
+        refine_scorer=CandidateScorer(config.refine_scorer_hidden, SCORER_FEATURES["refine_scorer"], "refine scorer")
         if config.refine_scorer_hidden else None,
     )
     return model.eval()

@@ -43,6 +43,8 @@ BOX_FEATURES = 17
 
 
 SCORER_PREFIXES = ("candidate_scorer.", "grounding_scorer.", "box_scorer.", "refine_scorer.")
+# the leading feature columns each visual scorer reads (its CandidateScorer's num_features; see pick)
+SCORER_FEATURES = {"candidate_scorer": CLICK_FEATURES, "refine_scorer": NUM_FEATURES, "box_scorer": BOX_FEATURES}
 
 
 def without_scorer(state: dict, prefixes: tuple[str, ...] = SCORER_PREFIXES) -> dict:

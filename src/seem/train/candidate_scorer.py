@@ -30,9 +30,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from seem.candidates import SCORER_FEATURES, SCORER_PREFIXES
+
 # whole objects and regions with a class (ROLE_GENERIC): COCO things, CCP persons, CamVid's street classes
 SETS = ("coco128", "ccp", "camvid")
-SCORERS = ("candidate_scorer", "box_scorer", "refine_scorer", "grounding_scorer")
+# the learned scorers' names (their state-dict prefixes without the dot)
+SCORERS = tuple(prefix.rstrip(".") for prefix in SCORER_PREFIXES)
 # --prompt -> the scorer it fits
 PROMPT_SCORERS = {"clicks": "candidate_scorer", "refine": "refine_scorer", "boxes": "box_scorer"}
 
@@ -232,7 +235,6 @@ def _description(name_or_path: str | None, scorer: str = "candidate scorer",
 
 def main(argv=None) -> int:
     from seem import SeemPredictor
-    from seem.candidates import BOX_FEATURES, CLICK_FEATURES
     from seem.checkpoint import save_safetensors
     from seem.configs import SPATIAL_QUERY_MODES
     from seem.train.export import export_checkpoint
@@ -269,8 +271,7 @@ def main(argv=None) -> int:
         groups.append((collect_boxes if args.prompt == "boxes" else collect)(predictor, [records[i] for i in chosen], config))
         print(f"{set_name}: {len(groups[-1][0])} {args.prompt} rounds ({time.perf_counter() - t0:.0f} s)", flush=True)
     features, ious = (torch.cat(x) for x in zip(*groups))
-    # the box scorer reads the leading (click-free) columns, the first-click scorer those without memory
-    features = features[..., : {"boxes": BOX_FEATURES, "clicks": CLICK_FEATURES}.get(args.prompt, features.shape[-1])]
+    features = features[..., : SCORER_FEATURES[name]]  # the columns the scorer reads (the box scorer: click-free)
     if not len(features):
         ap.error(f"no rounds: no whole object of at least {config.min_area} pixels in {args.data}'s training photos"
                  + (" needed a second click" if config.first_round else ""))
