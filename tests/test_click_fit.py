@@ -200,21 +200,23 @@ def test_predict_keyword_overrides_the_model_setting():
 
 
 @pytest.mark.parametrize("clicks", [1, 3, 7])
-def test_woodbury_newton_step_equals_the_direct_solve(clicks):
-    """With fewer clicks than dimensions the Newton step solves an N x N system (Woodbury identity): the same
-    step as the Dm x Dm solve, also where a click's curvature is 0 (a saturated softplus)."""
-    from seem.click_fit import _newton_step
+@pytest.mark.parametrize("metric", [False, True])
+def test_newton_in_click_space_equals_the_embedding_space_steps(clicks, metric):
+    """With fewer clicks than dimensions the Newton steps run on N numbers per object (the Woodbury identity):
+    the same iterates as the Dm x Dm steps, also through halved steps, saturated clicks and objects that stop
+    early."""
+    from seem.click_fit import _newton_in_click_space, _newton_in_embedding_space
 
     g = torch.Generator().manual_seed(clicks)
-    k, d = 4, 32
-    f = torch.randn(k, clicks, d, generator=g, dtype=torch.float64)
-    curvature = torch.rand(k, clicks, generator=g, dtype=torch.float64) * 0.25
-    curvature[0] = 0.0
-    scale = torch.rand(k, generator=g, dtype=torch.float64) + 0.05
+    k, d = 5, 32
+    f = torch.randn(k, clicks, d, generator=g, dtype=torch.float64) * 3
+    e0 = torch.randn(k, d, generator=g, dtype=torch.float64)
+    sign = torch.randint(0, 2, (k, clicks), generator=g).double() * 2 - 1
+    sign[0] = torch.sign(f[0] @ e0[0]) * -1  # every click of object 0 on the wrong side: large steps
     x = torch.randn(d, d, generator=g, dtype=torch.float64)
-    metric = x @ x.t() / d + 0.5 * torch.eye(d, dtype=torch.float64)
-    grad = torch.randn(k, d, generator=g, dtype=torch.float64)
-    direct = _newton_step(f, curvature, scale, metric, None, grad)
-    torch.testing.assert_close(_newton_step(f, curvature, scale, metric, torch.linalg.inv(metric), grad), direct)
-    hess = torch.bmm(f.transpose(1, 2) * curvature[:, None, :], f) + scale[:, None, None] * metric
-    torch.testing.assert_close(torch.bmm(hess, direct[:, :, None])[:, :, 0], grad)
+    m = x @ x.t() / d + 0.5 * torch.eye(d, dtype=torch.float64) if metric else None
+    weight = torch.rand(k, generator=g, dtype=torch.float64) * 0.2 + 0.01
+    for iters in (1, 2, 20):
+        dual = _newton_in_click_space(e0, f, sign, 8.0, weight, iters, m)
+        torch.testing.assert_close(dual, _newton_in_embedding_space(e0, f, sign, 8.0, weight, iters, m))
+    assert (dual - e0).abs().amax() > 0.1  # the fit moved

@@ -23,9 +23,10 @@ than elsewhere. The plain norm alone (``w = 0``) lets one positive click raise e
 corrective click on a big object needs. ``seem_tiny`` uses ``w = 0.5``, chosen on the training sets'
 held-out photos (``benchmarks/eval_heldout_clicks.py``).
 
-Damped Newton steps (``max_iter``, with a ``Dm x Dm`` solve each): about a millisecond. Only an object with a
-click on the wrong side of its mask (``y_i * e0 . f_i <= 0``) is fitted; otherwise ``e0`` is returned
-unchanged, so the fit acts on clicks the decoder missed and never regrows a mask the decoder got right
+Damped Newton steps (``max_iter``; with fewer clicks than dimensions, on ``N`` numbers per object): about a
+millisecond for a round's 24 candidates. Only an object with a click on the wrong side of its mask
+(``y_i * e0 . f_i <= 0``) is fitted; otherwise ``e0`` is returned unchanged, so the fit acts on clicks the
+decoder missed and never regrows a mask the decoder got right
 (fitting every click to the margin also made a click on one man grow into his neighbours). Not in the
 official code: ``InferenceConfig.click_fit`` is on for ``seem_tiny`` only.
 """
@@ -139,18 +140,27 @@ def _newton(e0: Tensor, f: Tensor, sign: Tensor, margin: float, prior: float, it
             metric: Tensor | None) -> Tensor:
     """Damped Newton steps on each object's objective (smooth, strongly convex: the prior), ``iters`` of them,
     each step halved until the object's objective does not increase. Objects are solved side by side but
-    independently: an object's result does not depend on the others in the call."""
+    independently: an object's result does not depend on the others in the call. With fewer clicks than
+    dimensions the steps are taken in click space (:func:`_newton_in_click_space`, the same iterates)."""
     k, n, d = f.shape
     weight = prior * n / (_square_norm(e0, metric) + 1e-6)  # (K,): prior * N / ||e0||_M^2
+    solve = _newton_in_click_space if n < d else _newton_in_embedding_space
+    return solve(e0, f, sign, margin, weight, iters, metric)
+
+
+def _newton_in_embedding_space(e0: Tensor, f: Tensor, sign: Tensor, margin: float, weight: Tensor, iters: int,
+                               metric: Tensor | None) -> Tensor:
+    """:func:`_newton` with a ``Dm x Dm`` solve per step (for ``N >= Dm`` clicks)."""
+    k, _, d = f.shape
     m = torch.eye(d, dtype=e0.dtype, device=e0.device) if metric is None else metric
-    m_inv = torch.linalg.inv(m) if n < d else None  # Woodbury steps (see _newton_step) need M^-1 once
     e, cur = e0.clone(), _objective(e0, e0, f, sign, margin, weight, metric)
     active = torch.ones(k, dtype=torch.bool, device=e0.device)  # objects still moving
     for _ in range(iters):
         s = torch.sigmoid(margin - sign * torch.bmm(f, e[:, :, None])[:, :, 0])  # -d softplus / dz
         pull = (e - e0) if metric is None else (e - e0) @ m
         grad = -torch.bmm((s * sign)[:, None, :], f)[:, 0] + 2 * weight[:, None] * pull
-        step = _newton_step(f, s * (1 - s), 2 * weight, m, m_inv, grad)
+        hess = torch.bmm(f.transpose(1, 2) * (s * (1 - s))[:, None, :], f) + 2 * weight[:, None, None] * m
+        step = torch.linalg.solve(hess, grad)
         # the Newton decrement: half of it bounds how far the objective is above its minimum
         active &= (grad * step).sum(dim=1) > 1e-6
         if not bool(active.any()):
@@ -169,21 +179,52 @@ def _newton(e0: Tensor, f: Tensor, sign: Tensor, margin: float, prior: float, it
     return e
 
 
-def _newton_step(f: Tensor, curvature: Tensor, scale: Tensor, m: Tensor, m_inv: Tensor | None, grad: Tensor) -> Tensor:
-    """``H^-1 g`` for each object's Hessian ``H = F^T diag(c) F + a M`` (``f`` ``(K, N, Dm)``, ``curvature`` c
-    ``(K, N)`` >= 0, ``scale`` a ``(K,)``, ``grad`` g ``(K, Dm)``). With fewer clicks than dimensions (``m_inv``
-    given) by the Woodbury identity: with ``G = diag(sqrt(c)) F`` and ``A = a M``,
-    ``H^-1 g = A^-1 g - A^-1 G^T (I + G A^-1 G^T)^-1 G A^-1 g``, an ``N x N`` solve per object instead of a
-    ``Dm x Dm`` one (a first click's 24 candidates: 128x128 -> 1x1); else directly."""
-    if m_inv is None:
-        hess = torch.bmm(f.transpose(1, 2) * curvature[:, None, :], f) + scale[:, None, None] * m
-        return torch.linalg.solve(hess, grad)
-    g = f * curvature.sqrt()[:, :, None]  # (K, N, Dm)
-    a_inv_g = (grad @ m_inv) / scale[:, None]  # M symmetric: rows times M^-1
-    a_inv_gt = (g @ m_inv) / scale[:, None, None]  # (K, N, Dm): A^-1 G^T, transposed
-    small = torch.bmm(g, a_inv_gt.transpose(1, 2)) + torch.eye(f.shape[1], dtype=f.dtype, device=f.device)
-    inner = torch.linalg.solve(small, torch.bmm(g, a_inv_g[:, :, None]))  # (K, N, 1)
-    return a_inv_g - torch.bmm(a_inv_gt.transpose(1, 2), inner)[:, :, 0]
+def _newton_in_click_space(e0: Tensor, f: Tensor, sign: Tensor, margin: float, weight: Tensor, iters: int,
+                           metric: Tensor | None) -> Tensor:
+    """:func:`_newton` for ``N`` clicks ``<`` ``Dm`` dimensions, on ``N`` numbers per object instead of ``Dm``.
+
+    The objective's gradient at ``e`` is ``F^T (2 w g - s y)`` plus ``2 w M (e - e0 - M^-1 F^T g)``, so from ``e0``
+    every Newton step stays on ``e = e0 + M^-1 F^T g`` (``g`` ``(N,)``): with the Gram matrix ``G = F M^-1 F^T``
+    the logits at the clicks are ``z = F e0 + G g``, the prior ``w g^T G g``, and the step ``H^-1 grad`` is
+    ``M^-1 F^T x`` with ``(diag(c) G + 2 w I) x = 2 w g - s y`` (``c = s (1 - s)``: the Woodbury identity). The
+    iterates, decrements and halvings are those of the ``Dm``-dimensional steps; the loop runs in float64
+    NumPy on ``(K, N, N)`` arrays (a click round's few hundred tiny operations cost microseconds each there)."""
+    from scipy.special import expit
+
+    k, n, _ = f.shape
+    p_ft = f if metric is None else f @ _inverse(metric)  # (K, N, Dm): rows M^-1 f_i (M symmetric)
+    gram = torch.bmm(f, p_ft.transpose(1, 2)).double().cpu().numpy()
+    z0 = torch.bmm(f, e0[:, :, None])[:, :, 0].double().cpu().numpy()
+    y = sign.double().cpu().numpy()
+    w = weight.double().cpu().numpy()[:, None]
+    eye = np.eye(n)
+
+    def objective(g: np.ndarray) -> np.ndarray:
+        gg = np.einsum("kij,kj->ki", gram, g)
+        return np.logaddexp(0.0, margin - y * (z0 + gg)).sum(1) + w[:, 0] * (g * gg).sum(1)
+
+    g, cur = np.zeros((k, n)), objective(np.zeros((k, n)))
+    active = np.ones(k, dtype=bool)
+    for _ in range(iters):
+        s = expit(margin - y * (z0 + np.einsum("kij,kj->ki", gram, g)))
+        r = 2 * w * g - s * y  # the gradient is F^T r
+        x = np.linalg.solve((s * (1 - s))[:, :, None] * gram + 2 * w[:, :, None] * eye, r[:, :, None])[:, :, 0]
+        active &= np.einsum("ki,kij,kj->k", r, gram, x) > 1e-6  # the Newton decrement grad . step
+        if not active.any():
+            break
+        t = np.ones((k, 1))
+        for _ in range(8):
+            cand = g - t * x
+            new = objective(cand)
+            ok = (new <= cur) | ~active
+            if ok.all():
+                break
+            t = np.where(ok[:, None], t, t / 2)
+        moved = ok & active
+        g = np.where(moved[:, None], cand, g)
+        cur = np.where(moved, new, cur)
+    coef = torch.from_numpy(g).to(p_ft)
+    return e0 + torch.bmm(coef[:, None, :], p_ft)[:, 0]
 
 
 # the metrics of the last few images' mask features, by tensor identity (a weak reference checks that the tensor
@@ -191,6 +232,29 @@ def _newton_step(f: Tensor, curvature: Tensor, scale: Tensor, m: Tensor, m_inv: 
 _METRICS: OrderedDict[int, tuple[weakref.ref, tuple, Tensor]] = OrderedDict()
 _METRICS_LOCK = threading.Lock()
 _METRICS_KEPT = 8
+# M^-1 of the metrics in use (click-space Newton steps), by tensor identity and version
+_INVERSES: OrderedDict[int, tuple[weakref.ref, int, Tensor]] = OrderedDict()
+
+
+def _inverse(metric: Tensor) -> Tensor:
+    """``M^-1``, kept while ``metric`` lives unchanged (the last few: one per image's :func:`prior_metric`)."""
+    with _METRICS_LOCK:
+        hit = _INVERSES.get(id(metric))
+        if hit is not None and hit[0]() is metric and hit[1] == _version(metric):
+            _INVERSES.move_to_end(id(metric))
+            return hit[2]
+    inv = torch.linalg.inv(metric)
+    with _METRICS_LOCK:
+        _INVERSES[id(metric)] = (weakref.ref(metric), _version(metric), inv)
+        _INVERSES.move_to_end(id(metric))
+        while len(_INVERSES) > _METRICS_KEPT:
+            _INVERSES.popitem(last=False)
+    return inv
+
+
+def _version(t: Tensor) -> int:
+    """``t``'s in-place write count; inference tensors (:func:`prior_metric`'s) keep none: -1."""
+    return -1 if t.is_inference() else t._version
 
 
 def prior_metric(mask_features: Tensor, frame: ImageFrame, logit_weight: float) -> Tensor:
