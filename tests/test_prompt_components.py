@@ -208,3 +208,18 @@ def test_candidate_rows_per_object_equal_repeated_prompt_regions():
     assert torch.equal(kept[: 2 * r], keep_prompted_components(logits[: 2 * r], pos.repeat_interleave(r, 0)))
     with pytest.raises(ValueError, match="rows per object"):
         prompt_connected(logits[:3], pos, rows_per_object=r)
+
+
+@pytest.mark.parametrize("radius", [1, 2, 3])
+@pytest.mark.parametrize("shape", [(3, 17, 23), (2, 1, 9), (1, 2, 2), (4, 5, 1)])
+def test_square_dilation_is_scipys_maximum_filter(radius, shape):
+    """The shifted-OR dilation equals scipy's maximum filter with nothing outside the map, also on maps smaller
+    than the square and at the borders."""
+    from scipy import ndimage
+
+    from seem.postprocess import square_dilation
+
+    cells = np.random.default_rng(radius).random(shape) > 0.85
+    cells[0, 0, 0] = cells[-1, -1, -1] = True
+    want = ndimage.maximum_filter(cells, size=(1, 2 * radius + 1, 2 * radius + 1), mode="constant", cval=False)
+    assert np.array_equal(square_dilation(cells, radius), want)
