@@ -120,7 +120,9 @@ def fit_mask_embedding(mask_embed: Tensor, click_features: Tensor, labels: Tenso
     todo = (sign * torch.einsum("knd,kd->kn", f, e0) <= 0).any(dim=1)
     if bool(todo.any()):
         m = None if metric is None else metric.detach().float().to(e0.device)
-        out[todo] = _newton(e0[todo], f[todo], sign[todo], margin, prior, max_iter, m)
+        # the inverse for click-space steps, cached by the caller's tensor (a detached copy is a new object)
+        m_inv = None if metric is None or f.shape[1] >= f.shape[2] else _inverse(metric).to(e0.device)
+        out[todo] = _newton(e0[todo], f[todo], sign[todo], margin, prior, max_iter, m, m_inv)
     return out[0] if single else out
 
 
@@ -137,15 +139,16 @@ def _objective(e: Tensor, e0: Tensor, f: Tensor, sign: Tensor, margin: float, we
 
 
 def _newton(e0: Tensor, f: Tensor, sign: Tensor, margin: float, prior: float, iters: int,
-            metric: Tensor | None) -> Tensor:
+            metric: Tensor | None, metric_inverse: Tensor | None = None) -> Tensor:
     """Damped Newton steps on each object's objective (smooth, strongly convex: the prior), ``iters`` of them,
     each step halved until the object's objective does not increase. Objects are solved side by side but
     independently: an object's result does not depend on the others in the call. With fewer clicks than
     dimensions the steps are taken in click space (:func:`_newton_in_click_space`, the same iterates)."""
     k, n, d = f.shape
     weight = prior * n / (_square_norm(e0, metric) + 1e-6)  # (K,): prior * N / ||e0||_M^2
-    solve = _newton_in_click_space if n < d else _newton_in_embedding_space
-    return solve(e0, f, sign, margin, weight, iters, metric)
+    if n < d:
+        return _newton_in_click_space(e0, f, sign, margin, weight, iters, metric, metric_inverse)
+    return _newton_in_embedding_space(e0, f, sign, margin, weight, iters, metric)
 
 
 def _newton_in_embedding_space(e0: Tensor, f: Tensor, sign: Tensor, margin: float, weight: Tensor, iters: int,
@@ -180,7 +183,7 @@ def _newton_in_embedding_space(e0: Tensor, f: Tensor, sign: Tensor, margin: floa
 
 
 def _newton_in_click_space(e0: Tensor, f: Tensor, sign: Tensor, margin: float, weight: Tensor, iters: int,
-                           metric: Tensor | None) -> Tensor:
+                           metric: Tensor | None, metric_inverse: Tensor | None = None) -> Tensor:
     """:func:`_newton` for ``N`` clicks ``<`` ``Dm`` dimensions, on ``N`` numbers per object instead of ``Dm``.
 
     The objective's gradient at ``e`` is ``F^T (2 w g - s y)`` plus ``2 w M (e - e0 - M^-1 F^T g)``, so from ``e0``
@@ -188,11 +191,14 @@ def _newton_in_click_space(e0: Tensor, f: Tensor, sign: Tensor, margin: float, w
     the logits at the clicks are ``z = F e0 + G g``, the prior ``w g^T G g``, and the step ``H^-1 grad`` is
     ``M^-1 F^T x`` with ``(diag(c) G + 2 w I) x = 2 w g - s y`` (``c = s (1 - s)``: the Woodbury identity). The
     iterates, decrements and halvings are those of the ``Dm``-dimensional steps; the loop runs in float64
-    NumPy on ``(K, N, N)`` arrays (a click round's few hundred tiny operations cost microseconds each there)."""
+    NumPy on ``(K, N, N)`` arrays (a click round's few hundred tiny operations cost microseconds each there).
+    ``metric_inverse``: ``M^-1`` when the caller has it."""
     from scipy.special import expit
 
     k, n, _ = f.shape
-    p_ft = f if metric is None else f @ _inverse(metric)  # (K, N, Dm): rows M^-1 f_i (M symmetric)
+    if metric is not None and metric_inverse is None:
+        metric_inverse = torch.linalg.inv(metric)
+    p_ft = f if metric_inverse is None else f @ metric_inverse  # (K, N, Dm): rows M^-1 f_i (M symmetric)
     gram = torch.bmm(f, p_ft.transpose(1, 2)).double().cpu().numpy()
     z0 = torch.bmm(f, e0[:, :, None])[:, :, 0].double().cpu().numpy()
     y = sign.double().cpu().numpy()
@@ -243,7 +249,7 @@ def _inverse(metric: Tensor) -> Tensor:
         if hit is not None and hit[0]() is metric and hit[1] == _version(metric):
             _INVERSES.move_to_end(id(metric))
             return hit[2]
-    inv = torch.linalg.inv(metric)
+    inv = torch.linalg.inv(metric.detach().float())
     with _METRICS_LOCK:
         _INVERSES[id(metric)] = (weakref.ref(metric), _version(metric), inv)
         _INVERSES.move_to_end(id(metric))

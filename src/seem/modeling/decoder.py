@@ -12,7 +12,7 @@ generic (prompt-free) decoding accepts any batch size.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import cast
 
 import torch
@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from seem.configs import DecoderConfig
 from seem.modeling.attention_mask import QueryGroup
+from seem.modeling.cross_attention_mask import negative_logits, outside_masks, unblock_empty_rows
 from seem.modeling.decoder_queries import DecoderQueries
 from seem.modeling.decoder_types import DecoderImageCache, DecoderOutput, HeadOutput, LevelFeatures, VisualPromptTokens
 from seem.modeling.feature_products import feature_logits
@@ -44,6 +45,7 @@ class DecoderPass:
         sampler: the source of random draws (memory prompt objects, per layer).
         visual, memory_mask, cache, joint_prompts, intermediate, final_masks: as the arguments of
             :meth:`SeemDecoder.forward` (``memory_mask`` ``(1, K, h', w')`` logits).
+        memory_blocked: the memory prompts' attention masks of this pass by level size (filled as layers ask).
     """
 
     levels: LevelFeatures
@@ -55,6 +57,7 @@ class DecoderPass:
     joint_prompts: bool = False
     intermediate: bool = True
     final_masks: bool = True
+    memory_blocked: dict[tuple[int, int], Tensor] = field(default_factory=dict)
 
     @property
     def batch(self) -> int:
@@ -166,21 +169,11 @@ class SeemDecoder(nn.Module):
         ``packs``: the image's dict of packed features (:func:`~seem.modeling.feature_products.feature_logits`)."""
         return feature_logits(mask_embed, mask_features, packs, "mask_features")
 
-    def _attention_mask(self, masks: Tensor, size: tuple[int, int]) -> Tensor:
-        """Mask logits ``(B, Q, h, w)`` -> ``(B, Q, size)`` bool, True = outside the mask (blocked); the same for
-        every head."""
-        m = F.interpolate(masks, size=size, mode="bilinear", align_corners=False)
-        return (m.sigmoid().flatten(2) < 0.5).detach()
-
     def _level_attention_mask(self, mask_embed: Tensor, level_mask_features: Tensor, packs: dict | None = None,
                               level: int = 0) -> Tensor:
-        """Same as :meth:`_attention_mask` of the full-resolution masks, computed at the level's size.
-
-        ``logit < 0`` for the official ``sigmoid(logit) < 0.5``: the same except for logits within ~3e-8 of 0
-        (where fp32's sigmoid rounds to 0.5), far below the logits' own rounding; one pass instead of two.
-        """
-        m = feature_logits(mask_embed, level_mask_features, packs, level)
-        return (m.flatten(2) < 0).detach()
+        """:func:`~seem.modeling.cross_attention_mask.outside_masks` of the full-resolution masks, computed at the
+        level's size (:func:`~seem.modeling.cross_attention_mask.negative_logits`: one pass instead of two)."""
+        return negative_logits(feature_logits(mask_embed, level_mask_features, packs, level))
 
     def build_cache(self, levels: LevelFeatures, mask_features: Tensor) -> DecoderImageCache:
         """Precompute the per-image part of every decoder pass (see :class:`DecoderImageCache`)."""
@@ -307,7 +300,7 @@ class SeemDecoder(nn.Module):
         would see nothing see everything (official ``attn_mask[all] = False``)."""
         size = run.levels.sizes[level]
         if run.intermediate:
-            attn_mask = self._attention_mask(predictions[-1].masks, size)
+            attn_mask = outside_masks(predictions[-1].masks, size)
         else:
             level_features = run.cache.level_mask_features[level] if run.cache is not None else F.interpolate(
                 run.mask_features, size=size, mode="bilinear", align_corners=False)
@@ -316,11 +309,11 @@ class SeemDecoder(nn.Module):
         if run.memory_mask is not None and run.visual is not None:
             memory_object = run.sampler.sample_memory_objects(run.visual.num_objects, self.config.spatial_memories)
             queries.memory_object = memory_object.to(attn_mask.device)
-            mem = self._attention_mask(run.memory_mask, size)
+            if size not in run.memory_blocked:  # layers reading one level share it
+                run.memory_blocked[size] = outside_masks(run.memory_mask, size)
             s, e = queries.ranges()[QueryGroup.SPATIAL_MEMORY]
-            attn_mask[:, s:e] = mem[:, queries.memory_object]
-        attn_mask[attn_mask.all(dim=-1)] = False
-        return attn_mask
+            attn_mask[:, s:e] = run.memory_blocked[size][:, queries.memory_object]
+        return unblock_empty_rows(attn_mask)
 
     def _predict(self, output: Tensor, mask_features: Tensor, predictions: list[HeadOutput], full: bool,
                  masks: bool = True) -> Tensor:

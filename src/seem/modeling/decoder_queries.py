@@ -37,8 +37,8 @@ class DecoderQueries:
         self.padding: dict[QueryGroup, Tensor] = {}
         self.spatial_object: Tensor | None = None
         self.memory_object: Tensor | None = None
-        # self-attention masks of this pass by layout (the same for every layer reading one level)
-        self._masks: dict[tuple, tuple[Tensor | None, Tensor | None, tuple[Tensor | None, Tensor | None]]] = {}
+        # self-attention masks of this pass by layout and object assignments (mostly the same for every layer)
+        self._masks: dict[tuple, tuple[Tensor | None, Tensor | None]] = {}
 
     def add(self, group: QueryGroup, content: Tensor, position: Tensor, padding: Tensor | None = None) -> None:
         """Put ``group`` on the query axis (or replace it): ``content`` / ``position`` ``(N, B, D)``."""
@@ -103,12 +103,14 @@ class DecoderQueries:
         :func:`~seem.modeling.attention_mask.build_self_attention_mask`) over :attr:`self_groups`, and the
         int64 rows of :attr:`kept_groups` in it (None = every row). The mask is None when it blocks nothing
         in the kept rows (one object without padding: the fused attention then runs unmasked)."""
-        key = (tuple(self.sizes[g] for g in self.self_groups), id(spatial_token_object), id(self.memory_object),
-               batch, per_object_blocks, joint_prompts)
-        if key not in self._masks:  # the entry holds the keyed tensors, so their ids are not reused meanwhile
-            self._masks[key] = (spatial_token_object, self.memory_object, self._self_attention_mask(
-                batch, spatial_token_object, per_object_blocks, joint_prompts, device))
-        return self._masks[key][2]
+        # by content: levels' visual tokens and each layer's memory draw are new tensors, mostly of equal values
+        groups = self.self_groups
+        key = (tuple(self.sizes[g] for g in groups), _content(spatial_token_object), _content(self.memory_object),
+               tuple(_content(self.padding.get(g)) for g in groups), batch, per_object_blocks, joint_prompts)
+        if key not in self._masks:
+            self._masks[key] = self._self_attention_mask(batch, spatial_token_object, per_object_blocks, joint_prompts,
+                                                         device)
+        return self._masks[key]
 
     def _self_attention_mask(
         self, batch: int, spatial_token_object: Tensor | None, per_object_blocks: bool,
@@ -129,3 +131,8 @@ class DecoderQueries:
         blocks = mask if rows is None else mask[:, rows]
         out = mask.to(device)[:, None] if bool(blocks.any()) else None
         return out, None if rows is None else rows.to(device)
+
+
+def _content(t: Tensor | None) -> tuple | None:
+    """A hashable copy of a small index / padding tensor's shape, dtype and values (``None`` for ``None``)."""
+    return None if t is None else (tuple(t.shape), str(t.dtype), t.detach().cpu().numpy().tobytes())
