@@ -220,3 +220,20 @@ def test_newton_in_click_space_equals_the_embedding_space_steps(clicks, metric):
         dual = _newton_in_click_space(e0, f, sign, 8.0, weight, iters, m)
         torch.testing.assert_close(dual, _newton_in_embedding_space(e0, f, sign, 8.0, weight, iters, m))
     assert (dual - e0).abs().amax() > 0.1  # the fit moved
+
+
+def test_a_callers_metric_changed_in_place_is_read_again():
+    """Only prior_metric's shared metrics keep their inverse between calls: a caller's metric written in place
+    (under inference mode it has no version counter) gives the fit of its new values."""
+    g = torch.Generator().manual_seed(3)
+    d, n = 16, 3
+    e0, f = torch.randn(2, d, generator=g), torch.randn(2, n, d, generator=g)
+    labels = (torch.einsum("knd,kd->kn", f, e0) < 0).long()  # every click on the wrong side
+    a = torch.randn(d, d, generator=g)
+    with torch.inference_mode():
+        metric = a @ a.t() + d * torch.eye(d)
+        first = fit_mask_embedding(e0, f, labels, metric=metric)
+        metric.add_(20.0 * torch.outer(f[0, 0], f[0, 0]))  # a scale alone would not change the fit
+        again = fit_mask_embedding(e0, f, labels, metric=metric)
+        torch.testing.assert_close(again, fit_mask_embedding(e0, f, labels, metric=metric.clone()))
+    assert (again - first).abs().amax() > 1e-3

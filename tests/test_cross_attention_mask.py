@@ -43,3 +43,34 @@ def test_traced_masks_keep_torch_operations():
     want[0, 0, 0] = False
     want[0, 1] = False
     assert torch.equal(traced(x), want)
+
+
+def test_torch_func_grad_runs_through_a_prompt_round_with_memory():
+    """The decoder's NumPy shortcuts (masks, content-keyed self-attention masks) step aside under torch.func:
+    its gradient equals autograd's."""
+    from dataclasses import replace
+
+    from seem import from_pretrained
+    from seem.modeling.visual_sampler import RandomSampler
+
+    model = from_pretrained().eval()
+    image = torch.rand(1, 3, 96, 96, generator=torch.Generator().manual_seed(0)) * 255
+    with torch.no_grad():
+        feats = model.encode_image((image - model.pixel_mean) / model.pixel_std)
+    h, w = feats.padded_size
+    regions = torch.zeros(2, h, w, dtype=torch.bool)
+    regions[0, 10:30, 10:30] = True
+    regions[1, 50:80, 40:90] = True
+    visual = model.encode_visual_prompt(feats, regions, torch.zeros_like(regions), RandomSampler(0))
+    memory = torch.randn(1, 2, h // 4, w // 4, generator=torch.Generator().manual_seed(1))
+
+    def embeddings(mask_features):
+        f = replace(feats, mask_features=mask_features, cache=None, packs={})
+        out = model.decode(f, visual=visual, memory_mask=memory, sampler=RandomSampler(0), intermediate=False,
+                           object_queries=False, final_masks=True)
+        return out.last.masks.square().mean()
+
+    x = feats.mask_features.detach().clone().requires_grad_(True)
+    embeddings(x).backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    torch.testing.assert_close(torch.func.grad(embeddings)(feats.mask_features.detach().clone()), x.grad)

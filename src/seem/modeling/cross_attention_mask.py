@@ -25,7 +25,7 @@ def negative_logits(logits: Tensor) -> Tensor:
     own size, the same except for logits within ~3e-8 of 0 (where fp32's sigmoid rounds to 0.5), far below the
     logits' own rounding. bf16 logits compare as float32 (exact)."""
     m = logits.detach().flatten(2)
-    if not _plain_cpu(m):
+    if not plain_cpu(m):
         return m < 0
     return torch.from_numpy(m.float().numpy() < 0)
 
@@ -33,7 +33,7 @@ def negative_logits(logits: Tensor) -> Tensor:
 def unblock_empty_rows(attn_mask: Tensor) -> Tensor:
     """``attn_mask`` with rows that would see nothing opened to everything (official ``attn_mask[all] =
     False``), in place; returns it."""
-    if _plain_cpu(attn_mask):
+    if plain_cpu(attn_mask):
         blocked = attn_mask.numpy()
         blocked[blocked.all(axis=-1)] = False
     else:
@@ -41,8 +41,9 @@ def unblock_empty_rows(attn_mask: Tensor) -> Tensor:
     return attn_mask
 
 
-def _plain_cpu(t: Tensor) -> bool:
+def plain_cpu(t: Tensor) -> bool:
     """Whether ``t`` is an ordinary CPU tensor NumPy can view (not traced, not a ``torch.func`` wrapper or a
     subclass)."""
     return (type(t) is Tensor and t.device.type == "cpu" and not torch.jit.is_tracing()
+            and not torch._C._are_functorch_transforms_active()
             and not torch._C._functorch.is_functorch_wrapped_tensor(t))

@@ -19,6 +19,7 @@ from seem.modeling.attention_mask import (
     QueryLayout,
     build_self_attention_mask,
 )
+from seem.modeling.cross_attention_mask import plain_cpu
 from seem.modeling.decoder_types import VisualPromptTokens
 
 
@@ -134,5 +135,11 @@ class DecoderQueries:
 
 
 def _content(t: Tensor | None) -> tuple | None:
-    """A hashable copy of a small index / padding tensor's shape, dtype and values (``None`` for ``None``)."""
-    return None if t is None else (tuple(t.shape), str(t.dtype), t.detach().cpu().numpy().tobytes())
+    """A hashable copy of a small index / padding tensor's shape, dtype and values (``None`` for ``None``); a
+    tensor NumPy cannot read (under ``torch.func`` or tracing, off the CPU) is keyed by identity, held in the key
+    so that its id is not reused meanwhile."""
+    if t is None:
+        return None
+    if not plain_cpu(t):
+        return ("tensor", id(t), t)
+    return (tuple(t.shape), str(t.dtype), t.detach().numpy().tobytes())
