@@ -23,7 +23,7 @@ than elsewhere. The plain norm alone (``w = 0``) lets one positive click raise e
 corrective click on a big object needs. ``seem_tiny`` uses ``w = 0.5``, chosen on the training sets'
 held-out photos (``benchmarks/eval_heldout_clicks.py``).
 
-Damped Newton steps (``max_iter``; with fewer clicks than dimensions, on ``N`` numbers per object): about a
+Damped Newton steps (``max_iter``; with few clicks, on ``N`` numbers per object instead of ``Dm``): about a
 millisecond for a round's 24 candidates. Only an object with a click on the wrong side of its mask
 (``y_i * e0 . f_i <= 0``) is fitted; otherwise ``e0`` is returned unchanged, so the fit acts on clicks the
 decoder missed and never regrows a mask the decoder got right
@@ -246,6 +246,8 @@ def _newton_in_click_space(e0: Tensor, f: Tensor, sign: Tensor, margin: float, w
 _METRICS: OrderedDict[int, list] = OrderedDict()
 _METRICS_LOCK = threading.Lock()
 _METRICS_KEPT = 8
+
+
 def _inverse(metric: Tensor) -> Tensor:
     """``M^-1``: kept with :func:`prior_metric`'s cached metrics (shared, never modified), computed afresh for any
     other tensor (a caller's metric may change in place, unseen by a version counter under inference mode)."""
