@@ -77,3 +77,16 @@ def test_many_clicks_are_read_in_chunks_with_the_same_means_and_no_positive_clic
     torch.testing.assert_close(f[:, 2], one[neg][:, :, 2].mean(0))
     only_negative = click_geometry(logits, (12, 14), clicks[:, :3], torch.zeros(1, 3, dtype=torch.long), obj)
     assert bool(torch.isfinite(only_negative).all()) and bool((only_negative[:, [0, 1, 3, 4]] == 0).all())
+
+
+def test_the_callers_inside_map_gives_the_same_features():
+    """candidate_features hands over mask_statistics' inside map instead of a second comparison of the logits."""
+    from seem.candidates import mask_statistics
+
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(4, 10, 16, generator=g)
+    clicks = torch.tensor([[[3.0, 4.0], [12.0, 2.0]], [[8.0, 6.0], [1.0, 7.0]]])
+    labels, obj = torch.tensor([[1, 0], [1, 1]]), torch.tensor([0, 0, 1, 1])
+    inside = mask_statistics(logits, (9, 13))[1]
+    assert torch.equal(click_geometry(logits, (9, 13), clicks, labels, obj, inside),
+                       click_geometry(logits, (9, 13), clicks, labels, obj))

@@ -134,7 +134,7 @@ def candidate_features(logits: Tensor, mask_embed: Tensor, positive_mean: Tensor
     rows = [stats, stats - mean[query_object], (match - best[query_object])[:, None], match[:, None] / 100,
             ((num_clicks.to(stats) - 1) / 4).clamp(max=1)[query_object, None], (num_negative.to(stats) / 4)[query_object, None],
             mask_embed.float().norm(dim=1, keepdim=True) / 100, consensus_features(inside, prob, match, query_object, k),
-            click_geometry(logits, valid_size, clicks, labels, query_object).to(stats),
+            click_geometry(logits, valid_size, clicks, labels, query_object, inside).to(stats),
             memory_features(inside, memory, valid_size, query_object)]
     return torch.cat(rows, 1)
 

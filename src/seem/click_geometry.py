@@ -22,7 +22,7 @@ _FAR = 1e9  # added to the distances of the cells a nearest-cell search skips
 
 
 def click_geometry(logits: Tensor, valid_size: tuple[int, int], clicks: Tensor | None, labels: Tensor | None,
-                   query_object: Tensor) -> Tensor:
+                   query_object: Tensor, inside: Tensor | None = None) -> Tensor:
     """``(N, 5)`` float32: how each of ``N`` candidate masks lies relative to its object's clicks.
 
     Args:
@@ -31,6 +31,8 @@ def click_geometry(logits: Tensor, valid_size: tuple[int, int], clicks: Tensor |
         clicks: ``(K, M, 2)`` float ``(x, y)`` click positions in low-resolution cell units (cell ``(i, j)``'s
             centre is ``(j, i)``; :func:`clicks_to_cells`), or ``None`` (a round without clicks: all zeros).
         labels: ``(K, M)`` 1 positive, 0 negative; ``query_object``: ``(N,)`` int64 object of each candidate.
+        inside: ``(N, h' w')`` float32 1 where ``logits > 0`` over the valid cells, when the caller has it
+            (:func:`seem.candidates.mask_statistics`); made from ``logits`` otherwise.
 
     Columns, with ``r = sqrt(area / pi)`` the radius of a disc of the mask's area in cells (at least 1):
     0 depth: the mean over positive clicks of the distance to the nearest outside cell / ``r`` (negative: the
@@ -49,7 +51,9 @@ def click_geometry(logits: Tensor, valid_size: tuple[int, int], clicks: Tensor |
     h, w = valid_size
     # 1 inside, 0 outside as floats: the masked minima below are sums and minima, which torch runs ~10x faster
     # than its bool kernels (a NumPy comparison makes the map)
-    inside = torch.from_numpy((logits[:, :h, :w].detach().float().cpu().flatten(1).numpy() > 0).astype(np.float32))
+    if inside is None:
+        inside = torch.from_numpy((logits[:, :h, :w].detach().float().cpu().flatten(1).numpy() > 0).astype(np.float32))
+    inside = inside.float().cpu()
     ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
     cells = torch.stack([xs.flatten(), ys.flatten()], 1)
     area = inside.sum(1)
