@@ -91,9 +91,9 @@ def test_a_memory_of_the_wrong_size_is_a_prompt_error():
 
 
 def test_bundled_box_then_clicks_decodes_the_anchored_clicks_and_stays_in_the_box():
-    from test_box_bounds import _voc_predictor
+    from test_candidates import _bundled
 
-    p = _voc_predictor()
+    p = _bundled()
     keep = p.model.config
     assert keep.inference.box_anchor
     box = [377, 64, 500, 239]  # the man on the right
