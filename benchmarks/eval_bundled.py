@@ -9,7 +9,9 @@ Prints (and with ``--out`` writes as JSON):
   (``seem.train.clicker.next_click``; each round sends all clicks plus the previous mask as memory), and
   the same over instances smaller than 32 px (sqrt of area) separately.
 * CamVid val: 1-click mIoU on cars, text cIoU of each class name against the union of that class (only
-  images that contain it; "car" and "pedestrian" also on their own, and the mean over the 11 names), semantic mIoU with the 11 class names as vocabulary, and panoptic PQ
+  images that contain it; "car" and "pedestrian" also on their own, and the mean over the 11 names), semantic
+  mIoU with the 11 class names as vocabulary (plain, and with ``text_grounding=True``: each name's grounded mask
+  added, :mod:`seem.grounded_semantic`), and panoptic PQ
   for each ``--pq-thresholds`` value of ``InferenceConfig.object_mask_threshold`` (how the bundled
   model's threshold is chosen: on this validation split, never on a benchmark).
 
@@ -70,6 +72,7 @@ def camvid_report(predictor: SeemPredictor, root: str, limit: int | None,
     n = len(reader) if limit is None else min(limit, len(reader))
     text = {c: ReferringAccumulator() for c in CAMVID}
     semantic = SemanticAccumulator(len(CAMVID), ignore_index=255, class_names=CAMVID)
+    grounded = SemanticAccumulator(len(CAMVID), ignore_index=255, class_names=CAMVID)
     car_clicks = []
     things = [c for c, t in zip(reader.class_names, reader.thing_flags) if t]
     pq = {t: PQAccumulator([c in things for c in CAMVID], CAMVID) for t in thresholds}
@@ -90,12 +93,15 @@ def camvid_report(predictor: SeemPredictor, root: str, limit: int | None,
         for m, c in zip(sample.masks, sample.class_names):
             gt_map[m] = CAMVID.index(c)
         semantic.add(predictor.segment_everything(list(CAMVID), kind="semantic").label_map, gt_map)
+        grounded.add(predictor.segment_everything(list(CAMVID), kind="semantic", text_grounding=True).label_map, gt_map)
         labels = [CAMVID.index(c) for c in sample.class_names]
         for t, acc in pq.items():
             r = _panoptic_at(predictor, list(CAMVID), things, t)
             acc.add(r.segmentation, r.segments, sample.masks, labels)
     return {"images": n, "semantic_mIoU": semantic.summary()["mIoU"],
             "per_class_IoU": {r["name"]: round(r["IoU"], 1) for r in semantic.per_class()},
+            "semantic_mIoU_text_grounding": grounded.summary()["mIoU"],
+            "per_class_IoU_text_grounding": {r["name"]: round(r["IoU"], 1) for r in grounded.per_class()},
             **{f"text_{c}_cIoU": text[c].summary()["cIoU"] for c in ("car", "pedestrian")},
             "text_cIoU_per_class": {c: round(acc.summary()["cIoU"], 1) for c, acc in text.items()},
             # classes absent from the evaluated images have no cIoU (nan) and are left out

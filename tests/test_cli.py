@@ -74,8 +74,10 @@ class FakePredictor:
                           labels=["cat", "dog"][:k] if k <= 2 else ["cat"] * k, label_ids=np.arange(k),
                           logits_lowres=torch.zeros(k, 12, 16), vocabulary=("cat", "dog"))
 
-    def segment_everything(self, vocabulary=None, kind="panoptic"):
+    def segment_everything(self, vocabulary=None, kind="panoptic", *, text_grounding=False):
         self.calls.append(("segment_everything", list(vocabulary), kind))
+        if text_grounding:
+            self.calls.append(("text_grounding", kind))
         seg = np.zeros((H, W), np.int32)
         seg[:, :20], seg[10:30, 30:50] = 1, 2
         if kind == "panoptic":
@@ -239,6 +241,16 @@ def test_usage_errors_exit_2(argv, message, capsys):
 def test_help_exits_0(capsys):
     code, out, _ = _run(["segment", "--help"], capsys)
     assert code == 0 and "--reference-image" in out
+
+
+def test_panoptic_text_grounding_flag(tmp_path, image_path, capsys):
+    code, _, err = _run(["panoptic", image_path, "--vocab", "cat,wall", "--kind", "semantic", "--text-grounding",
+                         "--out", tmp_path / "sem"], capsys)
+    assert code == 0, err
+    assert ("text_grounding", "semantic") in FakePredictor.instances[0].calls
+    code, _, err = _run(["panoptic", image_path, "--vocab", "cat,wall", "--text-grounding", "--out", tmp_path / "p"],
+                        capsys)
+    assert code == 2 and "--text-grounding only applies to --kind semantic, not --kind panoptic" in err
 
 
 @pytest.mark.parametrize("kind", ["panoptic", "semantic", "instance"])

@@ -17,7 +17,9 @@ from torch import Tensor
 from seem import postprocess as pp
 from seem.automatic import EverythingConfig, everything_masks
 from seem.errors import PromptError
+from seem.grounded_semantic import grounded_class_maps
 from seem.object_queries import object_queries
+from seem.prompts import checks
 from seem.structures import InstanceResult, PanopticResult, Segment, SemanticResult
 from seem.vocabularies import COCO_PANOPTIC_CLASSES, COCO_PANOPTIC_THING_FLAGS, check_vocabulary, display_name
 
@@ -34,7 +36,7 @@ EVERYTHING_BUDGET = 400_000_000
 @torch.inference_mode()  # callable directly too: the image features are inference tensors
 def segment_everything(predictor: SeemPredictor, vocabulary: Sequence[str] | None = None, kind: str = "panoptic",
                        thing_classes: Sequence[str] | None = None,
-                       config: EverythingConfig | Mapping[str, Any] | None = None):
+                       config: EverythingConfig | Mapping[str, Any] | None = None, text_grounding: bool = False):
     """Open-vocabulary panoptic, semantic or instance segmentation of ``predictor``'s current image.
 
     Args:
@@ -48,6 +50,9 @@ def segment_everything(predictor: SeemPredictor, vocabulary: Sequence[str] | Non
             the model's own thing classes for its default vocabulary, COCO's things for COCO names, else every class.
         config: ``kind="everything"`` only: an :class:`EverythingConfig`, a mapping of some of its fields
             (``{"points_per_side": 8}``, unknown keys rejected by name) or None for the defaults.
+        text_grounding: ``kind="semantic"`` only: add each name's grounded mask (one text round per name,
+            :mod:`seem.grounded_semantic`) to its class probabilities; for vocabularies of classes present in the
+            image. ``SemanticResult.probabilities`` then hold the sum of the two maps.
 
     Post-processing follows the official ``evaluate`` path: query masks are upsampled, cropped and resized to the
     original size before semantic / panoptic / instance inference, with the thresholds of the config. Only when
@@ -58,13 +63,16 @@ def segment_everything(predictor: SeemPredictor, vocabulary: Sequence[str] | Non
 
     Raises:
         PromptError: an invalid vocabulary or ``kind``; a ``config`` with another kind than ``"everything"``
-            (it would be ignored), a ``config`` mapping with unknown keys or values out of range.
+            (it would be ignored), a ``config`` mapping with unknown keys or values out of range;
+            ``text_grounding`` with another kind than ``"semantic"``.
         PromptTypeError (a PromptError and a TypeError): ``config`` neither an EverythingConfig nor a mapping,
-            or one of its fields of the wrong type (named).
+            or one of its fields of the wrong type (named); ``text_grounding`` not a bool.
         ImageError: no image set.
     """
     if kind not in KINDS:
         raise PromptError(f"kind must be panoptic, semantic, instance or everything, got {kind!r}")
+    if checks.flag(text_grounding, "text_grounding") and kind != "semantic":
+        raise PromptError(f"text_grounding applies to kind='semantic' only, got it with kind={kind!r}")
     if kind == "everything":
         return everything_masks(predictor, vocabulary, config)
     if config is not None:
@@ -84,6 +92,9 @@ def segment_everything(predictor: SeemPredictor, vocabulary: Sequence[str] | Non
     cfg = predictor.model.config.inference
     if kind == "semantic":
         probs = pp.semantic_inference(logits, masks)
+        if text_grounding:
+            for c, grounded in enumerate(grounded_class_maps(predictor, names, work_size)):
+                probs[c] += grounded
         label_map = _to_original(probs.argmax(0)[None], frame)[0].long()
         return SemanticResult(probs.cpu().numpy(), label_map.cpu().numpy(), names)
     if kind == "panoptic":

@@ -152,3 +152,21 @@ def grounding_queries(out, features, decoder, text_prompt, frame, logit_scale: T
     if frame.smaller_than_logit_grid:
         empty = ~masks_with_scores(frame, c.logits, "bilinear", True)[0].flatten(1).any(1)
     return c.start + pick_grounding(scorer, c.features, empty).to(c.similarity.device)
+
+
+def grounded_text(predictor, run) -> tuple[Tensor, Tensor]:
+    """For a pass of text alone (``run`` from :func:`seem.prompt_round.decode_round`): each phrase's grounding
+    query ``(S,)`` int64 on the pass's query axis (:func:`grounding_queries` with the model's grounding scorer when
+    it has one and ``InferenceConfig.grounding_scorer`` is on, else Eq. 6) and its ``(S, H_pad/4, W_pad/4)``
+    float32 mask logits (official ``evaluate_grounding``)."""
+    from seem.prompt_round import round_logits
+
+    frame, feats = predictor._require_image()
+    assert run.text is not None and run.out.visual is None, "grounded_text takes a pass of text alone"
+    inference, decoder = predictor.model.config.inference, predictor.decoding_model.decoder
+    scorer = predictor.model.grounding_scorer if inference.grounding_scorer else None
+    chosen = grounding_queries(run.out, feats, decoder, run.text, frame, predictor.model.text_encoder.logit_scale,
+                               inference.grounding_logit_scale_max, scorer)
+    logits, _ = round_logits(run.out.last.mask_embed[:, chosen], feats, decoder, run.prompts, frame, None,
+                             inference, False)
+    return chosen, logits

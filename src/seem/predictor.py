@@ -22,7 +22,7 @@ from seem.configs import SPATIAL_QUERY_MODES
 from seem.errors import ImageError, PromptError
 from seem.everything import segment_everything
 from seem.find import FindConfig, find_instances, instances_prediction
-from seem.grounding_choice import grounding_queries
+from seem.grounding_choice import grounded_text
 from seem.modeling.precision import decoding_copy, encoding_copy
 from seem.modeling.seem import ImageFeatures, Seem
 from seem.modeling.visual_sampler import PromptSampler, RandomSampler
@@ -334,7 +334,7 @@ class SeemPredictor:
                  candidate_scorer: bool | None = None, spatial_queries: str | None = None) -> Prediction:
         frame, feats = self._require_image()
         run = decode_round(self, prompts, memory, joint_prompts, spatial_queries)
-        out, positive, text_prompt, visual, prompts = run.out, run.positive, run.text, run.out.visual, run.prompts
+        out, positive, visual, prompts = run.out, run.positive, run.out.visual, run.prompts
         last, inference = out.last, self.model.config.inference
         fit = visual is not None and prompts.points is not None and (inference.click_fit if click_fit is None else click_fit)
         scored = inference.candidate_scorer if candidate_scorer is None else candidate_scorer
@@ -345,18 +345,14 @@ class SeemPredictor:
                                        run.bound, run.memory)
             chosen, logits, support = cands.take(pick(scorer, cands, visual.num_objects, frame))
             return self._prediction(frame, logits, last.class_embed[0, chosen].float(), "bicubic", False, support)
-        if visual is not None:
+        if visual is not None:  # official evaluate_interactive_single: Eq. 5, bicubic masks
             chosen = select_visual_queries(out)
-            mode, antialias = "bicubic", False  # official evaluate_interactive_single
-        else:
-            assert text_prompt is not None  # no visual prompt: the check above leaves only a text one
-            grounding = self.model.grounding_scorer if inference.grounding_scorer else None
-            chosen = grounding_queries(out, feats, self.decoding_model.decoder, text_prompt, frame,
-                                       self.model.text_encoder.logit_scale, inference.grounding_logit_scale_max, grounding)
-            mode, antialias = "bilinear", True  # official evaluate_grounding
+        else:  # no visual prompt: the check above leaves only a text one
+            chosen, logits = grounded_text(self, run)
+            return self._prediction(frame, logits, last.class_embed[0, chosen].float(), "bilinear", True)  # official
         logits, support = round_logits(last.mask_embed[:, chosen], feats, self.decoding_model.decoder, prompts, frame,
                                        positive, inference, fit, bound=run.bound)
-        return self._prediction(frame, logits, last.class_embed[0, chosen].float(), mode, antialias, support)
+        return self._prediction(frame, logits, last.class_embed[0, chosen].float(), "bicubic", False, support)
 
     def _prediction(self, frame: ImageFrame, logits_lowres: Tensor, class_embed: Tensor, mode: str,
                     antialias: bool, support: Tensor | None = None) -> Prediction:
@@ -387,9 +383,12 @@ class SeemPredictor:
     @torch.inference_mode()
     def segment_everything(self, vocabulary: Sequence[str] | None = None, kind: str = "panoptic",
                            thing_classes: Sequence[str] | None = None,
-                           config: EverythingConfig | Mapping[str, Any] | None = None):
+                           config: EverythingConfig | Mapping[str, Any] | None = None, *,
+                           text_grounding: bool = False):
         """Open-vocabulary panoptic / semantic / instance segmentation, or ``kind="everything"`` (class-agnostic
-        masks of every region; ``config``: an :class:`seem.automatic.EverythingConfig` or a mapping of its fields):
+        masks of every region; ``config``: an :class:`seem.automatic.EverythingConfig` or a mapping of its fields;
+        ``text_grounding``: semantic maps helped by each name's grounded mask, :mod:`seem.grounded_semantic`):
         :func:`seem.everything.segment_everything` (original size; ``PromptError``: bad vocabulary / kind / config
-        values, a config with another kind; ``PromptTypeError``: a config or field of the wrong type; ``ImageError``)."""
-        return segment_everything(self, vocabulary, kind, thing_classes, config)
+        values, a config or text_grounding with another kind; ``PromptTypeError``: a config or field of the wrong
+        type; ``ImageError``)."""
+        return segment_everything(self, vocabulary, kind, thing_classes, config, text_grounding)

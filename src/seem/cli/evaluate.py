@@ -119,6 +119,8 @@ def add_parser(subparsers) -> None:
     pan.add_argument("--panoptic-dir", default=None, metavar="D", help="folder of the panoptic PNGs")
     pan.add_argument("--tasks", type=_tasks, default=["panoptic", "semantic", "instance"],
                      help="comma list of panoptic,semantic,instance (default: all)")
+    pan.add_argument("--text-grounding", action="store_true",
+                     help="semantic: add each class name's grounded mask to its class map (seem.grounded_semantic)")
     _add_run_arguments(pan)
 
     vid = tasks.add_parser("video", parents=[common], help="video objects from first-frame masks: J&F (DAVIS 2017)",
@@ -212,7 +214,8 @@ def run(args: argparse.Namespace) -> int:
 
         report = run_video(predictor, dataset, mode=args.mode, limit=limit, progress=progress, use_void=args.void)
     else:
-        report = runner.run_generic(predictor, dataset, limit, progress, tasks=args.tasks)
+        report = runner.run_generic(predictor, dataset, limit, progress, tasks=args.tasks,
+                                    text_grounding=args.text_grounding)
     report = {"model": args.model or seem.DEFAULT_MODEL, "device": str(getattr(predictor, "device", args.device)),
               "precision": args.precision} | report
     print(format_table(report))

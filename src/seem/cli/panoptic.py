@@ -21,6 +21,9 @@ def add_parser(subparsers) -> None:
     pan.add_argument("--crop-n-layers", type=int, default=None, metavar="L",
                      help="--kind everything: SAM crop layers 0-3, each crop encoded as its own image; finds "
                           "small objects, 4-20x slower (default 0)")
+    pan.add_argument("--text-grounding", action="store_true",
+                     help="--kind semantic: add each name's grounded mask (one text round per name) to its class "
+                          "map; for vocabularies of classes present in the images")
     add_model_arguments(pan)
 
 
@@ -31,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from seem.vocabularies import parse_vocabulary
 
     vocabulary = parse_vocabulary(args.vocab)
-    _everything_config(args)  # a usage error before the model loads
+    _everything_config(args)  # usage errors before the model loads
     paths = expand_images(args.image)
     predictor = load_predictor(args)
     predictor.set_vocabulary(vocabulary)
@@ -40,10 +43,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _everything_config(args: argparse.Namespace) -> dict:
     """The ``EverythingConfig`` fields given on the command line (``PromptError``: out of range, or with
-    another ``--kind``)."""
+    another ``--kind``; ``--text-grounding`` without ``--kind semantic``)."""
     from seem.automatic import EverythingConfig
     from seem.errors import PromptError
 
+    if getattr(args, "text_grounding", False) and args.kind != "semantic":
+        raise PromptError(f"--text-grounding only applies to --kind semantic, not --kind {args.kind}")
     given = {k: getattr(args, k) for k in ("points_per_side", "crop_n_layers") if getattr(args, k) is not None}
     if given and args.kind != "everything":
         flags = ", ".join("--" + k.replace("_", "-") for k in given)
@@ -62,6 +67,8 @@ def _one(args: argparse.Namespace, predictor, vocabulary: list[str], path: Path,
     config = _everything_config(args)
     if config:
         result = predictor.segment_everything(vocabulary=vocabulary, kind=args.kind, config=config)
+    elif getattr(args, "text_grounding", False):
+        result = predictor.segment_everything(vocabulary=vocabulary, kind=args.kind, text_grounding=True)
     else:
         result = predictor.segment_everything(vocabulary=vocabulary, kind=args.kind)
     label_map, masks, entries = panoptic_segments(result, image.shape[:2])

@@ -204,7 +204,7 @@ def _metric_accumulators(tasks, names, is_thing, void) -> tuple[dict, dict]:
 
 
 def run_generic(predictor, dataset, limit: int | None = None, progress: bool = True,
-                tasks: Sequence[str] = GENERIC_TASKS) -> dict:
+                tasks: Sequence[str] = GENERIC_TASKS, text_grounding: bool = False) -> dict:
     """Panoptic, semantic and instance segmentation of the first ``limit`` samples over the data set's classes.
 
     Args:
@@ -214,6 +214,8 @@ def run_generic(predictor, dataset, limit: int | None = None, progress: bool = T
             :class:`~seem.evaluation.datasets.SceneSamples`.
         tasks: subset of ``panoptic`` (PQ), ``semantic`` (GT: class id per pixel, 255 where no segment) and
             ``instance`` (mask AP over thing classes; skipped with a warning when its dependency is missing).
+        text_grounding: semantic maps with each class name also grounded (``segment_everything``'s option of
+            that name, :mod:`seem.grounded_semantic`); the report records it.
 
     Returns:
         ``{"task", "dataset", "num_images", "panoptic": {PQ, SQ, RQ (+ _th / _st, percent), per_class},
@@ -242,7 +244,8 @@ def run_generic(predictor, dataset, limit: int | None = None, progress: bool = T
         ids = np.asarray([index[c] for c in s.class_names], dtype=np.int64)
         for task, acc in accs.items():
             try:
-                r = predictor.segment_everything(names, task, thing_classes=thing_names)
+                grounded = {"text_grounding": True} if text_grounding and task == "semantic" else {}
+                r = predictor.segment_everything(names, task, thing_classes=thing_names, **grounded)
             except PromptError as e:
                 errors.append({"image": s.image_id, "task": task, "error": str(e)})
                 continue
@@ -259,7 +262,8 @@ def run_generic(predictor, dataset, limit: int | None = None, progress: bool = T
                 pred = np.asarray(r.masks)[keep].astype(bool) if keep else np.zeros((0, *s.image.shape[:2]), bool)
                 acc.add(i, s.masks[gt_sel], [to_thing[int(ids[k])] for k in gt_sel], pred,
                         [to_thing[int(r.label_ids[k])] for k in keep], np.asarray(r.scores, dtype=np.float64)[keep])
-    report: dict = {"task": "generic", "dataset": describe_dataset(dataset), "num_images": n}
+    report: dict = {"task": "generic", "dataset": describe_dataset(dataset), "num_images": n,
+                    "text_grounding": bool(text_grounding)}
     for task, acc in accs.items():
         try:
             report[task] = acc.summary()
