@@ -268,6 +268,13 @@ def test_panoptic_semantic_instance(client, ids, ref, scenes):
     for seg in r.json()["segments"]:
         assert seg["label"] == names[seg["id"]]
         assert np.array_equal(_mask(seg), sem.label_map == seg["id"])
+    r = client.post("/v1/panoptic", json={"image_id": ids[0], "vocabulary": names, "kind": "semantic",
+                                          "text_grounding": True})
+    assert r.status_code == 200, r.text
+    grounded = ref.segment_everything(vocabulary=names, kind="semantic", text_grounding=True)
+    for seg in r.json()["segments"]:
+        assert np.array_equal(_mask(seg), grounded.label_map == seg["id"])
+    assert {s["id"] for s in r.json()["segments"]} == set(np.unique(grounded.label_map).tolist())
     r = client.post("/v1/panoptic", json={"image_id": ids[0], "kind": "instance"})
     assert r.status_code == 200, r.text
     inst = ref.segment_everything(kind="instance")
@@ -666,6 +673,11 @@ def test_bad_values_are_rejected_not_500(client, ids):
     assert r.status_code == 422 and "duplicate" in r.json()["detail"]
     r = client.post("/v1/panoptic", json={"image_id": ids[0], "kind": "everything"})
     assert r.status_code == 422 and "kind" in r.json()["detail"]
+    r = client.post("/v1/panoptic", json={"image_id": ids[0], "vocabulary": ["cat"], "text_grounding": True})
+    assert r.status_code == 422 and "applies to kind 'semantic' only" in r.json()["detail"]
+    r = client.post("/v1/panoptic", json={"image_id": ids[0], "kind": "semantic", "text_grounding": True,
+                                          "vocabulary": [f"class {i}" for i in range(33)]})
+    assert r.status_code == 422 and "at most 32 names" in r.json()["detail"]
     r = client.post("/v1/cvat/interactor", json={"image_id": ids[0], "neg_points": [[3, 3]]})
     assert r.status_code == 422 and "pos_points" in r.json()["detail"]
     r = client.post("/v1/cvat/interactor", json={"image_id": ids[0], "pos_points": [[3, 3000]]})

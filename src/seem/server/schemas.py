@@ -21,6 +21,7 @@ MAX_SHAPES = 64  # boxes, scribbles, polygons, masks or text phrases in one requ
 MAX_OBJECTS = 64  # objects of one session
 MAX_TEXT_CHARS = 2_000  # cheap pre-check; the model's limit (77 tokens) is checked by the tokenizer
 MAX_VOCABULARY = 256  # class names of one panoptic request (per-class score maps are C x H x W)
+MAX_GROUNDED_NAMES = 32  # text_grounding: one decoder text round per name, so the request time grows with them
 MAX_TOTAL_VERTICES = 4_000  # scribble + polygon vertices of one request (rasterising costs vertices x rows)
 MAX_NAME_CHARS = 200
 # all names of one vocabulary together: text encoding time grows with tokens (COCO's 133 names: 1,034 chars)
@@ -148,12 +149,20 @@ class PanopticRequest(_Strict):
                                             Field(min_length=1, max_length=MAX_VOCABULARY)] | None = Field(
         None, description='class names, or "coco" for the 133 COCO panoptic classes (default: the model\'s)')
     kind: Literal["panoptic", "semantic", "instance"] = "panoptic"
+    text_grounding: bool = Field(False, description="semantic only: add each name's grounded mask to its class map "
+                                 f"(one text round per name: a vocabulary of at most {MAX_GROUNDED_NAMES} names)")
 
     @model_validator(mode="after")
     def _check(self):
         if isinstance(self.vocabulary, list) and sum(len(n) for n in self.vocabulary) > MAX_VOCABULARY_CHARS:
             raise ValueError(f"vocabulary: at most {MAX_VOCABULARY_CHARS:,} characters in all names together "
                              "(text encoding time grows with them)")
+        if self.text_grounding:
+            if self.kind != "semantic":
+                raise ValueError(f"text_grounding: applies to kind 'semantic' only, not {self.kind!r}")
+            if not isinstance(self.vocabulary, list) or len(self.vocabulary) > MAX_GROUNDED_NAMES:
+                raise ValueError(f"text_grounding: needs a vocabulary list of at most {MAX_GROUNDED_NAMES} names "
+                                 "(each is its own text round)")
         return self
 
 

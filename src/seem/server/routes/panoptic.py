@@ -37,7 +37,8 @@ def register(app: FastAPI, state: ServerState) -> None:
                 model, key, lambda fn: state.compute_bulk(fn)))
         view = state.view(entry)
         view._everything = entry.everything  # the object queries' decoder pass is shared by every request
-        result = state.compute_bulk(view.segment_everything, vocabulary=names, kind=req.kind)
+        grounded = {"text_grounding": True} if req.text_grounding else {}
+        result = state.compute_bulk(view.segment_everything, vocabulary=names, kind=req.kind, **grounded)
         entry.everything = view._everything
         _, masks, entries = _panoptic_segments(result, (entry.height, entry.width))
         segments = [dict(id=e["pixel_value"], label_id=e["label_id"], isthing=e.get("isthing"),
