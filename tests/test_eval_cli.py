@@ -278,6 +278,8 @@ def test_eval_referring_and_panoptic_commands(tmp_path, capsys):
     (["eval", "interactive", "--images", "{tmp}"], "needs --annotations"),
     (["eval", "referring", "--images", "{tmp}"], "needs --annotations, --refs"),
     (["eval", "panoptic", "--dataset", "scenes", "--images", "{tmp}"], "takes no --images"),
+    (["eval", "panoptic", "--dataset", "scenes", "--tasks", "panoptic", "--text-grounding"],
+     "--text-grounding applies to the semantic task"),
 ])
 def test_eval_usage_errors(argv, message, tmp_path, capsys):
     code, _, err = _run([a.format(tmp=tmp_path) for a in argv], capsys)

@@ -74,3 +74,30 @@ def test_generic_evaluation_passes_it_to_semantic_only():
     report = run_generic(spy, SceneSamples(1, size=96), 1, False, tasks=["panoptic", "semantic"], text_grounding=True)
     assert spy.calls == [("panoptic", False), ("semantic", True)]
     assert report["text_grounding"] is True and 0 <= report["semantic"]["mIoU"] <= 100
+
+
+def test_names_are_grounded_by_their_display_names_one_step_each():
+    """COCO's ``-other`` / ``-merged`` names are grounded as the text the class embedding uses ("wall"), so the
+    fused map does not depend on the suffix; ``add_text_grounding`` runs one step per name through ``run``."""
+    import torch
+
+    from seem.grounded_semantic import add_text_grounding
+
+    p = _bundled()
+    clean = p.segment_everything(["person", "table", "wall", "floor"], kind="semantic", text_grounding=True)
+    coco = p.segment_everything(["person", "table-merged", "wall-other-merged", "floor-other-merged"],
+                                kind="semantic", text_grounding=True)
+    np.testing.assert_allclose(coco.probabilities, clean.probabilities, atol=1e-5)
+    np.testing.assert_array_equal(coco.label_map, clean.label_map)
+    steps = []
+
+    def run(fn):
+        steps.append(fn)
+        with torch.inference_mode():
+            fn()
+
+    plain = p.segment_everything(["person", "table", "wall", "floor"], kind="semantic")
+    again = add_text_grounding(p, plain, run=run)
+    assert len(steps) == 4
+    np.testing.assert_allclose(again.probabilities, clean.probabilities, atol=1e-5)
+    np.testing.assert_array_equal(again.label_map, clean.label_map)

@@ -17,7 +17,7 @@ from torch import Tensor
 from seem import postprocess as pp
 from seem.automatic import EverythingConfig, everything_masks
 from seem.errors import PromptError
-from seem.grounded_semantic import grounded_class_maps
+from seem.grounded_semantic import add_text_grounding
 from seem.object_queries import object_queries
 from seem.prompts import checks
 from seem.structures import InstanceResult, PanopticResult, Segment, SemanticResult
@@ -92,11 +92,9 @@ def segment_everything(predictor: SeemPredictor, vocabulary: Sequence[str] | Non
     cfg = predictor.model.config.inference
     if kind == "semantic":
         probs = pp.semantic_inference(logits, masks)
-        if text_grounding:
-            for c, grounded in enumerate(grounded_class_maps(predictor, names, work_size)):
-                probs[c] += grounded
         label_map = _to_original(probs.argmax(0)[None], frame)[0].long()
-        return SemanticResult(probs.cpu().numpy(), label_map.cpu().numpy(), names)
+        result = SemanticResult(probs.cpu().numpy(), label_map.cpu().numpy(), names)
+        return add_text_grounding(predictor, result) if text_grounding else result
     if kind == "panoptic":
         pano = pp.panoptic_inference(logits, masks, is_thing, cfg.object_mask_threshold, cfg.overlap_threshold)
         seg = _to_original(pano.segmentation[None], frame)[0].to(torch.int32)

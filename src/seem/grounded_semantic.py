@@ -10,40 +10,73 @@ the grounded one lies in [0, 1]). Not in the official code.
 A text round presumes its phrase is in the image: every name gets a mask, so the option suits vocabularies of
 classes that are there (a street scene's 11 CamVid classes), not long lists of mostly absent ones. Measured with the
 bundled ``seem_tiny`` (README, the bundled model): CamVid semantic mIoU on the held-out tenth of CamVid train
-44.5 -> 46.9 %, on CamVid val 42.6 -> 45.3 %; on held-out COCO photos with the 80 thing names pixel accuracy fell.
+44.6 -> 47.0 %, on CamVid val 42.6 -> 45.4 %; on held-out COCO photos with the 80 thing names pixel accuracy fell.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from seem import postprocess as pp
 from seem.grounding_choice import grounded_text
 from seem.prompt_round import decode_round
 from seem.prompts import Prompts
+from seem.structures import SemanticResult
+from seem.vocabularies import display_name
 
 if TYPE_CHECKING:
     from seem.predictor import SeemPredictor
 
 
-def grounded_class_maps(predictor: SeemPredictor, names: Sequence[str], work_size: tuple[int, int]) -> Iterator[Tensor]:
-    """One ``(h, w)`` float32 map in [0, 1] per name, in order: the sigmoid of the name's grounded mask logits.
+def add_text_grounding(predictor: SeemPredictor, result: SemanticResult,
+                       run: Callable[[Callable[[], None]], None] | None = None) -> SemanticResult:
+    """``result`` of ``segment_everything(..., kind="semantic")`` on ``predictor``'s current image -> the same with
+    each name's grounded map (:func:`grounded_class_map`) added to its class map, and the label map their argmax.
 
-    Each name is its own text round on the predictor's image (decoder only; the image encoding is reused): in one
-    round the grounding queries read every phrase's tokens, so a name's mask would depend on the other names and
-    their order. Logits go to ``work_size`` the way :func:`segment_everything` takes its query masks there
-    (bilinear to the padded input, crop, resize; official ``sem_seg_postprocess``). A generator, so the caller
-    holds one map at a time.
+    ``result.probabilities`` ``(C, h, w)`` are updated in place (at the size they were made: the original size, or
+    the resized one for images above the memory budget; then the label map is resized to the original size,
+    nearest). Each name is grounded by the text of its display name (``"wall-other-merged"`` -> ``"wall"``), as its
+    class embedding is made. ``run`` runs each name's step ``fn()`` under ``torch.inference_mode`` (default: calls
+    it so); a server passes its bulk queue, so clicks are served between names.
 
     Raises:
-        PromptError: a name that is not a valid text prompt (more than 77 tokens).
-        ImageError: no image set.
+        PromptError: a name that is not a valid text prompt. ImageError: no image set.
     """
     frame, _ = predictor._require_image()
-    for name in names:
-        _, logits = grounded_text(predictor, decode_round(predictor, Prompts(text=[name]), None, joint_prompts=True))
-        full = pp.sem_seg_postprocess(pp.upsample_to_input(logits, frame.padded_size), frame.resized_size, work_size)
-        yield full[0].sigmoid()
+    probs = torch.from_numpy(result.probabilities)
+    step = run or _in_inference_mode
+    for c, name in enumerate(result.vocabulary):
+        step(functools.partial(_add_map, predictor, display_name(name), probs[c]))
+    labels = probs.argmax(0)
+    if tuple(labels.shape) != frame.original_size:
+        labels = F.interpolate(labels[None, None].float(), size=frame.original_size, mode="nearest")[0, 0].long()
+    return SemanticResult(result.probabilities, labels.numpy(), result.vocabulary)
+
+
+def grounded_class_map(predictor: SeemPredictor, text: str, work_size: tuple[int, int]) -> Tensor:
+    """``(h, w)`` float32 in [0, 1] at ``work_size``: the sigmoid of ``text``'s grounded mask logits.
+
+    ``text`` is its own text round on the predictor's image (decoder only; the image encoding is reused): in one
+    round the grounding queries read every phrase's tokens, so a name's mask would depend on the other names and
+    their order. Logits go to ``work_size`` the way :func:`seem.everything.segment_everything` takes its query
+    masks there (bilinear to the padded input, crop, resize; official ``sem_seg_postprocess``).
+    """
+    frame, _ = predictor._require_image()
+    _, logits = grounded_text(predictor, decode_round(predictor, Prompts(text=[text]), None, joint_prompts=True))
+    full = pp.sem_seg_postprocess(pp.upsample_to_input(logits, frame.padded_size), frame.resized_size, work_size)
+    return full[0].sigmoid()
+
+
+def _add_map(predictor: SeemPredictor, text: str, out: Tensor) -> None:
+    out += grounded_class_map(predictor, text, (int(out.shape[0]), int(out.shape[1]))).to(out.dtype)
+
+
+def _in_inference_mode(fn: Callable[[], None]) -> None:
+    with torch.inference_mode():
+        fn()

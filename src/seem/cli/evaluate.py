@@ -196,6 +196,10 @@ def run(args: argparse.Namespace) -> int:
     from seem.evaluation import runner
     from seem.evaluation.report import format_table, nothing_evaluated, write_report
 
+    if getattr(args, "text_grounding", False) and "semantic" not in args.tasks:
+        from seem.errors import ConfigError
+
+        raise ConfigError("--text-grounding applies to the semantic task: add semantic to --tasks")
     dataset, limit = build_dataset(args)
     predictor = load_predictor(args)
     progress = not args.no_progress

@@ -66,7 +66,8 @@ def format_table(report: dict) -> str:
                 for name, s in (("all", ""), ("things", "_th"), ("stuff", "_st"))]
         _table(lines, "panoptic (%)", rows, ["PQ", "SQ", "RQ", "classes"])
     if "semantic" in report:
-        _table(lines, "semantic (%)", [("all", report["semantic"])], ["mIoU", "fwIoU", "mACC", "pACC"])
+        title = "semantic, names also grounded (%)" if report.get("text_grounding") else "semantic (%)"
+        _table(lines, title, [("all", report["semantic"])], ["mIoU", "fwIoU", "mACC", "pACC"])
     if "instance" in report:
         _table(lines, "instance mask AP (%, thing classes)", [("all", report["instance"])],
                ["AP", "AP50", "AP75", "APs", "APm", "APl", "num_gt", "num_pred"])

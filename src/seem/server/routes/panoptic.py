@@ -19,6 +19,7 @@ def register(app: FastAPI, state: ServerState) -> None:
     @app.post("/v1/panoptic", response_model=PanopticResponse, responses=ERRORS, tags=["predict"])
     def panoptic(req: PanopticRequest):
         """Panoptic / semantic / instance segmentation of the whole image over a vocabulary."""
+        from seem.grounded_semantic import add_text_grounding
         from seem.outputs import panoptic_segments as _panoptic_segments
         from seem.server.scheduler import embed_vocabulary_sliced
         from seem.vocabularies import COCO_PANOPTIC_CLASSES, check_vocabulary
@@ -37,8 +38,9 @@ def register(app: FastAPI, state: ServerState) -> None:
                 model, key, lambda fn: state.compute_bulk(fn)))
         view = state.view(entry)
         view._everything = entry.everything  # the object queries' decoder pass is shared by every request
-        grounded = {"text_grounding": True} if req.text_grounding else {}
-        result = state.compute_bulk(view.segment_everything, vocabulary=names, kind=req.kind, **grounded)
+        result = state.compute_bulk(view.segment_everything, vocabulary=names, kind=req.kind)
+        if req.text_grounding:  # one queued step per name, so clicks are served in between
+            result = add_text_grounding(view, result, run=lambda fn: state.compute_bulk(fn))
         entry.everything = view._everything
         _, masks, entries = _panoptic_segments(result, (entry.height, entry.width))
         segments = [dict(id=e["pixel_value"], label_id=e["label_id"], isthing=e.get("isthing"),
