@@ -7,7 +7,9 @@ Settings: the defaults (16 x 16 grid), a 32 x 32 grid (SAM's default), SAM's cro
 and 2: the whole image plus 2 x 2, then 4 x 4 overlapping crops, each encoded as an image of its own), and
 "all candidates" (32 x 32 grid with no score / stability filter and no NMS: the most any filtering could keep,
 an upper bound of the candidates), without and with crop layers (the crops' edge filter still applies); most
-settings also with the opt-in click fit of grid points (``EverythingConfig.click_fit``).
+settings with grid points decoded as clicks (the default) or by Eq. 5 over the sampled spatial queries
+(``point_decoding="sampled"``, also with its opt-in click fit), skipping the points under object-query masks (the
+default) or not (``skip_covered_points=False``).
 One torch thread; the time includes the object-query pass and the crops' image encoder, not the whole image's
 encoder. ``--overlay`` saves the masks of the best filtered setting (most instances covered, then the highest
 mean best IoU per instance) on the photo.
@@ -27,17 +29,20 @@ from seem.mask_ops import mask_iou_matrix
 
 UNFILTERED = dict(points_per_side=32, score_threshold=0.0, stability_threshold=0.0, nms_threshold=1.0, min_area=1,
                   max_masks=100_000)
+SAMPLED = dict(point_decoding="sampled")  # grid points by Eq. 5 over the sampled spatial queries (the older default)
+ALL_POINTS = dict(skip_covered_points=False)  # every grid point decoded, also under object-query masks (as SAM)
 SETTINGS = {
-    "default (16x16)": EverythingConfig(),
-    "default + click fit": EverythingConfig(click_fit=True),
-    "32x32 grid + click fit": EverythingConfig(points_per_side=32, click_fit=True),
+    "default (16x16, points as clicks)": EverythingConfig(),
+    "every grid point": EverythingConfig(**ALL_POINTS),
+    "every grid point, 32x32": EverythingConfig(points_per_side=32, **ALL_POINTS),
+    "sampled points": EverythingConfig(**SAMPLED),
+    "sampled points + click fit": EverythingConfig(**SAMPLED, click_fit=True),
     "crops 1 layer (16x16)": EverythingConfig(crop_n_layers=1),
-    "crops 1 layer (16x16) + click fit": EverythingConfig(crop_n_layers=1, click_fit=True),
-    "crops 2 layers (16x16) + click fit": EverythingConfig(crop_n_layers=2, click_fit=True),
-    "all candidates (32x32, no filter, no NMS)": EverythingConfig(**UNFILTERED),
-    "all candidates + click fit": EverythingConfig(**UNFILTERED, click_fit=True),
-    "all candidates + click fit, crops 1 layer": EverythingConfig(**UNFILTERED, crop_n_layers=1, click_fit=True),
-    "all candidates + click fit, crops 2 layers": EverythingConfig(**UNFILTERED, crop_n_layers=2, click_fit=True),
+    "crops 1 layer, every grid point": EverythingConfig(crop_n_layers=1, **ALL_POINTS),
+    "crops 1 layer (16x16), sampled points + click fit": EverythingConfig(crop_n_layers=1, **SAMPLED, click_fit=True),
+    "all candidates (32x32, no filter, no NMS)": EverythingConfig(**UNFILTERED, **ALL_POINTS),
+    "all candidates, sampled points": EverythingConfig(**UNFILTERED, **SAMPLED),
+    "all candidates, crops 1 layer": EverythingConfig(**UNFILTERED, **ALL_POINTS, crop_n_layers=1),
 }
 
 

@@ -161,8 +161,7 @@ def test_crop_masks_land_at_their_place_in_the_whole_image(predictor, cropped):
         x, y = cropped.points[i]
         assert x0 <= x < x1 and y0 <= y < y1
         crop_predictor.set_image(np.ascontiguousarray(_discs()[y0:y1, x0:x1]))
-        alone = crop_predictor.predict(points=np.array([[x - x0, y - y0]]), click_fit=False,
-                                       candidate_scorer=False, spatial_queries="sampled")  # as the grid decodes
+        alone = crop_predictor.predict(points=np.array([[x - x0, y - y0]]))  # a click, as the grid decodes it
         np.testing.assert_array_equal(cropped.masks[i][y0:y1, x0:x1], alone.masks[0])
 
 

@@ -44,7 +44,8 @@ def test_masks_scores_and_filters(predictor, result):
     assert np.all((result.label_scores >= 0) & (result.label_scores <= 1))
 
 
-def test_grid_points_only_where_the_queries_miss(result):
+def test_grid_points_only_where_the_queries_miss(predictor):
+    result = predictor.segment_everything(kind="everything", config=dict(vars(CONFIG), skip_covered_points=True))
     sources = np.array(result.sources)
     assert set(sources) <= {"query", "point"} and "point" in sources
     assert np.isnan(result.points[sources == "query"]).all()
@@ -76,13 +77,58 @@ def test_missed_points_are_those_with_a_mask_elsewhere():
     assert _missed_points(masks, points).tolist() == [False, True, False]
 
 
-def test_click_fitted_grid_points_add_objects_not_whole_image_blobs(predictor, result):
-    """Opt-in click fit of grid points (the default decodes them as they are): more masks, none spread over the
+def test_click_fitted_grid_points_add_objects_not_whole_image_blobs(predictor):
+    """Opt-in click fit of points decoded by Eq. 5 (``point_decoding="sampled"``): more masks, none spread over the
     image (with the plain embedding prior the best-scored one covered all of it, measured at this size)."""
-    fitted = predictor.segment_everything(kind="everything", config=dict(vars(CONFIG), click_fit=True))
-    assert len(fitted) > len(result)
+    sampled = dict(vars(CONFIG), point_decoding="sampled")
+    plain = predictor.segment_everything(kind="everything", config=sampled)
+    fitted = predictor.segment_everything(kind="everything", config=dict(sampled, click_fit=True))
+    assert len(fitted) > len(plain)
     points = np.array([s == "point" for s in fitted.sources])
     assert fitted.masks[points].reshape(int(points.sum()), -1).mean(1).max() < 0.5
+
+
+def test_grid_points_decoded_as_user_clicks(predictor, result):
+    """The default ``point_decoding="click"``: each kept point mask is the mask ``predict`` returns for that grid
+    point among the batch's points with a mask (the model's candidates, scorer and click fit); by default
+    (``skip_covered_points=False``) points inside object-query masks are decoded too; no point mask spreads over the
+    image."""
+    from seem.mask_ops import point_grid
+
+    every = predictor.segment_everything(kind="everything", config=dict(vars(CONFIG), points_per_batch=64))
+    grid = point_grid(CONFIG.points_per_side, (375, 500))
+    probe = predictor.predict(points=grid[:, None, :], click_fit=False, candidate_scorer=False, spatial_queries="sampled")
+    grid = grid[probe.masks.reshape(len(grid), -1).any(1)]  # points on something (all of them on this photo)
+    clicks = predictor.predict(points=grid[:, None, :])
+    sources = np.array(every.sources)
+    assert (sources == "point").sum() >= 3
+    for mask, point in zip(every.masks[sources == "point"], every.points[sources == "point"]):
+        (i,) = np.flatnonzero((grid == point).all(1))
+        np.testing.assert_array_equal(mask, clicks.masks[i])
+    queries = every.masks[sources == "query"]
+    inside = [queries[:, min(int(y), 374), min(int(x), 499)].any() for x, y in every.points[sources == "point"]]
+    assert any(inside)  # not skipped: a point under a query mask got its own mask
+    n = int((sources == "point").sum())
+    assert every.masks[sources == "point"].reshape(n, -1).mean(1).max() < 0.5
+    assert "point" in result.sources
+
+
+def test_click_decoded_grid_draws_nothing_on_a_black_image():
+    """A fitted click draws a blob even where the image shows nothing; grid points whose Eq. 5 mask is empty are
+    not decoded as clicks, so a black image gets no point masks (a 16 x 16 grid drew 36 blobs without that check)."""
+    p = SeemPredictor(from_pretrained(), vocabulary_cache_dir=None)
+    p.set_image(np.zeros((240, 320, 3), np.uint8))
+    r = p.segment_everything(kind="everything", config=CONFIG)
+    assert "point" not in r.sources
+
+
+def test_point_decoding_settings_are_checked():
+    with pytest.raises(PromptError, match="point_decoding must be one of"):
+        EverythingConfig(point_decoding="grid")
+    with pytest.raises(PromptError, match="skip_covered_points must be True or False"):
+        EverythingConfig(skip_covered_points=1)
+    with pytest.raises(PromptError, match="click_fit applies to point_decoding='sampled'"):
+        EverythingConfig(click_fit=True)
 
 
 def test_vocabulary_labels_and_bad_config(predictor):
@@ -135,6 +181,9 @@ def _bad_fields():
             yield from ((f.name, v, TypeError) for v in (2.5, float("nan"), True, "8", None))
         elif f.type == "bool":
             yield from ((f.name, v, TypeError) for v in (1, "yes", None, float("nan")))
+        elif f.type == "str":
+            yield from ((f.name, v, TypeError) for v in (1, None, True, ["click"]))
+            yield f.name, "grid", ValueError
         else:
             yield from ((f.name, v, TypeError) for v in ("0.3", True, None, [0.3]))
             yield from ((f.name, v, ValueError) for v in (float("nan"), float("inf"), -float("inf")))

@@ -4,9 +4,10 @@
 Modelled on SAM's automatic mask generator (``segment_anything/automatic_mask_generator.py``): candidates from
 a regular grid of point prompts decoded in batches, filtered by a quality score and SAM's stability score, then
 de-duplicated by NMS. SEEM adds its generic object queries as the first candidates (one decoder pass, shared
-with panoptic output), and prompts grid points only *where those miss*: a point inside a kept query mask is not
-decoded. Each grid point is one object of a batched visual-prompt pass (SEEM v1's per-object attention blocks
-keep the objects of one pass apart), so ``points_per_batch`` points cost one decoder pass.
+with panoptic output); with ``skip_covered_points`` grid points are prompted only *where those miss*. Each grid
+point is one object of a batched visual-prompt pass (SEEM v1's per-object attention blocks keep the objects of one
+pass apart), so ``points_per_batch`` points cost one decoder pass; by default a point is then decoded as a user's
+click is (``point_decoding="click"``: for ``seem_tiny`` its 24 candidates, learned scorer and click fit).
 
 With ``crop_n_layers > 0`` (SAM's crop layers, :mod:`seem.crops`) overlapping crops of the image are encoded
 and decoded the same way, each as an image of its own, and their masks mapped back into the whole image.
@@ -29,7 +30,7 @@ from torch import Tensor
 
 from seem import postprocess as pp
 from seem.crops import crop_boxes, near_crop_edge, uncrop_masks, uncrop_points
-from seem.errors import ImageError, PromptError
+from seem.errors import ImageError, PromptError, PromptTypeError
 from seem.mask_ops import mask_nms, masks_to_boxes, point_grid, stability_score
 from seem.object_queries import object_queries
 from seem.prompts.checks import flag
@@ -41,6 +42,9 @@ if TYPE_CHECKING:
     from seem.modeling.seem import ImageFeatures
     from seem.predictor import SeemPredictor
     from seem.transforms import ImageFrame
+
+
+POINT_DECODINGS = ("click", "sampled")
 
 
 @dataclass(frozen=True)
@@ -71,11 +75,20 @@ class EverythingConfig:
             (halved at each deeper layer); SAM: 512 / 1500. In ``[0, 1)``.
         crop_n_points_downscale_factor: layer ``i`` prompts ``points_per_side // factor^i`` points a side
             (at least 1); SAM: 1.
-        click_fit: a grid point whose mask has pixels but leaves the point outside is decoded again with
-            its mask fitted to the click as a user's click is (:mod:`seem.click_fit`, only where the model
-            enables it), so it gets the object under it; a point whose mask is empty stays without one. Opt-in:
-            on the VOC photo it finds 3 of 19 instances instead of 1, but on featureless regions (a black image,
-            letterbox bands) a fit can draw a blob that the image does not show.
+        point_decoding: how a grid point is decoded. Both first decode it by Eq. 5 over the official sampled
+            spatial queries, without the model's learned parts. ``"sampled"`` keeps that mask. ``"click"``
+            (default) decodes the points whose mask is not empty again as ``predict`` decodes a user's click, with
+            the model's settings (spatial queries, candidate scorer, click fit, prompt-connected masks: for
+            ``seem_tiny`` its 24 candidates and learned scorer; the official models' clicks are the first decode),
+            and keeps that; a point on nothing (a black image) stays without a mask, where a fitted click would
+            draw a blob.
+        skip_covered_points: decode a grid point only where no kept object-query mask lies (faster; the queries'
+            masks then hide what they merge, e.g. several people in one mask). ``False`` (default) decodes every
+            grid point, as SAM does.
+        click_fit: ``point_decoding="sampled"`` only: a grid point whose mask has pixels but leaves the point
+            outside is decoded again with its mask fitted to the click as a user's click is (:mod:`seem.click_fit`,
+            only where the model enables it); a point whose mask is empty stays without one. On featureless
+            regions (a black image, letterbox bands) a fit can draw a blob that the image does not show.
 
     Raises:
         PromptTypeError (a PromptError and a TypeError): an ``int`` field that is not an integer (``2.5``,
@@ -96,11 +109,22 @@ class EverythingConfig:
     crop_n_layers: int = 0
     crop_overlap_ratio: float = 512 / 1500
     crop_n_points_downscale_factor: int = 1
+    point_decoding: str = "click"
+    skip_covered_points: bool = False
     click_fit: bool = False
 
     def __post_init__(self) -> None:
         number_fields(self)  # types first (stored as int / float), then the ranges
         object.__setattr__(self, "click_fit", flag(self.click_fit, "click_fit"))
+        object.__setattr__(self, "skip_covered_points", flag(self.skip_covered_points, "skip_covered_points"))
+        if not isinstance(self.point_decoding, str):
+            raise PromptTypeError(f"point_decoding must be a string, one of {POINT_DECODINGS}, got "
+                                  f"{self.point_decoding!r:.60} ({type(self.point_decoding).__name__})")
+        if self.point_decoding not in POINT_DECODINGS:
+            raise PromptError(f"point_decoding must be one of {POINT_DECODINGS}, got {self.point_decoding!r}")
+        if self.click_fit and self.point_decoding != "sampled":
+            raise PromptError("click_fit applies to point_decoding='sampled' (point_decoding='click' fits the points "
+                              "as the model fits a user's clicks)")
         if not 1 <= self.points_per_side <= 64:
             raise PromptError(f"points_per_side must lie in [1, 64], got {self.points_per_side}")
         if not 1 <= self.points_per_batch <= 256:
@@ -204,13 +228,21 @@ def _query_candidates(predictor: SeemPredictor, names: tuple[str, ...], cfg: Eve
 
 
 def _point_candidates(predictor: SeemPredictor, batch: np.ndarray, cfg: EverythingConfig, out: _Candidates) -> None:
-    """Decodes the grid points ``batch`` ``(M, 2)`` (x, y) in one pass, one single-click object each, into ``out``;
-    with ``cfg.click_fit``, the points whose mask is not empty but leaves them outside are decoded again with the
-    click fit (a point on nothing, e.g. a blank image, stays without a mask rather than being fitted a blob)."""
-    # grid points keep Eq. 5: the candidate scorer learned what a user's click on an object means (with it, the
-    # click-fitted grid covered 1 of the VOC photo's 19 instances instead of 3)
-    # grid points keep Eq. 5 over the official 3 spatial queries: 24 per point doubled the time, same coverage
+    """Decodes the grid points ``batch`` ``(M, 2)`` (x, y) in one pass, one single-click object each, by Eq. 5 over
+    the sampled spatial queries, into ``out``; with ``cfg.point_decoding="click"`` and a model whose clicks decode
+    otherwise (click fit, all spatial queries, prompt-connected masks), the points with a mask are decoded again
+    as user clicks in a second pass and those masks kept instead; with ``cfg.click_fit``, the points whose mask is
+    not empty but leaves them outside are decoded again with the click fit. A point on nothing (a blank image)
+    stays without a mask rather than being fitted a blob."""
     pred = predictor.predict(points=batch[:, None, :], click_fit=False, candidate_scorer=False, spatial_queries="sampled")
+    inference = predictor.model.config.inference
+    clicks_differ = inference.click_fit or inference.spatial_queries != "sampled" or inference.prompt_connected_masks
+    if cfg.point_decoding == "click" and clicks_differ:
+        # only points on something: a fitted click draws a blob even on a black image, where Eq. 5's masks are empty
+        live = pred.masks.reshape(len(batch), -1).any(1)
+        if live.any():
+            _add_points(predictor, predictor.predict(points=batch[live][:, None, :]), None, batch[live], cfg, out)
+        return
     missed = _missed_points(pred.masks, batch) if cfg.click_fit and predictor.model.config.inference.click_fit \
         else np.zeros(len(batch), dtype=bool)
     _add_points(predictor, pred, None if not missed.any() else ~missed, batch, cfg, out)
@@ -306,7 +338,8 @@ def _decode(view: SeemPredictor, names: tuple[str, ...], cfg: EverythingConfig,
     queries = found[0]
     if crop is not None and len(queries):
         queries = queries[~near_crop_edge(masks_to_boxes(queries), *crop)]
-    covered = queries.any(0) if len(queries) else torch.zeros(frame.original_size, dtype=torch.bool)
+    skip = cfg.skip_covered_points and len(queries)
+    covered = queries.any(0) if skip else torch.zeros(frame.original_size, dtype=torch.bool)
     grid = point_grid(cfg.points_per_side, frame.original_size)
     cols = np.minimum(grid[:, 0].astype(int), frame.original_size[1] - 1)
     rows = np.minimum(grid[:, 1].astype(int), frame.original_size[0] - 1)
