@@ -8,8 +8,8 @@ and 2: the whole image plus 2 x 2, then 4 x 4 overlapping crops, each encoded as
 "all candidates" (32 x 32 grid with no score / stability filter and no NMS: the most any filtering could keep,
 an upper bound of the candidates), without and with crop layers (the crops' edge filter still applies); most
 settings with grid points decoded as clicks (the default) or by Eq. 5 over the sampled spatial queries
-(``point_decoding="sampled"``, also with its opt-in click fit), skipping the points under object-query masks (the
-default) or not (``skip_covered_points=False``).
+(``point_decoding="sampled"``, also with its opt-in click fit), decoding every grid point (the default) or only
+those outside the object-query masks (``skip_covered_points=True``).
 One torch thread; the time includes the object-query pass and the crops' image encoder, not the whole image's
 encoder. ``--overlay`` saves the masks of the best filtered setting (most instances covered, then the highest
 mean best IoU per instance) on the photo.
@@ -30,15 +30,15 @@ from seem.mask_ops import mask_iou_matrix
 UNFILTERED = dict(points_per_side=32, score_threshold=0.0, stability_threshold=0.0, nms_threshold=1.0, min_area=1,
                   max_masks=100_000)
 SAMPLED = dict(point_decoding="sampled")  # grid points by Eq. 5 over the sampled spatial queries (the older default)
-ALL_POINTS = dict(skip_covered_points=False)  # every grid point decoded, also under object-query masks (as SAM)
+ALL_POINTS = dict(skip_covered_points=False)  # every grid point decoded, also under object-query masks (the default)
 SETTINGS = {
     "default (16x16, points as clicks)": EverythingConfig(),
-    "every grid point": EverythingConfig(**ALL_POINTS),
+    "only where the queries miss": EverythingConfig(skip_covered_points=True),
     "every grid point, 32x32": EverythingConfig(points_per_side=32, **ALL_POINTS),
     "sampled points": EverythingConfig(**SAMPLED),
     "sampled points + click fit": EverythingConfig(**SAMPLED, click_fit=True),
     "crops 1 layer (16x16)": EverythingConfig(crop_n_layers=1),
-    "crops 1 layer, every grid point": EverythingConfig(crop_n_layers=1, **ALL_POINTS),
+    "crops 1 layer, only where the queries miss": EverythingConfig(crop_n_layers=1, skip_covered_points=True),
     "crops 1 layer (16x16), sampled points + click fit": EverythingConfig(crop_n_layers=1, **SAMPLED, click_fit=True),
     "all candidates (32x32, no filter, no NMS)": EverythingConfig(**UNFILTERED, **ALL_POINTS),
     "all candidates, sampled points": EverythingConfig(**UNFILTERED, **SAMPLED),

@@ -101,11 +101,20 @@ def test_panoptic_everything_takes_grid_and_crop_layers(folder, tmp_path, capsys
     default = predictor.segment_everything(["person", "car", "sky"], kind="everything")
     assert len(info["segments"]) == len(expected.masks) != len(default.masks)
     assert [s["area"] for s in info["segments"]] == [int(m.sum()) for m in expected.masks]
+    code, out, err = _run(["panoptic", path, "--vocab", "person,car,sky", "--kind", "everything", "--points-per-side",
+                           "4", "--point-decoding", "sampled", "--skip-covered-points", "--out", tmp_path / "s"], capsys)
+    assert code == 0, err
+    info = json.loads((tmp_path / "s" / f"{path.stem}_everything.json").read_text())
+    expected = predictor.segment_everything(["person", "car", "sky"], kind="everything", config={
+        "points_per_side": 4, "point_decoding": "sampled", "skip_covered_points": True})
+    assert [s["area"] for s in info["segments"]] == [int(m.sum()) for m in expected.masks]
 
 
 @pytest.mark.parametrize("extra, message", [(["--crop-n-layers", "1"], "only apply to --kind everything"),
                                             (["--kind", "everything", "--crop-n-layers", "5"], "crop_n_layers"),
-                                            (["--kind", "everything", "--points-per-side", "0"], "points_per_side")])
+                                            (["--kind", "everything", "--points-per-side", "0"], "points_per_side"),
+                                            (["--point-decoding", "sampled"], "only apply to --kind everything"),
+                                            (["--kind", "everything", "--point-decoding", "grid"], "invalid choice")])
 def test_panoptic_everything_option_errors(folder, tmp_path, capsys, extra, message):
     code, _, err = _run(["panoptic", folder, "--vocab", "person,car", *extra, "--out", tmp_path], capsys)
     assert code == 2 and message in err, err

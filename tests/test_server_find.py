@@ -75,6 +75,15 @@ def test_everything_matches_the_predictor(setup):
                                             "vocabulary": ["person", "table"]})
     assert r.status_code == 200, r.text
     assert {m["label"] for m in r.json()["masks"]} <= {"person", "table"}
+    r = client.post("/v1/everything", json={"image_id": image_id, "points_per_side": 4, "point_decoding": "sampled",
+                                            "skip_covered_points": True})
+    assert r.status_code == 200, r.text
+    expected = ref.segment_everything(kind="everything", config=EverythingConfig(
+        points_per_side=4, point_decoding="sampled", skip_covered_points=True))
+    assert [rle_to_mask(m["rle"]).sum() for m in r.json()["masks"]] == [m.sum() for m in expected.masks]
+    for bad in ({"point_decoding": "grid"}, {"skip_covered_points": "yes"}, {"skip_covered_points": 1}):
+        r = client.post("/v1/everything", json={"image_id": image_id, **bad})
+        assert r.status_code == 422 and next(iter(bad)) in r.text
 
 
 def test_everything_with_crop_layers_matches_the_predictor(setup):

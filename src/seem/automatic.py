@@ -132,18 +132,20 @@ def _query_candidates(predictor: SeemPredictor, names: tuple[str, ...], cfg: Eve
 def _point_candidates(predictor: SeemPredictor, batch: np.ndarray, cfg: EverythingConfig, out: _Candidates) -> None:
     """Decodes the grid points ``batch`` ``(M, 2)`` (x, y) in one pass, one single-click object each, by Eq. 5 over
     the sampled spatial queries, into ``out``; with ``cfg.point_decoding="click"`` and a model whose clicks decode
-    otherwise (click fit, all spatial queries, prompt-connected masks), the points with a mask are decoded again
-    as user clicks in a second pass and those masks kept instead; with ``cfg.click_fit``, the points whose mask is
-    not empty but leaves them outside are decoded again with the click fit. A point on nothing (a blank image)
-    stays without a mask rather than being fitted a blob."""
+    otherwise (click fit, all spatial queries, prompt-connected masks), the points inside their mask are decoded
+    again as user clicks in a second pass and those masks kept instead; with ``cfg.click_fit``, the points whose
+    mask is not empty but leaves them outside are decoded again with the click fit. A point on nothing (a blank
+    image) is never fitted a blob."""
     pred = predictor.predict(points=batch[:, None, :], click_fit=False, candidate_scorer=False, spatial_queries="sampled")
     inference = predictor.model.config.inference
     clicks_differ = inference.click_fit or inference.spatial_queries != "sampled" or inference.prompt_connected_masks
     if cfg.point_decoding == "click" and clicks_differ:
-        # only points on something: a fitted click draws a blob even on a black image, where Eq. 5's masks are empty
-        live = pred.masks.reshape(len(batch), -1).any(1)
-        if live.any():
-            _add_points(predictor, predictor.predict(points=batch[live][:, None, :]), None, batch[live], cfg, out)
+        # only points on something, where Eq. 5's mask holds the point: a fitted click draws a blob even on a black
+        # image (Eq. 5's masks there are specks away from their points); the others keep Eq. 5's mask
+        held = ~_missed_points(pred.masks, batch) & pred.masks.reshape(len(batch), -1).any(1)
+        _add_points(predictor, pred, None if not held.any() else ~held, batch, cfg, out)
+        if held.any():
+            _add_points(predictor, predictor.predict(points=batch[held][:, None, :]), None, batch[held], cfg, out)
         return
     missed = _missed_points(pred.masks, batch) if cfg.click_fit and predictor.model.config.inference.click_fit \
         else np.zeros(len(batch), dtype=bool)
@@ -230,7 +232,8 @@ def everything_masks(predictor: SeemPredictor, vocabulary: Sequence[str] | None 
 def _decode(view: SeemPredictor, names: tuple[str, ...], cfg: EverythingConfig,
             step: Callable[[Callable[[], None]], None], out: _Candidates,
             crop: tuple[np.ndarray, tuple[int, int]] | None = None) -> None:
-    """Object queries, then ``cfg.points_per_side``-square grid points where they miss, on ``view``'s image
+    """Object queries, then ``cfg.points_per_side``-square grid points (with ``cfg.skip_covered_points`` only where
+    the query masks miss), on ``view``'s image
     (masks, points in its frame) into ``out``. ``crop``: ``view``'s image is the crop ``box`` (XYXY) of an image
     of ``size`` ``(H, W)``; query masks that touch an inner crop edge (dropped later) do not hide grid points."""
     frame = view.frame

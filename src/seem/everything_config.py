@@ -17,7 +17,8 @@ class EverythingConfig:
 
     Attributes:
         points_per_side: the grid is ``n x n`` points over the image (SAM: 32; 16 keeps a CPU call to seconds).
-        points_per_batch: grid points decoded together in one decoder pass, one object each.
+        points_per_batch: grid points decoded together, one object each, in one decoder pass (two with
+            ``point_decoding="click"`` on a model whose clicks decode otherwise).
         query_threshold: an object query is a candidate when its objectness, 1 - p(background) over the
             vocabulary + "background", is above this (class-agnostic: the probability mass of all names).
         score_threshold: keep masks whose score (mean mask probability inside x stability) is at least this
@@ -34,7 +35,7 @@ class EverythingConfig:
         crop_n_layers: SAM's crop layers (:mod:`seem.crops`): 0 (default) decodes the whole image only; layer
             ``i`` in ``1..crop_n_layers`` also splits it into ``2^i x 2^i`` overlapping crops, each encoded as an
             image of its own (zooming in on small objects) and decoded as the whole image is (object queries,
-            then grid points where they miss). At most 3 (64 crops).
+            then grid points). At most 3 (64 crops).
         crop_overlap_ratio: overlap of neighbouring layer-1 crops as a fraction of the image's shorter side
             (halved at each deeper layer); SAM: 512 / 1500. In ``[0, 1)``.
         crop_n_points_downscale_factor: layer ``i`` prompts ``points_per_side // factor^i`` points a side
@@ -84,6 +85,7 @@ class EverythingConfig:
         if not isinstance(self.point_decoding, str):
             raise PromptTypeError(f"point_decoding must be a string, one of {POINT_DECODINGS}, got "
                                   f"{self.point_decoding!r:.60} ({type(self.point_decoding).__name__})")
+        object.__setattr__(self, "point_decoding", str(self.point_decoding))  # a NumPy string as a str
         if self.point_decoding not in POINT_DECODINGS:
             raise PromptError(f"point_decoding must be one of {POINT_DECODINGS}, got {self.point_decoding!r}")
         if self.click_fit and self.point_decoding != "sampled":

@@ -21,6 +21,10 @@ def add_parser(subparsers) -> None:
     pan.add_argument("--crop-n-layers", type=int, default=None, metavar="L",
                      help="--kind everything: SAM crop layers 0-3, each crop encoded as its own image; finds "
                           "small objects, 4-20x slower (default 0)")
+    pan.add_argument("--point-decoding", choices=("click", "sampled"), default=None,
+                     help="--kind everything: grid points decoded as clicks (default) or by Eq. 5 (faster)")
+    pan.add_argument("--skip-covered-points", action="store_true", default=None,
+                     help="--kind everything: decode grid points only outside the object-query masks (faster)")
     pan.add_argument("--text-grounding", action="store_true",
                      help="--kind semantic: add each name's grounded mask (one text round per name) to its class "
                           "map; for vocabularies of classes present in the images")
@@ -49,7 +53,8 @@ def _everything_config(args: argparse.Namespace) -> dict:
 
     if getattr(args, "text_grounding", False) and args.kind != "semantic":
         raise PromptError(f"--text-grounding only applies to --kind semantic, not --kind {args.kind}")
-    given = {k: getattr(args, k) for k in ("points_per_side", "crop_n_layers") if getattr(args, k) is not None}
+    fields = ("points_per_side", "crop_n_layers", "point_decoding", "skip_covered_points")
+    given = {k: getattr(args, k, None) for k in fields if getattr(args, k, None) is not None}
     if given and args.kind != "everything":
         flags = ", ".join("--" + k.replace("_", "-") for k in given)
         raise PromptError(f"{flags} only apply to --kind everything, not --kind {args.kind}")

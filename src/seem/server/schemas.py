@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 MAX_POINTS = 512  # clicks in one request / round
 MAX_VERTICES = 10_000  # per polygon or scribble polyline
@@ -206,6 +206,11 @@ class EverythingRequest(_Strict):
     crop_n_layers: Annotated[int, Field(ge=0, le=2)] = Field(
         0, description="SAM's crop layers: layer i also decodes 2^i x 2^i overlapping crops, each encoded as an image "
                        "(1 adds 4 crops, 2 adds 20: several image encodings per call)")
+    point_decoding: Literal["click", "sampled"] = Field(
+        "click", description='"click": grid points decoded as user clicks (seem_tiny: its candidates, scorer and fit); '
+                             '"sampled": by Eq. 5 over the sampled spatial queries (faster)')
+    skip_covered_points: StrictBool = Field(False, description="decode grid points only where no object-query mask "
+                                                               "lies (faster, finds less)")
 
     @model_validator(mode="after")
     def _check(self):

@@ -58,9 +58,9 @@ def register(app: FastAPI, state: ServerState) -> None:
 
     @app.post("/v1/everything", response_model=EverythingResponse, responses=ERRORS, tags=["predict"])
     def everything(req: EverythingRequest):
-        """Class-agnostic masks of every object and region (object queries, then grid point prompts where they
-        miss; stability score and mask NMS as SAM's automatic mask generator; optional crop layers), each with
-        its best label."""
+        """Class-agnostic masks of every object and region (object queries, then grid point prompts, by default
+        decoded as clicks; stability score and mask NMS as SAM's automatic mask generator; optional crop layers),
+        each with its best label."""
         from seem.automatic import EverythingConfig, everything_masks
         from seem.vocabularies import COCO_PANOPTIC_CLASSES, check_vocabulary
 
@@ -74,7 +74,8 @@ def register(app: FastAPI, state: ServerState) -> None:
             _prepare(state, tuple(names) + ("background",))
         config = EverythingConfig(points_per_side=req.points_per_side, score_threshold=req.score_threshold,
                                   stability_threshold=req.stability_threshold, nms_threshold=req.nms_threshold,
-                                  crop_n_layers=req.crop_n_layers)
+                                  crop_n_layers=req.crop_n_layers, point_decoding=req.point_decoding,
+                                  skip_covered_points=req.skip_covered_points)
         view = state.view(entry)
         view._everything = entry.everything
         # one bulk call per model step (object queries, each batch of points): clicks are served in between
