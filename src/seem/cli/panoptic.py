@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from seem.cli.common import add_model_arguments, report_written, verbose_parent
 
@@ -54,7 +55,7 @@ def _everything_config(args: argparse.Namespace) -> dict:
     if getattr(args, "text_grounding", False) and args.kind != "semantic":
         raise PromptError(f"--text-grounding only applies to --kind semantic, not --kind {args.kind}")
     fields = ("points_per_side", "crop_n_layers", "point_decoding", "skip_covered_points")
-    given = {k: getattr(args, k, None) for k in fields if getattr(args, k, None) is not None}
+    given: dict[str, Any] = {k: getattr(args, k) for k in fields if getattr(args, k, None) is not None}
     if given and args.kind != "everything":
         flags = ", ".join("--" + k.replace("_", "-") for k in given)
         raise PromptError(f"{flags} only apply to --kind everything, not --kind {args.kind}")
