@@ -229,3 +229,18 @@ def test_config_only_with_kind_everything(predictor, kind):
     for config in (EverythingConfig(), {"points_per_side": 8}):
         with pytest.raises(ValueError, match=f"config.*kind={kind!r}"):
             predictor.segment_everything(kind=kind, config=config)
+
+
+def test_images_smaller_than_min_area_decode_no_grid(monkeypatch):
+    """A 3 x 3 image cannot hold a mask of ``min_area`` (16) pixels: no grid point is decoded (each batch costs a
+    decoder pass or two), and the result is empty, not an error."""
+    from seem import automatic
+
+    def fail(*args):
+        raise AssertionError("grid points decoded on an image smaller than min_area")
+
+    monkeypatch.setattr(automatic, "_point_candidates", fail)
+    p = SeemPredictor(from_pretrained(), vocabulary_cache_dir=None)
+    p.set_image(np.full((3, 3, 3), 100, np.uint8))
+    r = p.segment_everything(kind="everything")
+    assert len(r) == 0 and r.masks.shape == (0, 3, 3)

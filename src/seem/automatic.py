@@ -6,8 +6,9 @@ a regular grid of point prompts decoded in batches, filtered by a quality score 
 de-duplicated by NMS. SEEM adds its generic object queries as the first candidates (one decoder pass, shared
 with panoptic output); with ``skip_covered_points`` grid points are prompted only *where those miss*. Each grid
 point is one object of a batched visual-prompt pass (SEEM v1's per-object attention blocks keep the objects of one
-pass apart), so ``points_per_batch`` points cost one decoder pass; by default a point is then decoded as a user's
-click is (``point_decoding="click"``: for ``seem_tiny`` its 24 candidates, learned scorer and click fit).
+pass apart), so ``points_per_batch`` points cost one decoder pass; by default the points inside their mask are then
+decoded as a user's click is, in a second pass (``point_decoding="click"``: for ``seem_tiny`` its 24 candidates,
+learned scorer and click fit).
 
 With ``crop_n_layers > 0`` (SAM's crop layers, :mod:`seem.crops`) overlapping crops of the image are encoded
 and decoded the same way, each as an image of its own, and their masks mapped back into the whole image.
@@ -249,6 +250,8 @@ def _decode(view: SeemPredictor, names: tuple[str, ...], cfg: EverythingConfig,
     cols = np.minimum(grid[:, 0].astype(int), frame.original_size[1] - 1)
     rows = np.minimum(grid[:, 1].astype(int), frame.original_size[0] - 1)
     missed = grid[~covered.numpy()[rows, cols]]
+    if frame.original_size[0] * frame.original_size[1] < cfg.min_area:  # no mask could pass the area filter
+        missed = missed[:0]
     for i in range(0, len(missed), cfg.points_per_batch):
         step(functools.partial(_point_candidates, view, missed[i:i + cfg.points_per_batch], cfg, out))
 
