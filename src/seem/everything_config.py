@@ -42,11 +42,11 @@ class EverythingConfig:
             (at least 1); SAM: 1.
         point_decoding: how a grid point is decoded. Both first decode it by Eq. 5 over the official sampled
             spatial queries, without the model's learned parts. ``"sampled"`` keeps that mask. ``"click"``
-            (default) decodes the points whose mask is not empty again as ``predict`` decodes a user's click, with
-            the model's settings (spatial queries, candidate scorer, click fit, prompt-connected masks: for
+            (default) decodes the points inside their mask again as ``predict`` decodes a user's click, with the
+            model's settings (spatial queries, candidate scorer, click fit, prompt-connected masks: for
             ``seem_tiny`` its 24 candidates and learned scorer; the official models' clicks are the first decode),
-            and keeps that; a point on nothing (a black image) stays without a mask, where a fitted click would
-            draw a blob.
+            and keeps that; the other points keep the first mask. On a black image the first masks are specks away
+            from their points, so no point is fitted a blob there.
         skip_covered_points: decode a grid point only where no kept object-query mask lies (faster; the queries'
             masks then hide what they merge, e.g. several people in one mask). ``False`` (default) decodes every
             grid point, as SAM does.
@@ -58,7 +58,9 @@ class EverythingConfig:
     Raises:
         PromptTypeError (a PromptError and a TypeError): an ``int`` field that is not an integer (``2.5``,
             ``True``; NumPy integers are fine) or a ``float`` field that is not a real number (``"0.3"``).
-        PromptError: NaN, an infinity or a value outside its range, naming the field.
+        PromptError: NaN, an infinity or a value outside its range, naming the field; a ``point_decoding`` other
+            than ``"click"`` / ``"sampled"`` (not a string: PromptTypeError); ``click_fit`` without
+            ``point_decoding="sampled"``.
     """
 
     points_per_side: int = 16
