@@ -67,6 +67,7 @@ def camvid_report(predictor: SeemPredictor, root: str, limit: int | None,
     from seem.evaluation.panoptic import PQAccumulator
     from seem.evaluation.referring import ReferringAccumulator
     from seem.evaluation.semantic import SemanticAccumulator
+    from seem.grounded_semantic import add_text_grounding
 
     reader = CocoPanopticReader(f"{root}/images", f"{root}/panoptic_val.json", f"{root}/panoptic_val")
     n = len(reader) if limit is None else min(limit, len(reader))
@@ -92,8 +93,9 @@ def camvid_report(predictor: SeemPredictor, root: str, limit: int | None,
         gt_map = np.full(sample.image.shape[:2], 255, dtype=np.int64)
         for m, c in zip(sample.masks, sample.class_names):
             gt_map[m] = CAMVID.index(c)
-        semantic.add(predictor.segment_everything(list(CAMVID), kind="semantic").label_map, gt_map)
-        grounded.add(predictor.segment_everything(list(CAMVID), kind="semantic", text_grounding=True).label_map, gt_map)
+        plain = predictor.segment_everything(list(CAMVID), kind="semantic")
+        semantic.add(plain.label_map, gt_map)
+        grounded.add(add_text_grounding(predictor, plain).label_map, gt_map)  # the same query maps, names added
         labels = [CAMVID.index(c) for c in sample.class_names]
         for t, acc in pq.items():
             r = _panoptic_at(predictor, list(CAMVID), things, t)

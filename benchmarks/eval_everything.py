@@ -21,6 +21,7 @@ import torch
 
 from seem import SeemPredictor, from_pretrained
 from seem.data.real_sets import ROLE_GENERIC, load_set, photo_segments
+from seem.mask_ops import mask_iou_matrix
 
 SETS = ("coco128", "ccp", "camvid")
 
@@ -29,11 +30,7 @@ def best_ious(masks: np.ndarray, segments: np.ndarray) -> np.ndarray:
     """``(S,)`` each segment's best IoU over ``masks`` ``(N, H, W)`` bool (0 without masks)."""
     if not len(masks):
         return np.zeros(len(segments))
-    m = masks.reshape(len(masks), -1).astype(np.float32)
-    g = segments.reshape(len(segments), -1).astype(np.float32)
-    inter = g @ m.T
-    union = g.sum(1)[:, None] + m.sum(1)[None] - inter
-    return (inter / np.maximum(union, 1)).max(1)
+    return mask_iou_matrix(torch.from_numpy(segments), torch.from_numpy(masks)).max(1).values.numpy()
 
 
 def evaluate(predictor: SeemPredictor, photos, config: dict) -> dict:

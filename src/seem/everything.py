@@ -11,13 +11,11 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor
 
 from seem import postprocess as pp
 from seem.automatic import EverythingConfig, everything_masks
 from seem.errors import PromptError
-from seem.grounded_semantic import add_text_grounding
+from seem.grounded_semantic import add_grounded_maps
 from seem.object_queries import object_queries
 from seem.prompts import checks
 from seem.structures import InstanceResult, PanopticResult, Segment, SemanticResult
@@ -26,7 +24,6 @@ from seem.vocabularies import COCO_PANOPTIC_CLASSES, COCO_PANOPTIC_THING_FLAGS, 
 if TYPE_CHECKING:
     from seem.configs import SeemConfig
     from seem.predictor import SeemPredictor
-    from seem.transforms import ImageFrame
 
 KINDS = ("panoptic", "semantic", "instance", "everything")
 # query-mask elements post-processed at the original size (1.6 GB in fp32; ~4 MP images for 101 queries)
@@ -92,12 +89,13 @@ def segment_everything(predictor: SeemPredictor, vocabulary: Sequence[str] | Non
     cfg = predictor.model.config.inference
     if kind == "semantic":
         probs = pp.semantic_inference(logits, masks)
-        label_map = _to_original(probs.argmax(0)[None], frame)[0].long()
-        result = SemanticResult(probs.cpu().numpy(), label_map.cpu().numpy(), names)
-        return add_text_grounding(predictor, result) if text_grounding else result
+        if text_grounding:
+            add_grounded_maps(predictor, names, probs)
+        label_map = frame.maps_to_original(probs.argmax(0)[None])[0].long()
+        return SemanticResult(probs.cpu().numpy(), label_map.cpu().numpy(), names)
     if kind == "panoptic":
         pano = pp.panoptic_inference(logits, masks, is_thing, cfg.object_mask_threshold, cfg.overlap_threshold)
-        seg = _to_original(pano.segmentation[None], frame)[0].to(torch.int32)
+        seg = frame.maps_to_original(pano.segmentation[None])[0].to(torch.int32)
         segments = []
         for d in pano.segments:
             area = int((seg == d["id"]).sum())
@@ -106,19 +104,12 @@ def segment_everything(predictor: SeemPredictor, vocabulary: Sequence[str] | Non
         return PanopticResult(seg.cpu().numpy(), segments, names)
     inst = pp.instance_inference(logits, masks, cfg.detections_per_image, thing_only=is_thing)
     # one mask at a time: a (K, H, W) float copy at the original size would be 4x the boolean result
-    inst_masks = torch.stack([_to_original(m[None].float(), frame)[0] > 0.5 for m in inst.masks]) \
+    inst_masks = torch.stack([frame.maps_to_original(m[None].float())[0] > 0.5 for m in inst.masks]) \
         if len(inst.scores) else inst.masks
     order = inst.scores.argsort(descending=True)
     ids = inst.label_ids[order].cpu().numpy()
     return InstanceResult(inst_masks[order].cpu().numpy(), inst.scores[order].cpu().numpy(), ids,
                           [names[i] for i in ids], names)
-
-
-def _to_original(x: Tensor, frame: ImageFrame) -> Tensor:
-    """``(C, h, w)`` maps at the work size -> ``(C, H, W)`` at the original size (nearest; no-op when equal)."""
-    if tuple(x.shape[-2:]) == frame.original_size:
-        return x
-    return F.interpolate(x[None].float(), size=frame.original_size, mode="nearest")[0]
 
 
 def thing_flags(config: SeemConfig, names: Sequence[str], thing_classes: Sequence[str] | None) -> list[bool]:

@@ -16,11 +16,10 @@ bundled ``seem_tiny`` (README, the bundled model): CamVid semantic mIoU on the h
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from seem import postprocess as pp
@@ -34,28 +33,37 @@ if TYPE_CHECKING:
     from seem.predictor import SeemPredictor
 
 
+def add_grounded_maps(predictor: SeemPredictor, names: Sequence[str], probs: Tensor,
+                      run: Callable[[Callable[[], None]], None] | None = None) -> None:
+    """Adds to each class map of ``probs`` ``(C, h, w)`` (in place, at its size: the original one, or the resized
+    one for images above :func:`seem.everything.segment_everything`'s memory budget) its name's grounded map
+    (:func:`grounded_class_map`). Each name is grounded by the text of its display name (``"wall-other-merged"`` ->
+    ``"wall"``), as its class embedding is made. ``run`` runs each name's step ``fn()`` under
+    ``torch.inference_mode`` (default: calls it so); a server passes its bulk queue, so clicks are served between
+    names.
+
+    Raises:
+        PromptError: a name that is not a valid text prompt. ImageError: no image set.
+    """
+    step = run or _in_inference_mode
+    for c, name in enumerate(names):
+        step(functools.partial(_add_map, predictor, display_name(name), probs[c]))
+
+
 def add_text_grounding(predictor: SeemPredictor, result: SemanticResult,
                        run: Callable[[Callable[[], None]], None] | None = None) -> SemanticResult:
-    """``result`` of ``segment_everything(..., kind="semantic")`` on ``predictor``'s current image -> the same with
-    each name's grounded map (:func:`grounded_class_map`) added to its class map, and the label map their argmax.
-
-    ``result.probabilities`` ``(C, h, w)`` are updated in place (at the size they were made: the original size, or
-    the resized one for images above the memory budget; then the label map is resized to the original size,
-    nearest). Each name is grounded by the text of its display name (``"wall-other-merged"`` -> ``"wall"``), as its
-    class embedding is made. ``run`` runs each name's step ``fn()`` under ``torch.inference_mode`` (default: calls
-    it so); a server passes its bulk queue, so clicks are served between names.
+    """``result`` of ``segment_everything(..., kind="semantic")`` on ``predictor``'s current image -> the same as
+    ``text_grounding=True`` gives: :func:`add_grounded_maps` on ``result.probabilities`` (updated in place; ``run``
+    as there), the label map their argmax at the original size. For callers that step the names themselves (the
+    server).
 
     Raises:
         PromptError: a name that is not a valid text prompt. ImageError: no image set.
     """
     frame, _ = predictor._require_image()
     probs = torch.from_numpy(result.probabilities)
-    step = run or _in_inference_mode
-    for c, name in enumerate(result.vocabulary):
-        step(functools.partial(_add_map, predictor, display_name(name), probs[c]))
-    labels = probs.argmax(0)
-    if tuple(labels.shape) != frame.original_size:
-        labels = F.interpolate(labels[None, None].float(), size=frame.original_size, mode="nearest")[0, 0].long()
+    add_grounded_maps(predictor, result.vocabulary, probs, run)
+    labels = frame.maps_to_original(probs.argmax(0)[None])[0].long()
     return SemanticResult(result.probabilities, labels.numpy(), result.vocabulary)
 
 

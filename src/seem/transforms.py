@@ -82,6 +82,13 @@ class ImageFrame:
         out[:, :, : self.resized_size[0], : self.resized_size[1]] = m > 0
         return out.reshape(*lead, *self.padded_size)
 
+    def maps_to_original(self, x: Tensor) -> Tensor:
+        """``(C, h, w)`` maps (labels, segment ids, masks) at a work size -> ``(C, H, W)`` float at the original size,
+        nearest; ``x`` itself when already there."""
+        if tuple(x.shape[-2:]) == self.original_size:
+            return x
+        return F.interpolate(x[None].float(), size=self.original_size, mode="nearest")[0]
+
     def logits_to_original(self, logits_lowres: Tensor, mode: str = "bilinear", antialias: bool = True) -> Tensor:
         """``(K, H_pad/4, W_pad/4)`` mask logits -> ``(K, H, W)`` float32 logits in the original frame.
 
