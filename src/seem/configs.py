@@ -102,6 +102,49 @@ class MobileNetV2Config:
         return {"backbone name": "mobilenet_v2"} if "backbone.features.18.0.weight" in shapes else {}
 
 
+# EfficientNet-Lite variants: (width, depth) multipliers of EfficientNet-B0's stages (TF model garden)
+EFFICIENTNET_LITE_SIZES: dict[str, tuple[float, float]] = {"efficientnet_lite0": (1.0, 1.0), "efficientnet_lite2": (1.1, 1.2)}
+
+
+@dataclass(frozen=True)
+class EfficientNetLiteConfig:
+    """EfficientNet-Lite (lukemelas layout, :mod:`seem.modeling.backbones.efficientnet_lite`); ``name`` is the
+    variant, ``"efficientnet_lite0"`` or ``"efficientnet_lite2"``, which fixes every size."""
+
+    NAMES: ClassVar[tuple[str, ...]] = tuple(EFFICIENTNET_LITE_SIZES)
+
+    name: str = "efficientnet_lite0"
+
+    def __post_init__(self) -> None:
+        if self.name not in EFFICIENTNET_LITE_SIZES:
+            raise ConfigError(f"EfficientNet-Lite variant must be one of {list(EFFICIENTNET_LITE_SIZES)}, got {self.name!r}")
+
+    @property
+    def out_channels(self) -> tuple[int, ...]:
+        """Channels of res2..res5: stages 2, 3 and 5 (24, 40 / 48, 112 / 120) and the 1280-channel head."""
+        width = EFFICIENTNET_LITE_SIZES[self.name][0]
+        return (round_channels(24, width), round_channels(40, width), round_channels(112, width), 1280)
+
+    def describe(self) -> dict[str, object]:
+        return {"backbone name": self.name}
+
+    @staticmethod
+    def describe_shapes(shapes: Mapping[str, tuple[int, ...]]) -> dict[str, object]:
+        """``{"backbone name": variant}`` for lukemelas-style ``backbone._blocks.*`` keys (Lite0: 16 blocks,
+        Lite2: 21)."""
+        if "backbone._conv_head.weight" not in shapes:
+            return {}
+        blocks = {int(m.group(1)) for k in shapes if (m := re.match(r"backbone\._blocks\.(\d+)\.", k))}
+        return {"backbone name": "efficientnet_lite2" if len(blocks) > 16 else "efficientnet_lite0"}
+
+
+def round_channels(channels: int, width: float) -> int:
+    """TensorFlow EfficientNet's ``round_filters``: ``channels * width`` to a multiple of 8, never below 90 % of it."""
+    scaled = channels * width
+    out = max(8, int(scaled + 4) // 8 * 8)
+    return out + 8 if out < 0.9 * scaled else out
+
+
 # official D2ViT sizes per MODEL.BACKBONE.VIT.SIZE: (embed dim, depth, heads, global-attention blocks)
 VIT_SIZES: dict[str, tuple[int, int, int, tuple[int, ...]]] = {
     "base": (768, 12, 12, (2, 5, 8, 11)),
@@ -161,8 +204,9 @@ class ViTConfig:
         return info
 
 
-BackboneConfig = FocalNetConfig | MobileNetV2Config | ViTConfig  # any backbone family; ``name`` tells which
-BACKBONE_CONFIG_TYPES: tuple[type[FocalNetConfig], type[MobileNetV2Config], type[ViTConfig]] = (FocalNetConfig, MobileNetV2Config, ViTConfig)
+BackboneConfig = FocalNetConfig | MobileNetV2Config | ViTConfig | EfficientNetLiteConfig  # ``name`` tells which
+BACKBONE_CONFIG_TYPES: tuple[type[FocalNetConfig], type[MobileNetV2Config], type[ViTConfig], type[EfficientNetLiteConfig]] = (
+    FocalNetConfig, MobileNetV2Config, ViTConfig, EfficientNetLiteConfig)
 
 
 @dataclass(frozen=True)

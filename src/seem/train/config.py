@@ -19,10 +19,17 @@ if TYPE_CHECKING:
     from seem.data.real_mix import MixConfig
 
 
+# TrainConfig.backbone's choices (seem.modeling.backbones.table.with_backbone)
+SWAPPABLE_BACKBONES = ("mobilenet_v2", "efficientnet_lite0", "efficientnet_lite2")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     model: str = "seem_tiny"  # registry name (architecture); weights start from `init`
-    init: str = "imagenet"  # "imagenet" (backbone from ImageNet MobileNetV2), "none", or a checkpoint path
+    init: str = "imagenet"  # "imagenet" (the backbone's ImageNet weights, seem.train.backbone_init), "none", or a checkpoint path
+    # "" keeps the registered model's backbone; "mobilenet_v2" / "efficientnet_lite0" / "efficientnet_lite2" swap it
+    # in (seem.modeling.backbones.table.with_backbone: the pixel decoder's inputs and the input normalisation follow)
+    backbone: str = ""
     # the model's PixelDecoderConfig.mask_position_frequencies (None: as registered). Turning it on from an `init`
     # checkpoint without the projection starts it at zero, so training continues from the same function
     mask_position_frequencies: int | None = None
@@ -50,7 +57,8 @@ class TrainConfig:
     milestones: tuple[float, ...] = (0.88889, 0.96296)  # fractions of `steps` (official WarmupMultiStepLR)
     gamma: float = 0.1
     clip_norm: float = 5.0
-    freeze_backbone_stages: int = 7  # MobileNetV2 features[:N] kept frozen (saves backward time on CPU)
+    # kept frozen (saves backward time on CPU): MobileNetV2's features[:N]; EfficientNet-Lite's stem and _blocks[:N]
+    freeze_backbone_stages: int = 7
     freeze_text_encoder: bool = False  # official SEEM freezes backbone, text encoder and pixel decoder
     freeze_pixel_decoder: bool = False
     max_objects: int = 3  # visual-prompted objects per image (official MAX_CANDIDATE 10)
@@ -115,6 +123,8 @@ class TrainConfig:
             values["color_jitter_prob"] = float(p)
         if "milestones" in values:
             values["milestones"] = tuple(values["milestones"])
+        if values.get("backbone", "") not in ("", *SWAPPABLE_BACKBONES):
+            raise ConfigError(f"backbone must be one of {list(SWAPPABLE_BACKBONES)} (or empty), got {values['backbone']!r}")
         return cls(**values)
 
     def to_dict(self) -> dict:

