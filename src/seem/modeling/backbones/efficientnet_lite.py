@@ -45,9 +45,16 @@ def stage_layout(name: str) -> list[tuple[int, int, int, int, int]]:
 
 
 class SameConv2d(nn.Conv2d):
-    """``nn.Conv2d`` with TensorFlow ``"SAME"`` padding (the extra pixel of an even total at the bottom / right)."""
+    """``nn.Conv2d`` with TensorFlow ``"SAME"`` padding. With stride 1 (odd kernels) that is the symmetric
+    ``(k - 1) / 2`` of ``nn.Conv2d`` itself; with stride 2 the total depends on the input size, and an odd total
+    puts the extra pixel at the bottom / right."""
+
+    def __init__(self, inp: int, oup: int, kernel: int, stride: int = 1, groups: int = 1, bias: bool = False) -> None:
+        super().__init__(inp, oup, kernel, stride, (kernel - 1) // 2 if stride == 1 else 0, groups=groups, bias=bias)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.stride == (1, 1):
+            return super().forward(x)
         pads = []
         for size, k, s in zip(reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride)):
             total = max((math.ceil(size / s) - 1) * s + k - size, 0)
