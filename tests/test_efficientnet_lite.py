@@ -109,6 +109,8 @@ def test_backbone_choices_are_checked():
         with_backbone(get_variant("seem_tiny").config, "focal_dw")
     with pytest.raises(ConfigError, match="backbone must be one of"):
         TrainConfig.from_file(None, backbone="resnet50")
+    with pytest.raises(ConfigError, match="seem_tiny-style"):  # FocalNet's pixel decoder is sized for FocalNet
+        with_backbone(get_variant("seem_focalt_v1").config, "efficientnet_lite0")
     with pytest.raises(ConfigError, match="variant"):
         EfficientNetLiteConfig("efficientnet_lite4")
 
@@ -156,3 +158,24 @@ def test_same_padding_is_tensorflows(kernel, stride, size):
         pads += [total // 2, total - total // 2]
     expected = torch.nn.functional.conv2d(torch.nn.functional.pad(x, pads), conv.weight, None, stride)
     torch.testing.assert_close(conv(x), expected)
+
+
+def test_onnx_encoder_of_a_lite_model_runs_at_other_sizes(tmp_path):
+    """The exported encoder is traced at one size; SAME padding must not bake that size in (a Lite model's
+    features at 320 x 256 and 128 x 192 equal PyTorch's)."""
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from seem.onnx.export import export_onnx
+    from seem.onnx.graphs import ImageEncoderGraph
+
+    torch.manual_seed(0)
+    model = build_seem(with_backbone(get_variant("seem_tiny").config, "efficientnet_lite0")).eval()
+    files = export_onnx(model, tmp_path, int8=False)
+    session = ort.InferenceSession(str(files.encoder), providers=["CPUExecutionProvider"])
+    for h, w in ((320, 256), (128, 192)):
+        x = torch.randn(1, 3, h, w)
+        got = session.run(None, {"image": x.numpy()})[0]
+        with torch.no_grad():
+            want = ImageEncoderGraph(model)(x)[0].numpy()
+        assert got.shape == want.shape == (1, model.config.pixel_decoder.mask_dim, h // 4, w // 4)
+        np.testing.assert_allclose(got, want, atol=1e-3, rtol=1e-3)

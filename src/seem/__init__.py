@@ -20,7 +20,7 @@ __version__ = "0.1.0"
 # name -> module: resolved on first use (PEP 562), so `seem --help` and `import seem.cli` do not load torch
 _EXPORTS = {
     "build_seem": "seem.build",
-    **dict.fromkeys(("BackboneConfig", "DecoderConfig", "FocalNetConfig", "InferenceConfig", "MobileNetV2Config",
+    **dict.fromkeys(("BackboneConfig", "DecoderConfig", "EfficientNetLiteConfig", "FocalNetConfig", "InferenceConfig", "MobileNetV2Config",
                      "PixelDecoderConfig", "SeemConfig", "TextConfig", "ViTConfig"), "seem.configs"),
     "resolve_device": "seem.device",
     **dict.fromkeys(("CheckpointError", "ConfigError", "ImageError", "PromptError", "PromptTypeError", "SeemError"),
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from seem.configs import (
         BackboneConfig,
         DecoderConfig,
+        EfficientNetLiteConfig,
         FocalNetConfig,
         InferenceConfig,
         MobileNetV2Config,
@@ -68,7 +69,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "DEFAULT_MODEL", "BackboneConfig", "CheckpointError", "ConfigError", "DecoderConfig", "FocalNetConfig",
+    "DEFAULT_MODEL", "BackboneConfig", "CheckpointError", "ConfigError", "DecoderConfig", "EfficientNetLiteConfig", "FocalNetConfig",
     "ImageError", "InferenceConfig", "InstanceResult", "MobileNetV2Config", "PanopticResult", "PixelDecoderConfig",
     "Prediction", "PromptError", "PromptTypeError", "Prompts", "ReferencePrompt",
     "Seem", "SeemConfig", "SeemError", "SeemPredictor", "Segment", "SemanticResult", "TextConfig", "ViTConfig",

