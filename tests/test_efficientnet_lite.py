@@ -105,8 +105,14 @@ def test_swapped_backbone_round_trips_through_a_checkpoint(tmp_path):
 
 
 def test_backbone_choices_are_checked():
-    with pytest.raises(ConfigError, match="backbone must be one of"):
+    from seem.train.config import SWAPPABLE_BACKBONES
+
+    # the training config's choices are the table's name-only backbones, which with_backbone lists
+    for name in SWAPPABLE_BACKBONES:
+        assert with_backbone(get_variant("seem_tiny").config, name).backbone.name == name
+    with pytest.raises(ConfigError, match="backbone must be one of") as err:
         with_backbone(get_variant("seem_tiny").config, "focal_dw")
+    assert str(sorted(SWAPPABLE_BACKBONES)) in str(err.value)
     with pytest.raises(ConfigError, match="backbone must be one of"):
         TrainConfig.from_file(None, backbone="resnet50")
     with pytest.raises(ConfigError, match="seem_tiny-style"):  # FocalNet's pixel decoder is sized for FocalNet

