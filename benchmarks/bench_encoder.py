@@ -23,10 +23,9 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_latency import DTYPES, load_model, matmul_gflops_per_s, test_image
+from bench_latency import DTYPES, flop_counter, load_model, matmul_gflops_per_s, test_image
 from seem import SeemPredictor
 from seem.modeling.precision import encoding_copy
 from seem.transforms import plan_frame, preprocess_image
@@ -40,7 +39,7 @@ def encoder_gflop(model, image) -> dict[str, float]:
     x = preprocess_image(image, frame, model.pixel_mean, model.pixel_std)
 
     def count(fn):
-        with FlopCounterMode(display=False) as counter:
+        with flop_counter() as counter:
             result = fn()
         return counter.get_total_flops() / 1e9, result
 

@@ -24,10 +24,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import gc
 import inspect
 import itertools
 import json
+import math
 import os
 import platform
 import re
@@ -89,9 +91,27 @@ def attempt(row: Row, key: str, fn: Callable[[], float]) -> None:
         row.setdefault("errors", {})[key] = f"{type(exc).__name__}: {exc}"[:300]
 
 
+@functools.lru_cache(maxsize=1)
+def _count_packed_linear() -> None:
+    """Teach FlopCounterMode oneDNN's packed linear (``seem.modeling.packed_linear``), which it has no formula for:
+    2 * rows * out * in, as for ``addmm``."""
+    from torch.utils.flop_counter import register_flop_formula
+
+    @register_flop_formula(torch.ops.mkldnn._linear_pointwise)
+    def _packed_linear_flops(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
+        return 2 * math.prod(x_shape[:-1]) * w_shape[0] * w_shape[1]
+
+
+def flop_counter() -> FlopCounterMode:
+    """A FlopCounterMode that also counts packed linear layers."""
+    if hasattr(torch.ops.mkldnn, "_linear_pointwise"):
+        _count_packed_linear()
+    return FlopCounterMode(display=False)
+
+
 def gflops(fn: Callable[[], object]) -> float:
     """FLOPs of one call of ``fn`` counted by torch's FlopCounterMode (mm/conv/attention ops), in GFLOP."""
-    with FlopCounterMode(display=False) as counter:
+    with flop_counter() as counter:
         fn()
     return counter.get_total_flops() / 1e9
 

@@ -110,22 +110,32 @@ def test_bf16_matches_fp32_on_the_demo_prompts(precision):
         _agree(preds, image, text="the person", points=[[443, 161]])
 
 
-def test_bf16_encoder_copy_computes_what_autocast_does():
+def _relative_error(x: torch.Tensor, reference: torch.Tensor) -> float:
+    return float((x.float() - reference.float()).norm() / reference.float().norm())
+
+
+def test_bf16_encoder_copy_is_as_accurate_as_autocast():
     """The bf16 modes encode with a copy whose conv/linear weights are stored in bf16 (no per-image weight
-    casts): features equal those of the fp32 model under autocast bit for bit; fp32 and MobileNetV2 (an
-    fp32-only backbone) encode with the model's own weights."""
+    casts): its features are as close to fp32 as those of the fp32 model under autocast (the copy's linear
+    layers run packed bf16 products with fused activations, so the two round differently: not bit for bit);
+    fp32 and MobileNetV2 (an fp32-only backbone) encode with the model's own weights."""
     require_fixture()
     model = fixture_model()
     image = np.random.default_rng(0).integers(0, 256, (96, 128, 3), dtype=np.uint8)
     autocast, copied = (SeemPredictor(model, precision="bf16", vocabulary_cache_dir=None) for _ in range(2))
     autocast._encoding_model = model
     a, b = autocast.encode(image)[1], copied.encode(image)[1]
+    reference = SeemPredictor(model, vocabulary_cache_dir=None).encode(image)[1]
     assert copied.encoding_model is not model and copied.encoding_model.decoder is model.decoder
     assert {p.dtype for m in copied.encoding_model.backbone.modules() if isinstance(m, torch.nn.Linear)
             for p in m.parameters()} == {torch.bfloat16}
     assert next(model.backbone.parameters()).dtype == torch.float32  # the model itself is unchanged
-    assert torch.equal(a.mask_features, b.mask_features)
-    assert all(torch.equal(x, y) for x, y in zip(a.multi_scale_features, b.multi_scale_features))
+    pairs = [(a.mask_features, b.mask_features, reference.mask_features)]
+    pairs += list(zip(a.multi_scale_features, b.multi_scale_features, reference.multi_scale_features))
+    for by_autocast, by_copy, fp32 in pairs:
+        autocast_error = _relative_error(by_autocast, fp32)
+        assert 1e-3 < autocast_error < 0.03  # bf16 rounding, not a no-op and not a broken map
+        assert _relative_error(by_copy, fp32) <= 1.05 * autocast_error
     assert SeemPredictor(model, vocabulary_cache_dir=None).encoding_model.backbone is model.backbone
     tiny = from_pretrained("seem_tiny")
     tiny_encoder = SeemPredictor(tiny, precision="bf16", vocabulary_cache_dir=None).encoding_model

@@ -169,11 +169,11 @@ class SeemPredictor:
             if self.precision == "int8":  # the cache from the fp32 weights, stored in bf16 (see the class doc)
                 features = self.model.cache_features(features) if decoder_cache else features
                 return frame, features.with_cache_dtype(self._cache_dtype)
+            # the cache from the encoder's own maps (channels-last mask features resize fastest there), then
             # mask features in the cache's dtype: fp32 in fp32 / bf16 (mask logits keep fp32 precision), bf16 in
             # bf16-all (a click's mask logits read 46 MB of fp32 features at Focal-T, 512 px: half of that)
-            features = features.to(self._dtype, self._cache_dtype)
             if decoder_cache:
-                features = self.decoding_model.cache_features(features)
+                features = self.decoding_model.cache_features(features, level_dtype=self._dtype)
         return frame, features.to(self._dtype, self._cache_dtype)
 
     def set_image(self, image) -> None:

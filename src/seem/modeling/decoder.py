@@ -24,9 +24,9 @@ from seem.modeling.attention_mask import QueryGroup
 from seem.modeling.cross_attention_mask import negative_logits, outside_masks, unblock_empty_rows
 from seem.modeling.decoder_queries import DecoderQueries
 from seem.modeling.decoder_types import DecoderImageCache, DecoderOutput, HeadOutput, LevelFeatures, VisualPromptTokens
+from seem.modeling.downsample import resize_to_levels
 from seem.modeling.feature_products import feature_logits
 from seem.modeling.layers import MLP, CrossAttentionLayer, FFNLayer, SelfAttentionLayer
-from seem.modeling.layout import row_major
 from seem.modeling.packed_linear import autocast_cast
 from seem.modeling.position_encoding import PositionEmbeddingSine
 from seem.modeling.visual_sampler import PromptSampler, RandomSampler, mean_prompt_features, point_sample
@@ -175,8 +175,10 @@ class SeemDecoder(nn.Module):
         level's size (:func:`~seem.modeling.cross_attention_mask.negative_logits`: one pass instead of two)."""
         return negative_logits(feature_logits(mask_embed, level_mask_features, packs, level))
 
-    def build_cache(self, levels: LevelFeatures, mask_features: Tensor) -> DecoderImageCache:
-        """Precompute the per-image part of every decoder pass (see :class:`DecoderImageCache`)."""
+    def build_cache(self, levels: LevelFeatures, mask_features: Tensor,
+                    level_dtype: torch.dtype | None = None) -> DecoderImageCache:
+        """Precompute the per-image part of every decoder pass (see :class:`DecoderImageCache`); the level mask
+        features in ``level_dtype`` (default: the level features' dtype, that of the decoder's queries)."""
         keys, values = [], []
         # each level's key / value inputs once (layers cycle through the levels), in the dtype autocast would
         # hand the projections (cast once per level instead of once per layer)
@@ -190,11 +192,8 @@ class SeemDecoder(nn.Module):
             keys.append(k)
             values.append(v)
         # row-major (rounds read them as (B, Dm, h*w) views: a channels-last copy would be re-laid out per round),
-        # resized from one row-major copy; in the dtype of the decoder's queries (the level features'), not of the
-        # (possibly fp32) mask features
-        dense = row_major(mask_features)
-        resized = [F.interpolate(dense, size=size, mode="bilinear", align_corners=False).to(
-            dtype=levels.src[0].dtype, memory_format=torch.contiguous_format) for size in levels.sizes]
+        # in the dtype of the decoder's queries, not of the (possibly fp32) mask features
+        resized = resize_to_levels(mask_features, levels.sizes, level_dtype or levels.src[0].dtype)
         return DecoderImageCache(keys, values, resized)
 
     # ------------------------------------------------------------------ query assembly

@@ -24,8 +24,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seem.configs import PixelDecoderConfig
+from seem.modeling.layers import MultiheadAttention
 from seem.modeling.mask_position import MaskPositionEncoding
-from seem.modeling.packed_linear import Linear
+from seem.modeling.packed_linear import Linear, activated
 from seem.modeling.position_encoding import PositionEmbeddingSine
 
 _NUM_MULTI_SCALE = 3  # official ``maskformer_num_feature_levels``: always 3 scales
@@ -92,7 +93,8 @@ class TransformerEncoderLayer(nn.Module):
 
     def __init__(self, d_model: int, num_heads: int, dim_feedforward: int, pre_norm: bool) -> None:
         super().__init__()
-        self.self_attn = nn.MultiheadAttention(d_model, num_heads)
+        # nn.MultiheadAttention's parameters; projections on packed weights, fused attention
+        self.self_attn = MultiheadAttention(d_model, num_heads)
         self.linear1 = Linear(d_model, dim_feedforward)
         self.linear2 = Linear(dim_feedforward, d_model)
         self.norm1 = nn.LayerNorm(d_model)
@@ -101,10 +103,12 @@ class TransformerEncoderLayer(nn.Module):
 
     def _attend(self, x: Tensor, pos: Tensor, key_padding_mask: Tensor | None) -> Tensor:
         qk = x + pos
-        return self.self_attn(qk, qk, x, key_padding_mask=key_padding_mask, need_weights=False)[0]
+        # padded keys blocked for every query and head: (B, 1, 1, L), True = blocked
+        blocked = None if key_padding_mask is None else key_padding_mask[:, None, None, :]
+        return self.self_attn(qk, qk, x, blocked)
 
     def _ffn(self, x: Tensor) -> Tensor:
-        return self.linear2(F.relu(self.linear1(x)))
+        return self.linear2(activated(self.linear1, x, "relu"))
 
     def forward(self, src: Tensor, pos: Tensor, key_padding_mask: Tensor | None = None) -> Tensor:
         """``src``, ``pos``: ``(L, B, D)``; ``key_padding_mask``: ``(B, L)`` bool or ``None`` -> ``(L, B, D)``."""

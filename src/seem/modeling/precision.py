@@ -75,18 +75,22 @@ def decoding_copy(model: Seem, precision: str) -> Seem:
 
 def bf16_conv_linear_copy(module: torch.nn.Module) -> torch.nn.Module:
     """A deep copy of ``module`` in eval mode with the weights and biases of its ``Linear`` / ``Conv2d`` layers
-    in bfloat16; norms, the mask position projection and every other parameter keep their dtype.
+    and attention projections in bfloat16; norms, the mask position projection and every other parameter keep
+    their dtype.
 
-    Under ``torch.autocast(dtype=torch.bfloat16)`` the copy computes exactly what the original does (autocast
-    rounds those same weights to bf16, to nearest, on every call, and keeps norms in fp32); it only spares
-    those per-call casts, i.e. reading the fp32 weights and writing bf16 ones for every image.
+    Under ``torch.autocast(dtype=torch.bfloat16)`` the copy computes what the original does (autocast rounds
+    those same weights to bf16, to nearest, on every call, and keeps norms in fp32), up to float rounding: its
+    linear layers run packed bf16 products with fused activations where autocast runs ``F.linear``
+    (:mod:`seem.modeling.packed_linear`). It spares the per-call casts, i.e. reading the fp32 weights and
+    writing bf16 ones for every image.
     """
+    from seem.modeling.layers import MultiheadAttention
     from seem.modeling.mask_position import MaskPositionEncoding
 
     out = copy.deepcopy(module).eval()
     fp32 = {id(m.proj) for m in out.modules() if isinstance(m, MaskPositionEncoding)}
     for sub in out.modules():
-        if isinstance(sub, (torch.nn.Linear, torch.nn.Conv2d)) and id(sub) not in fp32:
+        if isinstance(sub, (torch.nn.Linear, torch.nn.Conv2d, MultiheadAttention)) and id(sub) not in fp32:
             for name, param in sub.named_parameters(recurse=False):
                 setattr(sub, name, torch.nn.Parameter(param.detach().to(torch.bfloat16), requires_grad=False))
     return out

@@ -146,12 +146,13 @@ class Seem(nn.Module):
         return ImageFeatures(out.mask_features, list(out.multi_scale_features), levels,
                              (images.shape[-2], images.shape[-1]))
 
-    def cache_features(self, features: ImageFeatures) -> ImageFeatures:
+    def cache_features(self, features: ImageFeatures, level_dtype: torch.dtype | None = None) -> ImageFeatures:
         """``features`` plus the decoder's per-image cache (cross-attention keys/values of every layer and
         level-sized mask features, :class:`~seem.modeling.decoder.DecoderImageCache`): every later
         :meth:`decode` on them skips that work. Costs about one generic decoder pass's key/value
-        projections once, and ``2 * layers * h*w * D`` floats of memory."""
-        cache = self.decoder.build_cache(features.levels, features.mask_features)
+        projections once, and ``2 * layers * h*w * D`` floats of memory. ``level_dtype``: the dtype of the
+        level-sized mask features (default: that of ``features.levels``, the decoder's queries)."""
+        cache = self.decoder.build_cache(features.levels, features.mask_features, level_dtype)
         return ImageFeatures(features.mask_features, features.multi_scale_features, features.levels,
                              features.padded_size, cache)
 

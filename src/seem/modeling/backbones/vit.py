@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from seem.configs import STRIDES, ViTConfig
 from seem.modeling.backbones.simple_fpn import SimpleFPN
-from seem.modeling.packed_linear import Linear
+from seem.modeling.packed_linear import Linear, activated
 
 _LN_EPS = 1e-6  # SAM: partial(nn.LayerNorm, eps=1e-6)
 _MAX_BIAS_ELEMENTS = 1 << 25  # rows of a global attention are processed in chunks whose bias has at most this
@@ -99,7 +99,7 @@ class MLPBlock(nn.Module):
         self.lin2 = Linear(hidden_dim, dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.lin2(F.gelu(self.lin1(x)))
+        return self.lin2(activated(self.lin1, x, "gelu"))
 
 
 def window_partition(x: Tensor, window: int) -> tuple[Tensor, tuple[int, int]]:
