@@ -169,9 +169,12 @@ class SeemPredictor:
             if self.precision == "int8":  # the cache from the fp32 weights, stored in bf16 (see the class doc)
                 features = self.model.cache_features(features) if decoder_cache else features
                 return frame, features.with_cache_dtype(self._cache_dtype)
-            # the cache from the encoder's own maps (channels-last mask features resize fastest there), then
             # mask features in the cache's dtype: fp32 in fp32 / bf16 (mask logits keep fp32 precision), bf16 in
-            # bf16-all (a click's mask logits read 46 MB of fp32 features at Focal-T, 512 px: half of that)
+            # bf16-all (a click's mask logits read 46 MB of fp32 features at Focal-T, 512 px: half of that). The
+            # cache resizes them to each level: bf16 ones fastest from the encoder's channels-last map (before the
+            # row-major copy), fp32 ones from the row-major copy the rounds keep anyway
+            if not (decoder_cache and features.mask_features.dtype == self._cache_dtype == torch.bfloat16):
+                features = features.to(self._dtype, self._cache_dtype)
             if decoder_cache:
                 features = self.decoding_model.cache_features(features, level_dtype=self._dtype)
         return frame, features.to(self._dtype, self._cache_dtype)

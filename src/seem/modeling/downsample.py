@@ -69,13 +69,14 @@ def resize_to_levels(x: Tensor, sizes: list[tuple[int, int]], dtype: torch.dtype
     """``x`` ``(B, C, H, W)`` bilinearly resized to each of ``sizes`` (as ``F.interpolate``, align_corners False),
     each row-major in ``dtype``.
 
-    A channels-last ``x`` already in ``dtype`` (the bf16 encoder's output) is pooled in place (one rounding, as
-    the kernel's); any other goes row-major (in ``dtype`` when that is wider than ``x``'s, so bf16 features asked
+    A channels-last bf16 / fp16 ``x`` already in ``dtype`` (the bf16 encoder's output) is pooled in place (one
+    rounding, as the kernel's); any other goes row-major (in ``dtype`` when that is wider than ``x``'s, so bf16 features asked
     for in fp32 are never rounded to bf16 on the way), then :func:`bilinear_downsample` and a cast.
     """
     exact = x.dim() == 4 and all(s[0] > 0 and s[1] > 0 and x.shape[-2] % s[0] == 0 and x.shape[-1] % s[1] == 0
                                  for s in sizes)
-    if exact and x.dtype == dtype and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+    pooled = exact and x.dtype == dtype and x.element_size() == 2  # fp32 pooling measured no faster than slices
+    if pooled and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
         return [row_major(_pooled(x, int(h), int(w))) for h, w in sizes]
     wider = torch.empty(0, dtype=dtype).element_size() > x.element_size()
     dense = row_major(x, dtype if wider else None)
