@@ -90,7 +90,10 @@ def test_bf16_matches_fp32_on_fixture_generic_and_text(kind, precision):
     meta, _ = case("case_b_grounding", kind)
     image = image_uint8(meta["image"], kind)
     preds = _pair(fixture_model(kind), precision, shorter_side=None, max_size=None)
-    _agree(preds, image, text=meta["text"])
+    # the text mask of the random-weight model covers ~75 low-resolution cells: a mask IoU of 0.98 allowed one
+    # or two flipped cells, and rounding changes that made every encoder map closer to fp32 flipped four cells
+    # whose fp32 logits lie within 0.01 of 0; so the sign agreement on cells decided beyond 0.05
+    _agree_where_decided(preds, image, margin=0.05, text=meta["text"])
     labels = [p.segment_everything(["person", "dog", "grass"], "semantic").label_map for p in preds]
     assert (labels[0] == labels[1]).mean() >= MIN_IOU[precision]
 
@@ -142,3 +145,22 @@ def test_bf16_encoder_copy_is_as_accurate_as_autocast():
     assert tiny_encoder.backbone is tiny.backbone  # MobileNetV2: fp32 only, the model's own weights
     ptrs = {p.data_ptr() for p in tiny.parameters()}
     assert all(p.data_ptr() in ptrs for p in tiny_encoder.parameters())
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16-all"])
+def test_a_round_on_the_cached_image_equals_one_without_the_cache(precision):
+    """The per-image decoder cache only saves work: a click decoded with it gives the logits a decode that
+    projects the keys / values itself gives (the cache's keys come from the same level features). Not in
+    "bf16" and "int8", by design: there the cache is built under the encoder's bf16 autocast (bf16) or stored in
+    bf16 (int8), while their decoders project uncached keys in fp32 / int8."""
+    require_fixture()
+    image = np.random.default_rng(1).integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    pred = SeemPredictor(fixture_model(), precision=precision, vocabulary_cache_dir=None, shorter_side=None,
+                         max_size=None)
+    frame, cached = pred.encode(image)
+    _, plain = pred.encode(image, decoder_cache=False)
+    assert cached.cache is not None and plain.cache is None
+    with torch.inference_mode():
+        a = pred.with_image(frame, cached, image).predict(points=[[60.5, 40.5]])
+        b = pred.with_image(frame, plain, image).predict(points=[[60.5, 40.5]])
+    assert np.array_equal(np.asarray(a.logits_lowres), np.asarray(b.logits_lowres))

@@ -6,11 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from seem.modeling.backbones.focal import FocalModulation
 from seem.modeling.downsample import bilinear_downsample, resize_to_levels
-from seem.modeling.packed_linear import MIN_PACKED_ELEMENTS, MIN_PACKED_ROWS, Linear, _dtypes, activated
+from seem.modeling.packed_linear import MIN_PACKED_ELEMENTS, MIN_PACKED_ROWS, MIN_ROWS_WEIGHT_ELEMENTS, Linear, _dtypes
 
 
 def _interpolate(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -57,12 +56,13 @@ def test_resize_to_levels_is_interpolate_in_the_asked_dtype(channels_last, dtype
 
 def test_packed_linear_serves_small_weights_over_many_rows():
     """A weight under MIN_PACKED_ELEMENTS is packed once the rows reach MIN_PACKED_ROWS (an encoder's tokens),
-    not for a prompt round's few rows; both give F.linear's values."""
+    not for a prompt round's few rows, nor a tiny weight; all give F.linear's values."""
     if torch.float32 not in _dtypes():
         pytest.skip("no oneDNN fp32 linear")
     torch.manual_seed(0)
-    layer = Linear(96, 384).eval()
-    assert layer.weight.numel() < MIN_PACKED_ELEMENTS
+    layer, tiny = Linear(96, 384).eval(), Linear(16, 16).eval()
+    assert MIN_ROWS_WEIGHT_ELEMENTS <= layer.weight.numel() < MIN_PACKED_ELEMENTS
+    assert tiny.weight.numel() < MIN_ROWS_WEIGHT_ELEMENTS
     with torch.inference_mode():
         few = torch.randn(1, MIN_PACKED_ROWS - 1, 96)
         assert torch.allclose(layer(few), F.linear(few, layer.weight, layer.bias), atol=1e-5)
@@ -70,36 +70,51 @@ def test_packed_linear_serves_small_weights_over_many_rows():
         many = torch.randn(1, 16, MIN_PACKED_ROWS // 16, 96)  # rows counted over every leading axis
         assert torch.allclose(layer(many), F.linear(many, layer.weight, layer.bias), atol=1e-5)
         assert layer.pack._entry is not None
+        tiny(torch.randn(4 * MIN_PACKED_ROWS, 16))
+        assert tiny.pack._entry is None
 
 
 @pytest.mark.parametrize("activation", ["relu", "gelu", "none"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_fused_activation_equals_activation_after_the_product(activation, dtype):
+def test_linear_activation_equals_activation_after_the_product(activation, dtype):
     if dtype not in _dtypes():
         pytest.skip(f"no oneDNN {dtype} linear")
     torch.manual_seed(1)
-    layer = Linear(64, 256).to(dtype).eval()
-    x = torch.randn(512, 64).to(dtype)
+    layer = Linear(64, 256, activation=activation).to(dtype).eval()
+    x = torch.randn(2048, 64).to(dtype)  # over MIN_PACKED_ROWS: the packed product
     act = {"relu": F.relu, "gelu": F.gelu, "none": lambda y: y}[activation]
     with torch.inference_mode():
-        fused = activated(layer, x, activation)
+        out = layer(x)
         ref = act(F.linear(x.double(), layer.weight.double(), layer.bias.double()))
-    assert layer.pack._entry is not None and fused.dtype == dtype
-    # bf16: the fused form rounds once (after the activation), the unfused one twice
+    assert layer.pack._entry is not None and out.dtype == dtype
+    # bf16: the fused GELU rounds once (after the activation), the unfused form twice
     tol = 1e-5 if dtype == torch.float32 else 2 ** -7 * ref.abs().max().item()
-    assert (fused.double() - ref).abs().max().item() <= tol
+    assert (out.double() - ref).abs().max().item() <= tol
+    if dtype == torch.float32:  # autograd and FX tracing run the unfused form, with the same values
+        assert torch.allclose(layer(x.requires_grad_()), out, atol=1e-5)
+        assert torch.allclose(torch.fx.symbolic_trace(layer)(x.detach()), out, atol=1e-5)
 
 
-def test_activated_applies_the_activation_after_other_layers_and_checks_its_name():
-    layer = nn.Linear(8, 8)  # e.g. the int8 decoder's layers: no fused form
-    x = torch.randn(4, 8)
-    with torch.no_grad():
-        assert torch.equal(activated(layer, x, "relu"), F.relu(layer(x)))
-        assert torch.equal(activated(layer, x, "gelu"), F.gelu(layer(x)))
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+def test_activation_keeps_nan_and_hooks_see_the_activated_output(activation):
+    """NaN stays NaN (oneDNN's fused ReLU would zero it); the activation is part of the layer's output."""
+    torch.manual_seed(3)
+    layer = Linear(64, 128, activation=activation).eval()
+    seen = []
+    layer.register_forward_hook(lambda module, args, out: seen.append(out))
+    x = torch.randn(2048, 64)
+    x[5, 0] = float("nan")
+    with torch.inference_mode():
+        out = layer(x)
+    assert torch.isnan(out[5]).all() and not torch.isnan(out[:5]).any()
+    assert len(seen) == 1 and seen[0] is out and (out[:5] >= -0.2).all()
+    assert f"activation={activation}" in repr(layer)
+
+
+def test_linear_refuses_an_unknown_activation_and_keeps_nn_linear_state():
     with pytest.raises(ValueError, match="activation"):
-        activated(layer, x, "silu")
-    with pytest.raises(ValueError, match="activation"):
-        activated(Linear(8, 8), x, "tanh")
+        Linear(8, 8, activation="silu")
+    assert set(Linear(8, 8, activation="gelu").state_dict()) == {"weight", "bias"}
 
 
 def _official_modulation(m: FocalModulation, x: torch.Tensor) -> torch.Tensor:
@@ -127,3 +142,11 @@ def test_focal_modulation_equals_the_official_formula(scaling, focal_level):
     x = torch.randn(2, 24, 20, 32)
     with torch.inference_mode():
         assert torch.allclose(m(x), _official_modulation(m, x), atol=1e-5, rtol=1e-5)
+
+
+def test_downsample_rounds_once_between_half_types_and_refuses_integers():
+    x = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(3)).to(torch.bfloat16)
+    out = resize_to_levels(x, [(8, 8)], torch.float16)[0]
+    assert torch.equal(out, _interpolate(x.float(), (8, 8)).to(torch.float16))
+    with pytest.raises(RuntimeError):
+        bilinear_downsample(torch.ones(1, 1, 4, 4, dtype=torch.int64), (2, 2))

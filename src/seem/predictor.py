@@ -116,8 +116,8 @@ class SeemPredictor:
     def encoding_model(self) -> Seem:
         """The model images are encoded with, made on first use (:func:`~seem.modeling.precision.encoding_copy`):
         ``model``'s weights with Winograd 3x3 convs in the pixel decoder; in the bf16 modes (unless the backbone
-        is fp32-only: MobileNetV2, EfficientNet-Lite) bf16 copies of the encoder's weights: the numbers autocast gives, without
-        casting the weights for every image."""
+        is fp32-only: MobileNetV2, EfficientNet-Lite) bf16 copies of the encoder's weights: what autocast computes (up to float
+        rounding), without casting the weights for every image."""
         if self._encoding_model is None:
             m = self.model
             bf16 = self.precision in ("bf16", "bf16-all") and getattr(m.backbone, "supports_bf16", True)
@@ -173,7 +173,9 @@ class SeemPredictor:
             # bf16-all (a click's mask logits read 46 MB of fp32 features at Focal-T, 512 px: half of that). The
             # cache resizes them to each level: bf16 ones fastest from the encoder's channels-last map (before the
             # row-major copy), fp32 ones from the row-major copy the rounds keep anyway
-            if not (decoder_cache and features.mask_features.dtype == self._cache_dtype == torch.bfloat16):
+            if decoder_cache and features.mask_features.dtype == self._cache_dtype == torch.bfloat16:
+                features = features.with_level_dtype(self._dtype)  # keys as a decode without the cache makes them
+            else:
                 features = features.to(self._dtype, self._cache_dtype)
             if decoder_cache:
                 features = self.decoding_model.cache_features(features, level_dtype=self._dtype)

@@ -30,12 +30,15 @@ def bilinear_downsample(x: Tensor, size: tuple[int, int]) -> Tensor:
     """``F.interpolate(x, size, mode="bilinear", align_corners=False)`` for ``x`` ``(B, C, H, W)``, computed as
     strided sums when ``H`` and ``W`` are whole multiples of ``size`` (else by ``F.interpolate``).
 
-    Returns ``(B, C, size[0], size[1])`` in ``x``'s dtype, row-major (NCHW contiguous); the sums run in fp32
-    (as the kernel's weights do) and round once to ``x``'s dtype.
+    Returns ``(B, C, size[0], size[1])`` in ``x``'s dtype, row-major (NCHW contiguous; ``x`` itself when it is
+    one of that size already); the sums run in fp32 (as the kernel's weights do) and round once to ``x``'s dtype.
+    Other inputs (not 4-D, not floating point) go to ``F.interpolate``, which raises on what it rejects.
     """
+    if x.dim() != 4 or not x.is_floating_point():
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False).contiguous()
     h, w = int(x.shape[-2]), int(x.shape[-1])
     out_h, out_w = int(size[0]), int(size[1])
-    if out_h <= 0 or out_w <= 0 or h % out_h or w % out_w or x.dim() != 4:
+    if out_h <= 0 or out_w <= 0 or h % out_h or w % out_w:
         return F.interpolate(x, size=(out_h, out_w), mode="bilinear", align_corners=False).contiguous()
     if (h, w) == (out_h, out_w):
         return x.contiguous()
@@ -70,14 +73,13 @@ def resize_to_levels(x: Tensor, sizes: list[tuple[int, int]], dtype: torch.dtype
     each row-major in ``dtype``.
 
     A channels-last bf16 / fp16 ``x`` already in ``dtype`` (the bf16 encoder's output) is pooled in place (one
-    rounding, as the kernel's); any other goes row-major (in ``dtype`` when that is wider than ``x``'s, so bf16 features asked
-    for in fp32 are never rounded to bf16 on the way), then :func:`bilinear_downsample` and a cast.
+    rounding, as the kernel's); any other goes row-major (in the promoted type of ``x``'s dtype and ``dtype`` when
+    they differ, so features are rounded once, to ``dtype``), then :func:`bilinear_downsample` and a cast.
     """
     exact = x.dim() == 4 and all(s[0] > 0 and s[1] > 0 and x.shape[-2] % s[0] == 0 and x.shape[-1] % s[1] == 0
                                  for s in sizes)
     pooled = exact and x.dtype == dtype and x.element_size() == 2  # fp32 pooling measured no faster than slices
     if pooled and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
         return [row_major(_pooled(x, int(h), int(w))) for h, w in sizes]
-    wider = torch.empty(0, dtype=dtype).element_size() > x.element_size()
-    dense = row_major(x, dtype if wider else None)
+    dense = row_major(x, None if x.dtype == dtype else torch.promote_types(x.dtype, dtype))
     return [bilinear_downsample(dense, size).to(dtype) for size in sizes]

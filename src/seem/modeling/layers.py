@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seem.modeling.packed_linear import Linear, WeightPack, activated
+from seem.modeling.packed_linear import Linear, WeightPack
 
 # PyTorch >= 2.5 gives fully blocked rows zero weights inside scaled_dot_product_attention (older: NaN)
 _SDPA_SAFE_SOFTMAX = tuple(int(p) for p in torch.__version__.split(".")[:2] if p.isdigit()) >= (2, 5)
@@ -244,8 +244,8 @@ class FFNLayer(nn.Module):
 
     def forward(self, tgt: Tensor) -> Tensor:
         if self.normalize_before:
-            return tgt + self.linear2(activated(self.linear1, self.norm(tgt), "relu"))
-        return self.norm(tgt + self.linear2(activated(self.linear1, tgt, "relu")))
+            return tgt + self.linear2(F.relu(self.linear1(self.norm(tgt))))
+        return self.norm(tgt + self.linear2(F.relu(self.linear1(tgt))))
 
 
 class MLP(nn.Module):
@@ -258,7 +258,8 @@ class MLP(nn.Module):
         self.layers = nn.ModuleList(Linear(i, o) for i, o in zip(dims_in, dims_out))
 
     def forward(self, x: Tensor) -> Tensor:
-        last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
-            x = activated(layer, x, "relu" if i < last else "none")
+            x = layer(x)
+            if i < len(self.layers) - 1:
+                x = F.relu(x)
         return x

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from seem.configs import PixelDecoderConfig
 from seem.modeling.ms_deform_attn import MSDeformAttn
-from seem.modeling.packed_linear import Linear, activated
+from seem.modeling.packed_linear import Linear
 from seem.modeling.pixel_decoder import ConvNormAct, PixelDecoderOutput
 from seem.modeling.position_encoding import PositionEmbeddingSine
 
@@ -50,7 +50,7 @@ class MSDeformEncoderLayer(nn.Module):
     def forward(self, src: Tensor, pos: Tensor, reference_points: Tensor, sizes: list[tuple[int, int]]) -> Tensor:
         """``src``, ``pos`` ``(N, S, C)``; ``reference_points (N, S, levels, 2)`` -> ``(N, S, C)``."""
         src = self.norm1(src + self.self_attn(src + pos, reference_points, src, sizes))
-        return self.norm2(src + self.linear2(activated(self.linear1, src, "relu")))
+        return self.norm2(src + self.linear2(F.relu(self.linear1(src))))
 
 
 class MSDeformEncoderStack(nn.Module):

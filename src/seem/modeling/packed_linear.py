@@ -4,11 +4,12 @@
 that costs more than the product itself: a 2048 x 512 fp32 weight times 3 rows takes 0.49 ms that way and
 0.08 ms from a weight packed once (``torch.ops.mkldnn._reorder_linear_weight``, the layout torch's own
 compiler freezes weights into), bf16 0.12 -> 0.04 ms, 101 rows 1.9 -> 0.5 ms (2 threads here). Many rows gain
-too, whatever the weight's size: an encoder's 22,528 tokens times a 96 x 384 weight take 5.6 -> 2.3 ms in fp32
-and 1.5 -> 1.2 ms in bf16. Weights under ``MIN_PACKED_ELEMENTS`` times fewer than ``MIN_PACKED_ROWS`` rows stay
-on ``F.linear`` (faster there). Results are fp32 / bf16 GEMMs as before (differences of float rounding only,
-~1e-6 relative in fp32). An optional ReLU / GELU runs inside the GEMM as oneDNN's post-op (one pass over the
-output instead of two).
+too for smaller weights: an encoder's 22,528 tokens times a 96 x 384 weight take 5.6 -> 2.3 ms in fp32 and 1.5 ->
+1.2 ms in bf16. Products below both rules (``MIN_PACKED_ELEMENTS``; ``MIN_ROWS_WEIGHT_ELEMENTS`` over
+``MIN_PACKED_ROWS`` rows) stay on ``F.linear`` (faster there). Results are fp32 / bf16 GEMMs as before
+(differences of float rounding only, ~1e-6 relative in fp32). An optional GELU runs inside the GEMM as oneDNN's
+post-op (one pass over the output instead of two); an optional ReLU runs in place on the product's fresh output
+(oneDNN's fused ReLU turns NaN into 0, ``F.relu`` keeps it).
 
 The packed copy is made on first use and remade when the weight changes (another tensor, or an in-place
 update that moves its version counter: see :class:`WeightPack`), so loading weights into a model keeps
@@ -35,9 +36,11 @@ _PACK_ROWS_HINT = 128
 # smaller weights stay on F.linear: a packed product has a ~13 us floor per call here (2 threads), where MKL
 # multiplies a 128 x 128 fp32 weight by 3 rows in 6 us; from 512 x 256 on, packing wins (512 x 512: 72 -> 24 us)
 MIN_PACKED_ELEMENTS = 1 << 17
-# ... unless there are many rows: from 256 rows on a packed product is 1.2-2.4x faster for any weight measured
-# here (96 x 96 to 512 x 128, fp32 and bf16, 2 threads); at 64 rows an fp32 96 x 96 one is 1.5x slower packed
-MIN_PACKED_ROWS = 256
+# ... unless there are many rows: from 1,024 rows on a packed product is 1.1-2.4x faster for the weights of at
+# least 4,096 elements measured here (64 x 64 to 512 x 128, fp32 and bf16, 2 threads); at 256 rows an fp32
+# 96 x 96 one is about even, a 16 x 16 one 4x slower packed
+MIN_PACKED_ROWS = 1024
+MIN_ROWS_WEIGHT_ELEMENTS = 1 << 12
 # post-ops the packed product can fuse, as oneDNN names them, with the unfused form
 _ACTIVATIONS = {"none": lambda y: y, "relu": F.relu, "gelu": F.gelu}
 
@@ -80,7 +83,9 @@ def packable(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> bool:
 
 def _large(x: Tensor, weight: Tensor) -> bool:
     """Whether the product is large enough for a packed weight to pay (module docstring)."""
-    return weight.numel() >= MIN_PACKED_ELEMENTS or (x.dim() > 0 and x.numel() >= MIN_PACKED_ROWS * x.shape[-1])
+    if weight.numel() >= MIN_PACKED_ELEMENTS:
+        return True
+    return weight.numel() >= MIN_ROWS_WEIGHT_ELEMENTS and x.dim() > 0 and x.numel() >= MIN_PACKED_ROWS * x.shape[-1]
 
 
 def _packable(x: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
@@ -124,7 +129,7 @@ class WeightPack:
         ``owner``: the persistent tensor ``weight`` is a view of, when it is one made per call (the attention's
         q / k / v rows of ``in_proj_weight``); the packed copy is tied to it (a per-call view would be packed
         again on every call). ``activation``: ``"none"``, ``"relu"`` or ``"gelu"`` (exact, erf form, as
-        ``nn.GELU()``), fused into the packed product.
+        ``nn.GELU()``; fused into the packed product), equal to applying it after the product.
 
         Raises:
             ValueError: another ``activation``.
@@ -147,8 +152,11 @@ class WeightPack:
             packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach().contiguous(), _PACK_ROWS_HINT)
             entry = (weakref.ref(owner), key, packed)
             self._entry = entry
-        algorithm = "none" if activation == "gelu" else ""  # oneDNN's GELU variant: "none" is the erf form
-        return torch.ops.mkldnn._linear_pointwise(x, entry[2], bias, activation, [], algorithm)
+        if activation == "gelu":  # oneDNN's GELU post-op, algorithm "none": the erf form (NaN stays NaN)
+            return torch.ops.mkldnn._linear_pointwise(x, entry[2], bias, "gelu", [], "none")
+        y = torch.ops.mkldnn._linear_pointwise(x, entry[2], bias, "none", [], "")
+        # ReLU in place on the fresh product (outside autograd here); not oneDNN's post-op, which maps NaN to 0
+        return torch.relu_(y) if activation == "relu" else y
 
     def __deepcopy__(self, memo) -> WeightPack:  # a copy packs its own (possibly converted) weight
         return WeightPack()
@@ -160,25 +168,22 @@ class WeightPack:
         self._entry = None
 
 
-def activated(layer: nn.Module, x: Tensor, activation: str) -> Tensor:
-    """``activation(layer(x))`` for ``activation`` ``"none"``, ``"relu"`` or ``"gelu"`` (exact): fused into the
-    product when ``layer`` is a :class:`Linear` on a packed weight, else applied after it (other layers, e.g. the
-    int8 ones that replace decoder layers)."""
-    fused = getattr(layer, "forward_activated", None)
-    if fused is not None:
-        return fused(x, activation)
-    act = _ACTIVATIONS.get(activation)
-    if act is None:
-        raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
-    return act(layer(x))
-
-
 class Linear(nn.Linear):
     """``nn.Linear`` (same parameters and ``state_dict``) whose inference runs on a packed weight
-    (:class:`WeightPack`)."""
+    (:class:`WeightPack`), optionally followed by an ``activation`` (``"none"``, ``"relu"`` or ``"gelu"``, exact)
+    that is part of the layer's output (fused into the packed product for GELU; forward hooks see the activated
+    output).
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None, dtype=None) -> None:
+    Raises:
+        ValueError: another ``activation``.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None, dtype=None,
+                 activation: str = "none") -> None:
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
         super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
+        self.activation = activation
         self.pack = WeightPack()
 
     def train(self, mode: bool = True) -> Linear:
@@ -186,9 +191,7 @@ class Linear(nn.Linear):
         return super().train(mode)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.pack.linear(x, self.weight, self.bias)
+        return self.pack.linear(x, self.weight, self.bias, activation=self.activation)
 
-    def forward_activated(self, x: Tensor, activation: str) -> Tensor:
-        """``activation(self(x))`` (``"relu"`` or ``"gelu"``, exact), fused into the packed product where it runs
-        (:meth:`WeightPack.linear`)."""
-        return self.pack.linear(x, self.weight, self.bias, activation=activation)
+    def extra_repr(self) -> str:
+        return super().extra_repr() + ("" if self.activation == "none" else f", activation={self.activation}")

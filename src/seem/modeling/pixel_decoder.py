@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from seem.configs import PixelDecoderConfig
 from seem.modeling.layers import MultiheadAttention
 from seem.modeling.mask_position import MaskPositionEncoding
-from seem.modeling.packed_linear import Linear, activated
+from seem.modeling.packed_linear import Linear
 from seem.modeling.position_encoding import PositionEmbeddingSine
 
 _NUM_MULTI_SCALE = 3  # official ``maskformer_num_feature_levels``: always 3 scales
@@ -108,7 +108,7 @@ class TransformerEncoderLayer(nn.Module):
         return self.self_attn(qk, qk, x, blocked)
 
     def _ffn(self, x: Tensor) -> Tensor:
-        return self.linear2(activated(self.linear1, x, "relu"))
+        return self.linear2(F.relu(self.linear1(x)))
 
     def forward(self, src: Tensor, pos: Tensor, key_padding_mask: Tensor | None = None) -> Tensor:
         """``src``, ``pos``: ``(L, B, D)``; ``key_padding_mask``: ``(B, L)`` bool or ``None`` -> ``(L, B, D)``."""

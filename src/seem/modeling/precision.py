@@ -39,7 +39,7 @@ def encoding_copy(model: Seem, dtype: torch.dtype = torch.bfloat16, winograd_min
 
     ``dtype`` float32: every parameter is shared with ``model``. bfloat16 (the bf16 modes, run under bf16
     autocast): backbone and pixel decoder are :func:`bf16_conv_linear_copy` copies, computing what autocast
-    gives without casting the weights for every image; their convs stay direct unless
+    gives (up to float rounding) without casting the weights for every image; their convs stay direct unless
     ``winograd_min_channels`` is given (see :func:`~seem.modeling.winograd.winograd_copy`).
 
     Raises:

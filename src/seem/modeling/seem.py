@@ -58,6 +58,14 @@ class ImageFeatures:
         return ImageFeatures(row_major(self.mask_features, mdt), [m.to(dtype) for m in self.multi_scale_features], levels,
                              self.padded_size, c)
 
+    def with_level_dtype(self, dtype: torch.dtype) -> ImageFeatures:
+        """``levels`` and ``multi_scale_features`` in ``dtype`` (what a decoder in ``dtype`` reads, with or without
+        the cache); ``mask_features`` (layout included) and the cache as they are."""
+        levels = LevelFeatures([s.to(dtype) for s in self.levels.src], [p.to(dtype) for p in self.levels.pos],
+                               self.levels.sizes)
+        return ImageFeatures(self.mask_features, [m.to(dtype) for m in self.multi_scale_features], levels,
+                             self.padded_size, self.cache)
+
     def with_cache_dtype(self, dtype: torch.dtype) -> ImageFeatures:
         """The decoder's per-image cache and ``mask_features`` in ``dtype`` (the bulk of a prompt round's reads);
         ``levels`` (sampled for visual prompt tokens) and ``multi_scale_features`` unchanged."""

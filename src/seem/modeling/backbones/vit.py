@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from seem.configs import STRIDES, ViTConfig
 from seem.modeling.backbones.simple_fpn import SimpleFPN
-from seem.modeling.packed_linear import Linear, activated
+from seem.modeling.packed_linear import Linear
 
 _LN_EPS = 1e-6  # SAM: partial(nn.LayerNorm, eps=1e-6)
 _MAX_BIAS_ELEMENTS = 1 << 25  # rows of a global attention are processed in chunks whose bias has at most this
@@ -95,11 +95,11 @@ class MLPBlock(nn.Module):
 
     def __init__(self, dim: int, hidden_dim: int) -> None:
         super().__init__()
-        self.lin1 = Linear(dim, hidden_dim)
+        self.lin1 = Linear(dim, hidden_dim, activation="gelu")  # GELU fused into the packed product
         self.lin2 = Linear(hidden_dim, dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.lin2(activated(self.lin1, x, "gelu"))
+        return self.lin2(self.lin1(x))
 
 
 def window_partition(x: Tensor, window: int) -> tuple[Tensor, tuple[int, int]]:
