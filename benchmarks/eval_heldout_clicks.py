@@ -29,6 +29,7 @@ from seem import SeemPredictor, from_pretrained
 from seem.data.real_sets import ROLE_GENERIC, ROLE_PART, ROLE_REGION, load_set, photo_segments
 from seem.evaluation.interactive import FIRST_PROMPTS, interactive_curve
 from seem.train.clicker import simulate_clicks
+from seem.zoom import ZoomInPredictor
 
 SETS = ("coco128", "ccp", "bsds500")
 # --whole-objects: the segments with a class (ROLE_GENERIC: COCO things, CCP persons, CamVid's street classes),
@@ -36,7 +37,7 @@ SETS = ("coco128", "ccp", "bsds500")
 WHOLE_SETS = ("coco128", "ccp", "camvid")
 
 
-def evaluate(predictor: SeemPredictor, records, rounds: int, min_area: int, per_photo: int,
+def evaluate(predictor: SeemPredictor | ZoomInPredictor, records, rounds: int, min_area: int, per_photo: int,
              roles: tuple[str, ...] = (ROLE_GENERIC, ROLE_PART, ROLE_REGION), first_prompt: str = "point") -> dict:
     curves = []
     for record in records:
@@ -69,12 +70,15 @@ def main() -> int:
     ap.add_argument("--first-prompt", choices=FIRST_PROMPTS, default="point",
                     help="the first round's prompt: a click (default) or a region drawn from the segment, kept in "
                          "every later round with the clicks (box: InferenceConfig.box_anchor's validation)")
+    ap.add_argument("--zoom-in", action="store_true", help="rounds through seem.zoom.ZoomInPredictor")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model = from_pretrained(args.model) if args.model else from_pretrained()
     size = {} if args.shorter_side is None else {"shorter_side": args.shorter_side, "max_size": 2 * args.shorter_side}
     predictor = SeemPredictor(model, vocabulary_cache_dir=None, **size)
+    if args.zoom_in:
+        predictor = ZoomInPredictor(predictor)
     report: dict = {}
     t0 = time.perf_counter()
     roles = (ROLE_GENERIC,) if args.whole_objects else (ROLE_GENERIC, ROLE_PART, ROLE_REGION)
