@@ -41,7 +41,7 @@ MIN_PACKED_ELEMENTS = 1 << 17
 # 96 x 96 one is about even, a 16 x 16 one 4x slower packed
 MIN_PACKED_ROWS = 1024
 MIN_ROWS_WEIGHT_ELEMENTS = 1 << 12
-# post-ops the packed product can fuse, as oneDNN names them, with the unfused form
+# the activations a linear layer can end with (oneDNN's post-op names), in their unfused form
 _ACTIVATIONS = {"none": lambda y: y, "relu": F.relu, "gelu": F.gelu}
 
 

@@ -80,7 +80,7 @@ def bf16_conv_linear_copy(module: torch.nn.Module) -> torch.nn.Module:
 
     Under ``torch.autocast(dtype=torch.bfloat16)`` the copy computes what the original does (autocast rounds
     those same weights to bf16, to nearest, on every call, and keeps norms in fp32), up to float rounding: its
-    linear layers run packed bf16 products with fused activations where autocast runs ``F.linear``
+    linear layers run packed bf16 products (GELU fused in) where autocast runs ``F.linear``
     (:mod:`seem.modeling.packed_linear`). It spares the per-call casts, i.e. reading the fp32 weights and
     writing bf16 ones for every image.
     """
