@@ -120,7 +120,7 @@ def _relative_error(x: torch.Tensor, reference: torch.Tensor) -> float:
 def test_bf16_encoder_copy_is_as_accurate_as_autocast():
     """The bf16 modes encode with a copy whose conv/linear weights are stored in bf16 (no per-image weight
     casts): its features are as close to fp32 as those of the fp32 model under autocast (the copy's linear
-    layers run packed bf16 products with fused activations, so the two round differently: not bit for bit);
+    layers run packed bf16 products with fused GELU, so the two round differently: not bit for bit);
     fp32 and MobileNetV2 (an fp32-only backbone) encode with the model's own weights."""
     require_fixture()
     model = fixture_model()

@@ -1,4 +1,4 @@
-"""Encoder-side kernels: packed linear layers over many rows with fused activations, whole-factor bilinear
+"""Encoder-side kernels: packed linear layers over many rows and their activations (GELU fused), whole-factor bilinear
 downsampling of the cached mask features, and FocalNet's focal modulation against the official formula."""
 
 from __future__ import annotations
@@ -150,3 +150,11 @@ def test_downsample_rounds_once_between_half_types_and_refuses_integers():
     assert torch.equal(out, _interpolate(x.float(), (8, 8)).to(torch.float16))
     with pytest.raises(RuntimeError):
         bilinear_downsample(torch.ones(1, 1, 4, 4, dtype=torch.int64), (2, 2))
+
+
+def test_int8_refuses_a_linear_layer_that_ends_in_an_activation():
+    from seem.modeling.int8 import Int8Linear
+
+    with pytest.raises(ValueError, match="gelu"):
+        Int8Linear.from_float(Linear(8, 8, activation="gelu"))
+    assert isinstance(Int8Linear.from_float(Linear(8, 8)), Int8Linear)

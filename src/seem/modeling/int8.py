@@ -92,6 +92,15 @@ class Int8Linear(nn.Module):
 
     @classmethod
     def from_float(cls, linear: nn.Linear) -> Int8Linear:
+        """The int8 form of ``linear``.
+
+        Raises:
+            ValueError: ``linear`` ends with an activation (:class:`seem.modeling.packed_linear.Linear`), which
+                this layer would drop.
+        """
+        activation = getattr(linear, "activation", "none")
+        if activation != "none":
+            raise ValueError(f"Int8Linear has no activation: cannot quantize a linear layer ending in {activation!r}")
         return cls(linear.weight, linear.bias)
 
     def forward(self, x: Tensor) -> Tensor:
