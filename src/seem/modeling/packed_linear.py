@@ -45,6 +45,14 @@ MIN_ROWS_WEIGHT_ELEMENTS = 1 << 12
 _ACTIVATIONS = {"none": lambda y: y, "relu": F.relu, "gelu": F.gelu}
 
 
+def _activation(name: str):
+    """The unfused form of activation ``name``; ``ValueError`` for another name."""
+    act = _ACTIVATIONS.get(name)
+    if act is None:
+        raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {name!r}")
+    return act
+
+
 @functools.lru_cache(maxsize=1)
 def _dtypes() -> tuple[torch.dtype, ...]:
     ops = getattr(torch.ops, "mkldnn", None)
@@ -134,9 +142,7 @@ class WeightPack:
         Raises:
             ValueError: another ``activation``.
         """
-        act = _ACTIVATIONS.get(activation)
-        if act is None:
-            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+        act = _activation(activation)
         if _in_transform():  # checked first: under FX the tensors are proxies
             return act(F.linear(x, weight, bias))
         if _large(x, weight):
@@ -180,8 +186,7 @@ class Linear(nn.Linear):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None, dtype=None,
                  activation: str = "none") -> None:
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+        _activation(activation)  # validated before any parameter is made
         super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
         self.activation = activation
         self.pack = WeightPack()

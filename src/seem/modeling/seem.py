@@ -53,9 +53,8 @@ class ImageFeatures:
                 self.cache is None or self.cache.keys[0].dtype == dtype):
             return self
         c = None if self.cache is None else self.cache.to(dtype)
-        levels = LevelFeatures([s.to(dtype) for s in self.levels.src], [p.to(dtype) for p in self.levels.pos],
-                               self.levels.sizes)
-        return ImageFeatures(row_major(self.mask_features, mdt), [m.to(dtype) for m in self.multi_scale_features], levels,
+        converted = self.with_level_dtype(dtype)
+        return ImageFeatures(row_major(self.mask_features, mdt), converted.multi_scale_features, converted.levels,
                              self.padded_size, c)
 
     def with_level_dtype(self, dtype: torch.dtype) -> ImageFeatures:
